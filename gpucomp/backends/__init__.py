@@ -1,0 +1,1 @@
+"""Compositing backends. `select.choose()` picks one; only `cuda` imports cupy, lazily."""

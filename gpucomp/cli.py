@@ -1,0 +1,166 @@
+"""Command line front end: argparse only; all logic lives in the API modules."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", help="TOML config file (see README); flags below override it")
+    p.add_argument("-n", "--size", type=int, help="number of items (default 100)")
+    p.add_argument("--seed", type=int, help="random seed; same seed + layers + config = same collection")
+    p.add_argument("--start", type=int, help="number of the first item (default 1)")
+    p.add_argument("--name-prefix", help="item name prefix: '<prefix> #<n>'")
+    p.add_argument("--description", help="collection description for metadata")
+    p.add_argument("--base-uri", help="image base URI for metadata, e.g. ipfs://<CID>")
+    p.add_argument("--preset", choices=["fast", "balanced", "small"], help="PNG preset (default fast)")
+    p.add_argument("--rgba", action="store_true", help="always write RGBA, even for fully opaque results")
+    p.add_argument("--backend", choices=["auto", "cuda", "cpu"], help="compositing backend (default auto)")
+    p.add_argument("--workers", type=int, help="encoder threads (default: one per CPU core)")
+    p.add_argument("--batch-size", type=int, help="items per GPU launch (default: from the VRAM budget)")
+    p.add_argument("--vram-budget", help="VRAM budget: fraction of free memory (0.8) or size (8GiB)")
+    p.add_argument("--delimiter", help="trait weight delimiter in file names (default '#')")
+    p.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info lines")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _overrides(args) -> dict:
+    return {
+        "size": args.size, "seed": args.seed, "start": args.start, "name_prefix": args.name_prefix,
+        "description": args.description, "base_uri": args.base_uri, "preset": args.preset,
+        "opaque_rgb": False if args.rgba else None, "backend": args.backend, "workers": args.workers,
+        "batch_size": args.batch_size, "vram_budget": args.vram_budget, "delimiter": args.delimiter,
+        "force": True if args.force else None,
+    }
+
+
+def _print_summary(s: dict, out: Path, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(s, indent=2))
+        return
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in s["stage_seconds"].items())
+    print(f"done: {s['items']} items in {s['seconds']:.1f}s — {s['items_per_s']} items/s while rendering, "
+          f"{s['items_per_s_total']} items/s overall")
+    print(f"stages (summed over workers): {stages}")
+    print(f"avg PNG {s['avg_png_bytes'] / 1e6:.2f} MB ({s['preset']}, {s['deflate']}), backend {s['backend']['backend']}")
+    if "cache" in s["backend"]:
+        c = s["backend"]["cache"]
+        print(f"prefix cache: {c['hits']} hits / {c['misses']} misses ({c['hit_rate']:.0%}), {c['evictions']} evictions")
+    print(f"output: {out}/images, {out}/metadata, {out}/_metadata.json, {out}/rarity.json")
+
+
+def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> int:
+    from .pipeline import generate
+
+    layers = layers or Path(args.layers)
+    out = out or Path(args.out)
+    log = None if args.quiet else (lambda m: print(m, file=sys.stderr))
+    gen = generate(layers, out, args.config, log=log, progress=None if not args.quiet else False, **_overrides(args))
+    for _ in gen:
+        pass
+    _print_summary(gen.summary, out, args.json)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import make_layers
+
+    root = Path(args.out)
+    layers = root / "layers"
+    key = f"{args.layers}-{args.traits}-{args.image_size}-{args.layer_seed}"
+    stamp = layers / ".gpucomp-demo"
+    if not (stamp.exists() and stamp.read_text() == key):
+        if layers.exists() and any(layers.iterdir()) and not stamp.exists():
+            print(f"error: {layers} exists and was not made by gpucomp demo; choose another -o", file=sys.stderr)
+            return 2
+        import shutil
+
+        shutil.rmtree(layers, ignore_errors=True)
+        if not args.quiet:
+            print(f"making demo layers: {args.layers} layers, {args.traits} traits, "
+                  f"{args.image_size}x{args.image_size} -> {layers}", file=sys.stderr)
+        make_layers(layers, args.layers, args.traits, args.image_size, args.layer_seed)
+        stamp.write_text(key)
+    if args.size is None:
+        args.size = 50
+    args.force = True  # the demo owns its collection folder
+    return cmd_generate(args, layers, root / "collection")
+
+
+def cmd_validate(args) -> int:
+    from .config import Config, load_config, with_overrides
+    from .pipeline import load_for_config
+    from .plan import make_plan
+
+    cfg = load_config(args.config) if args.config else Config()
+    cfg = with_overrides(cfg, size=args.size, delimiter=args.delimiter)
+    ls = load_for_config(args.layers, cfg)
+    for layer in ls.layers:
+        print(f"{layer.folder} -> '{layer.name}': {len(layer.traits)} traits")
+    print(f"canvas {ls.width}x{ls.height}, {ls.combinations} possible combinations")
+    make_plan([layer.weights for layer in ls.layers], cfg.size, cfg.seed, cfg.start)
+    print(f"ok: a collection of {cfg.size} unique items can be planned")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from . import __version__
+    from .backends.select import cuda_status
+    from .encode import PRESETS, deflate_engine
+
+    print(f"gpucomp {__version__}")
+    ok, why = cuda_status()
+    print(f"cuda: {'available' if ok else 'unavailable'} — {why}")
+    if ok:
+        from .backends.cuda_backend import device_report
+
+        for line in device_report():
+            print(f"  {line}")
+    print("cpu: available (NumPy backend)")
+    for p in PRESETS.values():
+        print(f"png preset {p.name}: {p.help} [deflate: {deflate_engine(p)}]")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpucomp", description="Generate image collections from trait layers, fast.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="render a collection from a layers folder")
+    g.add_argument("layers", help="folder with one sub-folder per layer: <Layer>/<Trait>#<weight>.png")
+    g.add_argument("-o", "--out", required=True, help="output folder (must be empty unless --force)")
+    _add_run_options(g)
+    d = sub.add_parser("demo", help="make procedural demo layers, then a collection from them")
+    d.add_argument("-o", "--out", default="gpucomp-demo", help="folder for layers/ and collection/ (default gpucomp-demo)")
+    d.add_argument("--layers", type=int, default=6, help="number of layers (default 6)")
+    d.add_argument("--traits", type=int, default=36, help="traits in all layers together (default 36)")
+    d.add_argument("--image-size", type=int, default=512, help="canvas side in pixels (default 512)")
+    d.add_argument("--layer-seed", type=int, default=7, help="seed of the demo art (default 7)")
+    _add_run_options(d)
+    v = sub.add_parser("validate", help="check a layers folder and config without rendering")
+    v.add_argument("layers")
+    v.add_argument("-c", "--config")
+    v.add_argument("-n", "--size", type=int)
+    v.add_argument("--delimiter")
+    sub.add_parser("info", help="backends, devices and encoders available here")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from .errors import GpucompError
+
+    try:
+        return {"generate": cmd_generate, "demo": cmd_demo, "validate": cmd_validate, "info": cmd_info}[args.command](args)
+    except GpucompError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished items are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

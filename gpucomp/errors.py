@@ -1,0 +1,26 @@
+"""Exception types. Every user-facing failure is a GpucompError with a message that
+names the file or key, what is wrong, and what to do; the CLI prints it without a traceback."""
+
+
+class GpucompError(Exception):
+    """Base class: the CLI prints the message and exits with status 2."""
+
+
+class LayerError(GpucompError, ValueError):
+    """A layers folder or trait file is unusable."""
+
+
+class ConfigError(GpucompError, ValueError):
+    """A config file or option has a bad key, type or value."""
+
+
+class PlanError(GpucompError, ValueError):
+    """The requested collection cannot be planned (e.g. more items than combinations)."""
+
+
+class OutputError(GpucompError, OSError):
+    """The output folder cannot be used or written."""
+
+
+class BackendUnavailable(GpucompError, RuntimeError):
+    """A backend that was asked for explicitly cannot run here."""

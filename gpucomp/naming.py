@@ -1,0 +1,45 @@
+"""Trait and layer file-name conventions: `Name#weight.png`, natural ordering."""
+from __future__ import annotations
+
+import math
+import re
+
+from .errors import LayerError
+
+_NUM = re.compile(r"(\d+)")
+_ORDER_PREFIX = re.compile(r"^\d+\s*[-_. ]\s*(?=\S)")
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders `2-x` before `10-x` and never depends on the file system."""
+    parts = _NUM.split(name.casefold())
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts) + (name,)
+
+
+def layer_display_name(folder: str) -> str:
+    """`01_Background` -> `Background`: a leading order number is for stacking, not metadata."""
+    return _ORDER_PREFIX.sub("", folder) or folder
+
+
+def parse_trait_name(stem: str, delimiter: str, source: str) -> tuple[str, float]:
+    """Split `Name#weight` into (name, weight); no delimiter means weight 1.
+
+    The weight is the text after the last delimiter. It must be a plain non-negative
+    decimal number (`3`, `0.15`); anything else is an error naming `source`.
+    """
+    if delimiter not in stem:
+        name, weight = stem, 1.0
+    else:
+        name, _, text = stem.rpartition(delimiter)
+        if not re.fullmatch(r"\d+(\.\d+)?|\.\d+", text):
+            raise LayerError(
+                f"{source}: bad weight {text!r} after {delimiter!r}; write a plain number "
+                f"such as 'Name{delimiter}3' or 'Name{delimiter}0.15' (decimal point, no comma or sign)"
+            )
+        weight = float(text)
+        if not math.isfinite(weight):
+            raise LayerError(f"{source}: weight {text!r} is not a finite number")
+    name = name.strip()
+    if not name:
+        raise LayerError(f"{source}: the trait has no name before {delimiter!r}")
+    return name, weight

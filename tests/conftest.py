@@ -1,0 +1,29 @@
+import importlib.util
+
+import pytest
+
+from gpucomp.demo import make_layers
+
+
+def _cuda_ok() -> bool:
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    from gpucomp.backends.select import cuda_status
+
+    return cuda_status()[0]
+
+
+CUDA = _cuda_ok()
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason="needs CuPy and a working CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not CUDA:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def demo_layers(tmp_path_factory):
+    """Small deterministic layers folder: 4 layers, 14 traits, 64x64."""
+    return make_layers(tmp_path_factory.mktemp("layers"), layers=4, traits=14, size=64, seed=3)
