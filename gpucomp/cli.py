@@ -21,6 +21,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="encoder threads (default: one per CPU core)")
     p.add_argument("--batch-size", type=int, help="items per GPU launch (default: from the VRAM budget)")
     p.add_argument("--vram-budget", help="VRAM budget: fraction of free memory (0.8) or size (8GiB)")
+    p.add_argument("--cache", choices=["auto", "on", "off"], help="GPU prefix cache (default auto)")
     p.add_argument("--delimiter", help="trait weight delimiter in file names (default '#')")
     p.add_argument("--force", action="store_true", help="write into a non-empty output folder")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info lines")
@@ -32,7 +33,7 @@ def _overrides(args) -> dict:
         "size": args.size, "seed": args.seed, "start": args.start, "name_prefix": args.name_prefix,
         "description": args.description, "base_uri": args.base_uri, "preset": args.preset,
         "opaque_rgb": False if args.rgba else None, "backend": args.backend, "workers": args.workers,
-        "batch_size": args.batch_size, "vram_budget": args.vram_budget, "delimiter": args.delimiter,
+        "batch_size": args.batch_size, "vram_budget": args.vram_budget, "cache": args.cache, "delimiter": args.delimiter,
         "force": True if args.force else None,
     }
 

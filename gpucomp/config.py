@@ -36,6 +36,7 @@ class Config:
     backend: str = "auto"  # auto | cuda | cpu
     batch_size: int = 0  # items per GPU launch; 0 = chosen from the VRAM budget
     vram_budget: str = "0.8"  # fraction of free VRAM, or a size such as "8GiB"
+    cache: str = "auto"  # GPU prefix cache: auto (when it saves traffic) | on | off
     force: bool = False
 
 
@@ -47,7 +48,7 @@ SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
     "input": {"delimiter": ("delimiter", str)},
     "output": {"preset": ("preset", str), "opaque_rgb": ("opaque_rgb", bool)},
     "run": {"workers": ("workers", int), "backend": ("backend", str), "batch_size": ("batch_size", int),
-            "vram_budget": ("vram_budget", str)},
+            "vram_budget": ("vram_budget", str), "cache": ("cache", str)},
 }
 
 
@@ -112,6 +113,8 @@ def validate(cfg: Config, source: str = "options") -> Config:
         raise ConfigError(f"{source}: unknown preset {cfg.preset!r}; choose one of {', '.join(PRESETS)}")
     if cfg.backend not in ("auto", "cuda", "cpu"):
         raise ConfigError(f"{source}: backend must be auto, cuda or cpu, got {cfg.backend!r}")
+    if cfg.cache not in ("auto", "on", "off"):
+        raise ConfigError(f"{source}: cache must be auto, on or off, got {cfg.cache!r}")
     if cfg.workers < 0 or cfg.batch_size < 0:
         raise ConfigError(f"{source}: workers and batch_size must be 0 (auto) or more")
     if not cfg.delimiter or "/" in cfg.delimiter or "." in cfg.delimiter:

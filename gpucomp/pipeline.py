@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 from . import __version__
 from .config import Config, to_dict
-from .encode import deflate_engine, encode_png, get_preset
+from .encode import deflate_engine, encode_filtered, encode_png, get_preset
 from .errors import GpucompError, OutputError
 from .output import (MANIFEST, atomic_write_bytes, atomic_write_json, item_metadata, prepare_output,
                      rarity_summary, write_collection_metadata)
@@ -73,7 +73,7 @@ class Generation:
         })
         if self.backend is None:
             self.backend, why = choose(cfg.backend, opaque_rgb=cfg.opaque_rgb, batch_size=cfg.batch_size,
-                                       vram_budget=cfg.vram_budget)
+                                       vram_budget=cfg.vram_budget, cache=cfg.cache)
             self.log(f"backend: {self.backend.name} ({why})")
         backend = self.backend
         with st.timer("prepare"):
@@ -86,7 +86,10 @@ class Generation:
         def write(i: int, pixels) -> Item:
             number = plan.number(i)
             with st.timer("encode"):
-                png = encode_png(pixels, preset)
+                if hasattr(pixels, "rows"):  # scanlines the GPU already filtered
+                    png = encode_filtered(pixels.rows, pixels.width, pixels.height, pixels.channels, preset)
+                else:
+                    png = encode_png(pixels, preset)
             img_path = out / "images" / f"{number}.png"
             meta_path = out / "metadata" / f"{number}.json"
             meta = item_metadata(number, names[i], layer_names, dna(names[i]), cfg)
@@ -123,10 +126,10 @@ class Generation:
                     pending.add(pool.submit(render_and_write, i))
                     yield from drain(limit)
             else:
-                for start, images in backend.render(plan.combos, st):
+                for indices, images in backend.render(plan.combos, st, preset.filter):
                     limit = max(limit, 2 * len(images))
-                    for k, pixels in enumerate(images):
-                        pending.add(pool.submit(write, start + k, pixels))
+                    for i, pixels in zip(indices.tolist(), images):
+                        pending.add(pool.submit(write, i, pixels))
                     del images
                     yield from drain(limit)
             yield from drain(0)

@@ -1,0 +1,120 @@
+"""GPU check benchmark: the standard workload on the CUDA backend and on the CPU backend of
+the same machine, in one run, with composite-only kernel throughput next to a measured
+device-to-device copy, copy-back bandwidth, encode rate, cache/prefetch stats, peak VRAM.
+
+    PYTHONPATH=. python3 benchmarks/bench_gpu.py --json OUT.json [--items 1000] [--cpu-items 200]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import QUICK, STANDARD, machine, peak_rss_mb, table, workload_layers, write_json
+
+import numpy as np
+
+import gpucomp
+
+
+def copy_bandwidth(cp, nbytes: int = 1 << 30) -> dict:
+    """Device-to-device copy (bytes read + written per second) and device-to-pinned-host copy."""
+    import cupyx
+
+    a = cp.empty(nbytes, cp.uint8)
+    b = cp.empty_like(a)
+    b[...] = a
+    cp.cuda.Device().synchronize()
+    t = []
+    for _ in range(5):
+        s, e = cp.cuda.Event(), cp.cuda.Event()
+        s.record()
+        b[...] = a
+        e.record()
+        e.synchronize()
+        t.append(cp.cuda.get_elapsed_time(s, e) / 1e3)
+    d2d = 2 * nbytes / float(np.median(t)) / 1e9
+    h = cupyx.empty_pinned(nbytes // 4, np.uint8)
+    src = a[: nbytes // 4]
+    t = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        cp.cuda.runtime.memcpy(h.ctypes.data, src.data.ptr, h.nbytes, 2)
+        t.append(time.perf_counter() - t0)
+    d2h = h.nbytes / float(np.median(t)) / 1e9
+    del a, b
+    cp.get_default_memory_pool().free_all_blocks()
+    return {"d2d_gb_per_s": d2d, "d2h_pinned_gb_per_s": d2h}
+
+
+def run(layers, n, backend, workers=0, **kw) -> dict:
+    out = Path(tempfile.mkdtemp(prefix=f"gpucomp-{backend}-", dir=kw.pop("tmp", None)))
+    try:
+        t0 = time.perf_counter()
+        s = gpucomp.run(layers, out, size=n, seed=1, backend=backend, workers=workers, force=True, **kw)
+        s["wall"] = time.perf_counter() - t0
+        return s
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--items", type=int, default=1000)
+    ap.add_argument("--cpu-items", type=int, default=200)
+    ap.add_argument("--tmp", help="folder for outputs (default system temp)")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    import cupy as cp
+
+    from gpucomp.backends.cuda_backend import CudaBackend, device_report
+    from gpucomp.layers import load_layers
+    from gpucomp.plan import make_plan
+
+    spec = QUICK if args.quick else STANDARD
+    layers = workload_layers(spec)
+    dev = device_report()
+    print("\n".join(dev))
+    bw = copy_bandwidth(cp)
+    gpu = run(layers, args.items, "cuda", tmp=args.tmp)
+    cached = run(layers, min(args.items, 300), "cuda", tmp=args.tmp, cache="on")
+    cpu = run(layers, args.cpu_items, "cpu", tmp=args.tmp)
+    ls = load_layers(layers)
+    b = CudaBackend()
+    b.prepare(ls)
+    combos = make_plan([layer.weights for layer in ls.layers], 256, seed=1).combos
+    comp = b.composite_only(combos)
+    b.close()
+    peak_vram = gpu["backend"]["peak_vram_bytes"]
+    ratio = gpu["items_per_s_total"] / cpu["items_per_s_total"]
+    enc_rate = lambda s: s["items"] / (s["stage_seconds"].get("encode", 0) / s["workers"])  # noqa: E731
+    rows = [
+        ("end-to-end items/s (load+plan+render+write)", f"{gpu['items_per_s_total']:.1f}", f"{cpu['items_per_s_total']:.1f}"),
+        ("render-phase items/s", f"{gpu['items_per_s']:.1f}", f"{cpu['items_per_s']:.1f}"),
+        ("composite-only items/s (kernel, batch)", f"{comp['items_per_s']:.0f}", "-"),
+        ("composite achieved GB/s / D2D copy GB/s", f"{comp['gb_per_s']:.0f} / {bw['d2d_gb_per_s']:.0f}", "-"),
+        ("copy-back (D2H pinned) GB/s", f"{bw['d2h_pinned_gb_per_s']:.1f}", "-"),
+        ("encode items/s (all workers)", f"{enc_rate(gpu):.0f}", f"{enc_rate(cpu):.0f}"),
+        ("avg PNG MB", f"{gpu['avg_png_bytes'] / 1e6:.2f}", f"{cpu['avg_png_bytes'] / 1e6:.2f}"),
+        ("peak VRAM GiB", f"{peak_vram / 2**30:.2f}", "-"),
+        ("items", gpu["items"], cpu["items"]),
+        ("with prefix cache forced on: render items/s", f"{cached['items_per_s']:.1f}", "-"),
+    ]
+    print(f"workload: {spec}; machine: {machine()['cpu']}, {machine()['cores']} cores")
+    print(table(rows, ("measure", "cuda", "cpu")))
+    print(f"GPU/CPU end-to-end ratio: {ratio:.1f}x; composite / copy bandwidth: {comp['gb_per_s'] / bw['d2d_gb_per_s']:.2f}")
+    print(f"cuda cache: {gpu['backend']['cache']}; prefetch: {gpu['backend']['prefetch']}")
+    print(f"cuda, cache forced on ({cached['items']} items): {cached['backend']['cache']}")
+    print(f"cuda stages: {gpu['stage_seconds']}")
+    print(f"cpu stages: {cpu['stage_seconds']}")
+    write_json(args.json, {"device": dev, "machine": machine(), "workload": spec, "bandwidth": bw, "cuda": gpu,
+                           "cpu": cpu, "cuda_cache_on": cached, "composite_only": comp, "ratio": ratio, "peak_rss_mb": peak_rss_mb()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The standard workload end to end on this machine (CPU or any backend), against the naive
+Pillow pipeline on the same layers in the same run.
+
+    python benchmarks/bench_standard.py            # 1000 items, 8 layers, 100 traits, 2048x2048
+    python benchmarks/bench_standard.py --quick    # 200 items at 512x512: a smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import QUICK, STANDARD, machine, peak_rss_mb, table, workload_layers, write_json
+
+import gpucomp
+from gpucomp.layers import load_layers
+from gpucomp.plan import make_plan
+from naive_pillow import naive_items_per_s
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("-n", "--items", type=int, help="items (default 1000, quick 200)")
+    ap.add_argument("--naive-items", type=int, help="items for the naive Pillow baseline (default 20, quick 50)")
+    ap.add_argument("--backend", default="cpu")
+    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--out", help="output folder (default: a temporary folder, removed after)")
+    ap.add_argument("--json", default=None, help="write results here (default benchmarks/results/standard[-quick].json)")
+    args = ap.parse_args()
+    spec = QUICK if args.quick else STANDARD
+    n = args.items or (200 if args.quick else 1000)
+    naive_n = args.naive_items or (50 if args.quick else 20)
+    layers = workload_layers(spec)
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gpucomp-bench-"))
+    try:
+        t0 = time.perf_counter()
+        s = gpucomp.run(layers, out, size=n, seed=1, backend=args.backend, preset=args.preset,
+                        workers=args.workers, force=True)
+        wall = time.perf_counter() - t0
+        peak = peak_rss_mb()
+    finally:
+        if not args.out:
+            shutil.rmtree(out, ignore_errors=True)
+    ls = load_layers(layers)
+    combos = make_plan([layer.weights for layer in ls.layers], naive_n, seed=2).combos
+    naive = naive_items_per_s(ls, combos)
+    ratio = s["items_per_s_total"] / naive["items_per_s"]
+    rows = [
+        ("gpucomp " + s["backend"]["backend"] + f" ({s['preset']})", n, f"{s['items_per_s_total']:.2f}",
+         f"{s['items_per_s']:.2f}", f"{s['avg_png_bytes'] / 1e6:.2f}", f"{peak:.0f}"),
+        ("naive Pillow (1 thread)", naive_n, f"{naive['items_per_s']:.3f}", "-",
+         f"{naive['avg_png_bytes'] / 1e6:.2f}", "-"),
+    ]
+    print(f"workload: {spec['layers']} layers, {spec['traits']} traits, {spec['size']}x{spec['size']}; "
+          f"machine: {machine()['cpu']}, {machine()['cores']} cores")
+    print(table(rows, ("pipeline", "items", "items/s (end to end)", "items/s (render)", "avg PNG MB", "peak RSS MB")))
+    print("stage seconds (summed over workers): " + ", ".join(f"{k} {v:.2f}" for k, v in s["stage_seconds"].items()))
+    print(f"ratio gpucomp / naive Pillow: {ratio:.1f}x")
+    write_json(args.json or str(Path(__file__).parent / "results" / f"standard{'-quick' if args.quick else ''}.json"),
+               {"workload": spec, "items": n, "machine": machine(), "gpucomp": s, "wall_seconds": wall,
+                "peak_rss_mb": peak, "naive_pillow": naive, "ratio_vs_naive": ratio})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Shared helpers for the benchmark scripts: standard workload layers, machine facts, output."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gpucomp.demo import make_layers  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / ".data"
+STANDARD = dict(layers=8, traits=100, size=2048, seed=1)
+QUICK = dict(layers=8, traits=100, size=512, seed=1)
+
+
+def workload_layers(spec: dict) -> Path:
+    """Generate (once, cached under benchmarks/.data) the layers for a workload spec."""
+    d = DATA / f"layers-{spec['layers']}-{spec['traits']}-{spec['size']}-{spec['seed']}"
+    stamp = d / ".complete"
+    if not stamp.exists():
+        shutil.rmtree(d, ignore_errors=True)
+        t0 = time.perf_counter()
+        make_layers(d, spec["layers"], spec["traits"], spec["size"], spec["seed"])
+        stamp.write_text("ok")
+        print(f"generated layers in {time.perf_counter() - t0:.1f}s -> {d}", file=sys.stderr)
+    return d
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children, MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + kids) / 1024
+
+
+def table(rows: list[tuple], headers: tuple) -> str:
+    cols = [headers] + [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cols) for i in range(len(headers))]
+    fmt = " | ".join(f"{{:{w}}}" for w in widths)
+    lines = [fmt.format(*headers), "-+-".join("-" * w for w in widths)]
+    lines += [fmt.format(*r) for r in cols[1:]]
+    return "\n".join(lines)
+
+
+def write_json(path: str | None, data: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=2))
+        print(f"wrote {path}", file=sys.stderr)

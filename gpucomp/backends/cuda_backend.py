@@ -1,0 +1,366 @@
+"""The CUDA backend: traits resident on the device, one kernel launch per batch,
+prefix cache, Up filtering on the GPU, double-buffered copy-back to pinned memory.
+
+Only this module imports cupy, and only when a CudaBackend is made.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..budget import resolve_budget
+from ..cache import PrefixCache
+from ..compositing import INV, SA
+from ..schedule import Lookahead, Residency, grouped_order, prefix_depth
+
+THREADS = 256
+
+
+@dataclass
+class Filtered:
+    """PNG scanlines already filtered on the GPU: (H, 1 + W*C) uint8, filter byte first."""
+
+    rows: np.ndarray
+    width: int
+    height: int
+    channels: int
+
+
+def device_report() -> list[str]:
+    """Lines for `gpucomp info`: device, memory (NVML when present) and the default budget."""
+    import cupy
+
+    dev = cupy.cuda.Device()
+    props = cupy.cuda.runtime.getDeviceProperties(dev.id)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    free, total = cupy.cuda.runtime.memGetInfo()
+    lines = [f"device {dev.id}: {name}, compute capability {props['major']}.{props['minor']}"]
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        h = pynvml.nvmlDeviceGetHandleByIndex(dev.id)
+        mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+        lines.append(f"memory (NVML): {mem.used / 2**30:.1f} GiB used of {mem.total / 2**30:.1f} GiB, "
+                     f"driver {pynvml.nvmlSystemGetDriverVersion()}")
+        free = mem.free
+    except Exception as err:  # nvidia-ml-py missing or NVML unusable: CUDA's own figure
+        lines.append(f"memory (CUDA): {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB (NVML: {err})")
+    lines.append(f"default budget (0.8 of free): {resolve_budget('0.8', free) / 2**30:.1f} GiB")
+    return lines
+
+
+def free_device_memory() -> int:
+    """Free bytes on the current device, counting memory CuPy's pool holds but does not use."""
+    import cupy
+
+    free, _ = cupy.cuda.runtime.memGetInfo()
+    pool = cupy.get_default_memory_pool()
+    return free + pool.free_bytes()
+
+
+class CudaBackend:
+    name = "cuda"
+    renders_in_workers = False  # the main thread launches batches; workers only encode
+
+    def __init__(self, opaque_rgb: bool = True, batch_size: int = 0, vram_budget: str = "0.8",
+                 cache: str = "auto", trait_budget: int | None = None):
+        import cupy
+
+        self.cp = cupy
+        self.opaque_rgb = opaque_rgb
+        self.batch_size = batch_size
+        self.vram_budget = vram_budget
+        self.cache_mode = cache  # auto | on | off
+        self.trait_budget_override = trait_budget
+        self.fallbacks: list[str] = []
+        self.cache: PrefixCache | None = None
+        self.residency: Residency | None = None
+        self.peak_vram = 0
+
+    # ---- setup -------------------------------------------------------------------------
+    def prepare(self, layerset) -> None:
+        cp = self.cp
+        from ..kernels import get_kernel
+
+        self.k_composite = get_kernel("composite_batch")
+        self.k_filter = get_kernel("filter_rows")
+        self.layerset = layerset
+        self.height, self.width = layerset.height, layerset.width
+        self.npix = self.height * self.width
+        traits = [t for layer in layerset.layers for t in layer.traits]
+        self.layer_offset = np.cumsum([0] + [len(layer.traits) for layer in layerset.layers[:-1]]).astype(np.int32)
+        self.host_traits = [np.ascontiguousarray(t.pixels) for t in traits]
+        boxes = np.zeros((len(traits), 4), np.int32)
+        for i, t in enumerate(traits):
+            if t.box is not None:
+                y0, x0, y1, x1 = t.box
+                boxes[i] = (y0, x0, y1 - y0, x1 - x0)
+        self.boxes = boxes
+        self.trait_sizes = [a.nbytes for a in self.host_traits]
+        self.budget = resolve_budget(self.vram_budget, free_device_memory())
+        self.d_boxes = cp.asarray(boxes)
+        self.d_tables = cp.asarray(np.concatenate([SA, INV]))
+        self.ptrs = np.zeros(len(traits), np.uint64)
+        self.d_ptrs = cp.zeros(len(traits), cp.uint64)
+        total = sum(self.trait_sizes)
+        per_item = self.item_bytes()
+        if not self.batch_size:  # two batches in flight must fit a quarter of the budget
+            self.batch_size = int(max(1, min(64, self.budget // (8 * per_item))))
+        trait_budget = self.trait_budget_override or int(self.budget * 0.5)
+        self.resident_pool = None
+        self.dev_traits: dict[int, object] = {}
+        if total <= trait_budget:  # everything resident: one packed buffer + offset table
+            offs = np.cumsum([0] + self.trait_sizes[:-1])
+            pool = cp.empty(max(total, 1), cp.uint8)
+            for i, a in enumerate(self.host_traits):
+                if a.nbytes:
+                    pool[offs[i]:offs[i] + a.nbytes].set(a.reshape(-1).view(np.uint8))
+            self.resident_pool = pool
+            self.ptrs[:] = pool.data.ptr + offs.astype(np.uint64)
+            self.d_ptrs.set(self.ptrs)
+            self.trait_bytes_uploaded = total
+        self.trait_budget = trait_budget
+        self._note_vram()
+
+    def item_bytes(self) -> int:
+        """Device bytes per item in flight: RGBA finals + filtered rows."""
+        return self.npix * 4 + self.height * (1 + 4 * self.width)
+
+    def _note_vram(self) -> None:
+        pool = self.cp.get_default_memory_pool()
+        self.peak_vram = max(self.peak_vram, pool.total_bytes())
+
+    # ---- trait streaming -----------------------------------------------------------------
+    def _upload(self, t: int) -> None:
+        a = self.host_traits[t]
+        d = self.cp.asarray(a) if a.nbytes else self.cp.empty(4, self.cp.uint8)
+        self.dev_traits[t] = d
+        self.ptrs[t] = d.data.ptr
+
+    def _drop(self, t: int) -> None:
+        self.dev_traits.pop(t, None)
+        self.ptrs[t] = 0
+
+    # ---- rendering ------------------------------------------------------------------------
+    def _use_cache(self, combos: np.ndarray) -> int:  # combos: global trait ids
+        """Prefix depth to cache, 0 for none. `auto` caches only when reading a cached
+        float32 prefix moves fewer bytes than recompositing the prefix's layers."""
+        if self.cache_mode == "off":
+            return 0
+        depth = prefix_depth(combos)
+        if depth == 0:
+            return 0
+        if self.cache_mode == "auto":
+            areas = self.boxes[:, 2].astype(np.int64) * self.boxes[:, 3]
+            saved = float(areas[combos[:, :depth]].sum(axis=1).mean()) * 4  # uint8 RGBA reads skipped
+            if saved <= self.npix * 16:
+                return 0
+        return depth
+
+    def render(self, combos: np.ndarray, stats, png_filter: str = "up"):
+        """Yield (plan indices, outputs) batch by batch; outputs are `Filtered` rows when
+        png_filter == 'up', else (H, W, C) uint8 pixel arrays."""
+        cp = self.cp
+        n, layers = combos.shape
+        gids = (combos + self.layer_offset[None, :]).astype(np.int32)
+        depth = self._use_cache(gids)
+        order = grouped_order(gids, depth)
+        if depth:
+            budget = max(self.budget - self.trait_budget - 4 * self.batch_size * self.item_bytes(), 0)
+            self.cache = PrefixCache(budget, self.npix * 16, lambda nb: cp.empty(nb // 4, cp.float32))
+        self.depth = depth
+        pos = 0
+        batch_no = 0
+        while pos < n:
+            b = min(self.batch_size, n - pos)
+            try:
+                batches = [order[i:i + self.batch_size] for i in range(pos, n, self.batch_size)]
+                if self.resident_pool is None and self.residency is None:
+                    look = Lookahead([gids[idx].ravel() for idx in batches])
+                    self.residency = Residency(self.trait_sizes, self.trait_budget, look, self._upload, self._drop)
+                for idx, outs in self._render_batches(batches, gids, layers, png_filter, stats):
+                    pos += len(idx)
+                    batch_no += 1
+                    yield idx, outs
+            except MemoryError as err:  # CuPy's OutOfMemoryError, or a batch over the trait budget
+                if self.cache is not None:
+                    self.cache.clear()
+                cp.get_default_memory_pool().free_all_blocks()
+                if b > 1:
+                    self.batch_size = max(1, b // 2)
+                    self.fallbacks.append(f"GPU memory exceeded at batch size {b}: retrying with {self.batch_size}")
+                    self.residency = None
+                    self.dev_traits.clear()
+                    continue
+                msg = f"out of GPU memory even at batch size 1 ({err}); finishing on the CPU backend"
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+                self.fallbacks.append(msg)
+                yield from self._cpu_fallback(order[pos:], combos, png_filter)
+                return
+
+    def _cpu_fallback(self, rest, combos, png_filter):
+        from .numpy_backend import NumpyBackend
+
+        cpu = NumpyBackend(opaque_rgb=self.opaque_rgb)
+        cpu.prepare(self.layerset)
+        for i in rest:
+            yield np.array([i]), cpu.composite([combos[i]])
+
+    def _render_batches(self, batches, gids, layers, png_filter, stats):
+        cp = self.cp
+        B = self.batch_size
+        stream = cp.cuda.Stream(non_blocking=True)
+        copy_stream = cp.cuda.Stream(non_blocking=True)
+        out8 = [cp.empty((B, self.npix * 4), cp.uint8) for _ in range(2)]
+        rows = [cp.empty((B, self.height * (1 + 4 * self.width)), cp.uint8) for _ in range(2)]
+        flags = [cp.zeros(B, cp.int32) for _ in range(2)]
+        copied = [None, None]
+        filt = 2 if png_filter == "up" else 0
+        grid_x = (self.npix + THREADS - 1) // THREADS
+        prev = None
+        for bi, idx in enumerate(batches):
+            s = bi % 2
+            nb = len(idx)
+            if copied[s] is not None:
+                stream.wait_event(copied[s])
+            with stream:
+                if self.residency is not None:
+                    with stats.timer("upload"):
+                        stream.synchronize()  # the previous launch may still read traits we evict
+                        self.residency.ensure(bi)
+                        self.d_ptrs.set(self.ptrs)
+                pre_ptrs, first = self._prefixes(idx, gids, layers, stream, grid_x)
+                d_combos = cp.asarray(gids[idx])
+                flags[s][:nb].fill(0)
+                self.k_composite((grid_x, nb), (THREADS,), (
+                    self.d_ptrs, self.d_boxes, d_combos, cp.asarray(pre_ptrs), cp.asarray(first), self.d_tables,
+                    np.int32(layers), np.int32(self.width), np.int32(self.height), np.int32(0),
+                    out8[s], cp.zeros(nb, cp.uint64), flags[s]))
+                self.k_filter((grid_x, nb), (THREADS,), (
+                    out8[s], flags[s], np.int32(1 if self.opaque_rgb else 0), np.int32(self.width),
+                    np.int32(self.height), np.int32(filt), rows[s]))
+                done = stream.record()
+            host = _pinned((nb, rows[s].shape[1]))
+            host_flags = _pinned((nb,), np.int32)
+            copy_stream.wait_event(done)
+            cp.cuda.runtime.memcpyAsync(host.ctypes.data, rows[s].data.ptr, host.nbytes, 2, copy_stream.ptr)
+            cp.cuda.runtime.memcpyAsync(host_flags.ctypes.data, flags[s].data.ptr, host_flags.nbytes, 2, copy_stream.ptr)
+            copied[s] = copy_stream.record()
+            self._note_vram()
+            if prev is not None:
+                yield self._collect(*prev, stats)
+            prev = (idx, host, host_flags, copied[s], png_filter)
+        if prev is not None:
+            yield self._collect(*prev, stats)
+        stream.synchronize()
+        copy_stream.synchronize()
+
+    def _prefixes(self, idx, gids, layers, stream, grid_x):
+        """Per item: pointer to a cached prefix accumulator (0 = none) and the first layer
+        to apply. Misses build their prefix first (mode 1 launch) when the cache has room."""
+        cp = self.cp
+        nb = len(idx)
+        pre = np.zeros(nb, np.uint64)
+        first = np.zeros(nb, np.int32)
+        if not self.depth:
+            return pre, first
+        d = self.depth
+        keys = [tuple(r) for r in gids[idx, :d].tolist()]
+        batch_keys = frozenset(keys)
+        build = {}
+        for k, key in enumerate(keys):
+            if key in build:  # built for an earlier item of this batch: a hit
+                self.cache.stats.hits += 1
+                buf = build[key]
+            else:
+                buf = self.cache.get(key)
+            if buf is None:
+                buf = self.cache.put(key, pinned=batch_keys)
+                if buf is not None:
+                    build[key] = buf
+            if buf is not None:
+                pre[k] = buf.data.ptr
+                first[k] = d
+        if build:
+            nbld = len(build)
+            combos = np.full((nbld, layers), -1, np.int32)
+            combos[:, :d] = np.array(list(build.keys()), np.int32)
+            dst = np.array([b.data.ptr for b in build.values()], np.uint64)
+            self.k_composite((grid_x, nbld), (THREADS,), (
+                self.d_ptrs, self.d_boxes, cp.asarray(combos), cp.zeros(nbld, cp.uint64), cp.zeros(nbld, cp.int32),
+                self.d_tables, np.int32(layers), np.int32(self.width), np.int32(self.height), np.int32(1),
+                cp.empty(4, cp.uint8), cp.asarray(dst), cp.zeros(nbld, cp.int32)))
+        return pre, first
+
+    def _collect(self, idx, host, host_flags, event, png_filter, stats):
+        with stats.timer("gpu_wait"):
+            event.synchronize()
+        outs = []
+        for k in range(len(idx)):
+            c = 3 if (self.opaque_rgb and not host_flags[k]) else 4
+            r = host[k, :self.height * (1 + self.width * c)].reshape(self.height, 1 + self.width * c)
+            if png_filter == "up":
+                outs.append(Filtered(r, self.width, self.height, c))
+            else:
+                outs.append(r[:, 1:].reshape(self.height, self.width, c))
+        return idx, outs
+
+    # ---- measurement helpers (benchmarks, tests) -----------------------------------------------
+    def composite_only(self, combos: np.ndarray, reps: int = 5) -> dict:
+        """Time the compositing kernel alone on one batch (device events): items/s and GB/s
+        of trait reads + RGBA writes."""
+        cp = self.cp
+        gids = (combos + self.layer_offset[None, :]).astype(np.int32)[: self.batch_size]
+        nb, layers = gids.shape
+        out8 = cp.empty((nb, self.npix * 4), cp.uint8)
+        flags = cp.zeros(nb, cp.int32)
+        d_combos = cp.asarray(gids)
+        zeros64, zeros32 = cp.zeros(nb, cp.uint64), cp.zeros(nb, cp.int32)
+        grid_x = (self.npix + THREADS - 1) // THREADS
+        args = (self.d_ptrs, self.d_boxes, d_combos, zeros64, zeros32, self.d_tables, np.int32(layers),
+                np.int32(self.width), np.int32(self.height), np.int32(0), out8, zeros64, flags)
+        self.k_composite((grid_x, nb), (THREADS,), args)
+        times = []
+        for _ in range(reps):
+            start, end = cp.cuda.Event(), cp.cuda.Event()
+            start.record()
+            self.k_composite((grid_x, nb), (THREADS,), args)
+            end.record()
+            end.synchronize()
+            times.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
+        t = float(np.median(times))
+        areas = self.boxes[:, 2].astype(np.int64) * self.boxes[:, 3]
+        moved = int(areas[gids].sum()) * 4 + nb * self.npix * 4
+        return {"items": nb, "seconds": t, "items_per_s": nb / t, "gb_per_s": moved / t / 1e9, "bytes": moved}
+
+    def stats(self) -> dict:
+        d = {"backend": "cuda", "batch_size": self.batch_size, "budget_bytes": getattr(self, "budget", 0),
+             "peak_vram_bytes": self.peak_vram, "fallbacks": list(self.fallbacks),
+             "traits_resident": self.resident_pool is not None}
+        if self.cache is not None:
+            d["cache"] = {**self.cache.stats.as_dict(), "prefix_depth": self.depth}
+        else:
+            d["cache"] = {"hits": 0, "misses": 0, "evictions": 0, "hit_rate": 0.0, "bytes": 0,
+                          "prefix_depth": 0, "mode": self.cache_mode}
+        if self.residency is not None:
+            r = self.residency
+            d["prefetch"] = {"hits": r.hits, "misses": r.misses, "bytes_moved": r.bytes_moved}
+        else:
+            d["prefetch"] = {"hits": 0, "misses": 0, "bytes_moved": getattr(self, "trait_bytes_uploaded", 0)}
+        return d
+
+    def close(self) -> None:
+        self.resident_pool = None
+        self.dev_traits.clear()
+        if self.cache is not None:
+            self.cache.clear()
+
+
+def _pinned(shape, dtype=np.uint8) -> np.ndarray:
+    """A NumPy array in page-locked memory from CuPy's pinned pool (returned when freed)."""
+    import cupyx
+
+    return cupyx.empty_pinned(shape, dtype)

@@ -1,0 +1,129 @@
+"""CUDA backend: byte parity with the NumPy backend. Marked gpu: skipped without CuPy and a device."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gpucomp
+from gpucomp.backends.numpy_backend import NumpyBackend
+from gpucomp.layers import Layer, LayerSet, Trait
+from gpucomp.plan import make_plan
+from gpucomp.stats import Stats
+
+
+def random_layerset(seed, h=37, w=53, layers=4, per_layer=3, opaque_base=False):
+    rng = np.random.default_rng(seed)
+    out = []
+    for li in range(layers):
+        layer = Layer(folder=f"L{li}", name=f"L{li}")
+        for ti in range(per_layer):
+            y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+            y1, x1 = rng.integers(y0 + 1, h + 1), rng.integers(x0 + 1, w + 1)
+            px = rng.integers(0, 256, (y1 - y0, x1 - x0, 4), dtype=np.uint8)
+            px[..., 3] = rng.choice([0, 255, 1, 128, 254, 77], size=px.shape[:2])
+            full = False
+            if opaque_base and li == 0:
+                y0, x0, y1, x1 = 0, 0, h, w
+                px = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+                px[..., 3] = 255
+                full = True
+            layer.traits.append(Trait(f"t{ti}", 1.0, Path(f"t{ti}.png"), (int(y0), int(x0), int(y1), int(x1)), px,
+                                      "0", (h, w), full))
+        out.append(layer)
+    return LayerSet(Path("."), out, w, h)
+
+
+def cpu_images(ls, combos, opaque_rgb=True):
+    b = NumpyBackend(opaque_rgb=opaque_rgb)
+    b.prepare(ls)
+    return [b.composite([c])[0] for c in combos]
+
+
+def gpu_images(ls, combos, opaque_rgb=True, **kw):
+    from gpucomp.backends.cuda_backend import CudaBackend
+
+    b = CudaBackend(opaque_rgb=opaque_rgb, **kw)
+    b.prepare(ls)
+    got = {}
+    for idx, outs in b.render(combos, Stats(), png_filter="none"):
+        for i, o in zip(idx.tolist(), outs):
+            got[i] = np.array(o)
+    b.close()
+    return [got[i] for i in range(len(combos))], b
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("opaque_base", [False, True])
+@pytest.mark.parametrize("opaque_rgb", [False, True])
+def test_gpu_matches_cpu_on_random_layers(opaque_base, opaque_rgb):
+    ls = random_layerset(11 + opaque_base, opaque_base=opaque_base)
+    combos = make_plan([layer.weights for layer in ls.layers], 40, seed=4).combos
+    want = cpu_images(ls, combos, opaque_rgb)
+    got, _ = gpu_images(ls, combos, opaque_rgb, batch_size=7)
+    for w, g in zip(want, got):
+        assert w.shape == g.shape and np.array_equal(w, g)
+
+
+@pytest.mark.gpu
+def test_cache_on_off_identical_with_evictions_and_streaming():
+    ls = random_layerset(5, layers=5, per_layer=2, opaque_base=True)
+    combos = make_plan([layer.weights for layer in ls.layers], 32, seed=9).combos
+    off, _ = gpu_images(ls, combos, cache="off", batch_size=5)
+    on, b = gpu_images(ls, combos, cache="on", batch_size=5)
+    assert b.stats()["cache"]["hits"] > 0
+    # a budget that holds only the traits of about one item and two cached prefixes
+    sizes = [t.pixels.nbytes for layer in ls.layers for t in layer.traits]
+    offs = np.cumsum([0] + [len(layer.traits) for layer in ls.layers[:-1]])
+    per_item = max(sum(sizes[o + c] for o, c in zip(offs, row)) for row in combos)
+    assert sum(sizes) > per_item + 16
+    npix = ls.width * ls.height
+    item_bytes = npix * 4 + ls.height * (1 + 4 * ls.width)
+    budget = per_item + 16 + 4 * 5 * item_bytes + 2 * npix * 16
+    tiny, b2 = gpu_images(ls, combos, cache="on", batch_size=5, vram_budget=str(budget), trait_budget=per_item + 16)
+    st = b2.stats()
+    assert st["prefetch"]["misses"] > 0 and not st["traits_resident"]
+    assert st["cache"]["evictions"] > 0
+    for a, c, d in zip(off, on, tiny):
+        assert np.array_equal(a, c) and np.array_equal(a, d)
+
+
+@pytest.mark.gpu
+def test_out_of_memory_falls_back_to_cpu(monkeypatch):
+    import cupy
+
+    from gpucomp.backends import cuda_backend
+
+    ls = random_layerset(3, opaque_base=True)
+    combos = make_plan([layer.weights for layer in ls.layers], 12, seed=1).combos
+
+    def boom(self, *a, **k):
+        raise cupy.cuda.memory.OutOfMemoryError(1 << 40, 0, 0)
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(cuda_backend.CudaBackend, "_render_batches", boom)
+    with pytest.warns(RuntimeWarning, match="CPU backend"):
+        got, b = gpu_images(ls, combos, batch_size=4)
+    assert any("batch size" in f for f in b.stats()["fallbacks"])
+    for w, g in zip(cpu_images(ls, combos), got):
+        assert np.array_equal(w, g)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("preset", ["fast", "balanced"])
+def test_end_to_end_png_files_identical(demo_layers, tmp_path, preset):
+    a = gpucomp.run(demo_layers, tmp_path / "cpu", size=25, seed=3, backend="cpu", preset=preset)
+    b = gpucomp.run(demo_layers, tmp_path / "gpu", size=25, seed=3, backend="cuda", preset=preset, batch_size=4)
+    assert a["backend"]["backend"] == "cpu" and b["backend"]["backend"] == "cuda"
+    for n in range(1, 26):
+        assert (tmp_path / "cpu/images" / f"{n}.png").read_bytes() == (tmp_path / "gpu/images" / f"{n}.png").read_bytes()
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
+def test_kernels_compile_for_sm90(tmp_path):
+    src = Path(__file__).resolve().parent.parent / "kernels"
+    for cu in src.glob("*.cu"):
+        r = subprocess.run(["nvcc", "-arch=sm_90", "--fmad=false", "-c", str(cu), "-o", str(tmp_path / "k.o")],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
