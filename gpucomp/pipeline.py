@@ -77,7 +77,10 @@ class Generation:
             self.log(f"backend: {self.backend.name} ({why})")
         backend = self.backend
         with st.timer("prepare"):
-            backend.prepare(ls)
+            if getattr(backend, "renders_in_workers", False):
+                backend.prepare(ls, release_pixels=True)  # the CPU backend keeps its own sparse copy
+            else:
+                backend.prepare(ls)
         preset = get_preset(cfg.preset)
         self.log(f"png: preset {preset.name} ({deflate_engine(preset)} deflate)")
         workers = cfg.workers or os.cpu_count() or 1

@@ -57,8 +57,9 @@ def gpu_images(ls, combos, opaque_rgb=True, **kw):
 @pytest.mark.gpu
 @pytest.mark.parametrize("opaque_base", [False, True])
 @pytest.mark.parametrize("opaque_rgb", [False, True])
-def test_gpu_matches_cpu_on_random_layers(opaque_base, opaque_rgb):
-    ls = random_layerset(11 + opaque_base, opaque_base=opaque_base)
+@pytest.mark.parametrize("width", [53, 64])  # scalar edge groups; 16-byte groups throughout
+def test_gpu_matches_cpu_on_random_layers(opaque_base, opaque_rgb, width):
+    ls = random_layerset(11 + opaque_base, w=width, opaque_base=opaque_base)
     combos = make_plan([layer.weights for layer in ls.layers], 40, seed=4).combos
     want = cpu_images(ls, combos, opaque_rgb)
     got, _ = gpu_images(ls, combos, opaque_rgb, batch_size=7)

@@ -92,11 +92,12 @@ class CudaBackend:
         self.npix = self.height * self.width
         traits = [t for layer in layerset.layers for t in layer.traits]
         self.layer_offset = np.cumsum([0] + [len(layer.traits) for layer in layerset.layers[:-1]]).astype(np.int32)
-        self.host_traits = [np.ascontiguousarray(t.pixels) for t in traits]
-        boxes = np.zeros((len(traits), 4), np.int32)
+        self.host_traits, boxes = [], np.zeros((len(traits), 4), np.int32)
         for i, t in enumerate(traits):
-            if t.box is not None:
-                y0, x0, y1, x1 = t.box
+            px, box = pad_box(t.pixels, t.box, self.width)
+            self.host_traits.append(px)
+            if box is not None:
+                y0, x0, y1, x1 = box
                 boxes[i] = (y0, x0, y1 - y0, x1 - x0)
         self.boxes = boxes
         self.trait_sizes = [a.nbytes for a in self.host_traits]
@@ -113,8 +114,9 @@ class CudaBackend:
         self.resident_pool = None
         self.dev_traits: dict[int, object] = {}
         if total <= trait_budget:  # everything resident: one packed buffer + offset table
-            offs = np.cumsum([0] + self.trait_sizes[:-1])
-            pool = cp.empty(max(total, 1), cp.uint8)
+            padded = [-(-n // 16) * 16 for n in self.trait_sizes]  # 16-byte aligned starts (uint4 loads)
+            offs = np.cumsum([0] + padded[:-1])
+            pool = cp.empty(max(sum(padded), 1), cp.uint8)
             for i, a in enumerate(self.host_traits):
                 if a.nbytes:
                     pool[offs[i]:offs[i] + a.nbytes].set(a.reshape(-1).view(np.uint8))
@@ -124,6 +126,10 @@ class CudaBackend:
             self.trait_bytes_uploaded = total
         self.trait_budget = trait_budget
         self._note_vram()
+
+    def _grid(self) -> int:
+        """Blocks along x for composite_batch: one thread per 4-pixel group of a row."""
+        return (((self.width + 3) // 4) * self.height + THREADS - 1) // THREADS
 
     def item_bytes(self) -> int:
         """Device bytes per item in flight: RGBA finals + filtered rows."""
@@ -219,7 +225,8 @@ class CudaBackend:
         flags = [cp.zeros(B, cp.int32) for _ in range(2)]
         copied = [None, None]
         filt = 2 if png_filter == "up" else 0
-        grid_x = (self.npix + THREADS - 1) // THREADS
+        grid_x = self._grid()
+        filt_grid = (self.npix + THREADS - 1) // THREADS
         prev = None
         for bi, idx in enumerate(batches):
             s = bi % 2
@@ -239,7 +246,7 @@ class CudaBackend:
                     self.d_ptrs, self.d_boxes, d_combos, cp.asarray(pre_ptrs), cp.asarray(first), self.d_tables,
                     np.int32(layers), np.int32(self.width), np.int32(self.height), np.int32(0),
                     out8[s], cp.zeros(nb, cp.uint64), flags[s]))
-                self.k_filter((grid_x, nb), (THREADS,), (
+                self.k_filter((filt_grid, nb), (THREADS,), (
                     out8[s], flags[s], np.int32(1 if self.opaque_rgb else 0), np.int32(self.width),
                     np.int32(self.height), np.int32(filt), rows[s]))
                 done = stream.record()
@@ -319,7 +326,7 @@ class CudaBackend:
         flags = cp.zeros(nb, cp.int32)
         d_combos = cp.asarray(gids)
         zeros64, zeros32 = cp.zeros(nb, cp.uint64), cp.zeros(nb, cp.int32)
-        grid_x = (self.npix + THREADS - 1) // THREADS
+        grid_x = self._grid()
         args = (self.d_ptrs, self.d_boxes, d_combos, zeros64, zeros32, self.d_tables, np.int32(layers),
                 np.int32(self.width), np.int32(self.height), np.int32(0), out8, zeros64, flags)
         self.k_composite((grid_x, nb), (THREADS,), args)
@@ -357,6 +364,21 @@ class CudaBackend:
         self.dev_traits.clear()
         if self.cache is not None:
             self.cache.clear()
+
+
+def pad_box(pixels: np.ndarray, box, width: int):
+    """Widen a trait's box to x multiples of 4 (clipped to the canvas) with transparent
+    pixels, so the kernel can move 4 pixels per 16-byte access. Transparent pixels leave
+    the accumulator bit-for-bit unchanged, so padding never changes an output byte."""
+    if box is None:
+        return np.ascontiguousarray(pixels), None
+    y0, x0, y1, x1 = box
+    nx0, nx1 = x0 - x0 % 4, min(-(-x1 // 4) * 4, width)
+    if (nx0, nx1) == (x0, x1):
+        return np.ascontiguousarray(pixels), box
+    out = np.zeros((y1 - y0, nx1 - nx0, 4), np.uint8)
+    out[:, x0 - nx0:x0 - nx0 + (x1 - x0)] = pixels
+    return out, (y0, nx0, y1, nx1)
 
 
 def _pinned(shape, dtype=np.uint8) -> np.ndarray:

@@ -60,9 +60,22 @@ class NumpyBackend:
         self._local = threading.local()
         self.traits: list[list[SparseTrait]] = []
 
-    def prepare(self, layerset) -> None:
+    def prepare(self, layerset, release_pixels: bool = False) -> None:
+        """Index every trait (in threads: NumPy releases the GIL). With `release_pixels` each
+        trait's dense pixels are dropped once indexed, so the two forms never coexist."""
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
         self.height, self.width = layerset.height, layerset.width
-        self.traits = [[sparse_trait(t, self.width) for t in layer.traits] for layer in layerset.layers]
+
+        def index(t):
+            sp = sparse_trait(t, self.width)
+            if release_pixels:
+                t.pixels = None
+            return sp
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            self.traits = [list(pool.map(index, layer.traits)) for layer in layerset.layers]
 
     @property
     def resident_bytes(self) -> int:
