@@ -30,13 +30,15 @@ class Preset:
     level: int
     engine: str  # "isal" (falls back to zlib) or "zlib"
     help: str
+    also_pillow: bool = False  # also try Pillow's own recipe and keep the smaller result
 
 
 PRESETS = {
     # Figures: one 2048x2048 RGB composite, 1 core (benchmarks/NOTES.md).
     "fast": Preset("fast", "up", 2, "isal", "Up filter + ISA-L level 2: ~32 ms, ~30% larger than 'small'"),
     "balanced": Preset("balanced", "sub", 6, "zlib", "Sub filter + zlib level 6: ~18x slower than fast, ~19% smaller"),
-    "small": Preset("small", "adaptive", 9, "zlib", "adaptive filter + zlib 9: slowest; smaller than Pillow level 9"),
+    "small": Preset("small", "adaptive", 9, "zlib", "adaptive filter + zlib 9: slowest; smaller than Pillow level 9",
+                    also_pillow=True),
 }
 
 
@@ -60,7 +62,8 @@ def _chunk(kind: bytes, data) -> bytes:
 
 
 def filter_rows(pixels: np.ndarray, kind: str) -> np.ndarray:
-    """PNG-filter (H, W, C) uint8 pixels into (H, 1 + W*C) uint8 scanlines, filter byte first."""
+    """PNG-filter (H, W, C) uint8 pixels into (H, 1 + W*C) uint8 scanlines, filter byte first.
+    `kind`: up, sub, paeth, adaptive (per row, all five filters) or pillow (per row, as Pillow picks)."""
     h, w, c = pixels.shape
     flat = pixels.reshape(h, w * c)
     out = np.empty((h, 1 + w * c), np.uint8)
@@ -78,6 +81,8 @@ def filter_rows(pixels: np.ndarray, kind: str) -> np.ndarray:
         body[...] = _paeth(flat, c)
     elif kind == "adaptive":
         _adaptive(flat, c, out)
+    elif kind == "pillow":
+        _adaptive(flat, c, out, order=(0, 2, 1, 4))
     else:
         raise ValueError(f"unknown PNG filter {kind!r}")
     return out
@@ -97,20 +102,22 @@ def _paeth(flat: np.ndarray, c: int) -> np.ndarray:
     return (x - pred).astype(np.uint8)
 
 
-def _adaptive(flat: np.ndarray, c: int, out: np.ndarray) -> None:
-    """libpng's heuristic: per row, the filter with the least sum of |signed residual|."""
+def _adaptive(flat: np.ndarray, c: int, out: np.ndarray, order=(0, 1, 2, 3, 4)) -> None:
+    """libpng's heuristic: per row, the filter with the least sum of |signed residual|; ties go
+    to the filter type listed first in `order` (Pillow: none, up, sub, paeth; no average)."""
     x = flat.astype(np.int16)
     a = np.zeros_like(x)
     a[:, c:] = x[:, :-c]
     b = np.zeros_like(x)
     b[1:] = x[:-1]
-    cands = [flat, (x - a).astype(np.uint8), (x - b).astype(np.uint8),
-             (x - ((a + b) >> 1)).astype(np.uint8), _paeth(flat, c)]
+    make = {0: lambda: flat, 1: lambda: (x - a).astype(np.uint8), 2: lambda: (x - b).astype(np.uint8),
+            3: lambda: (x - ((a + b) >> 1)).astype(np.uint8), 4: lambda: _paeth(flat, c)}
+    cands = [make[f]() for f in order]
     scores = np.stack([np.abs(k.view(np.int8).astype(np.int32)).sum(axis=1) for k in cands])
     best = scores.argmin(axis=0)
-    out[:, 0] = best
-    for f, cand in enumerate(cands):
-        rows = best == f
+    out[:, 0] = np.asarray(order, np.uint8)[best]
+    for i, cand in enumerate(cands):
+        rows = best == i
         out[rows, 1:] = cand[rows]
 
 
@@ -122,9 +129,21 @@ def compress(data, preset: Preset) -> bytes:
 
 def encode_filtered(scanlines: np.ndarray, width: int, height: int, channels: int, preset: Preset) -> bytes:
     """PNG bytes from already-filtered (H, 1 + W*C) scanlines."""
+    return _png(width, height, channels, compress(memoryview(np.ascontiguousarray(scanlines)).cast("B"), preset))
+
+
+def _png(width: int, height: int, channels: int, idat: bytes) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPE[channels], 0, 0, 0)
-    idat = compress(memoryview(np.ascontiguousarray(scanlines)).cast("B"), preset)
     return b"".join((PNG_SIGNATURE, _chunk(b"IHDR", ihdr), _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))
+
+
+def _pillow_recipe(pixels: np.ndarray, level: int) -> bytes:
+    """PNG bytes made the way Pillow's save(compress_level=level) makes them: its per-row filter
+    choice, zlib with memLevel 9 and Z_FILTERED; one IDAT chunk where Pillow writes 64 KiB ones."""
+    h, w, c = pixels.shape
+    co = zlib.compressobj(level, zlib.DEFLATED, 15, 9, zlib.Z_FILTERED)
+    rows = memoryview(filter_rows(pixels, "pillow")).cast("B")
+    return _png(w, h, c, co.compress(rows) + co.flush())
 
 
 def encode_png(pixels: np.ndarray, preset: str | Preset = "fast", opaque_rgb: bool = False) -> bytes:
@@ -138,4 +157,9 @@ def encode_png(pixels: np.ndarray, preset: str | Preset = "fast", opaque_rgb: bo
     if opaque_rgb and pixels.shape[2] == 4 and bool((pixels[..., 3] == 255).all()):
         pixels = pixels[..., :3]
     h, w, c = pixels.shape
-    return encode_filtered(filter_rows(pixels, p.filter), w, h, c, p)
+    png = encode_filtered(filter_rows(pixels, p.filter), w, h, c, p)
+    if p.also_pillow:  # neither recipe always wins; with both, never larger than Pillow's output
+        alt = _pillow_recipe(pixels, p.level)
+        if len(alt) < len(png):
+            png = alt
+    return png

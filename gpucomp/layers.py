@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from .naming import layer_display_name, natural_key, parse_trait_name
 
 IMAGE_SUFFIXES = (".png",)
 MAX_PIXELS = 16384 * 16384  # refuse larger declared sizes before decoding (decompression bombs)
+_WARNINGS_LOCK = threading.Lock()
 
 
 @dataclass(eq=False)
@@ -101,19 +103,23 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
     import io
 
     try:
-        with warnings.catch_warnings():
+        # catch_warnings swaps the process-wide filter list and is not thread-safe: decodes run in
+        # a thread pool, so overlapping enter/exit pairs used to leave the "error" filter installed
+        # for the caller. Hold a lock around it and keep it to Image.open (where Pillow checks the size).
+        with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                w, h = im.size
-                if w * h > MAX_PIXELS:
-                    raise LayerError(
-                        f"{path}: declared size {w}x{h} is larger than gpucomp accepts "
-                        f"({MAX_PIXELS} pixels); this looks like a broken or hostile file"
-                    )
-                if getattr(im, "n_frames", 1) > 1:
-                    raise LayerError(f"{path}: animated PNG with {im.n_frames} frames; export a single still frame")
-                im.load()
-                arr = _to_rgba(im)
+            opened = Image.open(io.BytesIO(data))
+        with opened as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise LayerError(
+                    f"{path}: declared size {w}x{h} is larger than gpucomp accepts "
+                    f"({MAX_PIXELS} pixels); this looks like a broken or hostile file"
+                )
+            if getattr(im, "n_frames", 1) > 1:
+                raise LayerError(f"{path}: animated PNG with {im.n_frames} frames; export a single still frame")
+            im.load()
+            arr = _to_rgba(im)
     except LayerError:
         raise
     except Exception as err:  # Pillow raises many types for broken files
@@ -129,6 +135,9 @@ def _to_rgba(im) -> np.ndarray:
         out = np.empty(g.shape + (4,), np.uint8)
         out[..., :3] = g[..., None]
         out[..., 3] = 255
+        key = im.info.get("transparency")  # tRNS colour key: this grey level is fully transparent
+        if isinstance(key, int):
+            out[a == key, 3] = 0
         return out
     if im.mode != "RGBA":
         im = im.convert("RGBA")

@@ -13,7 +13,8 @@ _ORDER_PREFIX = re.compile(r"^\d+\s*[-_. ]\s*(?=\S)")
 def natural_key(name: str) -> tuple:
     """Sort key that orders `2-x` before `10-x` and never depends on the file system."""
     parts = _NUM.split(name.casefold())
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts) + (name,)
+    # isdecimal, not isdigit: '²' is a digit to isdigit() but not to \d or int(), and crashed int()
+    return tuple((0, int(p)) if p.isdecimal() else (1, p) for p in parts) + (name,)
 
 
 def layer_display_name(folder: str) -> str:

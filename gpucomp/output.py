@@ -35,15 +35,23 @@ def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> N
 MANIFEST = "gpucomp.json"
 
 
-def prepare_output(out: Path, force: bool) -> None:
-    """Create OUT/images and OUT/metadata; refuse a non-empty folder that is not ours unless forced."""
+def check_output(out: Path, force: bool) -> None:
+    """Refuse a path that is a file, or a non-empty folder that is not ours unless forced.
+    Writes nothing: called before layers are read so bad input leaves no folder behind."""
     from .errors import OutputError
 
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; choose another output path")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if out.is_dir() and not force and not _empty_or_leftover(out):
         what = "already holds a gpucomp collection" if (out / MANIFEST).exists() else "is not empty and is not a gpucomp output"
         raise OutputError(f"{out}: {what}; choose an empty folder or pass --force to write into it")
+
+
+def prepare_output(out: Path, force: bool) -> None:
+    """Check OUT, then create OUT/images and OUT/metadata (emptied of earlier items if forced)."""
+    from .errors import OutputError
+
+    check_output(out, force)
     try:
         for sub in ("images", "metadata"):
             (out / sub).mkdir(parents=True, exist_ok=True)
@@ -54,6 +62,16 @@ def prepare_output(out: Path, force: bool) -> None:
                         p.unlink()
     except OSError as err:
         raise OutputError(f"{out}: cannot prepare output folder ({err.strerror or err})") from err
+
+
+def _empty_or_leftover(out: Path) -> bool:
+    """True when OUT is empty or holds only the empty images/ and metadata/ folders that a run
+    creates before it reads the layers: a run that then failed (bad layers, too large a size)
+    must not make the same folder unusable for the next try."""
+    for p in out.iterdir():
+        if p.name not in ("images", "metadata") or p.is_symlink() or not p.is_dir() or any(p.iterdir()):
+            return False
+    return True
 
 
 def item_metadata(number: int, names: list[str], layer_names: list[str], dna: str, cfg) -> dict:

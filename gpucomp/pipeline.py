@@ -16,7 +16,7 @@ from . import __version__
 from .config import Config, to_dict
 from .encode import deflate_engine, encode_filtered, encode_png, get_preset
 from .errors import GpucompError, OutputError
-from .output import (MANIFEST, atomic_write_bytes, atomic_write_json, item_metadata, prepare_output,
+from .output import (MANIFEST, atomic_write_bytes, check_output, atomic_write_json, item_metadata, prepare_output,
                      rarity_summary, write_collection_metadata)
 from .stats import Progress, Stats
 
@@ -57,7 +57,7 @@ class Generation:
 
         cfg, out, st = self.cfg, self.out, self.stats
         t_start = time.perf_counter()
-        prepare_output(out, cfg.force)
+        check_output(out, cfg.force)
         with st.timer("load"):
             ls = load_for_config(self.layers_dir, cfg)
         self.log(f"layers: {len(ls.layers)} layers, {ls.trait_count} traits, {ls.width}x{ls.height}, "
@@ -66,6 +66,7 @@ class Generation:
             plan = make_plan([layer.weights for layer in ls.layers], cfg.size, cfg.seed, cfg.start)
         layer_names = [layer.name for layer in ls.layers]
         names = [[layer.traits[i].name for layer, i in zip(ls.layers, row)] for row in plan.combos.tolist()]
+        prepare_output(out, cfg.force)  # only now: bad layers or an infeasible plan write nothing
         atomic_write_json(out / MANIFEST, {
             "gpucomp": __version__, "config": to_dict(cfg), "layers_fingerprint": ls.fingerprint,
             "width": ls.width, "height": ls.height, "layers": layer_names, "size": len(plan),

@@ -64,13 +64,16 @@ def _reject(probs: list[np.ndarray], n: int, total: int, rng: np.random.Generato
     sizes = [len(p) for p in probs]
     radix = np.cumprod([1] + sizes[:-1], dtype=np.int64) if total < 2**62 else None
     cdfs = [np.cumsum(p) for p in probs]
+    # A draw at or above a cdf that sums to just under 1 runs off its end: clamp it to the last trait
+    # that can be picked, not the last trait (which may have weight 0).
+    last = [int(np.flatnonzero(p > 0)[-1]) for p in probs]
     out = np.empty((n, len(probs)), np.int32)
     have = 0
     seen: set = set()
     while have < n:
         size = max(1024, 2 * (n - have))
-        draws = np.stack([np.minimum(np.searchsorted(c, rng.random(size), side="right"), len(c) - 1)
-                          for c in cdfs], axis=1).astype(np.int32)
+        draws = np.stack([np.minimum(np.searchsorted(c, rng.random(size), side="right"), top)
+                          for c, top in zip(cdfs, last)], axis=1).astype(np.int32)
         keys = (draws.astype(np.int64) @ radix).tolist() if radix is not None else [r.tobytes() for r in draws]
         before = have
         for row, key in zip(draws, keys):

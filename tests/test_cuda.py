@@ -75,7 +75,9 @@ def test_cache_on_off_identical_with_evictions_and_streaming():
     on, b = gpu_images(ls, combos, cache="on", batch_size=5)
     assert b.stats()["cache"]["hits"] > 0
     # a budget that holds only the traits of about one item and two cached prefixes
-    sizes = [t.pixels.nbytes for layer in ls.layers for t in layer.traits]
+    from gpucomp.backends.cuda_backend import pad_box
+
+    sizes = [pad_box(t.pixels, t.box, ls.width)[0].nbytes for layer in ls.layers for t in layer.traits]
     offs = np.cumsum([0] + [len(layer.traits) for layer in ls.layers[:-1]])
     per_item = max(sum(sizes[o + c] for o, c in zip(offs, row)) for row in combos)
     assert sum(sizes) > per_item + 16

@@ -1,0 +1,186 @@
+"""The command line: generate, validate, info, demo, output-folder safety, error reporting."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gpucomp import __version__
+from gpucomp.cli import main
+from gpucomp.layers import load_layers
+
+
+def files_under(path):
+    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def layers(demo_layers, tmp_path):
+    """A private copy of the demo layers that a test may damage."""
+    return shutil.copytree(demo_layers, tmp_path / "layers")
+
+
+def test_generate_writes_images_metadata_and_summaries(demo_layers, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["generate", str(demo_layers), "-n", "10", "-o", str(out), "-q"]) == 0
+    assert "done: 10 items" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "images").iterdir()) == sorted(f"{n}.png" for n in range(1, 11))
+    assert sorted(p.name for p in (out / "metadata").iterdir()) == sorted(f"{n}.json" for n in range(1, 11))
+    for name in ("_metadata.json", "rarity.json", "gpucomp.json"):
+        assert (out / name).is_file()
+    assert not [p for p in out.rglob("*") if p.name.startswith(".gpucomp-tmp-")]
+    with Image.open(out / "images" / "1.png") as im:
+        assert im.size == (64, 64)
+
+
+def test_metadata_schema(demo_layers, tmp_path):
+    out = tmp_path / "out"
+    assert main(["generate", str(demo_layers), "-n", "10", "-o", str(out), "-q", "--seed", "3",
+                 "--name-prefix", "Blob", "--base-uri", "ipfs://CID/", "--description", "d"]) == 0
+    ls = load_layers(demo_layers)
+    trait_names = {la.name: {t.name for t in la.traits} for la in ls.layers}
+    items = [json.loads((out / "metadata" / f"{n}.json").read_text(encoding="utf-8")) for n in range(1, 11)]
+    for n, meta in enumerate(items, start=1):
+        assert {"name", "description", "image", "edition", "dna", "attributes"} <= set(meta)
+        assert meta["name"] == f"Blob #{n}" and meta["edition"] == n and meta["description"] == "d"
+        assert meta["image"] == f"ipfs://CID/{n}.png"
+        assert len(meta["dna"]) == 40 and int(meta["dna"], 16) >= 0
+        assert [a["trait_type"] for a in meta["attributes"]] == ["Background", "Body", "Clothes", "Eyes"]
+        for a in meta["attributes"]:
+            assert set(a) == {"trait_type", "value"} and a["value"] in trait_names[a["trait_type"]]
+    assert len({m["dna"] for m in items}) == 10
+    assert len({tuple(a["value"] for a in m["attributes"]) for m in items}) == 10
+    assert json.loads((out / "_metadata.json").read_text(encoding="utf-8")) == items
+    rarity = json.loads((out / "rarity.json").read_text(encoding="utf-8"))
+    assert set(rarity) == set(trait_names)
+    for layer, traits in rarity.items():
+        assert set(traits) == trait_names[layer]
+        assert sum(t["count"] for t in traits.values()) == 10
+    manifest = json.loads((out / "gpucomp.json").read_text(encoding="utf-8"))
+    assert manifest["size"] == 10 and len(manifest["items"]) == 10
+    assert [i["traits"] for i in manifest["items"]] == [[a["value"] for a in m["attributes"]] for m in items]
+
+
+def test_config_file_with_flag_override(demo_layers, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[collection]\nsize = 3\nname_prefix = "Cfg"\n[output]\npreset = "balanced"\n')
+    out = tmp_path / "out"
+    assert main(["generate", str(demo_layers), "-o", str(out), "-q", "-c", str(cfg), "-n", "4"]) == 0
+    assert files_under(out / "images") == ["1.png", "2.png", "3.png", "4.png"]
+    assert json.loads((out / "metadata" / "4.json").read_text())["name"] == "Cfg #4"
+
+
+def test_validate(demo_layers, capsys):
+    assert main(["validate", str(demo_layers), "-n", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "01-Background -> 'Background'" in out and "64x64" in out and "ok:" in out
+
+
+def test_validate_too_many_items(demo_layers, capsys):
+    total = load_layers(demo_layers).combinations
+    assert main(["validate", str(demo_layers), "-n", str(total + 1)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and f"only {total} distinct" in err
+
+
+def test_info(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"gpucomp {__version__}" in out and "cpu: available" in out
+    assert all(f"png preset {p}" in out for p in ("fast", "balanced", "small"))
+
+
+def test_refuses_a_foreign_non_empty_output_folder(demo_layers, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["generate", str(demo_layers), "-n", "10", "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "--force" in err
+    assert files_under(out) == ["notes.txt"] and [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert main(["generate", str(demo_layers), "-n", "10", "-o", str(out), "-q", "--force"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert len(files_under(out / "images")) == 10
+
+
+def test_refuses_an_earlier_collection_unless_forced(demo_layers, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["generate", str(demo_layers), "-n", "10", "-o", str(out), "-q"]) == 0
+    assert main(["generate", str(demo_layers), "-n", "4", "-o", str(out), "-q"]) == 2
+    assert "already holds a gpucomp collection" in capsys.readouterr().err
+    assert main(["generate", str(demo_layers), "-n", "4", "-o", str(out), "-q", "--force"]) == 0
+    assert files_under(out / "images") == ["1.png", "2.png", "3.png", "4.png"]  # no leftovers of the first
+
+
+@pytest.mark.parametrize("damage", ["empty", "corrupt", "bad-weight"])
+def test_bad_layers_exit_2_name_the_file_and_write_nothing(layers, tmp_path, capsys, damage):
+    folder = layers / "03-Clothes"
+    if damage == "empty":
+        bad = folder / "Broken#2.png"
+        bad.write_bytes(b"")
+    elif damage == "corrupt":
+        bad = folder / "Broken#2.png"
+        good = next(folder.iterdir()).read_bytes()
+        bad.write_bytes(good[: len(good) // 3])
+    else:
+        bad = folder / "Broken#0,5.png"
+        shutil.copy(next(folder.iterdir()), bad)
+    out = tmp_path / "out"
+    assert main(["generate", str(layers), "-n", "10", "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and str(bad) in err and "Traceback" not in err
+    assert not out.exists() or files_under(out) == []
+    # once the file is fixed, the same command works in the same folder
+    bad.unlink()
+    assert main(["generate", str(layers), "-n", "10", "-o", str(out), "-q"]) == 0
+    assert len(files_under(out / "images")) == 10
+
+
+def test_failed_plan_does_not_block_the_output_folder(demo_layers, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["generate", str(demo_layers), "-n", "100000", "-o", str(out), "-q"]) == 2
+    assert "distinct combinations" in capsys.readouterr().err
+    assert not out.exists() or files_under(out) == []
+    assert main(["generate", str(demo_layers), "-n", "3", "-o", str(out), "-q"]) == 0
+
+
+def test_missing_layers_folder(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope")]) == 2
+    assert str(tmp_path / "nope") in capsys.readouterr().err
+
+
+def test_demo(tmp_path, capsys):
+    root = tmp_path / "demo"
+    args = ["demo", "-o", str(root), "-q", "--image-size", "64", "-n", "5"]
+    assert main(args) == 0
+    images = root / "collection" / "images"
+    assert files_under(images) == [f"{n}.png" for n in range(1, 6)]
+    with Image.open(images / "1.png") as im:
+        assert im.size == (64, 64)
+        first = np.asarray(im).copy()
+    assert len([p for p in (root / "layers").iterdir() if p.is_dir()]) == 6
+    assert main(args) == 0  # again: reuses the layers, rewrites the same collection
+    with Image.open(images / "1.png") as im:
+        assert np.array_equal(np.asarray(im), first)
+
+
+def test_demo_refuses_foreign_layers_folder(tmp_path, capsys):
+    (tmp_path / "demo" / "layers").mkdir(parents=True)
+    (tmp_path / "demo" / "layers" / "art.psd").write_bytes(b"x")
+    assert main(["demo", "-o", str(tmp_path / "demo"), "-q", "--image-size", "32", "-n", "2"]) == 2
+    assert "not made by gpucomp demo" in capsys.readouterr().err
+    assert files_under(tmp_path / "demo") == ["layers/art.psd"]
+
+
+def test_python_m_help():
+    res = subprocess.run([sys.executable, "-m", "gpucomp", "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0
+    assert res.stdout.startswith("usage: gpucomp") and "generate" in res.stdout and "validate" in res.stdout
+
+
+def test_python_m_without_command_is_a_usage_error():
+    res = subprocess.run([sys.executable, "-m", "gpucomp"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "usage: gpucomp" in res.stderr

@@ -1,0 +1,150 @@
+"""The TOML config: a full file loads; unknown tables/keys and wrong types name file and key."""
+import pytest
+
+from gpucomp.cli import _overrides, build_parser
+from gpucomp.config import Config, LayerOption, load_config, to_dict, with_overrides
+from gpucomp.errors import ConfigError
+
+FULL = """
+[collection]
+size = 12
+seed = 42
+start = 0
+name_prefix = "Blob"
+description = "Procedural blobs ☕"
+base_uri = "ipfs://abc/"
+
+[input]
+delimiter = "@"
+
+[output]
+preset = "small"
+opaque_rgb = false
+
+[run]
+workers = 3
+backend = "cpu"
+batch_size = 64
+vram_budget = "4GiB"
+
+[[layers]]
+folder = "01-Background"
+
+[[layers]]
+folder = "02-Body"
+name = "Torso"
+"""
+
+
+def write(tmp_path, text, name="gpucomp.toml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_full_config_loads(tmp_path):
+    cfg = load_config(write(tmp_path, FULL))
+    assert cfg == Config(size=12, seed=42, start=0, name_prefix="Blob", description="Procedural blobs ☕",
+                         base_uri="ipfs://abc/", delimiter="@", preset="small", opaque_rgb=False, workers=3,
+                         backend="cpu", batch_size=64, vram_budget="4GiB",
+                         layers=(LayerOption("01-Background"), LayerOption("02-Body", "Torso")))
+    assert to_dict(cfg)["layers"] == [{"folder": "01-Background", "name": None}, {"folder": "02-Body", "name": "Torso"}]
+
+
+def test_empty_config_is_the_defaults(tmp_path):
+    assert load_config(write(tmp_path, "")) == Config()
+
+
+def test_numeric_vram_budget_is_accepted(tmp_path):
+    assert load_config(write(tmp_path, "[run]\nvram_budget = 0.5\n")).vram_budget == "0.5"
+
+
+def config_error(tmp_path, text):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    return msg
+
+
+def test_unknown_table(tmp_path):
+    msg = config_error(tmp_path, "[collection]\nsize = 3\n[render]\nfoo = 1\n")
+    assert "[render]" in msg
+
+
+def test_unknown_key(tmp_path):
+    msg = config_error(tmp_path, "[output]\ncompression = 9\n")
+    assert "output.compression" in msg
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[collection]\nsize = "10"\n', "collection.size"),
+    ("[collection]\nseed = true\n", "collection.seed"),  # a bool is not an int
+    ("[collection]\nsize = 1.5\n", "collection.size"),
+    ("[output]\nopaque_rgb = 1\n", "output.opaque_rgb"),
+    ("[input]\ndelimiter = 3\n", "input.delimiter"),
+    ("[run]\nvram_budget = true\n", "run.vram_budget"),
+])
+def test_wrong_type(tmp_path, text, key):
+    msg = config_error(tmp_path, text)
+    assert key in msg and "expected" in msg
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[[layers]]\nname = \"x\"\n", "layers[0]"),
+    ("[[layers]]\nfolder = \"a\"\ncolour = 1\n", "colour"),
+    ("[[layers]]\nfolder = 3\n", "layers[0].folder"),
+    ("layers = \"Background\"\n", "layers"),
+    ("[[layers]]\nfolder = \"a\"\n[[layers]]\nfolder = \"a\"\n", "twice"),
+    ("[output]\npreset = \"tiny\"\n", "tiny"),
+    ("[collection]\nsize = 0\n", "size"),
+    ("[run]\nbackend = \"metal\"\n", "metal"),
+    ("[run]\nvram_budget = \"lots\"\n", "vram_budget"),
+    ("[input]\ndelimiter = \".\"\n", "delimiter"),
+    ("[collection\nsize = 3\n", "TOML"),
+    ("size = 3\n", "[size]"),
+])
+def test_bad_values_name_the_file(tmp_path, text, needle):
+    assert needle in config_error(tmp_path, text)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found") as err:
+        load_config(tmp_path / "nope.toml")
+    assert str(tmp_path / "nope.toml") in str(err.value)
+
+
+def test_unreadable_config_names_the_file(tmp_path):
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b'[collection]\nname_prefix = "Caf\xe9"\n')
+    for path in (bad, tmp_path):  # not UTF-8; a folder
+        with pytest.raises(ConfigError) as err:
+            load_config(path)
+        assert str(path) in str(err.value)
+
+
+def test_overrides_win_and_none_means_not_given(tmp_path):
+    cfg = load_config(write(tmp_path, FULL))
+    out = with_overrides(cfg, size=5, seed=None, preset="fast", opaque_rgb=None, force=True)
+    assert (out.size, out.seed, out.preset, out.opaque_rgb, out.force) == (5, 42, "fast", False, True)
+    assert out.layers == cfg.layers
+
+
+def test_overrides_are_validated(tmp_path):
+    with pytest.raises(ConfigError, match="unknown option"):
+        with_overrides(Config(), colour="red")
+    with pytest.raises(ConfigError, match="preset"):
+        with_overrides(Config(), preset="tiny")
+    with pytest.raises(ConfigError, match="size"):
+        with_overrides(Config(), size=0)
+
+
+def test_cli_flags_override_the_file(tmp_path):
+    path = write(tmp_path, FULL)
+    args = build_parser().parse_args(["generate", "L", "-o", "O", "-c", str(path), "-n", "7", "--seed", "9", "--rgba"])
+    cfg = with_overrides(load_config(args.config), **_overrides(args))
+    assert (cfg.size, cfg.seed, cfg.opaque_rgb) == (7, 9, False)
+    assert (cfg.preset, cfg.workers, cfg.name_prefix) == ("small", 3, "Blob")  # not given: from the file
+    args = build_parser().parse_args(["generate", "L", "-o", "O", "-c", str(path)])
+    assert with_overrides(load_config(args.config), **_overrides(args)) == load_config(path)

@@ -1,0 +1,183 @@
+"""Planning N unique weighted combinations: uniqueness, limits, determinism, distribution."""
+import hashlib
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpucomp.errors import PlanError
+from gpucomp.plan import ENUMERATE_LIMIT, _reject, count_combinations, dna, make_plan
+
+
+def w(*values):
+    return np.array(values, np.float64)
+
+
+def rows(plan):
+    return {tuple(r) for r in plan.combos.tolist()}
+
+
+def test_n_equal_to_total_gives_every_combination_once():
+    weights = [w(1, 2, 3), w(1, 1), w(5, 0, 1, 1)]
+    assert count_combinations(weights) == 18
+    plan = make_plan(weights, 18, seed=4)
+    assert plan.combos.shape == (18, 3) and plan.combos.dtype == np.int32
+    assert rows(plan) == set(itertools.product(range(3), range(2), [0, 2, 3]))
+
+
+def test_too_many_items_states_the_total():
+    weights = [w(1, 2, 3), w(1, 1), w(5, 0, 1, 1)]
+    with pytest.raises(PlanError, match=r"19 unique items.*only 18 distinct.*3 x 2 x 3"):
+        make_plan(weights, 19, seed=0)
+    with pytest.raises(PlanError, match="at least 1"):
+        make_plan(weights, 0, seed=0)
+
+
+def test_numbering_starts_at_start():
+    plan = make_plan([w(1, 1, 1)], 3, seed=0, start=7)
+    assert len(plan) == 3 and [plan.number(i) for i in range(3)] == [7, 8, 9]
+
+
+@pytest.mark.parametrize("weights, n", [
+    ([w(*range(1, 11))] * 4, 50),  # rejection path: n is a small share of 10_000
+    ([w(1, 2, 3, 4), w(1, 5, 1)], 10),  # enumeration path: n > total / 4
+    ([w(1, 2, 3, 4), w(1, 5, 1)], 12),  # n == total: only the order is random
+])
+def test_same_seed_same_plan_other_seed_other_plan(weights, n):
+    a = make_plan(weights, n, seed=11).combos
+    b = make_plan(weights, n, seed=11).combos
+    c = make_plan(weights, n, seed=12).combos
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert len(rows(make_plan(weights, n, seed=12))) == n
+
+
+def test_large_plan_runs_and_is_unique():
+    weights = [w(*range(1, 11))] * 6  # 10**6 combinations
+    plan = make_plan(weights, 100_000, seed=1)
+    assert plan.combos.shape == (100_000, 6)
+    assert np.unique(plan.combos, axis=0).shape[0] == 100_000
+    assert plan.combos.min() >= 0 and plan.combos.max() <= 9
+
+
+def test_uneven_weights_fall_back_to_enumeration():
+    skewed = w(1e9, *([1.0] * 999))
+    plan = make_plan([skewed, w(1, 1)], 1000, seed=3)  # 2000 combinations, rejection stalls
+    assert len(rows(plan)) == 1000
+
+
+def test_uneven_weights_too_many_to_enumerate():
+    skewed = w(1e12, *([1.0] * 199))
+    with pytest.raises(PlanError, match="uneven"):
+        make_plan([skewed] * 3, 10_000, seed=3)  # 8e6 > ENUMERATE_LIMIT combinations
+    assert 200**3 > ENUMERATE_LIMIT
+
+
+class _TopRng:
+    """A generator whose every draw is the largest double below 1."""
+
+    def random(self, size):
+        return np.full(size, np.nextafter(1.0, 0.0))
+
+
+def test_draw_at_the_top_never_picks_a_trailing_zero_weight():
+    probs = [w(1, 1, 1, 1, 1, 1, 1, 0) / 7]
+    assert np.cumsum(probs[0])[-1] <= np.nextafter(1.0, 0.0)  # the cdf ends below every draw
+    out = _reject(probs, 1, 7, _TopRng())
+    assert out.tolist() == [[6]]
+
+
+def test_dna_is_sha1_of_indexed_names():
+    assert dna(["Red", "Hat"]) == hashlib.sha1(b"0:Red-1:Hat").hexdigest()
+    assert dna(["Red", "Hat"]) != dna(["Hat", "Red"])
+
+
+# --- distribution ---------------------------------------------------------------------------------
+
+Z = 5.0  # two-sided normal tail 5.7e-7 per check: with ~100 checks a false alarm is ~1e-4 (and the seed is fixed)
+
+
+def chi2_bound(df: int, z: float = Z) -> float:
+    """Upper chi-square quantile via Wilson-Hilferty: df * (1 - 2/(9df) + z*sqrt(2/(9df)))**3."""
+    v = 2 / (9 * df)
+    return df * (1 - v + z * math.sqrt(v)) ** 3
+
+
+def check_counts(counts: np.ndarray, p: np.ndarray, n: int) -> None:
+    """Counts of a multinomial(n, p): each within Z standard deviations, and chi-square within its bound."""
+    assert counts.sum() == n
+    assert (counts[p == 0] == 0).all()
+    pos = p > 0
+    expected = n * p[pos]
+    sd = np.sqrt(n * p[pos] * (1 - p[pos]))
+    assert (np.abs(counts[pos] - expected) <= Z * sd + 1e-9).all(), (counts, expected)
+    chi2 = float(((counts[pos] - expected) ** 2 / expected).sum())
+    assert chi2 <= chi2_bound(int(pos.sum()) - 1), chi2
+
+
+MARGINAL_WEIGHTS = [w(1, 2, 3, 4, 10, 0), w(5, 0, 1, 1, 3, 10, 0.5), w(1, 1, 1, 1, 1, 1, 1, 8),
+                    w(*range(1, 9)), w(0.2, 0.3, 0.5, 1), w(2, 2, 2, 6, 0, 4), w(1, 9, 1, 9, 1, 9), w(3, 1, 2, 7, 1)]
+
+
+def test_marginal_frequencies_follow_the_weights():
+    """Rejection path (16 layers, 1.3e12 combinations). Rejected repeats are the only departure
+    from n independent draws; their expected number is at most n^2/2 * sum_c p_c^2 =
+    n^2/2 * prod_l sum_i p_li^2, checked below to be under 1, so each layer's counts are
+    multinomial(n, p) up to about one item, well inside the Z-sd bounds."""
+    weights = MARGINAL_WEIGHTS + [x[::-1].copy() for x in MARGINAL_WEIGHTS]
+    probs = [x / x.sum() for x in weights]
+    n = 20_000
+    assert count_combinations(weights) > ENUMERATE_LIMIT
+    assert n * n / 2 * math.prod(float((p**2).sum()) for p in probs) < 1
+    combos = make_plan(weights, n, seed=2024).combos
+    assert len(rows(make_plan(weights, n, seed=2024))) == n
+    for li, p in enumerate(probs):
+        check_counts(np.bincount(combos[:, li], minlength=len(p)), p, n)
+
+
+def test_enumeration_draw_order_is_weighted_sampling_without_replacement():
+    """Enumeration path (n == total): the first row of a plan is a weighted draw, the second a
+    weighted draw from what is left. Over many seeds their frequencies match the exact laws."""
+    w0, w1 = w(1, 3, 0, 6), w(2, 1, 1)
+    cells = [(i, j) for i in range(4) for j in range(3)]
+    p = np.array([w0[i] * w1[j] for i, j in cells]) / (w0.sum() * w1.sum())
+    second = np.array([p[k] * sum(p[m] / (1 - p[m]) for m in range(len(p)) if m != k) for k in range(len(p))])
+    assert math.isclose(second.sum(), 1.0)
+    seeds = 3000
+    first_counts = np.zeros(len(cells), np.int64)
+    second_counts = np.zeros(len(cells), np.int64)
+    for seed in range(seeds):
+        combos = make_plan([w0, w1], 9, seed=seed).combos
+        first_counts[cells.index(tuple(combos[0]))] += 1
+        second_counts[cells.index(tuple(combos[1]))] += 1
+    check_counts(first_counts, p, seeds)
+    check_counts(second_counts, second, seeds)
+
+
+# --- property ---------------------------------------------------------------------------------------
+
+weight = st.one_of(st.integers(0, 20).map(float), st.floats(0.01, 100.0))
+layer = st.lists(weight, min_size=1, max_size=5).filter(lambda ws: any(x > 0 for x in ws))
+
+
+@st.composite
+def plans(draw):
+    weights = [np.array(ws) for ws in draw(st.lists(layer, min_size=1, max_size=4))]
+    total = count_combinations(weights)
+    return weights, draw(st.integers(1, total)), draw(st.integers(0, 2**32 - 1))
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(plans())
+def test_property_unique_valid_rows_without_zero_weights(case):
+    weights, n, seed = case
+    combos = make_plan(weights, n, seed=seed).combos
+    assert combos.shape == (n, len(weights))
+    assert len({tuple(r) for r in combos.tolist()}) == n
+    for li, ws in enumerate(weights):
+        col = combos[:, li]
+        assert ((col >= 0) & (col < len(ws))).all()
+        assert (ws[col] > 0).all()
