@@ -42,7 +42,7 @@ def check_output(out: Path, force: bool) -> None:
 
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; choose another output path")
-    if out.is_dir() and not force and not _empty_or_leftover(out):
+    if out.is_dir() and not force and any(out.iterdir()):
         what = "already holds a gpucomp collection" if (out / MANIFEST).exists() else "is not empty and is not a gpucomp output"
         raise OutputError(f"{out}: {what}; choose an empty folder or pass --force to write into it")
 
@@ -62,16 +62,6 @@ def prepare_output(out: Path, force: bool) -> None:
                         p.unlink()
     except OSError as err:
         raise OutputError(f"{out}: cannot prepare output folder ({err.strerror or err})") from err
-
-
-def _empty_or_leftover(out: Path) -> bool:
-    """True when OUT is empty or holds only the empty images/ and metadata/ folders that a run
-    creates before it reads the layers: a run that then failed (bad layers, too large a size)
-    must not make the same folder unusable for the next try."""
-    for p in out.iterdir():
-        if p.name not in ("images", "metadata") or p.is_symlink() or not p.is_dir() or any(p.iterdir()):
-            return False
-    return True
 
 
 def item_metadata(number: int, names: list[str], layer_names: list[str], dna: str, cfg) -> dict:

@@ -16,7 +16,7 @@ from . import __version__
 from .config import Config, to_dict
 from .encode import deflate_engine, encode_filtered, encode_png, get_preset
 from .errors import GpucompError, OutputError
-from .output import (MANIFEST, atomic_write_bytes, check_output, atomic_write_json, item_metadata, prepare_output,
+from .output import (MANIFEST, atomic_write_bytes, atomic_write_json, check_output, item_metadata, prepare_output,
                      rarity_summary, write_collection_metadata)
 from .stats import Progress, Stats
 
