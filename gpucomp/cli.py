@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 
 
@@ -23,7 +27,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vram-budget", help="VRAM budget: fraction of free memory (0.8) or size (8GiB)")
     p.add_argument("--cache", choices=["auto", "on", "off"], help="GPU prefix cache (default auto)")
     p.add_argument("--delimiter", help="trait weight delimiter in file names (default '#')")
-    p.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    p.add_argument("--force", action="store_true",
+                   help="start over: discard an earlier collection in the output folder, or write into a non-empty one")
+    p.add_argument("--resume", action="store_true",
+                   help="insist on resuming an interrupted collection (re-running the same command resumes anyway)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info lines")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -43,25 +50,64 @@ def _print_summary(s: dict, out: Path, as_json: bool) -> None:
         print(json.dumps(s, indent=2))
         return
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in s["stage_seconds"].items())
-    print(f"done: {s['items']} items in {s['seconds']:.1f}s — {s['items_per_s']} items/s while rendering, "
-          f"{s['items_per_s_total']} items/s overall")
+    kept = f" ({s['resumed_from']} were already finished, {s['rendered']} rendered now)" if s["resumed_from"] else ""
+    rate = f"{s['items_per_s']} items/s while rendering, {s['items_per_s_total']} items/s overall" if s["rendered"] else "nothing to render"
+    print(f"done: {s['items']} items{kept} in {s['seconds']:.1f}s — {rate}")
+    if s.get("provenance_hash"):
+        print(f"provenance hash: {s['provenance_hash']}")
     print(f"stages (summed over workers): {stages}")
     print(f"avg PNG {s['avg_png_bytes'] / 1e6:.2f} MB ({s['preset']}, {s['deflate']}), backend {s['backend']['backend']}")
     if "cache" in s["backend"]:
         c = s["backend"]["cache"]
         print(f"prefix cache: {c['hits']} hits / {c['misses']} misses ({c['hit_rate']:.0%}), {c['evictions']} evictions")
-    print(f"output: {out}/images, {out}/metadata, {out}/_metadata.json, {out}/rarity.json")
+    print(f"output: {out}/images, {out}/metadata, {out}/_metadata.json, {out}/rarity.txt, {out}/provenance.json")
+
+
+STOP_TIMEOUT = 1.5  # seconds to let items in flight finish after Ctrl-C (the issue allows 2)
+
+
+def _on_signals(gen):
+    """First Ctrl-C / SIGTERM: stop after the items in flight. Second: exit at once. Both are
+    safe at any instant: every visible file is complete, partial ones have temporary names."""
+    def handler(signum, frame):
+        if handler.hits or not gen.rendering:
+            if handler.hits:
+                os._exit(128 + signum)
+            handler.hits += 1
+            raise KeyboardInterrupt
+        handler.hits += 1
+        print("\nstopping after the items in flight (Ctrl-C again to stop at once)...", file=sys.stderr)
+        gen.stop()
+
+    handler.hits = 0
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> int:
+    from .errors import Interrupted
     from .pipeline import generate
 
     layers = layers or Path(args.layers)
     out = out or Path(args.out)
     log = None if args.quiet else (lambda m: print(m, file=sys.stderr))
-    gen = generate(layers, out, args.config, log=log, progress=None if not args.quiet else False, **_overrides(args))
-    for _ in gen:
-        pass
+    gen = generate(layers, out, args.config, log=log, progress=None if not args.quiet else False,
+                   resume=args.resume, stop_timeout=STOP_TIMEOUT, **_overrides(args))
+    previous = _on_signals(gen) if threading.current_thread() is threading.main_thread() else {}
+    try:
+        for _ in gen:
+            pass
+    except Interrupted as err:
+        s = err.summary
+        print(f"interrupted: {s['rendered']} items rendered this run, {s['resumed_from'] + s['rendered']} of "
+              f"{s['items']} finished, {s['remaining']} left", file=sys.stderr)
+        print(f"to resume, run the same command again: {shlex.join(['gpucomp', *sys.argv[1:]])}", file=sys.stderr)
+        sys.stderr.flush()
+        if s.get("abandoned_in_flight"):
+            os._exit(130)  # worker threads still encoding: their temporary files are cleaned up on resume
+        return 130
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
     _print_summary(gen.summary, out, args.json)
     return 0
 
@@ -126,6 +172,27 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _add_preview_parser(subparsers):
+    """Add the `preview` subcommand to an argparse subparsers object; returns its parser."""
+    p = subparsers.add_parser("preview", help="contact sheets of a finished collection's images",
+                              description="Tile thumbnails of OUT/images/<n>.png into sheets "
+                                          "OUT/preview/sheet-0001.png, ... (several sheets for large collections).")
+    p.add_argument("out", help="gpucomp output folder (holds images/<n>.png)")
+    p.add_argument("--thumb", type=int, default=128, help="thumbnail box side in pixels, 8..1024 (default 128)")
+    p.add_argument("--columns", type=int, default=10, help="thumbnails per row (default 10)")
+    p.add_argument("--rows", type=int, default=10, help="rows per sheet (default 10)")
+    p.add_argument("--no-labels", dest="label", action="store_false", help="no item number under each thumbnail")
+    p.add_argument("-o", "--dest", help="folder for the sheets (default OUT/preview)")
+    p.add_argument("--workers", type=int, default=None, help="decoding threads (default: one per CPU core)")
+    return p
+
+
+def cmd_preview(args) -> int:
+    from .preview import cmd_preview as run_preview
+
+    return run_preview(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpucomp", description="Generate image collections from trait layers, fast.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-n", "--size", type=int)
     v.add_argument("--delimiter")
     sub.add_parser("info", help="backends, devices and encoders available here")
+    _add_preview_parser(sub)
     return parser
 
 
@@ -154,12 +222,14 @@ def main(argv=None) -> int:
     from .errors import GpucompError
 
     try:
-        return {"generate": cmd_generate, "demo": cmd_demo, "validate": cmd_validate, "info": cmd_info}[args.command](args)
+        commands = {"generate": cmd_generate, "demo": cmd_demo, "validate": cmd_validate, "info": cmd_info,
+                    "preview": cmd_preview}
+        return commands[args.command](args)
     except GpucompError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; finished items are kept", file=sys.stderr)
+        print("interrupted; finished items are kept, and running the same command again resumes", file=sys.stderr)
         return 130
 
 

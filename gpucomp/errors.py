@@ -24,3 +24,12 @@ class OutputError(GpucompError, OSError):
 
 class BackendUnavailable(GpucompError, RuntimeError):
     """A backend that was asked for explicitly cannot run here."""
+
+
+class Interrupted(GpucompError):
+    """A run was stopped on request (Ctrl-C, SIGTERM, `Generation.stop()`); finished items are
+    kept and re-running the same command resumes. `summary` describes what was done."""
+
+    def __init__(self, message: str, summary: dict | None = None):
+        super().__init__(message)
+        self.summary = summary or {}

@@ -3,16 +3,27 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 TMP_PREFIX = ".gpucomp-tmp-"
 
 
+def create_temporary(folder: Path) -> tuple[int, str]:
+    """A new temporary file in `folder`, with the umask's usual permissions (mkstemp's 0600
+    would make every image private to the user who rendered it)."""
+    while True:
+        tmp = os.path.join(folder, f"{TMP_PREFIX}{secrets.token_hex(8)}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def atomic_write_bytes(path: str | os.PathLike, data, fsync: bool = False) -> None:
     """Write `data` to `path` so the final name only ever shows complete content."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    fd, tmp = create_temporary(path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -28,40 +39,69 @@ def atomic_write_bytes(path: str | os.PathLike, data, fsync: bool = False) -> No
         raise
 
 
+def json_bytes(obj, indent: int | None = 2) -> bytes:
+    """The exact bytes gpucomp writes for a JSON file (also used to check files on resume)."""
+    return (json.dumps(obj, indent=indent, ensure_ascii=False) + "\n").encode()
+
+
 def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=indent, ensure_ascii=False) + "\n").encode())
+    atomic_write_bytes(path, json_bytes(obj, indent))
 
 
 MANIFEST = "gpucomp.json"
+LOCK = ".gpucomp.lock"
+# Files a run writes at the top of OUT besides images/ and metadata/ (cleared by --force).
+RESULT_FILES = ("_metadata.json", "rarity.json", "rarity.csv", "rarity.txt", "provenance.json", "summary.json",
+                "gpucomp.journal", MANIFEST)
 
 
-def check_output(out: Path, force: bool) -> None:
-    """Refuse a path that is a file, or a non-empty folder that is not ours unless forced.
-    Writes nothing: called before layers are read so bad input leaves no folder behind."""
+def output_state(out: Path) -> str:
+    """'new' (missing, empty, or only what a run killed before its manifest left), 'ours'
+    (holds a gpucomp manifest), 'foreign' (anything else) or 'file'."""
+    if not out.exists():
+        return "new"
+    if not out.is_dir():
+        return "file"
+    if (out / MANIFEST).exists():
+        return "ours"
+    for p in out.iterdir():
+        if p.name == LOCK or p.name.startswith(TMP_PREFIX):
+            continue
+        if p.name in ("images", "metadata") and p.is_dir() and not any(p.iterdir()):
+            continue
+        return "foreign"
+    return "new"
+
+
+def check_output(out: Path, force: bool, resume: bool = False) -> str:
+    """Refuse a path that is a file, a foreign non-empty folder unless forced, or --resume
+    without a collection to resume. Writes nothing: called before the layers are read."""
     from .errors import OutputError
 
-    if out.exists() and not out.is_dir():
+    state = output_state(out)
+    if state == "file":
         raise OutputError(f"{out}: exists and is not a folder; choose another output path")
-    if out.is_dir() and not force and any(out.iterdir()):
-        what = "already holds a gpucomp collection" if (out / MANIFEST).exists() else "is not empty and is not a gpucomp output"
-        raise OutputError(f"{out}: {what}; choose an empty folder or pass --force to write into it")
+    if resume and state != "ours":
+        raise OutputError(f"{out}: nothing to resume (no {MANIFEST} there); run without --resume to start a collection")
+    if state == "foreign" and not force:
+        raise OutputError(f"{out}: is not empty and is not a gpucomp output; choose an empty folder or pass --force to write into it")
+    return state
 
 
-def prepare_output(out: Path, force: bool) -> None:
-    """Check OUT, then create OUT/images and OUT/metadata (emptied of earlier items if forced)."""
+def reset_output(out: Path) -> None:
+    """--force: drop every item and result file of an earlier collection (nothing else)."""
     from .errors import OutputError
 
-    check_output(out, force)
     try:
-        for sub in ("images", "metadata"):
-            (out / sub).mkdir(parents=True, exist_ok=True)
-        if force:  # drop items of an earlier collection so none is left over from it
-            for sub, ext in (("images", ".png"), ("metadata", ".json")):
+        for sub, ext in (("images", ".png"), ("metadata", ".json")):
+            if (out / sub).is_dir():
                 for p in (out / sub).iterdir():
-                    if p.suffix == ext and p.stem.isdigit() or p.name.startswith(TMP_PREFIX):
+                    if p.suffix == ext and p.stem.isdigit():
                         p.unlink()
+        for name in RESULT_FILES:
+            (out / name).unlink(missing_ok=True)
     except OSError as err:
-        raise OutputError(f"{out}: cannot prepare output folder ({err.strerror or err})") from err
+        raise OutputError(f"{out}: cannot clear the earlier collection ({err.strerror or err})") from err
 
 
 def item_metadata(number: int, names: list[str], layer_names: list[str], dna: str, cfg) -> dict:
@@ -79,7 +119,7 @@ def item_metadata(number: int, names: list[str], layer_names: list[str], dna: st
 
 def write_collection_metadata(out: Path, numbers) -> None:
     """Stream OUT/metadata/<n>.json in order into OUT/_metadata.json (bounded memory)."""
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=out)
+    fd, tmp = create_temporary(out)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write("[")
@@ -92,19 +132,3 @@ def write_collection_metadata(out: Path, numbers) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-def rarity_summary(layerset, combos) -> dict:
-    """Per layer and trait: count, % of the collection, and the % its weight asked for."""
-    import numpy as np
-
-    n = int(combos.shape[0])
-    out = {}
-    for li, layer in enumerate(layerset.layers):
-        counts = np.bincount(combos[:, li], minlength=len(layer.traits))
-        wsum = float(layer.weights.sum())
-        out[layer.name] = {
-            t.name: {"count": int(c), "percent": round(100 * c / n, 3), "weight_percent": round(100 * t.weight / wsum, 3)}
-            for t, c in zip(layer.traits, counts)
-        }
-    return out

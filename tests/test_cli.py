@@ -55,13 +55,16 @@ def test_metadata_schema(demo_layers, tmp_path):
     assert len({tuple(a["value"] for a in m["attributes"]) for m in items}) == 10
     assert json.loads((out / "_metadata.json").read_text(encoding="utf-8")) == items
     rarity = json.loads((out / "rarity.json").read_text(encoding="utf-8"))
-    assert set(rarity) == set(trait_names)
-    for layer, traits in rarity.items():
-        assert set(traits) == trait_names[layer]
-        assert sum(t["count"] for t in traits.values()) == 10
+    assert [la["name"] for la in rarity["layers"]] == list(trait_names)
+    for layer in rarity["layers"]:
+        assert {t["name"] for t in layer["traits"]} == trait_names[layer["name"]]
+        assert sum(t["count"] for t in layer["traits"]) == 10
+    rows = (out / "rarity.csv").read_text(encoding="utf-8").splitlines()
+    assert rows[0].startswith("number,rank,score") and len(rows) == 11
     manifest = json.loads((out / "gpucomp.json").read_text(encoding="utf-8"))
-    assert manifest["size"] == 10 and len(manifest["items"]) == 10
-    assert [i["traits"] for i in manifest["items"]] == [[a["value"] for a in m["attributes"]] for m in items]
+    assert manifest["plan"]["size"] == 10 and manifest["plan"]["seed"] == 3
+    assert [la["name"] for la in manifest["plan"]["layers"]] == ["Background", "Body", "Clothes", "Eyes"]
+    assert manifest["metadata"]["base_uri"] == "ipfs://CID/"
 
 
 def test_config_file_with_flag_override(demo_layers, tmp_path):
@@ -110,7 +113,8 @@ def test_refuses_an_earlier_collection_unless_forced(demo_layers, tmp_path, caps
     out = tmp_path / "out"
     assert main(["generate", str(demo_layers), "-n", "10", "-o", str(out), "-q"]) == 0
     assert main(["generate", str(demo_layers), "-n", "4", "-o", str(out), "-q"]) == 2
-    assert "already holds a gpucomp collection" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "made from other inputs: size was 10, now 4" in err and "--force" in err
     assert main(["generate", str(demo_layers), "-n", "4", "-o", str(out), "-q", "--force"]) == 0
     assert files_under(out / "images") == ["1.png", "2.png", "3.png", "4.png"]  # no leftovers of the first
 

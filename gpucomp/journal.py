@@ -1,0 +1,106 @@
+"""Which items are finished: an append-only journal while running, provenance.json after.
+
+A journal line `<number> <sha256 of the PNG>` is appended only after the item's image and
+metadata have been renamed into place, and flushed at once. A kill at any instant loses at
+most a line being written (a torn last line is ignored), and every record is checked
+against the file's real hash before an item counts as finished, so the journal never has
+to be trusted blindly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .output import TMP_PREFIX
+
+JOURNAL = "gpucomp.journal"
+PROVENANCE = "provenance.json"
+_EMPTY = b"\0" * 32
+
+
+class Journal:
+    """Thread-safe appender; `record` is called from encode workers."""
+
+    def __init__(self, path: Path, fresh: bool):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._f = open(self.path, "w" if fresh else "a", encoding="ascii")
+
+    def record(self, number: int, sha256: str) -> None:
+        with self._lock:
+            self._f.write(f"{number} {sha256}\n")
+            self._f.flush()  # into the kernel: survives a kill of this process
+
+    def close(self) -> None:
+        with self._lock:
+            self._f.close()
+
+
+def load_records(out: Path, start: int, n: int) -> np.ndarray:
+    """(n, 32) uint8 SHA-256 per item number start..start+n-1; all-zero rows are unknown.
+    Reads provenance.json (a finished collection) then the journal (later runs win)."""
+    shas = np.zeros((n, 32), np.uint8)
+
+    def put(number, hexdigest) -> None:
+        i = number - start
+        if isinstance(number, int) and 0 <= i < n and isinstance(hexdigest, str) and len(hexdigest) == 64:
+            try:
+                shas[i] = np.frombuffer(bytes.fromhex(hexdigest), np.uint8)
+            except ValueError:
+                pass
+
+    try:
+        prov = json.loads((out / PROVENANCE).read_text(encoding="utf-8"))
+        for item in prov.get("items", []):
+            put(item.get("number"), item.get("sha256"))
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass  # missing or damaged: the journal and the hashes of the files decide
+    try:
+        with open(out / JOURNAL, encoding="ascii", errors="replace") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2 and parts[0].isdecimal() and line.endswith("\n"):
+                    put(int(parts[0]), parts[1])
+    except OSError:
+        pass
+    return shas
+
+
+def file_sha256(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").digest()
+    except OSError:
+        return None
+
+
+def write_provenance(out: Path, numbers, shas: np.ndarray) -> str:
+    """OUT/provenance.json: per-image SHA-256 in item order and the collection hash, which is
+    SHA-256 over the concatenated lowercase hex digests (the scheme NFT projects publish).
+    Streams the item list; returns the collection hash."""
+    total = hashlib.sha256()
+    fd_path = out / f"{TMP_PREFIX}provenance"
+    try:
+        with open(fd_path, "w", encoding="ascii") as f:
+            f.write('{\n  "algorithm": "sha256",\n')
+            f.write('  "method": "sha256 of the concatenated hex sha256 digests of the images in item order",\n')
+            f.write('  "items": [')
+            for i, number in enumerate(numbers):
+                hexd = shas[i].tobytes().hex()
+                total.update(hexd.encode())
+                f.write(("," if i else "") + f'\n    {{"number": {number}, "sha256": "{hexd}"}}')
+            f.write(f'\n  ],\n  "count": {len(shas)},\n  "provenance_hash": "{total.hexdigest()}"\n}}\n')
+        os.replace(fd_path, out / PROVENANCE)
+    except BaseException:
+        fd_path.unlink(missing_ok=True)
+        raise
+    return total.hexdigest()
+
+
+def is_known(row: np.ndarray) -> bool:
+    return row.tobytes() != _EMPTY
