@@ -14,10 +14,39 @@ from typing import Any
 from .errors import ConfigError
 
 
+BLEND_MODES = ("normal", "multiply", "screen", "overlay", "darken", "lighten", "color-dodge", "color-burn",
+               "hard-light", "soft-light", "difference", "exclusion", "additive")
+
+
 @dataclass(frozen=True)
 class LayerOption:
     folder: str  # sub-folder of the layers folder
     name: str | None = None  # display name in metadata (default: folder without its order prefix)
+    blend: str = "normal"  # W3C compositing blend mode
+    opacity: float = 1.0
+    dna: bool = True  # False: left out of uniqueness and the DNA (HashLips bypassDNA); drawn per item
+    metadata: bool = True  # False: left out of the attributes
+    none: str | None = None  # a trait name meaning "nothing here": left out of the attributes
+    exact: tuple[tuple[str, int], ...] = ()  # (trait name, exact number of items)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One layer configuration (HashLips layerConfigurations): `size` items from these layers."""
+
+    size: int
+    layers: tuple[LayerOption, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuleOption:
+    kind: str  # "never" (a and b never together) | "always" (a only together with b)
+    a: tuple[str, str]  # (layer folder or display name, trait name)
+    b: tuple[str, str]
+
+    @property
+    def text(self) -> str:
+        return f"{self.a[0]}/{self.a[1]} {self.kind} with {self.b[0]}/{self.b[1]}"
 
 
 @dataclass(frozen=True)
@@ -38,13 +67,21 @@ class Config:
     vram_budget: str = "0.8"  # fraction of free VRAM, or a size such as "8GiB"
     cache: str = "auto"  # GPU prefix cache: auto (when it saves traffic) | on | off
     force: bool = False
+    shuffle: bool = False  # number the items in a seeded random order (mixes the stacks)
+    stacks: tuple[Stack, ...] = ()  # several layer configurations; sizes add up to `size`
+    rules: tuple[RuleOption, ...] = ()
+    metadata: dict = field(default_factory=dict, hash=False)  # the [metadata] table (see metadata.py)
+
+    @property
+    def stack_sizes(self) -> list[int]:
+        return [st.size for st in self.stacks] if self.stacks else [self.size]
 
 
 # TOML table -> {key: (field name, type)}
 SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
     "collection": {"size": ("size", int), "seed": ("seed", int), "start": ("start", int),
                    "name_prefix": ("name_prefix", str), "description": ("description", str),
-                   "base_uri": ("base_uri", str)},
+                   "base_uri": ("base_uri", str), "shuffle": ("shuffle", bool)},
     "input": {"delimiter": ("delimiter", str)},
     "output": {"preset": ("preset", str), "opaque_rgb": ("opaque_rgb", bool)},
     "run": {"workers": ("workers", int), "backend": ("backend", str), "batch_size": ("batch_size", int),
@@ -76,10 +113,21 @@ def load_config(path: str | os.PathLike) -> Config:
     values: dict[str, Any] = {}
     for table, body in data.items():
         if table == "layers":
-            values["layers"] = _layers(body, path)
+            values["layers"] = _layers(body, f"{path}: layers")
+            continue
+        if table == "stacks":
+            values["stacks"] = _stacks(body, path)
+            continue
+        if table == "rules":
+            values["rules"] = _rules(body, path)
+            continue
+        if table == "metadata":
+            if not isinstance(body, dict):
+                raise ConfigError(f"{path}: [metadata] must be a table")
+            values["metadata"] = body
             continue
         if table not in SCHEMA:
-            raise ConfigError(f"{path}: unknown table [{table}]; known: {', '.join(sorted([*SCHEMA, 'layers']))}")
+            raise ConfigError(f"{path}: unknown table [{table}]; known: {', '.join(sorted([*SCHEMA, 'layers', 'stacks', 'rules', 'metadata']))}")
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: [{table}] must be a table")
         for key, value in body.items():
@@ -87,22 +135,72 @@ def load_config(path: str | os.PathLike) -> Config:
                 raise ConfigError(f"{path}: unknown key {table}.{key}; known: {', '.join(SCHEMA[table])}")
             name, typ = SCHEMA[table][key]
             values[name] = _check_type(value, typ, f"{path}: {table}.{key}")
+    if "stacks" in values:
+        total = sum(st.size for st in values["stacks"])
+        if "size" in values and values["size"] != total:
+            raise ConfigError(f"{path}: collection.size is {values['size']} but the [[stacks]] sizes add up to {total}; "
+                              f"drop collection.size (it is their sum)")
+        values["size"] = total
     return validate(Config(**values), str(path))
 
 
-def _layers(body: Any, path: Path) -> tuple[LayerOption, ...]:
+LAYER_KEYS = {"folder": str, "name": str, "blend": str, "opacity": (int, float), "dna": bool, "metadata": bool,
+              "none": str, "exact": dict}
+
+
+def _layers(body: Any, where: str) -> tuple[LayerOption, ...]:
     if not isinstance(body, list):
-        raise ConfigError(f"{path}: layers must be an array of tables: [[layers]] folder = \"Background\"")
+        raise ConfigError(f"{where} must be an array of tables: [[layers]] folder = \"Background\"")
     out = []
     for i, item in enumerate(body):
-        where = f"{path}: layers[{i}]"
+        w = f"{where}[{i}]"
+        if isinstance(item, str):  # shorthand in [[stacks]]: layers = ["Background", "Body"]
+            item = {"folder": item}
         if not isinstance(item, dict) or "folder" not in item:
-            raise ConfigError(f"{where}: each [[layers]] entry needs folder = \"<sub-folder name>\"")
-        unknown = set(item) - {"folder", "name"}
+            raise ConfigError(f"{w}: each layer entry needs folder = \"<sub-folder name>\"")
+        unknown = set(item) - set(LAYER_KEYS)
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: folder, name")
-        out.append(LayerOption(_check_type(item["folder"], str, f"{where}.folder"),
-                               _check_type(item["name"], str, f"{where}.name") if "name" in item else None))
+            raise ConfigError(f"{w}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(LAYER_KEYS)}")
+        for key, typ in LAYER_KEYS.items():
+            if key in item and (not isinstance(item[key], typ) or (typ is not bool and isinstance(item[key], bool))):
+                name = typ.__name__ if isinstance(typ, type) else "number"
+                raise ConfigError(f"{w}.{key}: expected {name}, got {type(item[key]).__name__} {item[key]!r}")
+        exact = []
+        for trait, count in item.get("exact", {}).items():
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise ConfigError(f"{w}.exact.{trait}: expected a whole number of items (0 or more), got {count!r}")
+            exact.append((trait, count))
+        out.append(LayerOption(item["folder"], item.get("name"), item.get("blend", "normal"),
+                               float(item.get("opacity", 1.0)), item.get("dna", True), item.get("metadata", True),
+                               item.get("none"), tuple(exact)))
+    return tuple(out)
+
+
+def _stacks(body: Any, path: Path) -> tuple[Stack, ...]:
+    if not isinstance(body, list) or not body:
+        raise ConfigError(f"{path}: stacks must be an array of tables: [[stacks]] size = 900, layers = [...]")
+    out = []
+    for i, item in enumerate(body):
+        w = f"{path}: stacks[{i}]"
+        if not isinstance(item, dict) or set(item) - {"size", "layers"} or "size" not in item or "layers" not in item:
+            raise ConfigError(f"{w}: each [[stacks]] entry needs exactly size = <items> and layers = [...]")
+        out.append(Stack(_check_type(item["size"], int, f"{w}.size"), _layers(item["layers"], f"{w}.layers")))
+    return tuple(out)
+
+
+def _rules(body: Any, path: Path) -> tuple[RuleOption, ...]:
+    if not isinstance(body, list):
+        raise ConfigError(f"{path}: rules must be an array of tables: [[rules]] never = [\"Hat/Crown\", \"Hair/Mohawk\"]")
+    out = []
+    for i, item in enumerate(body):
+        w = f"{path}: rules[{i}]"
+        if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in ("never", "always"):
+            raise ConfigError(f"{w}: write either never = [\"Layer/Trait\", \"Layer/Trait\"] or always = [...]")
+        kind, pair = next(iter(item.items()))
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) and "/" in x for x in pair)):
+            raise ConfigError(f"{w}.{kind}: expected two \"Layer/Trait\" strings, got {pair!r}")
+        a, b = (tuple(x.split("/", 1)) for x in pair)
+        out.append(RuleOption(kind, a, b))
     return tuple(out)
 
 
@@ -123,9 +221,23 @@ def validate(cfg: Config, source: str = "options") -> Config:
         raise ConfigError(f"{source}: workers and batch_size must be 0 (auto) or more")
     if not cfg.delimiter or "/" in cfg.delimiter or "." in cfg.delimiter:
         raise ConfigError(f"{source}: delimiter must be non-empty and contain no '/' or '.', got {cfg.delimiter!r}")
-    folders = [lo.folder for lo in cfg.layers]
-    if len(set(folders)) != len(folders):
-        raise ConfigError(f"{source}: a layer folder is listed twice in [[layers]]")
+    if cfg.stacks and cfg.layers:
+        raise ConfigError(f"{source}: use either [[layers]] or [[stacks]] (each stack lists its own layers), not both")
+    if cfg.stacks and cfg.size != sum(cfg.stack_sizes):
+        raise ConfigError(f"{source}: the collection size is the sum of the [[stacks]] sizes ({sum(cfg.stack_sizes)}), "
+                          f"not {cfg.size}; change the stack sizes instead of the size")
+    for k, layers in enumerate([cfg.layers] + [st.layers for st in cfg.stacks]):
+        where = f"{source}: stacks[{k - 1}]" if k else source
+        if k and cfg.stacks[k - 1].size < 1:
+            raise ConfigError(f"{where}: size must be at least 1")
+        folders = [lo.folder for lo in layers]
+        if len(set(folders)) != len(folders):
+            raise ConfigError(f"{where}: a layer folder is listed twice")
+        for lo in layers:
+            if lo.blend not in BLEND_MODES:
+                raise ConfigError(f"{where}: layer {lo.folder!r}: unknown blend {lo.blend!r}; choose one of {', '.join(BLEND_MODES)}")
+            if not 0.0 <= lo.opacity <= 1.0:
+                raise ConfigError(f"{where}: layer {lo.folder!r}: opacity must be between 0 and 1, got {lo.opacity}")
     from .budget import parse_budget
 
     parse_budget(cfg.vram_budget, source)
@@ -142,7 +254,30 @@ def with_overrides(cfg: Config, **overrides: Any) -> Config:
     return validate(replace(cfg, **given))
 
 
+def layer_dict(lo: LayerOption) -> dict:
+    return {"folder": lo.folder, "name": lo.name, "blend": lo.blend, "opacity": lo.opacity, "dna": lo.dna,
+            "metadata": lo.metadata, "none": lo.none, "exact": dict(lo.exact)}
+
+
 def to_dict(cfg: Config) -> dict:
     d = {f.name: getattr(cfg, f.name) for f in fields(Config)}
-    d["layers"] = [{"folder": lo.folder, "name": lo.name} for lo in cfg.layers]
+    d["layers"] = [layer_dict(lo) for lo in cfg.layers]
+    d["stacks"] = [{"size": st.size, "layers": [layer_dict(lo) for lo in st.layers]} for st in cfg.stacks]
+    d["rules"] = [{r.kind: ["/".join(r.a), "/".join(r.b)]} for r in cfg.rules]
     return d
+
+
+def from_dict(d: dict) -> Config:
+    """Inverse of to_dict (for commands that work from a collection's manifest)."""
+    def layers(items):
+        return tuple(LayerOption(x["folder"], x.get("name"), x.get("blend", "normal"), float(x.get("opacity", 1.0)),
+                                 x.get("dna", True), x.get("metadata", True), x.get("none"),
+                                 tuple(x.get("exact", {}).items())) for x in items)
+
+    known = {f.name for f in fields(Config)}
+    values = {k: v for k, v in d.items() if k in known}
+    values["layers"] = layers(d.get("layers", []))
+    values["stacks"] = tuple(Stack(x["size"], layers(x["layers"])) for x in d.get("stacks", []))
+    values["rules"] = tuple(RuleOption(k, tuple(v[0].split("/", 1)), tuple(v[1].split("/", 1)))
+                            for r in d.get("rules", []) for k, v in r.items())
+    return validate(Config(**values), "manifest")

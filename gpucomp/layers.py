@@ -47,6 +47,8 @@ class Layer:
     folder: str
     name: str  # display name used in metadata
     traits: list[Trait] = field(default_factory=list)
+    blend: str = "normal"  # how the layer meets what is below it (compositing.py)
+    opacity: float = 1.0
 
     @property
     def weights(self) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .config import Config
 from .encode import deflate_engine, encode_filtered, encode_png, get_preset
-from .errors import GpucompError, Interrupted, OutputError
+from .errors import ConfigError, GpucompError, Interrupted, OutputError
 from .journal import JOURNAL, Journal, load_records, write_provenance
 from .lock import OutputLock
 from .output import (MANIFEST, TMP_PREFIX, atomic_write_bytes, atomic_write_json, check_output, item_metadata,
@@ -51,27 +51,57 @@ class Item:
     metadata: Path
 
 
-def load_for_config(layers_dir, cfg: Config, progress=None):
-    from .layers import load_layers
+def load_stacks(layers_dir, cfg: Config, progress=None):
+    """Read every layer folder the config uses, once; returns (all layers as one LayerSet,
+    [(LayerSet view, LayerOptions)] per stack). Stacks share trait objects."""
+    from .collection import stack_layerset
+    from .config import LayerOption
+    from .layers import list_layer_folders, load_layers
 
-    order = [lo.folder for lo in cfg.layers] or None
-    names = {lo.folder: lo.name for lo in cfg.layers if lo.name}
-    return load_layers(layers_dir, order=order, display_names=names, delimiter=cfg.delimiter, progress=progress)
+    stack_opts = [list(st.layers) for st in cfg.stacks] or [list(cfg.layers)]
+    if not any(stack_opts):
+        root = Path(layers_dir)
+        if not root.is_dir():
+            from .errors import LayerError
+
+            raise LayerError(f"{root}: layers folder not found; pass the folder that holds one sub-folder per layer")
+        stack_opts = [[LayerOption(f) for f in list_layer_folders(root)]]
+    folders = list(dict.fromkeys(o.folder for opts in stack_opts for o in opts)) or None
+    ls = load_layers(layers_dir, order=folders, delimiter=cfg.delimiter, progress=progress)
+    loaded = {layer.folder: layer for layer in ls.layers}
+    stacks = [(stack_layerset(loaded, ls.root, ls.width, ls.height, opts), opts) for opts in stack_opts]
+    return ls, stacks
+
+
+def load_for_config(layers_dir, cfg: Config, progress=None):
+    """The first stack's layers (what a single-stack collection renders)."""
+    return load_stacks(layers_dir, cfg, progress)[1][0][0]
+
+
+def read_manifest(out: Path) -> dict:
+    try:
+        return json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise OutputError(f"{out / MANIFEST}: unreadable ({err}); pass --force to discard this output and start over") from err
 
 
 class Generation:
     """Iterable over the items finished in this run; `summary` holds throughput and stage
     times afterwards. Re-running into an output that holds an interrupted collection made
-    from the same inputs resumes it; `stop()` (thread- and signal-safe) ends a run early."""
+    from the same inputs resumes it; `stop()` (thread- and signal-safe) ends a run early.
+
+    `extend=M` adds M new unique items to a finished or unfinished collection; `rerender=True`
+    renders the same plan again with changed trait art, redoing only items that use it."""
 
     def __init__(self, layers_dir, out_dir, cfg: Config, log: Callable[[str], None] | None = None,
                  progress: bool | None = None, backend=None, resume: bool = False,
-                 stop_timeout: float | None = None):
+                 stop_timeout: float | None = None, extend: int = 0, extend_stack: int = 0, rerender: bool = False):
         self.layers_dir, self.out, self.cfg = Path(layers_dir), Path(out_dir), cfg
         self.log = log or (lambda msg: None)
         self.progress_enabled = progress
         self.backend = backend
-        self.resume = resume
+        self.resume = resume or bool(extend) or rerender
+        self.extend, self.extend_stack, self.rerender = extend, extend_stack, rerender
         self.stop_timeout = stop_timeout  # after stop(): how long to wait for items in flight (None: all)
         self.stats = Stats()
         self.summary: dict = {}
@@ -83,17 +113,24 @@ class Generation:
         self._stop.set()
 
     def __iter__(self) -> Iterator[Item]:
-        from .plan import make_plan
+        from .collection import derived_seed, plan_collection
 
         cfg, out, st = self.cfg, self.out, self.stats
         self._t_start = time.perf_counter()
-        check_output(out, cfg.force, self.resume)
+        state = check_output(out, cfg.force, self.resume)
         with st.timer("load"):
-            ls = load_for_config(self.layers_dir, cfg)
-        self.log(f"layers: {len(ls.layers)} layers, {ls.trait_count} traits, {ls.width}x{ls.height}, "
-                 f"{ls.combinations} combinations")
+            ls, stacks = load_stacks(self.layers_dir, cfg)
+        self.log(f"layers: {len(ls.layers)} layers, {ls.trait_count} traits, {ls.width}x{ls.height}"
+                 + (f", {len(stacks)} stacks" if len(stacks) > 1 else f", {stacks[0][0].combinations} combinations"))
+        old = read_manifest(out) if state == "ours" and not cfg.force else None
+        extensions = list(old.get("plan", {}).get("extensions", [])) if old else []
+        if self.extend:
+            if not 0 <= self.extend_stack < len(stacks):
+                raise ConfigError(f"extend: stack {self.extend_stack + 1} does not exist (the collection has {len(stacks)})")
+            extensions.append({"stack": self.extend_stack, "size": self.extend,
+                               "seed": derived_seed(cfg.seed, "extension", len(extensions))})
         with st.timer("plan"):
-            plan = make_plan([layer.weights for layer in ls.layers], cfg.size, cfg.seed, cfg.start)
+            cplan = plan_collection(cfg, stacks, extensions)
         # Only now, with layers and plan known to be good, is anything written.
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -102,23 +139,34 @@ class Generation:
         with OutputLock(out) as lock:
             if lock.stale:
                 self.log(f"note: an earlier run (pid {lock.stale.get('pid', '?')}) ended without finishing")
-            yield from self._run(ls, plan)
+            yield from self._run(ls, stacks, cplan, extensions)
 
-    def _open_output(self, ls, plan, preset) -> bool:
-        """Write the manifest; returns True when an earlier collection of the same inputs resumes."""
+    def _open_output(self, ls, stacks, cplan, extensions, preset) -> tuple[bool, set]:
+        """Write the manifest. Returns (resume, changed traits): whether an earlier collection of
+        the same inputs continues, and for a re-render which (folder, trait) art changed."""
+        from .resume import changed_traits
+
         out, cfg = self.out, self.cfg
-        manifest = make_manifest(cfg, ls, plan, deflate_engine(preset))
-        resume = False
+        manifest = make_manifest(cfg, ls, stacks, cplan, deflate_engine(preset), extensions, self.layers_dir)
+        resume, changed = False, set()
         if (out / MANIFEST).exists() and not cfg.force:
-            try:
-                old = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-            except (OSError, ValueError) as err:
-                raise OutputError(f"{out / MANIFEST}: unreadable ({err}); pass --force to discard this output and start over") from err
-            diffs = differences(old, manifest)
+            old = read_manifest(out)
+            if self.extend:  # the old plan is the new one without the extension
+                old = json.loads(json.dumps(old))
+                old.setdefault("plan", {})["extensions"] = manifest["plan"]["extensions"]
+                old["plan_sha256"] = manifest["plan_sha256"] if not differences(old, manifest, art=False) else None
+            diffs = differences(old, manifest, art=not self.rerender)
             if diffs:
                 raise OutputError(
                     f"{out}: holds a collection made from other inputs: {'; '.join(diffs)}. Resuming would mix two "
                     f"collections: use the original layers and settings, or pass --force to discard it and start over")
+            if self.rerender:
+                oa, na = old.get("art", {}), manifest["art"]
+                if any(oa.get(k) != na[k] for k in ("width", "height", "preset", "opaque_rgb", "blend")):
+                    changed = {"*"}
+                else:
+                    changed = changed_traits(old, manifest)
+                self.log(f"re-render: {'every item' if '*' in changed else f'{len(changed)} changed traits'}")
             if old.get("encoder") != manifest["encoder"]:
                 self.log(f"note: PNGs were encoded with {old.get('encoder')}, now {manifest['encoder']}: pixels match, "
                          f"file bytes of newly rendered items may not")
@@ -133,58 +181,57 @@ class Generation:
         except OSError as err:
             raise OutputError(f"{out}: cannot create images/ and metadata/ ({err.strerror or err})") from err
         clean_temporaries(out, TMP_PREFIX)
-        return resume
+        return resume, changed
 
-    def _run(self, ls, plan) -> Iterator[Item]:
+    def _run(self, ls, stacks, cplan, extensions) -> Iterator[Item]:
         from .backends.select import choose
         from .plan import dna
 
         cfg, out, st = self.cfg, self.out, self.stats
         preset = get_preset(cfg.preset)
         workers = cfg.workers or os.cpu_count() or 1
-        resume = self._open_output(ls, plan, preset)
-        n = len(plan)
-        numbers = [plan.number(i) for i in range(n)]
-        layer_names = [layer.name for layer in ls.layers]
+        resume, changed = self._open_output(ls, stacks, cplan, extensions, preset)
+        n = len(cplan)
+        start = cplan.start
+        # Position p = number - start indexes per-item state; g is the index in plan order.
+        g_of = np.argsort(cplan.numbers, kind="stable")
+        numbers = list(range(start, start + n))
 
-        def names_of(i: int) -> list[str]:
-            return [layer.traits[j].name for layer, j in zip(ls.layers, plan.combos[i].tolist())]
+        def locate(p: int):
+            return cplan.locate(int(g_of[p]))
 
-        def meta_bytes(i: int) -> bytes:
-            names = names_of(i)
-            return json_bytes(item_metadata(numbers[i], names, layer_names, dna(names), cfg))
+        def meta_bytes(p: int) -> bytes:
+            seg, row = locate(p)
+            attrs = seg.attributes(row)
+            return json_bytes(item_metadata(numbers[p], [v for _, v in attrs], [k for k, _ in attrs],
+                                            dna(seg.dna_names(row)), cfg))
 
         shas = np.zeros((n, 32), np.uint8)
         if resume:
             with st.timer("verify"):
-                shas = load_records(out, plan.start, n)
+                shas = load_records(out, start, n)
+                if changed:
+                    shas[self._uses(cplan, changed, g_of)] = 0
                 done = find_finished(out, numbers, shas, meta_bytes, atomic_write_bytes, workers)
             shas[~done] = 0
             self.log(f"resuming: {int(done.sum())} of {n} items finished and intact, {n - int(done.sum())} to render")
         else:
             done = np.zeros(n, bool)
-        todo = np.flatnonzero(~done)
-        self.finished_before = n - len(todo)
-
+        todo_pos = np.flatnonzero(~done)
+        self.finished_before = n - len(todo_pos)
         if self.backend is None:
             self.backend, why = choose(cfg.backend, opaque_rgb=cfg.opaque_rgb, batch_size=cfg.batch_size,
                                        vram_budget=cfg.vram_budget, cache=cfg.cache)
             self.log(f"backend: {self.backend.name} ({why})")
         backend = self.backend
-        if len(todo):
-            with st.timer("prepare"):
-                if getattr(backend, "renders_in_workers", False):
-                    backend.prepare(ls, release_pixels=True)  # the CPU backend keeps its own sparse copy
-                else:
-                    backend.prepare(ls)
         self.log(f"png: preset {preset.name} ({deflate_engine(preset)} deflate)")
-        progress = Progress(len(todo), self.progress_enabled)
+        progress = Progress(len(todo_pos), self.progress_enabled)
         journal = Journal(out / JOURNAL, fresh=not resume)
         written = [0, 0]  # items, PNG bytes this run: for the summary and the disk-space estimate
         count_lock = threading.Lock()
 
-        def write(i: int, pixels) -> Item:
-            number = numbers[i]
+        def write(p: int, pixels) -> Item:
+            number = numbers[p]
             with st.timer("encode"):
                 if hasattr(pixels, "rows"):  # scanlines the GPU already filtered
                     png = encode_filtered(pixels.rows, pixels.width, pixels.height, pixels.channels, preset)
@@ -197,65 +244,59 @@ class Generation:
                 try:
                     atomic_write_bytes(img_path, png)
                     _fault(f"image:{number}")
-                    atomic_write_bytes(meta_path, meta_bytes(i))
+                    atomic_write_bytes(meta_path, meta_bytes(p))
                 except OSError as err:
-                    raise self._write_error(img_path, err, len(png), len(todo) - written[0]) from err
+                    raise self._write_error(img_path, err, len(png), len(todo_pos) - written[0]) from err
                 journal.record(number, digest.hex())
-            shas[i] = np.frombuffer(digest, np.uint8)
+            shas[p] = np.frombuffer(digest, np.uint8)
             st.count("png_bytes", len(png))
             with count_lock:
                 written[0] += 1
                 written[1] += len(png)
-            return Item(number, dict(zip(layer_names, names_of(i))), img_path, meta_path)
-
-        def render_and_write(i: int) -> Item:
-            with st.timer("composite"):
-                pixels = backend.composite([plan.combos[i]])[0]
-            return write(i, pixels)
+            seg, row = locate(p)
+            return Item(number, dict(seg.attributes(row)), img_path, meta_path)
 
         t_render = time.perf_counter()
         pending: set[Future] = set()
-        limit = 2 * workers
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpucomp")
         wait_pool = True
         self.rendering = True
         try:
             def drain(block_until: int) -> Iterator[Item]:
-                nonlocal pending
                 while len(pending) > block_until:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    pending.difference_update(finished)  # in place: _render_segment holds this set too
                     for f in finished:
                         item = f.result()
                         progress.update()
                         if progress.done == 16:
-                            self._check_space(written[1] / max(written[0], 1), len(todo) - written[0])
+                            self._check_space(written[1] / max(written[0], 1), len(todo_pos) - written[0])
                         yield item
 
-            if getattr(backend, "renders_in_workers", False):
-                for i in todo.tolist():
-                    if self._stop.is_set():
-                        break
-                    pending.add(pool.submit(render_and_write, i))
-                    yield from drain(limit)
-            else:
-                batches = backend.render(plan.combos[todo], st, preset.filter)
-                try:
-                    for idx, images in batches:
-                        limit = max(limit, 2 * len(images))
-                        for j, pixels in zip(idx.tolist(), images):
-                            pending.add(pool.submit(write, int(todo[j]), pixels))
-                        del images
-                        yield from drain(limit)
-                        if self._stop.is_set():
-                            break
-                finally:
-                    batches.close()
+            g_todo = np.sort(g_of[todo_pos])
+            pos_of = np.empty(n, np.int64)
+            pos_of[g_of] = np.arange(n)
+            for seg in cplan.segments:
+                if self._stop.is_set():
+                    break
+                lo, hi = seg.offset, seg.offset + len(seg.combos)
+                rows = g_todo[(g_todo >= lo) & (g_todo < hi)] - lo
+                if not len(rows):
+                    continue
+                yield from drain(0)  # the backend is about to switch to this segment's layers
+                with st.timer("prepare"):
+                    if getattr(backend, "renders_in_workers", False):
+                        # the CPU backend keeps its own sparse copy: dense pixels can go unless a later stack needs them
+                        backend.prepare(seg.layerset, release_pixels=len(cplan.segments) == 1)
+                    else:
+                        backend.prepare(seg.layerset)
+                yield from self._render_segment(backend, seg, rows, pos_of, pool, pending, write, drain, workers, preset)
             if self._stop.is_set():
                 for f in pending:
                     f.cancel()
                 _, running = wait(pending, timeout=self.stop_timeout)
                 wait_pool = not running
-                self.summary = self._summary(n, written[0], len(todo), t_render, ls, preset, workers, backend)
+                self.summary = self._summary(n, written[0], len(todo_pos), t_render, ls, preset, workers, backend)
                 self.summary.update(interrupted=True, abandoned_in_flight=len(running))
                 raise Interrupted(f"stopped: {self.finished_before + written[0]} of {n} items finished", self.summary)
             yield from drain(0)
@@ -271,13 +312,78 @@ class Generation:
         with st.timer("finish"):
             write_collection_metadata(out, numbers)
             _fault("finish")
-            write_report(out, *from_layerset(ls), plan.combos, start=plan.start)
+            self._write_rarity(cplan, g_of)
             self.provenance = write_provenance(out, numbers, shas)
             (out / JOURNAL).unlink(missing_ok=True)  # provenance.json now records every item
-        self.summary = self._summary(n, written[0], len(todo), t_render, ls, preset, workers, backend)
+        self.summary = self._summary(n, written[0], len(todo_pos), t_render, ls, preset, workers, backend)
         self.summary["provenance_hash"] = self.provenance
         backend.close()
         atomic_write_json(out / "summary.json", self.summary)
+
+    def _render_segment(self, backend, seg, rows, pos_of, pool, pending, write, drain, workers, preset):
+        """Submit one segment's rows (local indices) to the encode pool; yields finished items."""
+        limit = 2 * workers
+        if getattr(backend, "renders_in_workers", False):
+            def render_and_write(row: int) -> Item:
+                with self.stats.timer("composite"):
+                    pixels = backend.composite([seg.combos[row]])[0]
+                return write(int(pos_of[seg.offset + row]), pixels)
+
+            for row in rows.tolist():
+                if self._stop.is_set():
+                    return
+                pending.add(pool.submit(render_and_write, row))
+                yield from drain(limit)
+            return
+        batches = backend.render(seg.combos[rows], self.stats, preset.filter)
+        try:
+            for idx, images in batches:
+                limit = max(limit, 2 * len(images))
+                for j, pixels in zip(idx.tolist(), images):
+                    pending.add(pool.submit(write, int(pos_of[seg.offset + rows[j]]), pixels))
+                del images
+                yield from drain(limit)
+                if self._stop.is_set():
+                    return
+        finally:
+            batches.close()
+
+    @staticmethod
+    def _uses(cplan, changed: set, g_of: np.ndarray) -> np.ndarray:
+        """Bool mask by position: items that use a changed trait ('*': every item)."""
+        n = len(cplan)
+        if "*" in changed:
+            return np.ones(n, bool)
+        by_g = np.zeros(n, bool)
+        for seg in cplan.segments:
+            for li, layer in enumerate(seg.layerset.layers):
+                bad = [k for k, t in enumerate(layer.traits) if (layer.folder, t.name) in changed]
+                if bad:
+                    by_g[seg.offset:seg.offset + len(seg.combos)] |= np.isin(seg.combos[:, li], bad)
+        return by_g[g_of]
+
+    def _write_rarity(self, cplan, g_of) -> None:
+        """Rarity over the whole collection in item-number order. With several stacks, layers are
+        matched by display name and an item without a layer counts as trait '(none)'."""
+        segs = cplan.segments
+        if len({seg.stack for seg in segs}) == 1:
+            seg0 = segs[0]
+            combos = np.concatenate([s.combos for s in segs])[g_of]
+            write_report(self.out, *from_layerset(seg0.layerset), combos, start=cplan.start)
+            return
+        names = list(dict.fromkeys(layer.name for s in segs for layer in s.layerset.layers))
+        traits = {nm: ["(none)"] for nm in names}
+        for s in segs:
+            for layer in s.layerset.layers:
+                traits[layer.name] += [t.name for t in layer.traits if t.name not in traits[layer.name]]
+        index = {nm: {t: k for k, t in enumerate(traits[nm])} for nm in names}
+        combos = np.zeros((len(cplan), len(names)), np.int32)
+        for s in segs:
+            for li, layer in enumerate(s.layerset.layers):
+                col = names.index(layer.name)
+                lut = np.array([index[layer.name][t.name] for t in layer.traits], np.int32)
+                combos[s.offset:s.offset + len(s.combos), col] = lut[s.combos[:, li]]
+        write_report(self.out, names, [traits[nm] for nm in names], None, combos[g_of], start=cplan.start)
 
     def _summary(self, n, rendered, todo, t_render, ls, preset, workers, backend) -> dict:
         st = self.stats

@@ -6,7 +6,6 @@ the pixels would differ, and simply rewrites metadata when only its text changed
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,57 +16,87 @@ import numpy as np
 from . import __version__
 from .journal import file_sha256, is_known
 
-FORMAT = 2
+FORMAT = 3
+RUN_FIELDS = ("workers", "backend", "batch_size", "vram_budget", "cache", "force")  # never change the output
 
 
-def plan_digest(combos: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(combos, dtype="<i4").tobytes()).hexdigest()
+def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir) -> dict:
+    """`ls` is every loaded layer (for the art hashes), `stacks` the (LayerSet, options) per stack."""
+    from .config import to_dict
 
-
-def make_manifest(cfg, ls, plan, encoder: str) -> dict:
     return {
         "gpucomp": __version__,
         "format": FORMAT,
         "plan": {
-            "seed": cfg.seed, "size": cfg.size, "start": cfg.start,
-            "layers": [{"folder": layer.folder, "name": layer.name,
-                        "traits": [[t.name, t.weight] for t in layer.traits]} for layer in ls.layers],
+            "seed": cfg.seed, "size": cfg.size, "start": cfg.start, "shuffle": cfg.shuffle,
+            "stacks": [{"size": size, "layers": [
+                {"folder": layer.folder, "name": layer.name, "dna": o.dna, "exact": dict(o.exact),
+                 "traits": [[t.name, t.weight] for t in layer.traits]} for layer, o in zip(sl.layers, opts)]}
+                for (sl, opts), size in zip(stacks, cfg.stack_sizes)],
+            "rules": [r.text for r in cfg.rules],
+            "extensions": list(extensions),
         },
-        "plan_sha256": plan_digest(plan.combos),
-        "art": {"fingerprint": ls.fingerprint, "width": ls.width, "height": ls.height,
-                "preset": cfg.preset, "opaque_rgb": cfg.opaque_rgb},
+        "plan_sha256": cplan.digest(),
+        "art": {"width": ls.width, "height": ls.height, "preset": cfg.preset, "opaque_rgb": cfg.opaque_rgb,
+                "blend": [[[o.folder, o.blend, o.opacity] for o in opts] for _, opts in stacks],
+                "traits": {layer.folder: {t.name: t.sha256 for t in layer.traits} for layer in ls.layers}},
         "encoder": encoder,
-        "metadata": {"name_prefix": cfg.name_prefix, "description": cfg.description, "base_uri": cfg.base_uri},
+        "metadata": {"name_prefix": cfg.name_prefix, "description": cfg.description, "base_uri": cfg.base_uri,
+                     "table": cfg.metadata,
+                     "layers": [[[o.folder, o.metadata, o.none] for o in opts] for _, opts in stacks]},
+        "source": {"layers_dir": str(Path(layers_dir).resolve()),
+                   "config": {k: v for k, v in to_dict(cfg).items() if k not in RUN_FIELDS}},
     }
 
 
-def differences(old: dict, new: dict) -> list[str]:
-    """What changed in a way that would change the plan or the pixels (empty: resumable)."""
+def differences(old: dict, new: dict, art: bool = True) -> list[str]:
+    """What changed in a way that would change the plan (or, with `art`, the pixels); empty
+    means the old collection can be resumed with the new inputs."""
     if not isinstance(old, dict) or old.get("format") != FORMAT:
         return [f"its manifest has another format (written by gpucomp {old.get('gpucomp', '?') if isinstance(old, dict) else '?'})"]
     out = []
     op, np_ = old.get("plan", {}), new["plan"]
-    for key in ("seed", "size", "start"):
+    for key in ("seed", "size", "start", "shuffle"):
         if op.get(key) != np_[key]:
             out.append(f"{key} was {op.get(key)!r}, now {np_[key]!r}")
-    ol, nl = op.get("layers", []), np_["layers"]
-    if [(x.get("folder"), x.get("name")) for x in ol] != [(x["folder"], x["name"]) for x in nl]:
-        out.append("the layers or their order changed ({} -> {})".format(
-            ", ".join(str(x.get("folder")) for x in ol), ", ".join(x["folder"] for x in nl)))
-    else:
-        for a, b in zip(ol, nl):
-            if a.get("traits") != b["traits"]:
-                out.append(f"traits or weights of layer {b['folder']!r} changed")
+    os_, ns = op.get("stacks", []), np_["stacks"]
+    if len(os_) != len(ns):
+        out.append(f"the number of stacks changed ({len(os_)} -> {len(ns)})")
+    for k, (a, b) in enumerate(zip(os_, ns)):
+        where = f" of stack {k + 1}" if len(ns) > 1 else ""
+        al, bl = a.get("layers", []), b["layers"]
+        if [(x.get("folder"), x.get("name")) for x in al] != [(x["folder"], x["name"]) for x in bl]:
+            out.append("the layers or their order{} changed ({} -> {})".format(
+                where, ", ".join(str(x.get("folder")) for x in al), ", ".join(x["folder"] for x in bl)))
+            continue
+        for x, y in zip(al, bl):
+            if x.get("traits") != y["traits"]:
+                out.append(f"traits or weights of layer {y['folder']!r}{where} changed")
+            elif (x.get("dna"), x.get("exact")) != (y["dna"], y["exact"]):
+                out.append(f"dna or exact counts of layer {y['folder']!r}{where} changed")
+    for key, what in (("rules", "rules"), ("extensions", "extensions")):
+        if op.get(key) != np_[key]:
+            out.append(f"the {what} changed")
     if not out and old.get("plan_sha256") != new["plan_sha256"]:
         out.append("the same inputs now give another plan (was NumPy upgraded?)")
-    oa, na = old.get("art", {}), new["art"]
-    for key, what in (("width", "canvas width"), ("height", "canvas height"), ("preset", "PNG preset"),
-                      ("opaque_rgb", "opaque_rgb")):
-        if oa.get(key) != na[key]:
-            out.append(f"{what} was {oa.get(key)!r}, now {na[key]!r}")
-    if oa.get("fingerprint") != na["fingerprint"] and not any("traits" in d or "layers" in d for d in out):
-        out.append("trait art changed (a PNG in the layers folder has other content)")
+    if art:
+        oa, na = old.get("art", {}), new["art"]
+        for key, what in (("width", "canvas width"), ("height", "canvas height"), ("preset", "PNG preset"),
+                          ("opaque_rgb", "opaque_rgb"), ("blend", "blend modes or opacities")):
+            if oa.get(key) != na[key]:
+                out.append(f"{what} was {oa.get(key)!r}, now {na[key]!r}" if key != "blend" else f"{what} changed")
+        changed = changed_traits(old, new)
+        if changed:
+            shown = ", ".join(f"{f}/{t}" for f, t in sorted(changed)[:5]) + (" ..." if len(changed) > 5 else "")
+            out.append(f"trait art changed ({shown}); `gpucomp rerender` re-renders the items that use it")
     return out
+
+
+def changed_traits(old: dict, new: dict) -> set[tuple[str, str]]:
+    """(folder, trait) whose PNG content differs from what the old collection was rendered with."""
+    ot = old.get("art", {}).get("traits", {})
+    return {(folder, name) for folder, traits in new["art"]["traits"].items() for name, sha in traits.items()
+            if ot.get(folder, {}).get(name) != sha}
 
 
 def find_finished(out: Path, numbers: list[int], shas: np.ndarray, meta_bytes: Callable[[int], bytes],

@@ -63,7 +63,7 @@ def test_metadata_schema(demo_layers, tmp_path):
     assert rows[0].startswith("number,rank,score") and len(rows) == 11
     manifest = json.loads((out / "gpucomp.json").read_text(encoding="utf-8"))
     assert manifest["plan"]["size"] == 10 and manifest["plan"]["seed"] == 3
-    assert [la["name"] for la in manifest["plan"]["layers"]] == ["Background", "Body", "Clothes", "Eyes"]
+    assert [la["name"] for la in manifest["plan"]["stacks"][0]["layers"]] == ["Background", "Body", "Clothes", "Eyes"]
     assert manifest["metadata"]["base_uri"] == "ipfs://CID/"
 
 

@@ -2,7 +2,7 @@
 import pytest
 
 from gpucomp.cli import _overrides, build_parser
-from gpucomp.config import Config, LayerOption, load_config, to_dict, with_overrides
+from gpucomp.config import from_dict, Config, LayerOption, load_config, to_dict, with_overrides
 from gpucomp.errors import ConfigError
 
 FULL = """
@@ -48,7 +48,9 @@ def test_full_config_loads(tmp_path):
                          base_uri="ipfs://abc/", delimiter="@", preset="small", opaque_rgb=False, workers=3,
                          backend="cpu", batch_size=64, vram_budget="4GiB",
                          layers=(LayerOption("01-Background"), LayerOption("02-Body", "Torso")))
-    assert to_dict(cfg)["layers"] == [{"folder": "01-Background", "name": None}, {"folder": "02-Body", "name": "Torso"}]
+    assert [(x["folder"], x["name"], x["blend"], x["dna"]) for x in to_dict(cfg)["layers"]] == [
+        ("01-Background", None, "normal", True), ("02-Body", "Torso", "normal", True)]
+    assert from_dict(to_dict(cfg)) == cfg
 
 
 def test_empty_config_is_the_defaults(tmp_path):

@@ -1,0 +1,235 @@
+"""A whole collection's plan: one or more layer stacks ("layer configurations"), each with its
+own layers and options, numbered in order or shuffled, plus later extensions.
+
+Each stack is a segment of items. Uniqueness and the DNA cover the stack's `dna` layers only
+(HashLips' bypassDNA leaves a layer out); those layers go through `plan.make_plan` with the
+stack's rules and exact counts, the others are drawn independently by weight. Items of
+different segments never repeat each other either.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import PlanError
+from .layers import Layer, LayerSet
+from .plan import make_plan
+
+
+@dataclass(eq=False)
+class Segment:
+    """Items `offset .. offset + len(combos) - 1` (global indices) drawn from one stack."""
+
+    stack: int  # index into the config's stacks
+    layerset: LayerSet  # this stack's layers, bottom first, with their display names
+    options: list  # LayerOption per layer
+    combos: np.ndarray  # (n, L) int32 trait index per layer
+    offset: int = 0
+
+    def names(self, row: int) -> list[str]:
+        return [layer.traits[j].name for layer, j in zip(self.layerset.layers, self.combos[row].tolist())]
+
+    def dna_names(self, row: int) -> list[str]:
+        return [n for n, o in zip(self.names(row), self.options) if o.dna]
+
+    def attributes(self, row: int) -> list[tuple[str, str]]:
+        """(trait_type, value) for metadata: hidden layers and 'none' traits left out."""
+        return [(layer.name, n) for layer, o, n in zip(self.layerset.layers, self.options, self.names(row))
+                if o.metadata and n != o.none]
+
+    def identity(self, row: int) -> tuple:
+        return tuple((layer.name, n) for layer, o, n in zip(self.layerset.layers, self.options, self.names(row)) if o.dna)
+
+
+@dataclass(eq=False)
+class CollectionPlan:
+    segments: list[Segment]
+    numbers: np.ndarray  # (N,) item number of each global index
+    start: int
+    seed: int
+    sizes: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.numbers.shape[0])
+
+    def locate(self, g: int) -> tuple[Segment, int]:
+        for seg in self.segments:
+            if g < seg.offset + len(seg.combos):
+                return seg, g - seg.offset
+        raise IndexError(g)
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for seg in self.segments:
+            h.update(f"{seg.stack}:{seg.combos.shape}".encode())
+            h.update(np.ascontiguousarray(seg.combos, dtype="<i4").tobytes())
+        h.update(np.ascontiguousarray(self.numbers, dtype="<i8").tobytes())
+        return h.hexdigest()
+
+
+def derived_seed(seed: int, *salt) -> int:
+    """A 63-bit seed for one purpose (stack k, shuffling, an extension) from the collection seed."""
+    text = ":".join(str(x) for x in (seed, *salt))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def stack_layerset(loaded: dict[str, Layer], root, width: int, height: int, options) -> LayerSet:
+    """A LayerSet view of one stack: the loaded layers in its order, with its display names and
+    blend options; trait objects (and their pixels) are shared between stacks."""
+    from .naming import layer_display_name
+
+    layers = []
+    for o in options:
+        src = loaded[o.folder]
+        layers.append(Layer(folder=o.folder, name=o.name or layer_display_name(o.folder), traits=src.traits,
+                            blend=o.blend, opacity=o.opacity))
+    return LayerSet(root=root, layers=layers, width=width, height=height)
+
+
+def _rules_for(stack_rules, layerset: LayerSet, options, dna_index: dict[int, int], where: str):
+    """Map config rules ('Layer/Trait' pairs) to planner rules in the dna-layer index space;
+    rules naming a layer this stack lacks do not apply to it."""
+    if not stack_rules:
+        return ()
+    from .rules import Rule
+
+    out = []
+    for r in stack_rules:
+        ends = []
+        for ref in (r.a, r.b):
+            li = _find_layer(layerset, ref[0])
+            if li is None:
+                break
+            ti = next((k for k, t in enumerate(layerset.layers[li].traits) if t.name == ref[1]), None)
+            if ti is None:
+                raise PlanError(f"{where}: rule {r.text}: layer {ref[0]!r} has no trait {ref[1]!r}")
+            if li not in dna_index:
+                raise PlanError(f"{where}: rule {r.text}: layer {ref[0]!r} has dna = false; rules apply to dna layers only")
+            ends.append((dna_index[li], ti))
+        if len(ends) == 2:
+            out.append(Rule(r.kind, ends[0], ends[1]))
+    return tuple(out)
+
+
+def _find_layer(layerset: LayerSet, ref: str) -> int | None:
+    for li, layer in enumerate(layerset.layers):
+        if layer.folder == ref:
+            return li
+    for li, layer in enumerate(layerset.layers):
+        if layer.name == ref:
+            return li
+    return None
+
+
+def _exact_for(layer: Layer, option, where: str) -> dict[int, int]:
+    index = {t.name: k for k, t in enumerate(layer.traits)}
+    out = {}
+    for name, count in option.exact:
+        if name not in index:
+            raise PlanError(f"{where}: exact count for {layer.folder}/{name}: no such trait in layer {layer.folder!r}")
+        out[index[name]] = count
+    return out
+
+
+def _independent(layer: Layer, exact: dict[int, int], n: int, rng: np.random.Generator, where: str) -> np.ndarray:
+    """A dna = false layer: each item's trait drawn by weight; exact counts fill their slots first."""
+    fixed = sum(exact.values())
+    if fixed > n:
+        raise PlanError(f"{where}: exact counts in layer {layer.folder!r} add up to {fixed}, more than the {n} items")
+    w = layer.weights.copy()
+    w[list(exact)] = 0
+    rest = n - fixed
+    if rest and w.sum() <= 0:
+        raise PlanError(f"{where}: layer {layer.folder!r}: exact counts cover {fixed} of {n} items and no other trait has a weight")
+    col = np.concatenate([np.full(c, k, np.int32) for k, c in sorted(exact.items())] +
+                         [rng.choice(len(w), size=rest, p=w / w.sum()).astype(np.int32) if rest else np.empty(0, np.int32)])
+    return rng.permutation(col).astype(np.int32)
+
+
+def plan_stack(stack_index: int, layerset: LayerSet, options, size: int, seed: int, rules, where: str,
+               exclude: set | None = None, honour_exact: bool = True) -> np.ndarray:
+    """(size, L) combos for one stack. With `exclude` (identities already used by other segments)
+    the stack draws extra unique items and keeps the first `size` that are new, which is the
+    same distribution conditioned on not repeating them."""
+    dna_layers = [li for li, o in enumerate(options) if o.dna]
+    if not dna_layers:
+        raise PlanError(f"{where}: every layer has dna = false; uniqueness needs at least one dna layer")
+    dna_index = {li: k for k, li in enumerate(dna_layers)}
+    weights = [layerset.layers[li].weights for li in dna_layers]
+    names = [[t.name for t in layerset.layers[li].traits] for li in dna_layers]
+    plan_rules = _rules_for(rules, layerset, options, dna_index, where)
+    exact = {}
+    free_exact = {}
+    if honour_exact:
+        for li, o in enumerate(options):
+            e = _exact_for(layerset.layers[li], o, where)
+            if li in dna_index:
+                exact.update({(dna_index[li], t): c for t, c in e.items()})
+            else:
+                free_exact[li] = e
+    kwargs = {}
+    if plan_rules or exact:
+        kwargs = dict(rules=plan_rules, exact=exact or None,
+                      names=([layerset.layers[li].name for li in dna_layers], names))
+    total = 1
+    for w in weights:
+        total *= int(np.count_nonzero(w > 0))
+    want = size
+    while True:
+        combos = make_plan(weights, want, seed, **kwargs).combos
+        if not exclude:
+            break
+        keep = [i for i, row in enumerate(combos.tolist())
+                if tuple((layerset.layers[li].name, names[k][j]) for k, (li, j) in enumerate(zip(dna_layers, row))) not in exclude]
+        if len(keep) >= size:
+            combos = combos[keep[:size]]
+            break
+        if exact:
+            raise PlanError(f"{where}: this stack would repeat items of an earlier stack, and its exact counts "
+                            f"leave no room to draw others; give the stacks different layers or traits")
+        if want >= total:
+            raise PlanError(f"{where}: only {len(keep)} items of this stack differ from the earlier stacks' items, "
+                            f"{size} asked; lower its size or add traits")
+        want = min(total, want + (size - len(keep)) * 2)
+    n = len(combos)
+    full = np.zeros((n, len(options)), np.int32)
+    full[:, dna_layers] = combos
+    rng = np.random.default_rng(derived_seed(seed, "free"))
+    for li, o in enumerate(options):
+        if not o.dna:
+            full[:, li] = _independent(layerset.layers[li], free_exact.get(li, {}), n, rng, where)
+    return full
+
+
+def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), source: str = "plan") -> CollectionPlan:
+    """Plan every stack, then any extensions ({stack, size, seed} dicts, numbered after the rest)."""
+    segments: list[Segment] = []
+    seen: set | None = set() if len(stacks) > 1 or extensions else None
+    offset = 0
+
+    def add(k: int, combos: np.ndarray) -> None:
+        nonlocal offset
+        ls, options = stacks[k]
+        seg = Segment(k, ls, options, combos, offset)
+        segments.append(seg)
+        offset += len(combos)
+        if seen is not None:
+            seen.update(seg.identity(i) for i in range(len(combos)))
+
+    for k, ((ls, options), size) in enumerate(zip(stacks, cfg.stack_sizes)):
+        where = source if len(stacks) == 1 else f"{source}: stack {k + 1}"
+        seed = cfg.seed if k == 0 else derived_seed(cfg.seed, "stack", k)
+        add(k, plan_stack(k, ls, options, size, seed, cfg.rules, where, exclude=seen or None))
+    base = offset
+    numbers = np.arange(cfg.start, cfg.start + base, dtype=np.int64)
+    if cfg.shuffle:
+        numbers = cfg.start + np.random.default_rng(derived_seed(cfg.seed, "shuffle")).permutation(base)
+    for e in extensions:
+        k = int(e.get("stack", 0))
+        ls, options = stacks[k]
+        add(k, plan_stack(k, ls, options, int(e["size"]), int(e["seed"]), cfg.rules, f"{source}: extension",
+                          exclude=seen, honour_exact=False))
+    numbers = np.concatenate([numbers, np.arange(cfg.start + base, cfg.start + offset, dtype=np.int64)])
+    return CollectionPlan(segments, numbers.astype(np.int64), cfg.start, cfg.seed)
