@@ -21,3 +21,17 @@ def run(*args, **kwargs):
     from .pipeline import run as _run
 
     return _run(*args, **kwargs)
+
+
+def extend(*args, **kwargs):
+    """Add new unique items to an existing collection (see gpucomp.pipeline.extend)."""
+    from .pipeline import extend as _extend
+
+    return _extend(*args, **kwargs)
+
+
+def rerender(*args, **kwargs):
+    """Re-render a collection's plan with changed trait art (see gpucomp.pipeline.rerender)."""
+    from .pipeline import rerender as _rerender
+
+    return _rerender(*args, **kwargs)

@@ -83,15 +83,10 @@ def _on_signals(gen):
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
-def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> int:
+def _drive(gen, out: Path, args, resume_hint: str) -> int:
+    """Run a Generation with Ctrl-C handling; print the summary, or how to resume."""
     from .errors import Interrupted
-    from .pipeline import generate
 
-    layers = layers or Path(args.layers)
-    out = out or Path(args.out)
-    log = None if args.quiet else (lambda m: print(m, file=sys.stderr))
-    gen = generate(layers, out, args.config, log=log, progress=None if not args.quiet else False,
-                   resume=args.resume, stop_timeout=STOP_TIMEOUT, **_overrides(args))
     previous = _on_signals(gen) if threading.current_thread() is threading.main_thread() else {}
     try:
         for _ in gen:
@@ -100,7 +95,7 @@ def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> i
         s = err.summary
         print(f"interrupted: {s['rendered']} items rendered this run, {s['resumed_from'] + s['rendered']} of "
               f"{s['items']} finished, {s['remaining']} left", file=sys.stderr)
-        print(f"to resume, run the same command again: {shlex.join(['gpucomp', *sys.argv[1:]])}", file=sys.stderr)
+        print(f"to resume: {resume_hint}", file=sys.stderr)
         sys.stderr.flush()
         if s.get("abandoned_in_flight"):
             os._exit(130)  # worker threads still encoding: their temporary files are cleaned up on resume
@@ -110,6 +105,50 @@ def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> i
             signal.signal(sig, old)
     _print_summary(gen.summary, out, args.json)
     return 0
+
+
+def _log(args):
+    return None if args.quiet else (lambda m: print(m, file=sys.stderr))
+
+
+def _run_options(args) -> dict:
+    return {k: v for k, v in (("workers", args.workers), ("backend", args.backend), ("batch_size", args.batch_size),
+                              ("vram_budget", args.vram_budget), ("cache", args.cache)) if v is not None}
+
+
+def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> int:
+    from .pipeline import generate
+
+    layers = layers or Path(args.layers)
+    out = out or Path(args.out)
+    gen = generate(layers, out, args.config, log=_log(args), progress=None if not args.quiet else False,
+                   resume=args.resume, stop_timeout=STOP_TIMEOUT, **_overrides(args))
+    hint = f"run the same command again: {shlex.join(['gpucomp', *sys.argv[1:]])}"
+    return _drive(gen, out, args, hint)
+
+
+def cmd_resume(args) -> int:
+    from .pipeline import resume
+
+    gen = resume(args.out, layers=args.layers, log=_log(args), progress=None if not args.quiet else False,
+                 stop_timeout=STOP_TIMEOUT, **_run_options(args))
+    return _drive(gen, Path(args.out), args, shlex.join(["gpucomp", "resume", args.out]))
+
+
+def cmd_extend(args) -> int:
+    from .pipeline import extend
+
+    gen = extend(args.out, args.size, stack=args.stack, layers=args.layers, log=_log(args),
+                 progress=None if not args.quiet else False, stop_timeout=STOP_TIMEOUT, **_run_options(args))
+    return _drive(gen, Path(args.out), args, shlex.join(["gpucomp", "resume", args.out]))
+
+
+def cmd_rerender(args) -> int:
+    from .pipeline import rerender
+
+    gen = rerender(args.out, layers=args.layers, log=_log(args), progress=None if not args.quiet else False,
+                   stop_timeout=STOP_TIMEOUT, **_run_options(args))
+    return _drive(gen, Path(args.out), args, shlex.join(["gpucomp", "rerender", args.out]))
 
 
 def cmd_demo(args) -> int:
@@ -213,6 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-n", "--size", type=int)
     v.add_argument("--delimiter")
     sub.add_parser("info", help="backends, devices and encoders available here")
+    for name, text in (("resume", "finish an interrupted collection (or check a finished one) from its manifest"),
+                       ("extend", "add new unique items to an existing collection"),
+                       ("rerender", "re-render a collection's items after trait art changed (same plan and metadata)")):
+        x = sub.add_parser(name, help=text, description=text)
+        x.add_argument("out", help="the collection's output folder")
+        if name == "extend":
+            x.add_argument("-n", "--size", type=int, required=True, help="number of new items")
+            x.add_argument("--stack", type=int, default=1, help="stack to draw them from (default 1)")
+        x.add_argument("--layers", help="layers folder (default: the one the collection was made from)")
+        for flag, kw in (("--backend", {"choices": ["auto", "cuda", "cpu"]}), ("--workers", {"type": int}),
+                         ("--batch-size", {"type": int}), ("--vram-budget", {}), ("--cache", {"choices": ["auto", "on", "off"]})):
+            x.add_argument(flag, **kw)
+        x.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info lines")
+        x.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_preview_parser(sub)
     return parser
 
@@ -223,7 +276,7 @@ def main(argv=None) -> int:
 
     try:
         commands = {"generate": cmd_generate, "demo": cmd_demo, "validate": cmd_validate, "info": cmd_info,
-                    "preview": cmd_preview}
+                    "preview": cmd_preview, "resume": cmd_resume, "extend": cmd_extend, "rerender": cmd_rerender}
         return commands[args.command](args)
     except GpucompError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -60,12 +60,15 @@ class CollectionPlan:
                 return seg, g - seg.offset
         raise IndexError(g)
 
-    def digest(self) -> str:
+    def digest(self, segments: int | None = None) -> str:
+        """SHA-256 of the plan (of its first `segments` segments: the plan before an extension)."""
         h = hashlib.sha256()
-        for seg in self.segments:
+        segs = self.segments[:segments]
+        for seg in segs:
             h.update(f"{seg.stack}:{seg.combos.shape}".encode())
             h.update(np.ascontiguousarray(seg.combos, dtype="<i4").tobytes())
-        h.update(np.ascontiguousarray(self.numbers, dtype="<i8").tobytes())
+        end = segs[-1].offset + len(segs[-1].combos)
+        h.update(np.ascontiguousarray(self.numbers[:end], dtype="<i8").tobytes())
         return h.hexdigest()
 
 

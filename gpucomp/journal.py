@@ -71,6 +71,18 @@ def load_records(out: Path, start: int, n: int) -> np.ndarray:
     return shas
 
 
+def rewrite_journal(out: Path, numbers, shas: np.ndarray) -> None:
+    """Replace the journal by the known records of `shas` and drop provenance.json, atomically
+    enough: after a crash between the two steps every record left is still true."""
+    tmp = out / f"{TMP_PREFIX}journal"
+    with open(tmp, "w", encoding="ascii") as f:
+        for number, row in zip(numbers, shas):
+            if is_known(row):
+                f.write(f"{number} {row.tobytes().hex()}\n")
+    os.replace(tmp, out / JOURNAL)
+    (out / PROVENANCE).unlink(missing_ok=True)
+
+
 def file_sha256(path: Path) -> bytes | None:
     try:
         with open(path, "rb") as f:

@@ -23,7 +23,7 @@ import numpy as np
 from .config import Config
 from .encode import deflate_engine, encode_filtered, encode_png, get_preset
 from .errors import ConfigError, GpucompError, Interrupted, OutputError
-from .journal import JOURNAL, Journal, load_records, write_provenance
+from .journal import JOURNAL, Journal, load_records, rewrite_journal, write_provenance
 from .lock import OutputLock
 from .output import (MANIFEST, TMP_PREFIX, atomic_write_bytes, atomic_write_json, check_output, item_metadata,
                      json_bytes, reset_output, write_collection_metadata)
@@ -141,9 +141,10 @@ class Generation:
                 self.log(f"note: an earlier run (pid {lock.stale.get('pid', '?')}) ended without finishing")
             yield from self._run(ls, stacks, cplan, extensions)
 
-    def _open_output(self, ls, stacks, cplan, extensions, preset) -> tuple[bool, set]:
-        """Write the manifest. Returns (resume, changed traits): whether an earlier collection of
-        the same inputs continues, and for a re-render which (folder, trait) art changed."""
+    def _open_output(self, ls, stacks, cplan, extensions, preset) -> tuple[bool, set, dict]:
+        """Check the output against the new manifest. Returns (resume, changed traits, manifest):
+        whether an earlier collection of the same inputs continues, and for a re-render which
+        (folder, trait) art changed."""
         from .resume import changed_traits
 
         out, cfg = self.out, self.cfg
@@ -154,7 +155,8 @@ class Generation:
             if self.extend:  # the old plan is the new one without the extension
                 old = json.loads(json.dumps(old))
                 old.setdefault("plan", {})["extensions"] = manifest["plan"]["extensions"]
-                old["plan_sha256"] = manifest["plan_sha256"] if not differences(old, manifest, art=False) else None
+                if old.get("plan_sha256") == cplan.digest(len(cplan.segments) - 1):
+                    old["plan_sha256"] = manifest["plan_sha256"]
             diffs = differences(old, manifest, art=not self.rerender)
             if diffs:
                 raise OutputError(
@@ -173,6 +175,10 @@ class Generation:
             resume = True
         elif cfg.force:
             reset_output(out)
+        return resume, changed, manifest
+
+    def _write_manifest(self, manifest: dict) -> None:
+        out = self.out
         atomic_write_json(out / MANIFEST, manifest)
         _fault("manifest")
         try:
@@ -181,7 +187,6 @@ class Generation:
         except OSError as err:
             raise OutputError(f"{out}: cannot create images/ and metadata/ ({err.strerror or err})") from err
         clean_temporaries(out, TMP_PREFIX)
-        return resume, changed
 
     def _run(self, ls, stacks, cplan, extensions) -> Iterator[Item]:
         from .backends.select import choose
@@ -190,7 +195,7 @@ class Generation:
         cfg, out, st = self.cfg, self.out, self.stats
         preset = get_preset(cfg.preset)
         workers = cfg.workers or os.cpu_count() or 1
-        resume, changed = self._open_output(ls, stacks, cplan, extensions, preset)
+        resume, changed, manifest = self._open_output(ls, stacks, cplan, extensions, preset)
         n = len(cplan)
         start = cplan.start
         # Position p = number - start indexes per-item state; g is the index in plan order.
@@ -208,10 +213,15 @@ class Generation:
 
         shas = np.zeros((n, 32), np.uint8)
         if resume:
+            shas = load_records(out, start, n)
+        if changed:
+            # Forget the old images' records before the new manifest names the new art, so that
+            # an interrupted re-render still knows which items are left to redo.
+            shas[self._uses(cplan, changed, g_of)] = 0
+            rewrite_journal(out, numbers, shas)
+        self._write_manifest(manifest)
+        if resume:
             with st.timer("verify"):
-                shas = load_records(out, start, n)
-                if changed:
-                    shas[self._uses(cplan, changed, g_of)] = 0
                 done = find_finished(out, numbers, shas, meta_bytes, atomic_write_bytes, workers)
             shas[~done] = 0
             self.log(f"resuming: {int(done.sum())} of {n} items finished and intact, {n - int(done.sum())} to render")
@@ -442,6 +452,50 @@ def generate(layers_dir, out_dir, config: Config | str | os.PathLike | None = No
     return Generation(layers_dir, out_dir, cfg, log=log, progress=progress, resume=resume, stop_timeout=stop_timeout)
 
 
+def _from_output(out_dir, layers, overrides: dict) -> tuple[Path, Config]:
+    """The layers folder and config a collection was made from (its manifest's `source`)."""
+    from .config import from_dict, with_overrides
+    from .resume import RUN_FIELDS
+
+    out = Path(out_dir)
+    if not (out / MANIFEST).is_file():
+        raise OutputError(f"{out}: not a gpucomp output (no {MANIFEST}); pass the folder `gpucomp generate` wrote")
+    source = read_manifest(out).get("source")
+    if not isinstance(source, dict):
+        raise OutputError(f"{out / MANIFEST}: written by an older gpucomp without a source section; re-generate it")
+    bad = set(overrides) - set(RUN_FIELDS)
+    if bad:
+        raise ConfigError(f"only run options can be changed here ({', '.join(RUN_FIELDS)}), not {', '.join(sorted(bad))}")
+    cfg = with_overrides(from_dict(source["config"]), **{**overrides, "force": None})
+    return Path(layers or source["layers_dir"]), cfg
+
+
+def extend(out_dir, size: int, *, stack: int = 1, layers=None, log=None, progress: bool | None = False,
+           stop_timeout: float | None = None, **run_options) -> Generation:
+    """Add `size` new unique items (numbered after the last) to an existing collection, drawn
+    from stack `stack` (1-based) without repeating any item; nothing existing is re-rendered."""
+    if size < 1:
+        raise ConfigError(f"extend: the number of new items must be at least 1, got {size}")
+    layers_dir, cfg = _from_output(out_dir, layers, run_options)
+    return Generation(layers_dir, out_dir, cfg, log=log, progress=progress, stop_timeout=stop_timeout,
+                      extend=size, extend_stack=stack - 1)
+
+
+def resume(out_dir, *, layers=None, log=None, progress: bool | None = False, stop_timeout: float | None = None,
+           **run_options) -> Generation:
+    """Finish an interrupted generate, extend or re-render from the collection's own manifest."""
+    layers_dir, cfg = _from_output(out_dir, layers, run_options)
+    return Generation(layers_dir, out_dir, cfg, log=log, progress=progress, stop_timeout=stop_timeout, resume=True)
+
+
+def rerender(out_dir, *, layers=None, log=None, progress: bool | None = False, stop_timeout: float | None = None,
+             **run_options) -> Generation:
+    """Render the same plan (same items, DNA and metadata) with the trait art as it is now in the
+    layers folder (or `layers`); only items that use a changed trait are rendered again."""
+    layers_dir, cfg = _from_output(out_dir, layers, run_options)
+    return Generation(layers_dir, out_dir, cfg, log=log, progress=progress, stop_timeout=stop_timeout, rerender=True)
+
+
 def run(layers_dir, out_dir, config=None, **kwargs) -> dict:
     """Render a whole collection and return its summary dict."""
     gen = generate(layers_dir, out_dir, config, **kwargs)
@@ -450,4 +504,4 @@ def run(layers_dir, out_dir, config=None, **kwargs) -> dict:
     return gen.summary
 
 
-__all__ = ["Generation", "GpucompError", "Interrupted", "Item", "generate", "run"]
+__all__ = ["Generation", "GpucompError", "Interrupted", "Item", "extend", "generate", "rerender", "resume", "run"]
