@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .naming import is_plain_name
+
+MAX_SIZE = 10_000_000  # the plan holds every combination in memory; far above any real collection
 
 
 BLEND_MODES = ("normal", "multiply", "screen", "overlay", "darken", "lighten", "color-dodge", "color-burn",
@@ -226,10 +229,18 @@ def validate(cfg: Config, source: str = "options") -> Config:
     if cfg.stacks and cfg.size != sum(cfg.stack_sizes):
         raise ConfigError(f"{source}: the collection size is the sum of the [[stacks]] sizes ({sum(cfg.stack_sizes)}), "
                           f"not {cfg.size}; change the stack sizes instead of the size")
+    if cfg.size > MAX_SIZE:
+        raise ConfigError(f"{source}: size {cfg.size} is more than gpucomp supports ({MAX_SIZE}); lower it")
+    if cfg.seed < 0:  # numpy's generator takes only non-negative seeds
+        raise ConfigError(f"{source}: seed must be 0 or more, got {cfg.seed}")
     for k, layers in enumerate([cfg.layers] + [st.layers for st in cfg.stacks]):
         where = f"{source}: stacks[{k - 1}]" if k else source
         if k and cfg.stacks[k - 1].size < 1:
             raise ConfigError(f"{where}: size must be at least 1")
+        for i, lo in enumerate(layers):
+            if not is_plain_name(lo.folder):  # the layer stays inside the layers folder
+                raise ConfigError(f"{where}: layers[{i}].folder {lo.folder!r} must be the name of one sub-folder "
+                                  f"of the layers folder, not a path (no '/', '\\', '..' or drive); e.g. \"01-Background\"")
         folders = [lo.folder for lo in layers]
         if len(set(folders)) != len(folders):
             raise ConfigError(f"{where}: a layer folder is listed twice")

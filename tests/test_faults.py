@@ -100,7 +100,7 @@ def test_ctrl_c_stops_fast_prints_how_to_resume_then_resumes(demo_layers, tmp_pa
     _, err = p.communicate(timeout=30)
     assert time.monotonic() - t0 < 2.0
     assert p.returncode == 130, err
-    assert "interrupted:" in err and "to resume, run the same command again" in err
+    assert "interrupted:" in err and "to resume: run the same command again" in err
     assert_consistent(out)
     done = len(list((out / "images").glob("*.png")))
     assert 10 <= done < 120
