@@ -226,6 +226,19 @@ def _add_preview_parser(subparsers):
     return p
 
 
+def cmd_update_metadata(args) -> int:
+    from .metadata import update_metadata
+
+    changes = {k: v for k, v in {"base_uri": args.base_uri, "name_prefix": args.name_prefix,
+                                 "description": args.description}.items() if v is not None}
+    if not changes:
+        print("error: nothing to change; pass --base-uri, --name-prefix or --description", file=sys.stderr)
+        return 2
+    n = update_metadata(args.out, changes, log=lambda m: print(m, file=sys.stderr))
+    print(f"{n} metadata files rewritten")
+    return 0
+
+
 def cmd_preview(args) -> int:
     from .preview import cmd_preview as run_preview
 
@@ -266,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
             x.add_argument(flag, **kw)
         x.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info lines")
         x.add_argument("--json", action="store_true", help="print the summary as JSON")
+    u = sub.add_parser("update-metadata", help="rewrite a finished collection's metadata (no re-rendering)")
+    u.add_argument("out", help="the collection's output folder")
+    u.add_argument("--base-uri", help="new image base URI, e.g. ipfs://<CID>")
+    u.add_argument("--name-prefix", help="new item name prefix")
+    u.add_argument("--description", help="new description")
     _add_preview_parser(sub)
     return parser
 
@@ -276,7 +294,8 @@ def main(argv=None) -> int:
 
     try:
         commands = {"generate": cmd_generate, "demo": cmd_demo, "validate": cmd_validate, "info": cmd_info,
-                    "preview": cmd_preview, "resume": cmd_resume, "extend": cmd_extend, "rerender": cmd_rerender}
+                    "preview": cmd_preview, "resume": cmd_resume, "extend": cmd_extend, "rerender": cmd_rerender,
+                    "update-metadata": cmd_update_metadata}
         return commands[args.command](args)
     except GpucompError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -250,8 +250,10 @@ def validate(cfg: Config, source: str = "options") -> Config:
             if not 0.0 <= lo.opacity <= 1.0:
                 raise ConfigError(f"{where}: layer {lo.folder!r}: opacity must be between 0 and 1, got {lo.opacity}")
     from .budget import parse_budget
+    from .metadata import options_for_config
 
     parse_budget(cfg.vram_budget, source)
+    options_for_config(cfg, source)  # the [metadata] table, checked after CLI overrides
     return cfg
 
 

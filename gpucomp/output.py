@@ -104,19 +104,6 @@ def reset_output(out: Path) -> None:
         raise OutputError(f"{out}: cannot clear the earlier collection ({err.strerror or err})") from err
 
 
-def item_metadata(number: int, names: list[str], layer_names: list[str], dna: str, cfg) -> dict:
-    """ERC-721 / OpenSea metadata, HashLips-compatible field set (no timestamp: reruns are byte-identical)."""
-    return {
-        "name": f"{cfg.name_prefix} #{number}",
-        "description": cfg.description,
-        "image": f"{cfg.base_uri.rstrip('/')}/{number}.png",
-        "dna": dna,
-        "edition": number,
-        "attributes": [{"trait_type": lt, "value": v} for lt, v in zip(layer_names, names)],
-        "compiler": "gpucomp",
-    }
-
-
 def write_collection_metadata(out: Path, numbers) -> None:
     """Stream OUT/metadata/<n>.json in order into OUT/_metadata.json (bounded memory)."""
     fd, tmp = create_temporary(out)

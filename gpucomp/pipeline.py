@@ -25,8 +25,9 @@ from .encode import deflate_engine, encode_filtered, encode_png, get_preset
 from .errors import ConfigError, GpucompError, Interrupted, OutputError
 from .journal import JOURNAL, Journal, load_records, rewrite_journal, write_provenance
 from .lock import OutputLock
-from .output import (MANIFEST, TMP_PREFIX, atomic_write_bytes, atomic_write_json, check_output, item_metadata,
-                     json_bytes, reset_output, write_collection_metadata)
+from .metadata import check_traits, item_metadata, options_for_config
+from .output import (MANIFEST, TMP_PREFIX, atomic_write_bytes, atomic_write_json, check_output, json_bytes,
+                     reset_output, write_collection_metadata)
 from .rarity import from_layerset, write_report
 from .resume import clean_temporaries, differences, find_finished, make_manifest
 from .stats import Progress, Stats
@@ -205,11 +206,13 @@ class Generation:
         def locate(p: int):
             return cplan.locate(int(g_of[p]))
 
+        opts = options_for_config(cfg)
+        check_traits(opts, [(layer.name, [t.name for t in layer.traits if t.name != o.none])
+                            for sl, lopts in stacks for layer, o in zip(sl.layers, lopts) if o.metadata], "config")
+
         def meta_bytes(p: int) -> bytes:
             seg, row = locate(p)
-            attrs = seg.attributes(row)
-            return json_bytes(item_metadata(numbers[p], [v for _, v in attrs], [k for k, _ in attrs],
-                                            dna(seg.dna_names(row)), cfg))
+            return json_bytes(item_metadata(numbers[p], seg.attributes(row), dna(seg.dna_names(row)), opts))
 
         shas = np.zeros((n, 32), np.uint8)
         if resume:

@@ -23,6 +23,7 @@ RUN_FIELDS = ("workers", "backend", "batch_size", "vram_budget", "cache", "force
 def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir) -> dict:
     """`ls` is every loaded layer (for the art hashes), `stacks` the (LayerSet, options) per stack."""
     from .config import to_dict
+    from .metadata import options_for_config
 
     return {
         "gpucomp": __version__,
@@ -41,8 +42,7 @@ def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir) 
                 "blend": [[[o.folder, o.blend, o.opacity] for o in opts] for _, opts in stacks],
                 "traits": {layer.folder: {t.name: t.sha256 for t in layer.traits} for layer in ls.layers}},
         "encoder": encoder,
-        "metadata": {"name_prefix": cfg.name_prefix, "description": cfg.description, "base_uri": cfg.base_uri,
-                     "table": cfg.metadata,
+        "metadata": {**options_for_config(cfg).to_dict(),
                      "layers": [[[o.folder, o.metadata, o.none] for o in opts] for _, opts in stacks]},
         "source": {"layers_dir": str(Path(layers_dir).resolve()),
                    "config": {k: v for k, v in to_dict(cfg).items() if k not in RUN_FIELDS}},

@@ -1,0 +1,416 @@
+"""Token metadata: ERC-721/OpenSea (default) or Solana Metaplex, from one set of options
+(the [metadata] table plus name_prefix/description/base_uri from [collection]), and
+`update_metadata`, which rewrites an output's metadata for new options without re-rendering.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ConfigError, OutputError
+from .lock import OutputLock
+from .output import MANIFEST, atomic_write_bytes, atomic_write_json, json_bytes, output_state, write_collection_metadata
+
+FORMATS = ("erc721", "solana")
+DISPLAY_TYPES = ("number", "boost_number", "boost_percentage", "date")
+# Top-level keys that one of the formats writes itself: `extra` may not replace them.
+RESERVED = ("name", "symbol", "description", "seller_fee_basis_points", "image", "external_url", "dna",
+            "edition", "attributes", "properties", "compiler")
+TABLE_KEYS = ("format", "external_url", "symbol", "seller_fee_basis_points", "creators", "extra", "display_types")
+BASE_KEYS = ("name_prefix", "description", "base_uri")  # these live in [collection]
+SYMBOL_MAX = 10  # Metaplex on-chain limit
+_BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}")
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+@dataclass(frozen=True)
+class MetadataOptions:
+    format: str = "erc721"  # erc721 | solana
+    name_prefix: str = "Item"
+    description: str = ""
+    base_uri: str = "ipfs://REPLACE-WITH-CID"
+    external_url: str = ""
+    symbol: str = ""
+    seller_fee_basis_points: int = 0  # 0..10000
+    creators: tuple[tuple[str, int], ...] = ()  # (address, share %)
+    extra: dict = field(default_factory=dict)  # extra top-level fields for every item
+    display_types: dict = field(default_factory=dict)  # trait_type -> one of DISPLAY_TYPES
+
+    def to_dict(self) -> dict:
+        """JSON form for the manifest; same shape as the TOML table (plus the three [collection] keys)."""
+        return {
+            "format": self.format, "name_prefix": self.name_prefix, "description": self.description,
+            "base_uri": self.base_uri, "external_url": self.external_url, "symbol": self.symbol,
+            "seller_fee_basis_points": self.seller_fee_basis_points,
+            "creators": [{"address": a, "share": s} for a, s in self.creators],
+            "extra": copy.deepcopy(self.extra), "display_types": dict(self.display_types),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "manifest") -> "MetadataOptions":
+        """Inverse of to_dict; missing keys take their defaults (older manifests hold only three),
+        other keys are ignored."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: metadata: expected a table, got {type(d).__name__} {d!r}")
+        return _build(d, source, lambda k: f"metadata.{k}")
+
+
+def options_from_table(table: Any, base: dict, source: str) -> MetadataOptions:
+    """Parse and check a TOML [metadata] table. `base` supplies name_prefix, description and
+    base_uri (from [collection] after overrides); its other keys are ignored."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [metadata] must be a table")
+    _reject_unknown(table, TABLE_KEYS, source, "metadata.")
+    values = {k: base[k] for k in BASE_KEYS if k in base}
+    values.update(table)
+    return _build(values, source, lambda k: f"collection.{k}" if k in BASE_KEYS else f"metadata.{k}")
+
+
+def options_for_config(cfg, source: str = "config") -> MetadataOptions:
+    """The options a run uses: cfg.metadata (a [metadata] table or MetadataOptions; absent means
+    the defaults) with name_prefix, description and base_uri from cfg, so CLI overrides apply."""
+    base = {k: getattr(cfg, k) for k in BASE_KEYS}
+    table = getattr(cfg, "metadata", None)
+    if isinstance(table, MetadataOptions):
+        return replace(table, **base)
+    return options_from_table(table or {}, base, source)
+
+
+def _reject_unknown(d: dict, known, source: str, prefix: str) -> None:
+    for key in d:
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key {prefix}{key}; known: {', '.join(known)}")
+
+
+def _typed(value: Any, typ: type, where: str) -> Any:
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {typ.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(values: dict, source: str, label: Callable[[str], str]) -> MetadataOptions:
+    def where(key: str) -> str:
+        return f"{source}: {label(key)}"
+
+    v: dict[str, Any] = {}
+    for key in ("format", *BASE_KEYS, "external_url", "symbol"):
+        if key in values:
+            v[key] = _typed(values[key], str, where(key))
+    if "seller_fee_basis_points" in values:
+        v["seller_fee_basis_points"] = _typed(values["seller_fee_basis_points"], int, where("seller_fee_basis_points"))
+    if "creators" in values:
+        v["creators"] = _creators(values["creators"], where("creators"))
+    if "extra" in values:
+        v["extra"] = _extra(values["extra"], where("extra"))
+    if "display_types" in values:
+        v["display_types"] = _display_types(values["display_types"], where("display_types"))
+    opts = MetadataOptions(**v)
+
+    if opts.format not in FORMATS:
+        raise ConfigError(f"{where('format')}: must be {' or '.join(FORMATS)}, got {opts.format!r}")
+    if not 0 <= opts.seller_fee_basis_points <= 10000:
+        raise ConfigError(f"{where('seller_fee_basis_points')}: must be 0 to 10000 (100%), "
+                          f"got {opts.seller_fee_basis_points}")
+    if opts.format == "solana":
+        if len(opts.symbol) > SYMBOL_MAX:
+            raise ConfigError(f"{where('symbol')}: at most {SYMBOL_MAX} characters for solana, got {opts.symbol!r}")
+        for i, (address, _) in enumerate(opts.creators):
+            if not _BASE58.fullmatch(address):
+                raise ConfigError(f"{where('creators')}[{i}].address: not a Solana address "
+                                  f"(base58, 32 to 44 characters): {address!r}")
+        total = sum(s for _, s in opts.creators)
+        if opts.creators and total != 100:
+            raise ConfigError(f"{where('creators')}: shares must add up to 100 for solana, got {total} "
+                              f"({' + '.join(str(s) for _, s in opts.creators)})")
+    return opts
+
+
+def _creators(value: Any, where: str) -> tuple[tuple[str, int], ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: expected an array like [{{address = \"...\", share = 100}}], "
+                          f"got {type(value).__name__} {value!r}")
+    out = []
+    for i, item in enumerate(value):
+        w = f"{where}[{i}]"
+        if isinstance(item, dict):
+            for key in item:
+                if key not in ("address", "share"):
+                    raise ConfigError(f"{w}: unknown key {key}; known: address, share")
+            if "address" not in item or "share" not in item:
+                raise ConfigError(f"{w}: needs both address and share")
+            address, share = item["address"], item["share"]
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            address, share = item
+        else:
+            raise ConfigError(f"{w}: expected {{address = \"...\", share = N}}, got {type(item).__name__} {item!r}")
+        address = _typed(address, str, f"{w}.address")
+        share = _typed(share, int, f"{w}.share")
+        if not address.strip():
+            raise ConfigError(f"{w}.address: must not be empty")
+        if not 0 <= share <= 100:
+            raise ConfigError(f"{w}.share: must be 0 to 100 (percent), got {share}")
+        if any(a == address for a, _ in out):
+            raise ConfigError(f"{w}.address: {address!r} is listed twice")
+        out.append((address, share))
+    return tuple(out)
+
+
+def _extra(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(value).__name__} {value!r}")
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{where}: keys must be strings, got {key!r}")
+        if key in RESERVED:
+            raise ConfigError(f"{where}.{key}: {key!r} is written by gpucomp and cannot be set in extra "
+                              f"(reserved: {', '.join(RESERVED)})")
+        _json_value(item, f"{where}.{key}")
+    return copy.deepcopy(value)
+
+
+def _json_value(value: Any, where: str) -> None:
+    """Only what JSON can hold (TOML also has dates, and floats nan/inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {value!r} cannot be written to JSON; use a finite number or a string")
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _json_value(item, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{where}: keys must be strings, got {key!r}")
+            _json_value(item, f"{where}.{key}")
+    else:
+        raise ConfigError(f"{where}: a {type(value).__name__} cannot be written to JSON ({value!r}); "
+                          f"use a string, number, boolean, array or table")
+
+
+def _display_types(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a table like {{ Level = \"number\" }}, got {type(value).__name__} {value!r}")
+    for key, kind in value.items():
+        if kind not in DISPLAY_TYPES:
+            raise ConfigError(f"{where}.{key}: must be one of {', '.join(DISPLAY_TYPES)}, got {kind!r}")
+    return dict(value)
+
+
+def _parse_number(text: str) -> int | float | None:
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        x = float(text)
+        return x if math.isfinite(x) else None
+    return None
+
+
+def trait_number(trait_type: str, value: Any, kind: str) -> int | float:
+    """A trait value shown with a display_type: '7' -> 7, '2.5' -> 2.5; anything else is an error."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    x = _parse_number(value) if isinstance(value, str) else None
+    if x is None:
+        raise ConfigError(f"metadata.display_types.{trait_type}: display_type {kind!r} needs numeric values, but "
+                          f"trait {trait_type!r} has the value {value!r}; rename that trait to a number "
+                          f"(e.g. '7' or '2.5') or remove the display type")
+    return x
+
+
+def check_traits(opts: MetadataOptions, layers: list[tuple[str, list[str]]], source: str = "options") -> None:
+    """Check display_types against the layers (display name, trait names) before anything renders."""
+    names = [name for name, _ in layers]
+    for trait_type, kind in opts.display_types.items():
+        if trait_type not in names:
+            raise ConfigError(f"{source}: metadata.display_types.{trait_type}: no layer is named {trait_type!r}; "
+                              f"layers: {', '.join(names)}")
+        seen: dict = {}
+        for trait in dict.fromkeys(t for name, traits in layers if name == trait_type for t in traits):
+            x = trait_number(trait_type, trait, kind)
+            if x in seen:  # '7' and '07' would print the same value and could not be told apart later
+                raise ConfigError(f"{source}: metadata.display_types.{trait_type}: traits {seen[x]!r} and {trait!r} "
+                                  f"are the same number")
+            seen[x] = trait
+
+
+def _image_uri(number: int, opts: MetadataOptions, solana: bool) -> str:
+    if solana and not opts.base_uri:
+        return f"{number}.png"  # Metaplex's uploader (Sugar) takes file names and fills in the links
+    return f"{opts.base_uri.rstrip('/')}/{number}.png"
+
+
+def item_metadata(number: int, attributes: list[tuple[str, str]], dna: str, opts: MetadataOptions) -> dict:
+    """One item's metadata. Key order is fixed, so the same inputs give the same bytes."""
+    attrs = []
+    for trait_type, value in attributes:
+        kind = opts.display_types.get(trait_type)
+        if kind:
+            attrs.append({"display_type": kind, "trait_type": trait_type,
+                          "value": trait_number(trait_type, value, kind)})
+        else:
+            attrs.append({"trait_type": trait_type, "value": value})
+    name = f"{opts.name_prefix} #{number}"
+    if opts.format == "solana":
+        image = _image_uri(number, opts, True)
+        meta = {"name": name, "symbol": opts.symbol, "description": opts.description,
+                "seller_fee_basis_points": opts.seller_fee_basis_points, "image": image}
+        if opts.external_url:
+            meta["external_url"] = opts.external_url
+        meta["edition"] = number
+        meta["attributes"] = attrs
+        meta["properties"] = {"files": [{"uri": image, "type": "image/png"}], "category": "image",
+                              "creators": [{"address": a, "share": s} for a, s in opts.creators]}
+    else:
+        # Same fields and order as before formats existed (output.item_metadata): old outputs stay byte-identical.
+        meta = {"name": name, "description": opts.description, "image": _image_uri(number, opts, False),
+                "dna": dna, "edition": number, "attributes": attrs, "compiler": "gpucomp"}
+        if opts.external_url:
+            meta["external_url"] = opts.external_url
+    meta.update(copy.deepcopy(opts.extra))
+    return meta
+
+
+def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None) -> int:
+    """Rewrite OUT/metadata/<n>.json, OUT/_metadata.json and the manifest's "metadata" section
+    for the stored options with `changes` applied (any MetadataOptions field). Images are not
+    touched. Returns how many item files changed."""
+    from .journal import PROVENANCE  # lazily: it pulls in NumPy, and config.py imports this module
+
+    out = Path(out)
+    log = log or (lambda msg: None)
+    known = [f.name for f in fields(MetadataOptions)]
+    for key in changes:
+        if key not in known:
+            raise ConfigError(f"update-metadata: unknown option {key!r}; known: {', '.join(known)}")
+    if output_state(out) != "ours":
+        raise OutputError(f"{out}: not a gpucomp output (no {MANIFEST}); update-metadata works on a folder "
+                          f"written by `gpucomp generate`")
+    fix = f"re-run `gpucomp generate` with the same layers and settings into {out}, which repairs it"
+    with OutputLock(out):
+        mpath = out / MANIFEST
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+            section = manifest.get("metadata", {})
+            plan = manifest.get("plan", {})
+        except (OSError, ValueError, AttributeError) as err:
+            raise OutputError(f"{mpath}: unreadable ({err}); update-metadata needs the manifest "
+                              f"`gpucomp generate` wrote") from err
+        if not isinstance(section, dict):
+            raise OutputError(f"{mpath}: its \"metadata\" section is not an object; update-metadata needs the "
+                              f"manifest `gpucomp generate` wrote")
+        # Manifests may hold the [metadata] table as "table" beside the [collection] keys; other
+        # keys of the section are not options and are kept as they are.
+        table = section.get("table") if isinstance(section.get("table"), dict) else {}
+        old = MetadataOptions.from_dict({**table, **{k: v for k, v in section.items() if k in known}}, str(mpath))
+        opts = _build({**old.to_dict(), **changes}, "update-metadata", lambda k: k)
+        # provenance.json is written when a run finishes and lists every item in item order.
+        try:
+            numbers = [_int(x["number"]) for x in json.loads((out / PROVENANCE).read_text(encoding="utf-8"))["items"]]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise OutputError(f"{out / PROVENANCE}: missing or unreadable ({err}), so the collection is not "
+                              f"finished; {fix}, then update the metadata") from err
+        names = _trait_names(plan)
+
+        def build(n: int) -> bytes:
+            path = out / "metadata" / f"{n}.json"
+            attributes, dna = _read_item(path, n, names, fix)
+            if opts.format == "erc721" and dna is None:
+                raise OutputError(f"{path}: has no dna (solana metadata leaves it out) and erc721 metadata needs it; "
+                                  f"set format = \"erc721\" in [metadata] and re-run `gpucomp generate` into {out}, "
+                                  f"which rewrites the metadata")
+            return json_bytes(item_metadata(n, attributes, dna, opts))
+
+        # Build everything once before writing, so a bad file or option leaves the output as it was.
+        for n in numbers:
+            build(n)
+        # The manifest first: if this is interrupted, running update-metadata again finishes the job.
+        _store(manifest, opts)
+        try:
+            atomic_write_json(mpath, manifest)
+            rewritten = 0
+            for n in numbers:
+                path, data = out / "metadata" / f"{n}.json", build(n)
+                if path.read_bytes() != data:
+                    atomic_write_bytes(path, data)
+                    rewritten += 1
+            write_collection_metadata(out, numbers)
+        except OSError as err:
+            raise OutputError(f"{out}: cannot write metadata ({err.strerror or err}); images are untouched: fix "
+                              f"the cause and run update-metadata again") from err
+    log(f"metadata: {rewritten} of {len(numbers)} files rewritten ({opts.format})")
+    return rewritten
+
+
+def _store(manifest: dict, opts: MetadataOptions) -> None:
+    """Put the new options in the manifest: its "metadata" section (and the [metadata] table
+    stored beside it, if any) and the config that resume/extend/rerender rebuild from, which
+    would otherwise rewrite the metadata with the old options."""
+    d = opts.to_dict()
+    table = {k: v for k, v in d.items() if k in TABLE_KEYS}
+    section = manifest["metadata"] = {**manifest.get("metadata", {}), **d}
+    if "table" in section:
+        section["table"] = table
+    config = manifest.get("source", {}).get("config") if isinstance(manifest.get("source"), dict) else None
+    if isinstance(config, dict):
+        config.update({k: d[k] for k in BASE_KEYS}, metadata=table)
+
+
+def _int(x: Any) -> int:
+    if not isinstance(x, int) or isinstance(x, bool):
+        raise TypeError(f"expected an integer, got {x!r}")
+    return x
+
+
+def _trait_names(plan: Any) -> dict[str, list[str]]:
+    """Layer display name -> trait names, from whatever layer lists the manifest's plan holds
+    (used to give numbers a display_type made back their exact names, e.g. 7 -> '07')."""
+    out: dict[str, list[str]] = {}
+    if not isinstance(plan, dict):
+        return out
+    layers = list(plan.get("layers") or [])
+    for stack in plan.get("stacks") or []:
+        if isinstance(stack, dict):
+            layers += stack.get("layers") or []
+    for layer in layers:
+        try:
+            out.setdefault(layer["name"], []).extend(t[0] for t in layer["traits"] if isinstance(t[0], str))
+        except (KeyError, TypeError, IndexError):
+            continue
+    return out
+
+
+def _as_name(trait_type: str, value: Any, names: dict[str, list[str]]) -> str:
+    if isinstance(value, str):
+        return value
+    matches = {t for t in names.get(trait_type, ()) if _parse_number(t) == value}
+    if len(matches) == 1:
+        return matches.pop()
+    return str(value)  # json's own spelling: 7 -> '7', 2.5 -> '2.5'
+
+
+def _read_item(path: Path, n: int, names: dict[str, list[str]], fix: str) -> tuple[list[tuple[str, str]], str | None]:
+    """(trait_type, trait name) pairs and dna of one item's metadata file."""
+    if not path.exists():
+        raise OutputError(f"{path}: missing; {fix}")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        attributes = []
+        for a in meta["attributes"]:
+            trait_type, value = a["trait_type"], a["value"]
+            if not isinstance(trait_type, str) or isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise ValueError(f"attribute {a!r} is not a trait")
+            attributes.append((trait_type, _as_name(trait_type, value, names)))
+        dna = meta.get("dna")
+        if dna is not None and not isinstance(dna, str):
+            raise ValueError(f"dna {dna!r} is not a string")
+        if meta.get("edition", n) != n:
+            raise ValueError(f"edition {meta['edition']!r} in the file of item {n}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise OutputError(f"{path}: unreadable ({type(err).__name__}: {err}); {fix}") from err
+    return attributes, dna
