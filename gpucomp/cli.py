@@ -177,17 +177,25 @@ def cmd_demo(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from .collection import plan_collection
     from .config import Config, load_config, with_overrides
-    from .pipeline import load_for_config
-    from .plan import make_plan
+    from .pipeline import load_stacks
 
     cfg = load_config(args.config) if args.config else Config()
     cfg = with_overrides(cfg, size=args.size, delimiter=args.delimiter)
-    ls = load_for_config(args.layers, cfg)
-    for layer in ls.layers:
-        print(f"{layer.folder} -> '{layer.name}': {len(layer.traits)} traits")
-    print(f"canvas {ls.width}x{ls.height}, {ls.combinations} possible combinations")
-    make_plan([layer.weights for layer in ls.layers], cfg.size, cfg.seed, cfg.start)
+    ls, stacks = load_stacks(args.layers, cfg)
+    for k, (sl, _) in enumerate(stacks):
+        if len(stacks) > 1:
+            print(f"stack {k + 1}: {cfg.stack_sizes[k]} items")
+        for layer in sl.layers:
+            print(f"  {layer.folder} -> '{layer.name}': {len(layer.traits)} traits")
+    print(f"canvas {ls.width}x{ls.height}")
+    plan_collection(cfg, stacks)
+    from .metadata import check_traits, options_for_config
+
+    check_traits(options_for_config(cfg), [(layer.name, [t.name for t in layer.traits if t.name != o.none])
+                                           for sl, lopts in stacks for layer, o in zip(sl.layers, lopts) if o.metadata],
+                 args.config or "options")
     print(f"ok: a collection of {cfg.size} unique items can be planned")
     return 0
 
