@@ -177,7 +177,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .collection import plan_collection
+    from .collection import metadata_layers, plan_collection
     from .config import Config, load_config, with_overrides
     from .pipeline import load_stacks
 
@@ -193,9 +193,7 @@ def cmd_validate(args) -> int:
     plan_collection(cfg, stacks)
     from .metadata import check_traits, options_for_config
 
-    check_traits(options_for_config(cfg), [(layer.name, [t.name for t in layer.traits if t.name != o.none])
-                                           for sl, lopts in stacks for layer, o in zip(sl.layers, lopts) if o.metadata],
-                 args.config or "options")
+    check_traits(options_for_config(cfg), metadata_layers(stacks), args.config or "options")
     print(f"ok: a collection of {cfg.size} unique items can be planned")
     return 0
 

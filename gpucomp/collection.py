@@ -72,6 +72,12 @@ class CollectionPlan:
         return h.hexdigest()
 
 
+def metadata_layers(stacks) -> list[tuple[str, list[str]]]:
+    """(trait_type, trait names that can appear in metadata) of every stack, for metadata checks."""
+    return [(layer.name, [t.name for t in layer.traits if t.name != o.none])
+            for sl, lopts in stacks for layer, o in zip(sl.layers, lopts) if o.metadata]
+
+
 def derived_seed(seed: int, *salt) -> int:
     """A 63-bit seed for one purpose (stack k, shuffling, an extension) from the collection seed."""
     text = ":".join(str(x) for x in (seed, *salt))

@@ -191,6 +191,7 @@ class Generation:
 
     def _run(self, ls, stacks, cplan, extensions) -> Iterator[Item]:
         from .backends.select import choose
+        from .collection import metadata_layers
         from .plan import dna
 
         cfg, out, st = self.cfg, self.out, self.stats
@@ -207,8 +208,7 @@ class Generation:
             return cplan.locate(int(g_of[p]))
 
         opts = options_for_config(cfg)
-        check_traits(opts, [(layer.name, [t.name for t in layer.traits if t.name != o.none])
-                            for sl, lopts in stacks for layer, o in zip(sl.layers, lopts) if o.metadata], "config")
+        check_traits(opts, metadata_layers(stacks), "config")
 
         def meta_bytes(p: int) -> bytes:
             seg, row = locate(p)
