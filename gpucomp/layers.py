@@ -7,9 +7,14 @@ directory listing, so a plan is the same on every machine.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import stat
+import struct
 import threading
 import warnings
+import zlib
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +23,12 @@ from typing import Sequence
 import numpy as np
 
 from .errors import LayerError
-from .naming import layer_display_name, natural_key, parse_trait_name
+from .naming import is_plain_name, layer_display_name, natural_key, parse_trait_name, require_utf8
 
 IMAGE_SUFFIXES = (".png",)
 MAX_PIXELS = 16384 * 16384  # refuse larger declared sizes before decoding (decompression bombs)
+MAX_PROBLEMS_SHOWN = 20  # a folder of broken files lists this many problems, then a count
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _WARNINGS_LOCK = threading.Lock()
 
 
@@ -89,6 +96,74 @@ def list_layer_folders(root: Path) -> list[str]:
     return sorted((p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=natural_key)
 
 
+@dataclass(frozen=True)
+class _PngHeader:
+    width: int
+    height: int
+    bit_depth: int
+    colour_type: int
+    trns: bytes | None  # body of the tRNS chunk, if any
+
+
+def _pixel_limit() -> int:
+    """The stricter of ours and Pillow's: a file Pillow would refuse gets our specific message instead."""
+    from PIL import Image
+
+    pil = Image.MAX_IMAGE_PIXELS
+    return min(MAX_PIXELS, pil) if pil else MAX_PIXELS
+
+
+def _read_ihdr(path: Path, data: bytes) -> tuple[int, int, int, int]:
+    """(width, height, bit depth, colour type) straight from the bytes, so a hostile size is
+    refused before Pillow allocates anything."""
+    if len(data) < 33 or data[12:16] != b"IHDR" or data[8:12] != b"\0\0\0\x0d":
+        raise LayerError(f"{path}: malformed PNG (no valid IHDR header chunk); the file is damaged, re-export it")
+    w, h, depth, ctype = struct.unpack(">IIBB", data[16:26])
+    if w == 0 or h == 0:
+        raise LayerError(f"{path}: declared size {w}x{h} has no pixels; the file is damaged, re-export it")
+    if w * h > _pixel_limit():
+        raise LayerError(
+            f"{path}: declared size {w}x{h} is larger than gpucomp accepts ({_pixel_limit()} pixels); "
+            f"this looks like a broken or hostile file, re-export it at the collection's canvas size"
+        )
+    return w, h, depth, ctype
+
+
+def _walk_chunks(path: Path, data: bytes) -> bytes | None:
+    """Check every chunk's CRC up to IEND and return the tRNS body. Pillow skips the CRCs of IDAT and
+    of chunks after it, so a damaged file could otherwise decode to wrong pixels. Bytes after IEND
+    are ignored, as every decoder does."""
+    view, pos, trns = memoryview(data), 8, None
+    while True:
+        if pos + 12 > len(data):
+            raise LayerError(f"{path}: file ends at byte {len(data)} before the IEND chunk (truncated); re-export it")
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        end = pos + 12 + length
+        if end > len(data):
+            raise LayerError(f"{path}: chunk {kind!r} at byte {pos} runs past the end of the file (truncated); re-export it")
+        if zlib.crc32(view[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            raise LayerError(f"{path}: chunk {kind!r} at byte {pos} has a bad checksum (CRC); the file is damaged, re-export it")
+        if kind == b"tRNS":
+            trns = bytes(view[pos + 8:end - 4])
+        if kind == b"IEND":
+            return trns
+        pos = end
+
+
+def _check_png(path: Path, data: bytes) -> _PngHeader:
+    if not data:
+        raise LayerError(f"{path}: the file is empty (0 bytes); re-export it as a PNG")
+    if not data.startswith(PNG_SIGNATURE):
+        raise LayerError(f"{path}: not a PNG file (wrong signature); re-export it as a PNG")
+    w, h, depth, ctype = _read_ihdr(path, data)
+    header = _PngHeader(w, h, depth, ctype, _walk_chunks(path, data))
+    if depth == 16 and ctype == 2 and header.trns is not None:
+        # Pillow reduces 16-bit RGB to 8 bits and then compares that with the 16-bit key: wrong pixels go clear.
+        raise LayerError(f"{path}: 16-bit RGB with a transparent colour key (tRNS) cannot be read exactly; "
+                         f"re-export it as RGBA (with an alpha channel)")
+    return header
+
+
 def _decode(path: Path) -> tuple[np.ndarray, str]:
     """Decode one PNG to (H, W, 4) uint8 straight RGBA; errors name the file and the fix."""
     from PIL import Image
@@ -97,13 +172,8 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
         data = path.read_bytes()
     except OSError as err:
         raise LayerError(f"{path}: cannot read ({err.strerror or err})") from err
-    if not data:
-        raise LayerError(f"{path}: the file is empty (0 bytes); re-export it as a PNG")
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        raise LayerError(f"{path}: not a PNG file (wrong signature); re-export it as a PNG")
+    header = _check_png(path, data)
     digest = hashlib.sha256(data).hexdigest()
-    import io
-
     try:
         # catch_warnings swaps the process-wide filter list and is not thread-safe: decodes run in
         # a thread pool, so overlapping enter/exit pairs used to leave the "error" filter installed
@@ -112,16 +182,10 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             opened = Image.open(io.BytesIO(data))
         with opened as im:
-            w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise LayerError(
-                    f"{path}: declared size {w}x{h} is larger than gpucomp accepts "
-                    f"({MAX_PIXELS} pixels); this looks like a broken or hostile file"
-                )
             if getattr(im, "n_frames", 1) > 1:
                 raise LayerError(f"{path}: animated PNG with {im.n_frames} frames; export a single still frame")
             im.load()
-            arr = _to_rgba(im)
+            arr = _to_rgba(im, header)
     except LayerError:
         raise
     except Exception as err:  # Pillow raises many types for broken files
@@ -129,7 +193,15 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
     return arr, digest
 
 
-def _to_rgba(im) -> np.ndarray:
+def _try_decode(path: Path) -> tuple[np.ndarray, str] | LayerError:
+    """Return the error instead of raising it, so one bad file does not hide the others."""
+    try:
+        return _decode(path)
+    except LayerError as err:
+        return err
+
+
+def _to_rgba(im, header: _PngHeader | None = None) -> np.ndarray:
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit grayscale: scale to 8 bits rather than clip (Pillow's convert clips).
         a = np.asarray(im, dtype=np.uint32)
@@ -141,9 +213,25 @@ def _to_rgba(im) -> np.ndarray:
         if isinstance(key, int):
             out[a == key, 3] = 0
         return out
+    if im.mode == "L" and header and header.colour_type == 0 and header.bit_depth in (2, 4) and header.trns:
+        return _low_depth_grey(im, header)
     if im.mode != "RGBA":
         im = im.convert("RGBA")
     return np.array(im, dtype=np.uint8)
+
+
+def _low_depth_grey(im, header: _PngHeader) -> np.ndarray:
+    """2- and 4-bit grey with a colour key: Pillow scales the pixels to 8 bits but not the key, so the
+    key never matches. Scaling is exact (x * 255 / (2**d - 1)), so compare with the scaled key."""
+    g = np.asarray(im, dtype=np.uint8)
+    raw_key = int.from_bytes(header.trns[:2], "big")
+    top = (1 << header.bit_depth) - 1
+    out = np.empty(g.shape + (4,), np.uint8)
+    out[..., :3] = g[..., None]
+    out[..., 3] = 255
+    if raw_key <= top:
+        out[g == raw_key * (255 // top), 3] = 0
+    return out
 
 
 def _crop(arr: np.ndarray) -> tuple[tuple[int, int, int, int] | None, np.ndarray]:
@@ -156,6 +244,91 @@ def _crop(arr: np.ndarray) -> tuple[tuple[int, int, int, int] | None, np.ndarray
     return (y0, x0, y1, x1), np.ascontiguousarray(arr[y0:y1, x0:x1])
 
 
+def _trait_files(d: Path) -> list[Path]:
+    """PNG files of a layer folder in natural order; hidden files (`.DS_Store`, macOS `._Hat.png`)
+    and sub-folders are not traits."""
+    files = (p for p in d.iterdir()
+             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_dir())
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def _check_trait_file(p: Path, root_resolved: Path, delimiter: str) -> tuple[str, float]:
+    if not p.resolve().is_relative_to(root_resolved):
+        raise LayerError(f"{p}: links outside the layers folder ({p.resolve()}); copy the file in instead")
+    name, weight = parse_trait_name(p.stem, delimiter, str(p))
+    try:
+        mode = p.stat().st_mode
+    except OSError as err:
+        raise LayerError(f"{p}: cannot read ({err.strerror or err}); replace it with a PNG file") from err
+    if not stat.S_ISREG(mode):  # a named pipe would block the read forever
+        raise LayerError(f"{p}: not a regular file; replace it with a PNG file")
+    return name, weight
+
+
+def _scan_layer(root: Path, folder: str, display_name: str | None, delimiter: str,
+                problems: list[str]) -> tuple[Layer, list[tuple[Layer, Path, str, float]]]:
+    """One layer's traits by name, before decoding. Per-file problems go to `problems`;
+    a problem with the folder itself is raised."""
+    d = root / folder
+    if not is_plain_name(folder):
+        raise LayerError(f"{d}: layer {folder!r} is not a plain folder name; name a sub-folder of {root} "
+                         f"(no '/', '\\', '..' or absolute path)")
+    if not d.is_dir():
+        raise LayerError(f"{d}: layer folder named in the layer order does not exist")
+    root_resolved = root.resolve()
+    if not d.resolve().is_relative_to(root_resolved):
+        raise LayerError(f"{d}: links outside the layers folder ({d.resolve()}); copy the folder in instead")
+    require_utf8(folder, str(d))
+    layer = Layer(folder=folder, name=display_name or layer_display_name(folder))
+    files = _trait_files(d)
+    if not files:
+        raise LayerError(f"{d}: empty layer folder, no .png traits; add at least one trait image or drop the layer")
+    seen: dict[str, Path] = {}
+    jobs: list[tuple[Layer, Path, str, float]] = []
+    clean = True
+    for p in files:
+        try:
+            name, weight = _check_trait_file(p, root_resolved, delimiter)
+            if name in seen:
+                raise LayerError(f"{p}: trait name {name!r} is used twice in layer {folder!r} (also {seen[name].name}); rename one")
+        except LayerError as err:
+            problems.append(str(err))
+            clean = False
+            continue
+        seen[name] = p
+        jobs.append((layer, p, name, weight))
+    # Only when every name parsed: a fixed bad name may be the weight that is missing.
+    if clean and not any(w > 0 for (_, _, _, w) in jobs):
+        raise LayerError(f"{d}: every trait has weight 0, so nothing can be picked; give at least one a weight above 0")
+    return layer, jobs
+
+
+def _size_problems(layers: list[Layer]) -> tuple[tuple[int, int] | None, list[str]]:
+    """The canvas most traits share (first seen wins a tie), and one problem per trait that differs:
+    with one odd file out, the odd one is reported, not everything else."""
+    traits = [t for layer in layers for t in layer.traits]
+    if not traits:
+        return None, []
+    size = Counter(t.canvas for t in traits).most_common(1)[0][0]
+    ref = next(t for t in traits if t.canvas == size)
+    return size, [
+        f"{t.path}: size {t.canvas[1]}x{t.canvas[0]} differs from {ref.path} "
+        f"({ref.canvas[1]}x{ref.canvas[0]}); every trait must share one canvas size"
+        for t in traits if t.canvas != size
+    ]
+
+
+def _combined_error(root: Path, problems: list[str]) -> LayerError:
+    """One error listing every problem, so an artist fixes the whole folder in one go."""
+    if len(problems) == 1:
+        return LayerError(problems[0])
+    lines = [f"{root}: {len(problems)} problems in the layers folder; fix them all, then run again:"]
+    lines += [f"  {p}" for p in problems[:MAX_PROBLEMS_SHOWN]]
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        lines.append(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more")
+    return LayerError("\n".join(lines))
+
+
 def load_layers(
     root: str | os.PathLike,
     order: Sequence[str] | None = None,
@@ -165,7 +338,8 @@ def load_layers(
     progress=None,
 ) -> LayerSet:
     """Read and validate a layers folder. `order` lists layer folder names bottom first;
-    without it every sub-folder is used in natural order of its name."""
+    without it every sub-folder is used in natural order of its name. Every problem found
+    (names, links, damaged files, sizes) is reported together in one LayerError."""
     root = Path(root)
     if not root.is_dir():
         raise LayerError(f"{root}: layers folder not found; pass the folder that holds one sub-folder per layer")
@@ -173,52 +347,36 @@ def load_layers(
     if not folders:
         raise LayerError(f"{root}: no layer folders inside; expected {root}/<Layer>/<Trait>#<weight>.png")
     display_names = display_names or {}
-    root_resolved = root.resolve()
+    problems: list[str] = []
     jobs: list[tuple[Layer, Path, str, float]] = []
     layers: list[Layer] = []
     for folder in folders:
-        d = root / folder
-        if not d.is_dir():
-            raise LayerError(f"{d}: layer folder named in the layer order does not exist")
-        layer = Layer(folder=folder, name=display_names.get(folder, layer_display_name(folder)))
-        files = sorted((p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
-                       key=lambda p: natural_key(p.name))
-        if not files:
-            raise LayerError(f"{d}: empty layer folder, no .png traits; add at least one trait image or drop the layer")
-        seen: dict[str, Path] = {}
-        for p in files:
-            if not p.resolve().is_relative_to(root_resolved):
-                raise LayerError(f"{p}: links outside the layers folder ({p.resolve()}); copy the file in instead")
-            name, weight = parse_trait_name(p.stem, delimiter, str(p))
-            if name in seen:
-                raise LayerError(f"{p}: trait name {name!r} is used twice in layer {folder!r} (also {seen[name].name}); rename one")
-            seen[name] = p
-            jobs.append((layer, p, name, weight))
-        if not any(w > 0 for (lay, _, _, w) in jobs if lay is layer):
-            raise LayerError(f"{d}: every trait has weight 0, so nothing can be picked; give at least one a weight above 0")
+        try:
+            layer, layer_jobs = _scan_layer(root, folder, display_names.get(folder), delimiter, problems)
+        except LayerError as err:
+            problems.append(str(err))
+            continue
         layers.append(layer)
+        jobs.extend(layer_jobs)
 
     workers = workers or min(8, os.cpu_count() or 1)
     done = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow's PNG decoder releases the GIL
-        for (layer, p, name, weight), (arr, digest) in zip(jobs, pool.map(lambda j: _decode(j[1]), jobs)):
-            box, pixels = _crop(arr)
-            full = box == (0, 0, arr.shape[0], arr.shape[1]) and bool((pixels[..., 3] == 255).all())
-            trait = Trait(name=name, weight=weight, path=p, box=box, pixels=pixels, sha256=digest,
-                          canvas=arr.shape[:2], opaque_full=full)
-            layer.traits.append(trait)
+        for (layer, p, name, weight), result in zip(jobs, pool.map(lambda j: _try_decode(j[1]), jobs)):
             done += 1
             if progress:
                 progress(done, len(jobs))
-    sizes = {t.canvas for layer in layers for t in layer.traits}
-    if len(sizes) > 1:
-        first = layers[0].traits[0]
-        for layer in layers:
-            for t in layer.traits:
-                if t.canvas != first.canvas:
-                    raise LayerError(
-                        f"{t.path}: size {t.canvas[1]}x{t.canvas[0]} differs from {first.path} "
-                        f"({first.canvas[1]}x{first.canvas[0]}); every trait must share one canvas size"
-                    )
-    h, w = sizes.pop()
+            if isinstance(result, LayerError):
+                problems.append(str(result))
+                continue
+            arr, digest = result
+            box, pixels = _crop(arr)
+            full = box == (0, 0, arr.shape[0], arr.shape[1]) and bool((pixels[..., 3] == 255).all())
+            layer.traits.append(Trait(name=name, weight=weight, path=p, box=box, pixels=pixels, sha256=digest,
+                                      canvas=arr.shape[:2], opaque_full=full))
+    size, size_problems = _size_problems(layers)
+    problems += size_problems
+    if problems:
+        raise _combined_error(root, problems)
+    h, w = size
     return LayerSet(root=root, layers=layers, width=w, height=h)

@@ -114,7 +114,7 @@ class Generation:
         self._stop.set()
 
     def __iter__(self) -> Iterator[Item]:
-        from .collection import derived_seed, plan_collection
+        from .collection import derived_seed, metadata_layers, plan_collection
 
         cfg, out, st = self.cfg, self.out, self.stats
         self._t_start = time.perf_counter()
@@ -132,6 +132,7 @@ class Generation:
                                "seed": derived_seed(cfg.seed, "extension", len(extensions))})
         with st.timer("plan"):
             cplan = plan_collection(cfg, stacks, extensions)
+        check_traits(options_for_config(cfg), metadata_layers(stacks), "config")
         # Only now, with layers and plan known to be good, is anything written.
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -191,7 +192,6 @@ class Generation:
 
     def _run(self, ls, stacks, cplan, extensions) -> Iterator[Item]:
         from .backends.select import choose
-        from .collection import metadata_layers
         from .plan import dna
 
         cfg, out, st = self.cfg, self.out, self.stats
@@ -208,7 +208,6 @@ class Generation:
             return cplan.locate(int(g_of[p]))
 
         opts = options_for_config(cfg)
-        check_traits(opts, metadata_layers(stacks), "config")
 
         def meta_bytes(p: int) -> bytes:
             seg, row = locate(p)
