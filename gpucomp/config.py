@@ -187,7 +187,10 @@ def _stacks(body: Any, path: Path) -> tuple[Stack, ...]:
         w = f"{path}: stacks[{i}]"
         if not isinstance(item, dict) or set(item) - {"size", "layers"} or "size" not in item or "layers" not in item:
             raise ConfigError(f"{w}: each [[stacks]] entry needs exactly size = <items> and layers = [...]")
-        out.append(Stack(_check_type(item["size"], int, f"{w}.size"), _layers(item["layers"], f"{w}.layers")))
+        layers = _layers(item["layers"], f"{w}.layers")
+        if not layers:
+            raise ConfigError(f"{w}.layers: empty; list the layer folders of this stack, bottom first")
+        out.append(Stack(_check_type(item["size"], int, f"{w}.size"), layers))
     return tuple(out)
 
 

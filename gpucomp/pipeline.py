@@ -208,10 +208,13 @@ class Generation:
             return cplan.locate(int(g_of[p]))
 
         opts = options_for_config(cfg)
+        single_stack = len(stacks) == 1
 
         def meta_bytes(p: int) -> bytes:
             seg, row = locate(p)
-            return json_bytes(item_metadata(numbers[p], seg.attributes(row), dna(seg.dna_names(row)), opts))
+            # With several stacks a trait name alone is ambiguous: qualify it by its layer.
+            key = seg.dna_names(row) if single_stack else [f"{a}/{b}" for a, b in seg.identity(row)]
+            return json_bytes(item_metadata(numbers[p], seg.attributes(row), dna(key), opts))
 
         shas = np.zeros((n, 32), np.uint8)
         if resume:
@@ -469,6 +472,9 @@ def _from_output(out_dir, layers, overrides: dict) -> tuple[Path, Config]:
     if bad:
         raise ConfigError(f"only run options can be changed here ({', '.join(RUN_FIELDS)}), not {', '.join(sorted(bad))}")
     cfg = with_overrides(from_dict(source["config"]), **{**overrides, "force": None})
+    if not layers and not Path(source["layers_dir"]).is_dir():
+        raise OutputError(f"{out}: the layers folder it was made from, {source['layers_dir']}, is gone; "
+                          f"pass --layers (layers= in Python) with its new place")
     return Path(layers or source["layers_dir"]), cfg
 
 

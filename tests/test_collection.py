@@ -1,0 +1,620 @@
+"""Whole-collection features: [[stacks]], shuffle, per-layer options (dna / metadata / none /
+exact), extend, re-render, resume from the manifest, and their interrupted forms (kill -9
+through GPUCOMP_TEST_KILL, then finish), compared byte for byte with uninterrupted runs."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gpucomp
+from gpucomp.compositing import composite_dense, finalize
+from gpucomp.config import load_config
+from gpucomp.errors import ConfigError, OutputError, PlanError
+from gpucomp.layers import load_layers
+from gpucomp.pipeline import resume as api_resume
+from gpucomp.plan import dna as dna_of
+
+TOTAL = 4 * 4 * 3 * 3  # combinations of the demo layers: traits per layer 4, 4, 3, 3
+
+
+# ---------------------------------------------------------------- helpers
+
+def cli(*args, env=None, timeout=120):
+    """Run `python -m gpucomp ARGS` in a subprocess; returns (returncode, stdout, stderr)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GPUCOMP_TEST_")}
+    full_env.update(PYTHONPATH=str(Path(gpucomp.__file__).parents[1]), **(env or {}))
+    p = subprocess.run([sys.executable, "-m", "gpucomp", *map(str, args)], capture_output=True, text=True,
+                       env=full_env, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def snapshot(out: Path) -> dict:
+    """Every file of a collection (the per-run report summary.json aside) -> bytes."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name != "summary.json"}
+
+
+def mtimes(out: Path) -> dict:
+    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def items(out: Path) -> dict:
+    """number -> metadata dict, read from OUT/metadata/<n>.json."""
+    return {int(p.stem): json.loads(p.read_text(encoding="utf-8")) for p in (out / "metadata").glob("*.json")}
+
+
+def attrs(meta: dict) -> tuple:
+    return tuple((a["trait_type"], a["value"]) for a in meta["attributes"])
+
+
+def drain(gen):
+    got = list(gen)
+    return gen, got
+
+
+def write_toml(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def expected_pixels(layers_root: Path, picks) -> np.ndarray:
+    """The contract's composite of (folder, trait name) picks, bottom first."""
+    ls = load_layers(layers_root)
+    by = {layer.folder: {t.name: t for t in layer.traits} for layer in ls.layers}
+    return finalize(composite_dense((ls.height, ls.width), [by[f][n] for f, n in picks]), True)
+
+
+def image_array(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.array(im)
+
+
+FOLDER = {"Background": "01-Background", "Body": "02-Body", "Clothes": "03-Clothes", "Eyes": "04-Eyes"}
+
+
+@pytest.fixture
+def layers(demo_layers, tmp_path):
+    """A private copy of the demo layers that a test may change."""
+    return shutil.copytree(demo_layers, tmp_path / "layers")
+
+
+# ---------------------------------------------------------------- 1. stacks
+
+STACKS_TOML = """
+[collection]
+seed = 4
+{extra}
+[[stacks]]
+size = 6
+layers = ["01-Background", "02-Body"]
+
+[[stacks]]
+size = 4
+layers = [{{folder = "01-Background"}}, {{folder = "02-Body"}}, {{folder = "03-Clothes"}}, {{folder = "04-Eyes"}}]
+"""
+
+
+def test_stacks_from_toml(demo_layers, tmp_path):
+    cfg_path = write_toml(tmp_path / "c.toml", STACKS_TOML.format(extra=""))
+    cfg = load_config(cfg_path)
+    assert cfg.size == 10 and cfg.stack_sizes == [6, 4]
+    assert [lo.folder for lo in cfg.stacks[0].layers] == ["01-Background", "02-Body"]
+    assert [lo.folder for lo in cfg.stacks[1].layers] == list(FOLDER.values())
+    out = tmp_path / "out"
+    summary = gpucomp.run(demo_layers, out, cfg_path)
+    assert summary["items"] == summary["rendered"] == 10
+    meta = items(out)
+    assert sorted(meta) == list(range(1, 11))
+    assert sorted(int(p.stem) for p in (out / "images").glob("*.png")) == list(range(1, 11))
+    for n in range(1, 7):
+        assert [k for k, _ in attrs(meta[n])] == ["Background", "Body"], n
+    for n in range(7, 11):
+        assert [k for k, _ in attrs(meta[n])] == ["Background", "Body", "Clothes", "Eyes"], n
+    # every layer is a dna layer here, so the attributes are the identity: no two items share one
+    assert len({attrs(m) for m in meta.values()}) == 10
+    assert len({m["dna"] for m in meta.values()}) == 10
+    for n in (1, 10):  # each stack composites only its own layers
+        want = expected_pixels(demo_layers, [(FOLDER[k], v) for k, v in attrs(meta[n])])
+        assert np.array_equal(image_array(out / "images" / f"{n}.png"), want), n
+    assert len(json.loads((out / "_metadata.json").read_text(encoding="utf-8"))) == 10
+    assert gpucomp.run(demo_layers, out, cfg_path)["rendered"] == 0  # the same command again: nothing to do
+
+
+def test_stacks_never_repeat_an_identity_of_another_stack(demo_layers, tmp_path):
+    """Stack 2 has the same dna layers as stack 1 (its third layer is dna = false): together they
+    use all 16 Background x Body pairs, so each pair must appear exactly once."""
+    cfg_path = write_toml(tmp_path / "c.toml", """
+[collection]
+seed = 2
+[[stacks]]
+size = 6
+layers = ["01-Background", "02-Body"]
+[[stacks]]
+size = 10
+layers = ["01-Background", "02-Body", {folder = "04-Eyes", dna = false}]
+""")
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, cfg_path)
+    meta = items(out)
+    pairs = Counter(tuple(v for k, v in attrs(m) if k in ("Background", "Body")) for m in meta.values())
+    assert len(pairs) == 16 and set(pairs.values()) == {1}
+    assert len({m["dna"] for m in meta.values()}) == 16
+
+
+def test_dna_is_unique_across_stacks_with_different_layers(demo_layers, tmp_path):
+    """Body and Clothes both have traits named Blue Ring, Green Box and Red Circle: the item
+    (Green Plain, Body Green Box) of stack 1 and (Green Plain, Clothes Green Box) of stack 2 are
+    different items (other layer, other image) and must not share a DNA."""
+    cfg_path = write_toml(tmp_path / "c.toml", """
+[collection]
+seed = 1
+[[stacks]]
+size = 16
+layers = ["01-Background", "02-Body"]
+[[stacks]]
+size = 12
+layers = ["01-Background", "03-Clothes"]
+""")
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, cfg_path)
+    meta = items(out)
+    assert len({attrs(m) for m in meta.values()}) == 28  # the items are unique ...
+    assert len({m["dna"] for m in meta.values()}) == 28  # ... so their DNAs must be too
+
+
+def test_a_stack_without_layers_is_a_config_error(tmp_path):
+    cfg_path = write_toml(tmp_path / "c.toml", "[[stacks]]\nsize = 5\nlayers = []\n")
+    with pytest.raises(ConfigError, match="stacks\\[0\\]"):
+        load_config(cfg_path)
+
+
+def test_stacks_size_mismatch_and_layers_with_stacks_are_config_errors(demo_layers, tmp_path):
+    bad_size = write_toml(tmp_path / "a.toml", STACKS_TOML.format(extra="size = 11"))
+    with pytest.raises(ConfigError, match=r"collection\.size is 11 .*add up to 10"):
+        load_config(bad_size)
+    ok = write_toml(tmp_path / "ok.toml", STACKS_TOML.format(extra="size = 10"))
+    assert load_config(ok).size == 10
+    both = write_toml(tmp_path / "b.toml", STACKS_TOML.format(extra="") + '\n[[layers]]\nfolder = "01-Background"\n')
+    with pytest.raises(ConfigError, match=r"either \[\[layers\]\] or \[\[stacks\]\]"):
+        load_config(both)
+    with pytest.raises(ConfigError, match="sum of the"):  # API override of the size
+        gpucomp.generate(demo_layers, tmp_path / "x", ok, size=12)
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_size_must_match_the_stacks(demo_layers, tmp_path):
+    cfg_path = write_toml(tmp_path / "c.toml", STACKS_TOML.format(extra=""))
+    out = tmp_path / "out"
+    rc, _, err = cli("generate", demo_layers, "-c", cfg_path, "-n", "7", "-o", out, "-q")
+    assert rc == 2, err
+    assert "error:" in err and "[[stacks]]" in err and "10" in err and "Traceback" not in err
+    assert not out.exists()
+    rc, stdout, err = cli("generate", demo_layers, "-c", cfg_path, "-n", "10", "-o", out, "-q")
+    assert rc == 0, err
+    assert "done: 10 items" in stdout
+
+
+def test_extend_a_stacked_collection_from_a_chosen_stack(demo_layers, tmp_path):
+    cfg_path = write_toml(tmp_path / "c.toml", STACKS_TOML.format(extra=""))
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, cfg_path)
+    gen, got = drain(gpucomp.extend(out, 3, stack=2))
+    assert sorted(i.number for i in got) == [11, 12, 13]
+    meta = items(out)
+    for n in (11, 12, 13):
+        assert [k for k, _ in attrs(meta[n])] == ["Background", "Body", "Clothes", "Eyes"]
+    assert len({attrs(m) for m in meta.values()}) == 13
+    before = snapshot(out)
+    with pytest.raises(PlanError, match="only 10 items"):  # stack 1: 16 pairs, 6 used
+        list(gpucomp.extend(out, 11, stack=1))
+    with pytest.raises(ConfigError, match="stack 3 does not exist"):
+        list(gpucomp.extend(out, 1, stack=3))
+    assert snapshot(out) == before
+
+
+# ---------------------------------------------------------------- 2. shuffle
+
+def test_shuffle_permutes_numbering_only_and_is_deterministic(demo_layers, tmp_path):
+    cfg_path = write_toml(tmp_path / "s.toml", "[collection]\nsize = 20\nseed = 6\nshuffle = true\n")
+    assert load_config(cfg_path).shuffle is True
+    plain, shuf, again = tmp_path / "plain", tmp_path / "shuf", tmp_path / "again"
+    gpucomp.run(demo_layers, plain, size=20, seed=6)
+    gpucomp.run(demo_layers, shuf, cfg_path)
+    gpucomp.run(demo_layers, again, cfg_path)
+    mp, ms = items(plain), items(shuf)
+    assert sorted(ms) == list(range(1, 21))
+    assert Counter(attrs(m) for m in mp.values()) == Counter(attrs(m) for m in ms.values())
+    assert [attrs(mp[n]) for n in range(1, 21)] != [attrs(ms[n]) for n in range(1, 21)]
+    # the same item (same traits) has the same image and DNA, only another number
+    img_p = {attrs(mp[n]): (plain / "images" / f"{n}.png").read_bytes() for n in mp}
+    img_s = {attrs(ms[n]): (shuf / "images" / f"{n}.png").read_bytes() for n in ms}
+    assert img_p == img_s
+    assert {attrs(m): m["dna"] for m in mp.values()} == {attrs(m): m["dna"] for m in ms.values()}
+    for n, m in ms.items():
+        assert m["edition"] == n and m["name"].endswith(f"#{n}")
+    assert snapshot(shuf) == snapshot(again)
+
+
+def test_shuffle_mixes_the_stacks(demo_layers, tmp_path):
+    plain_cfg = write_toml(tmp_path / "p.toml", STACKS_TOML.format(extra=""))
+    shuf_cfg = write_toml(tmp_path / "s.toml", STACKS_TOML.format(extra="shuffle = true"))
+    gpucomp.run(demo_layers, tmp_path / "plain", plain_cfg)
+    gpucomp.run(demo_layers, tmp_path / "shuf", shuf_cfg)
+    mp, ms = items(tmp_path / "plain"), items(tmp_path / "shuf")
+    assert Counter(attrs(m) for m in mp.values()) == Counter(attrs(m) for m in ms.values())
+    two = {n for n, m in ms.items() if len(m["attributes"]) == 2}
+    assert len(two) == 6 and two != set(range(1, 7))
+
+
+def test_shuffled_collection_extends_after_its_last_number(demo_layers, tmp_path):
+    cfg_path = write_toml(tmp_path / "s.toml", "[collection]\nsize = 12\nseed = 6\nshuffle = true\n")
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, cfg_path)
+    before = snapshot(out)
+    _, got = drain(gpucomp.extend(out, 4))
+    assert sorted(i.number for i in got) == [13, 14, 15, 16]
+    after = snapshot(out)
+    for n in range(1, 13):
+        assert after[f"images/{n}.png"] == before[f"images/{n}.png"]
+        assert after[f"metadata/{n}.json"] == before[f"metadata/{n}.json"]
+    assert len({attrs(m) for m in items(out).values()}) == 16
+
+
+# ---------------------------------------------------------------- 3. per-layer options
+
+DNA_FALSE = """
+[collection]
+size = {size}
+seed = 5
+[[layers]]
+folder = "01-Background"
+[[layers]]
+folder = "03-Clothes"
+[[layers]]
+folder = "04-Eyes"
+dna = false
+{extra}
+"""
+
+
+def test_dna_false_layer_is_left_out_of_uniqueness_and_dna(demo_layers, tmp_path):
+    # Background x Clothes allow exactly 12 combinations: 12 items use each once; Eyes repeats.
+    a_cfg = write_toml(tmp_path / "a.toml", DNA_FALSE.format(size=12, extra=""))
+    b_cfg = write_toml(tmp_path / "b.toml", DNA_FALSE.format(size=12, extra='exact = {"Green Box" = 6}'))
+    a, b = tmp_path / "a", tmp_path / "b"
+    gpucomp.run(demo_layers, a, a_cfg)
+    gpucomp.run(demo_layers, b, b_cfg)
+    ma, mb = items(a), items(b)
+    for meta in (ma, mb):
+        assert sorted(meta) == list(range(1, 13))
+        pairs = Counter((dict(attrs(m))["Background"], dict(attrs(m))["Clothes"]) for m in meta.values())
+        assert len(pairs) == 12 and set(pairs.values()) == {1}
+        assert [k for k, _ in attrs(meta[1])] == ["Background", "Clothes", "Eyes"]  # still in the metadata
+        assert len({dict(attrs(m))["Eyes"] for m in meta.values()}) < 12  # the bypassed layer repeats
+        for m in meta.values():  # the DNA covers the dna layers only
+            d = dict(attrs(m))
+            assert m["dna"] == dna_of([d["Background"], d["Clothes"]])
+    # the same dna-layer traits with another Eyes trait: the DNA does not change
+    by_pair_a = {(dict(attrs(m))["Background"], dict(attrs(m))["Clothes"]): m for m in ma.values()}
+    differing = 0
+    for m in mb.values():
+        d = dict(attrs(m))
+        other = by_pair_a[(d["Background"], d["Clothes"])]
+        assert other["dna"] == m["dna"]
+        differing += dict(attrs(other))["Eyes"] != d["Eyes"]
+    assert differing > 0
+    # exact on a dna = false layer: exactly that many items
+    assert sum(dict(attrs(m))["Eyes"] == "Green Box" for m in mb.values()) == 6
+    assert sum(dict(attrs(m))["Eyes"] == "Green Box" for m in ma.values()) != 6
+    # one more than the dna layers allow is refused, although Eyes would make 36 combinations
+    with pytest.raises(PlanError, match="12"):
+        list(gpucomp.generate(demo_layers, tmp_path / "c", write_toml(tmp_path / "c.toml", DNA_FALSE.format(size=13, extra=""))))
+    with pytest.raises(PlanError, match="04-Eyes.* 6, more than the 5 items"):  # exact counts above the size
+        list(gpucomp.generate(demo_layers, tmp_path / "d",
+                              write_toml(tmp_path / "d.toml", DNA_FALSE.format(size=5, extra='exact = {"Green Box" = 6}'))))
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+ALL_LAYERS = """
+[collection]
+size = 20
+seed = 8
+[[layers]]
+folder = "01-Background"
+[[layers]]
+folder = "02-Body"
+[[layers]]
+folder = "03-Clothes"
+[[layers]]
+folder = "04-Eyes"
+{eyes}
+"""
+
+
+@pytest.fixture(scope="module")
+def baseline(demo_layers, tmp_path_factory):
+    """20 items, seed 8, every layer with default options."""
+    out = tmp_path_factory.mktemp("baseline") / "out"
+    gpucomp.run(demo_layers, out, size=20, seed=8)
+    return out
+
+
+def images_of(out: Path) -> dict:
+    return {k: v for k, v in snapshot(out).items() if k.startswith("images/")}
+
+
+def test_metadata_false_hides_the_layer_but_keeps_it_in_the_image(demo_layers, baseline, tmp_path):
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, write_toml(tmp_path / "c.toml", ALL_LAYERS.format(eyes="metadata = false")))
+    full, hidden = items(baseline), items(out)
+    assert sorted(hidden) == sorted(full)
+    for n, m in hidden.items():
+        assert attrs(m) == tuple(x for x in attrs(full[n]) if x[0] != "Eyes"), n
+        assert m["dna"] == full[n]["dna"]  # still a dna layer
+    assert images_of(out) == images_of(baseline)
+    seen_eyes = 0
+    for n in range(1, 6):  # the pixels: all four layers, Eyes included
+        picks = [(FOLDER[k], v) for k, v in attrs(full[n])]
+        img = image_array(out / "images" / f"{n}.png")
+        assert np.array_equal(img, expected_pixels(demo_layers, picks)), n
+        seen_eyes += not np.array_equal(img, expected_pixels(demo_layers, picks[:3]))
+    assert seen_eyes > 0
+    assert not any(k == "Eyes" for m in json.loads((out / "_metadata.json").read_text(encoding="utf-8"))
+                   for k, _ in attrs(m))
+
+
+def test_none_trait_is_left_out_of_the_attributes_only_for_its_items(demo_layers, baseline, tmp_path):
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, write_toml(tmp_path / "c.toml", ALL_LAYERS.format(eyes='none = "Blue Ring"')))
+    full, got = items(baseline), items(out)
+    with_none = without_none = 0
+    for n, m in got.items():
+        if dict(attrs(full[n]))["Eyes"] == "Blue Ring":
+            with_none += 1
+            assert attrs(m) == attrs(full[n])[:3], n
+        else:
+            without_none += 1
+            assert attrs(m) == attrs(full[n]), n
+        assert m["dna"] == full[n]["dna"]
+    assert with_none > 0 and without_none > 0
+    assert images_of(out) == images_of(baseline)
+
+
+def test_none_naming_an_unknown_trait_is_refused(demo_layers, tmp_path):
+    cfg_path = write_toml(tmp_path / "c.toml", ALL_LAYERS.format(eyes='none = "Bleu Ring"'))
+    with pytest.raises((ConfigError, PlanError), match="Bleu Ring"):
+        list(gpucomp.generate(demo_layers, tmp_path / "out", cfg_path))
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- 4. extend
+
+def test_extend_adds_unique_items_and_touches_nothing_else(demo_layers, tmp_path):
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, size=20, seed=5)
+    before, times = snapshot(out), mtimes(out)
+    gen, got = drain(gpucomp.extend(out, 7))
+    assert sorted(i.number for i in got) == list(range(21, 28))
+    assert gen.summary["items"] == 27 and gen.summary["rendered"] == 7 and gen.summary["resumed_from"] == 20
+    after, times_after = snapshot(out), mtimes(out)
+    for n in range(1, 21):
+        for key in (f"images/{n}.png", f"metadata/{n}.json"):
+            assert after[key] == before[key], key
+            assert times_after[key] == times[key], key
+    meta = items(out)
+    assert sorted(meta) == list(range(1, 28))
+    assert len({attrs(m) for m in meta.values()}) == 27
+    assert len({m["dna"] for m in meta.values()}) == 27
+    assert [i.traits for i in sorted(got, key=lambda i: i.number)] == [dict(attrs(meta[n])) for n in range(21, 28)]
+    all_meta = json.loads((out / "_metadata.json").read_text(encoding="utf-8"))
+    assert [m["edition"] for m in all_meta] == list(range(1, 28))
+    prov = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
+    assert prov["count"] == 27 and [i["number"] for i in prov["items"]] == list(range(1, 28))
+    assert prov["items"][:20] == json.loads(before["provenance.json"])["items"]
+    assert not (out / "gpucomp.journal").exists()
+
+    # more than the combinations left: a clear PlanError, nothing written
+    snap = snapshot(out)
+    with pytest.raises(PlanError, match=f"only {TOTAL - 27} items"):
+        list(gpucomp.extend(out, TOTAL - 27 + 1))
+    with pytest.raises(PlanError, match=str(TOTAL)):
+        list(gpucomp.extend(out, TOTAL + 5))
+    with pytest.raises(ConfigError, match="at least 1"):
+        gpucomp.extend(out, 0)
+    assert snapshot(out) == snap
+
+    # a second extend, through the CLI
+    rc, stdout, err = cli("extend", out, "-n", "5", "-q")
+    assert rc == 0, err
+    assert "done: 32 items" in stdout
+    meta = items(out)
+    assert sorted(meta) == list(range(1, 33)) and len({attrs(m) for m in meta.values()}) == 32
+    snap = snapshot(out)
+    for n in range(1, 28):
+        assert snap[f"images/{n}.png"] == after[f"images/{n}.png"]
+    manifest = json.loads((out / "gpucomp.json").read_text(encoding="utf-8"))
+    assert [e["size"] for e in manifest["plan"]["extensions"]] == [7, 5]
+
+    # resume after it: nothing to render, nothing changes
+    rc, stdout, err = cli("resume", out, "-q", "--json")
+    assert rc == 0, err
+    assert json.loads(stdout)["rendered"] == 0
+    gen, got = drain(api_resume(out))
+    assert got == [] and gen.summary["rendered"] == 0 and gen.summary["items"] == 32
+    assert snapshot(out) == snap
+
+
+def test_extend_to_every_combination_then_no_further(demo_layers, tmp_path):
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, size=20, seed=5)
+    gen, got = drain(gpucomp.extend(out, TOTAL - 20))
+    assert len(got) == TOTAL - 20
+    assert len({attrs(m) for m in items(out).values()}) == TOTAL
+    with pytest.raises(PlanError):
+        list(gpucomp.extend(out, 1))
+
+
+# ---------------------------------------------------------------- 5. interrupted extend
+
+@pytest.fixture(scope="module")
+def extended_reference(demo_layers, tmp_path_factory):
+    """generate 20 + extend 7 without interruption."""
+    out = tmp_path_factory.mktemp("extref") / "out"
+    gpucomp.run(demo_layers, out, size=20, seed=5)
+    drain(gpucomp.extend(out, 7))
+    return snapshot(out)
+
+
+@pytest.mark.parametrize("point", ["image:23", "manifest", "finish"])
+def test_killed_extend_then_resume_is_byte_identical(demo_layers, tmp_path, extended_reference, point):
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, size=20, seed=5)
+    first = {k: v for k, v in snapshot(out).items() if k.startswith(("images/", "metadata/"))}
+    rc, _, err = cli("extend", out, "-n", "7", "-q", env={"GPUCOMP_TEST_KILL": point})
+    assert rc == -signal.SIGKILL, err
+    now = snapshot(out)
+    assert all(now[k] == v for k, v in first.items())  # the kill cost none of the first 20 items
+    rc, _, err = cli("resume", out)
+    assert rc == 0, err
+    assert "ended without finishing" in err
+    assert snapshot(out) == extended_reference
+    assert not list(out.rglob(".gpucomp-tmp-*")) and not (out / ".gpucomp.lock").exists()
+
+
+def test_extend_an_interrupted_generate(demo_layers, tmp_path, extended_reference):
+    out = tmp_path / "out"
+    rc, _, err = cli("generate", demo_layers, "-o", out, "-n", "20", "--seed", "5", "-q",
+                     env={"GPUCOMP_TEST_KILL": "image:6"})
+    assert rc == -signal.SIGKILL, err
+    rc, _, err = cli("extend", out, "-n", "7", "-q")
+    assert rc == 0, err
+    assert snapshot(out) == extended_reference
+
+
+# ---------------------------------------------------------------- 6./7. re-render
+
+CHANGED = ("03-Clothes", "Blue Ring")
+
+
+def change_trait_art(layers: Path) -> None:
+    """Paint an opaque magenta block into the first trait of 03-Clothes (same name and weight)."""
+    path = next(p for p in (layers / CHANGED[0]).glob("*.png") if p.name.startswith(CHANGED[1] + "#"))
+    with Image.open(path) as im:
+        arr = np.array(im.convert("RGBA"))
+    arr[24:40, 24:40] = (255, 0, 255, 255)
+    Image.fromarray(arr, "RGBA").save(path)
+
+
+def users_of_changed(out: Path) -> set[int]:
+    return {n for n, m in items(out).items() if dict(attrs(m)).get("Clothes") == CHANGED[1]}
+
+
+def fresh_after_change(layers: Path, tmp_path: Path) -> dict:
+    fresh = tmp_path / "fresh"
+    gpucomp.run(layers, fresh, size=30, seed=11)
+    return snapshot(fresh)
+
+
+def test_rerender_redoes_exactly_the_items_with_changed_art(layers, tmp_path):
+    out = tmp_path / "out"
+    gpucomp.run(layers, out, size=30, seed=11)
+    affected = users_of_changed(out)
+    assert 0 < len(affected) < 30
+    before, times = snapshot(out), mtimes(out)
+    change_trait_art(layers)
+    with pytest.raises(OutputError, match="trait art changed.*rerender"):  # a plain resume refuses
+        gpucomp.run(layers, out, size=30, seed=11)
+    assert snapshot(out) == before
+    gen, got = drain(gpucomp.rerender(out))
+    assert gen.summary["rendered"] == len(affected)
+    assert {i.number for i in got} == affected
+    after, times_after = snapshot(out), mtimes(out)
+    for n in range(1, 31):
+        key = f"images/{n}.png"
+        if n not in affected:
+            assert after[key] == before[key] and times_after[key] == times[key], n
+        assert after[f"metadata/{n}.json"] == before[f"metadata/{n}.json"], n
+    assert any(after[f"images/{n}.png"] != before[f"images/{n}.png"] for n in affected)
+    assert after == fresh_after_change(layers, tmp_path)
+    assert gpucomp.run(layers, out, size=30, seed=11)["rendered"] == 0  # the same generate: nothing to do
+    assert snapshot(out) == after
+
+
+def test_rerender_refuses_a_changed_plan(layers, tmp_path):
+    out = tmp_path / "out"
+    gpucomp.run(layers, out, size=30, seed=11)
+    before = snapshot(out)
+    path = next((layers / CHANGED[0]).glob(CHANGED[1] + "#*.png"))
+    path.rename(path.with_name("Navy Ring#" + path.name.split("#", 1)[1]))
+    with pytest.raises(OutputError, match="traits or weights of layer '03-Clothes'"):
+        list(gpucomp.rerender(out))
+    rc, _, err = cli("rerender", out, "-q")
+    assert rc == 2 and "error:" in err and "03-Clothes" in err and "Traceback" not in err
+    assert snapshot(out) == before
+
+
+def test_rerender_with_nothing_changed_renders_nothing(demo_layers, tmp_path):
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, size=10, seed=11)
+    before, times = snapshot(out), mtimes(out)
+    gen, got = drain(gpucomp.rerender(out))
+    assert got == [] and gen.summary["rendered"] == 0
+    assert snapshot(out) == before
+    assert {k: v for k, v in mtimes(out).items() if k.startswith("images/")} == \
+        {k: v for k, v in times.items() if k.startswith("images/")}
+
+
+@pytest.mark.parametrize("finish", ["rerender", "resume"])
+def test_killed_rerender_then_finishing_equals_a_fresh_generate(layers, tmp_path, finish):
+    out = tmp_path / "out"
+    gpucomp.run(layers, out, size=30, seed=11)
+    affected = sorted(users_of_changed(out))
+    change_trait_art(layers)
+    kill_at = affected[len(affected) // 2]
+    rc, _, err = cli("rerender", out, "-q", env={"GPUCOMP_TEST_KILL": f"image:{kill_at}"})
+    assert rc == -signal.SIGKILL, err
+    rc, stdout, err = cli(finish, out, "-q", "--json")
+    assert rc == 0, err
+    summary = json.loads(stdout)
+    assert 1 <= summary["rendered"] <= len(affected)
+    assert snapshot(out) == fresh_after_change(layers, tmp_path)
+
+
+# ---------------------------------------------------------------- 8. resume from the manifest
+
+def test_resume_needs_a_gpucomp_output(tmp_path):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "note.txt").write_text("hi")
+    for target in (tmp_path / "plain", tmp_path / "missing"):
+        rc, _, err = cli("resume", target)
+        assert rc == 2, err
+        assert "not a gpucomp output" in err and "Traceback" not in err
+    assert not (tmp_path / "missing").exists()
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["note.txt"]
+    with pytest.raises(OutputError, match="not a gpucomp output"):
+        api_resume(tmp_path / "plain")
+
+
+def test_resume_with_layers_moved_elsewhere(demo_layers, layers, tmp_path):
+    out, ref = tmp_path / "out", tmp_path / "ref"
+    rc, _, err = cli("generate", layers, "-o", out, "-n", "20", "--seed", "7", "-q",
+                     env={"GPUCOMP_TEST_KILL": "image:9"})
+    assert rc == -signal.SIGKILL, err
+    moved = tmp_path / "moved"
+    layers.rename(moved)
+    rc, _, err = cli("resume", out, "-q")
+    assert rc == 2 and "is gone; pass --layers" in err and "Traceback" not in err  # the recorded folder is gone
+    rc, stdout, err = cli("resume", out, "--layers", moved, "-q")
+    assert rc == 0, err
+    assert "done: 20 items" in stdout
+    gpucomp.run(demo_layers, ref, size=20, seed=7)
+    mine = {k: v for k, v in snapshot(out).items() if k != "gpucomp.json"}
+    assert mine == {k: v for k, v in snapshot(ref).items() if k != "gpucomp.json"}
