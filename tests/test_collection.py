@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 import gpucomp
+from gpucomp.cli import main
 from gpucomp.compositing import composite_dense, finalize
 from gpucomp.config import load_config
 from gpucomp.errors import ConfigError, OutputError, PlanError
@@ -618,3 +619,57 @@ def test_resume_with_layers_moved_elsewhere(demo_layers, layers, tmp_path):
     gpucomp.run(demo_layers, ref, size=20, seed=7)
     mine = {k: v for k, v in snapshot(out).items() if k != "gpucomp.json"}
     assert mine == {k: v for k, v in snapshot(ref).items() if k != "gpucomp.json"}
+
+
+RULES_TOML = """
+[[rules]]
+never = ["01-Background/Gold Plain", "02-Body/Gold Ellipse"]
+[[rules]]
+always = ["03-Clothes/Blue Ring", "Eyes/Red Circle"]
+[[layers]]
+folder = "01-Background"
+[[layers]]
+folder = "02-Body"
+exact = { "Red Circle" = 7 }
+[[layers]]
+folder = "03-Clothes"
+[[layers]]
+folder = "04-Eyes"
+"""
+
+
+def test_rules_and_exact_counts_from_the_config_hold_in_every_item(demo_layers, tmp_path):
+    cfg = write_toml(tmp_path / "c.toml", RULES_TOML)
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, cfg, size=60, seed=2)
+    items = json.loads((out / "_metadata.json").read_text(encoding="utf-8"))
+    traits = [{a["trait_type"]: a["value"] for a in m["attributes"]} for m in items]
+    assert len(traits) == 60 and len({tuple(t.values()) for t in traits}) == 60
+    assert not any(t["Background"] == "Gold Plain" and t["Body"] == "Gold Ellipse" for t in traits)
+    assert all(t["Eyes"] == "Red Circle" for t in traits if t["Clothes"] == "Blue Ring")
+    assert sum(t["Body"] == "Red Circle" for t in traits) == 7
+    assert any(t["Clothes"] == "Blue Ring" for t in traits)  # the rule was exercised
+
+
+@pytest.mark.parametrize("rules, message", [
+    ('never = ["02-Body/Blue Ring", "03-Clothes/Green Box"]\n[[rules]]\nalways = ["02-Body/Blue Ring", "03-Clothes/Green Box"]',
+     "Blue Ring"),
+    ('never = ["02-Body/No Such", "03-Clothes/Green Box"]', "no trait 'No Such'"),
+])
+def test_contradicting_or_unknown_rules_are_refused_before_writing(demo_layers, tmp_path, capsys, rules, message):
+    cfg = write_toml(tmp_path / "c.toml", "[[rules]]\n" + rules + "\n")
+    out = tmp_path / "out"
+    assert main(["validate", str(demo_layers), "-c", str(cfg), "-n", "10"]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["generate", str(demo_layers), "-c", str(cfg), "-n", "10", "-o", str(out), "-q"]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_rules_limit_the_number_of_items(demo_layers, tmp_path, capsys):
+    # Gold Plain only with Red Circle bodies: 4*4*3*3 - 3*3*3 = 117 combinations remain
+    rules = "".join(f'[[rules]]\nnever = ["01-Background/Gold Plain", "02-Body/{b}"]\n'
+                    for b in ("Blue Ring", "Gold Ellipse", "Green Box"))
+    cfg = write_toml(tmp_path / "c.toml", rules)
+    assert main(["validate", str(demo_layers), "-c", str(cfg), "-n", "118"]) == 2
+    assert "117" in capsys.readouterr().err
+    assert main(["validate", str(demo_layers), "-c", str(cfg), "-n", "117"]) == 0
