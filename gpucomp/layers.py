@@ -92,8 +92,12 @@ class LayerSet:
         return sum(len(layer.traits) for layer in self.layers)
 
 
+JUNK_FOLDERS = {"__MACOSX"}  # written by macOS zip: resource forks, never art
+
+
 def list_layer_folders(root: Path) -> list[str]:
-    return sorted((p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=natural_key)
+    return sorted((p.name for p in root.iterdir()
+                   if p.is_dir() and not p.name.startswith(".") and p.name not in JUNK_FOLDERS), key=natural_key)
 
 
 @dataclass(frozen=True)

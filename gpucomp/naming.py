@@ -12,11 +12,20 @@ _NUM = re.compile(r"(\d+)")
 _ORDER_PREFIX = re.compile(r"^\d+\s*[-_. ]\s*(?=\S)")
 
 
+def _number(digits: str) -> tuple[int, int, str]:
+    """A digit run as (0, length, digits) without leading zeros: numeric order without int(), which
+    refuses runs over 4300 digits. Any Unicode decimal digit counts, as it does for \\d."""
+    plain = "".join(str(unicodedata.decimal(c, 0)) for c in digits).lstrip("0")
+    return (0, len(plain), plain)
+
+
 def natural_key(name: str) -> tuple:
-    """Sort key that orders `2-x` before `10-x` and never depends on the file system."""
-    parts = _NUM.split(name.casefold())
-    # isdecimal, not isdigit: '²' is a digit to isdigit() but not to \d or int(), and crashed int()
-    return tuple((0, int(p)) if p.isdecimal() else (1, p) for p in parts) + (name,)
+    """Sort key that orders `2-x` before `10-x` and never depends on the file system.
+
+    The parts sit in their own tuple: with the name appended to them directly, `a` against `a1`
+    compared the name with a number part and raised TypeError (layer folders `Hat` and `Hat2`)."""
+    parts = _NUM.split(name.casefold())  # text, digits, text, ...: odd positions are digit runs
+    return (tuple(_number(p) if i % 2 else (1, p) for i, p in enumerate(parts)), name)
 
 
 def layer_display_name(folder: str) -> str:

@@ -1,0 +1,593 @@
+"""Hostile or broken input: every case either loads with exact pixels or fails while loading with a
+LayerError/ConfigError that names the file and the problem, before anything is rendered or written."""
+import io
+import os
+import struct
+import time
+import unicodedata
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gpucomp
+from gpucomp.config import load_config, with_overrides, Config
+from gpucomp.errors import ConfigError, LayerError
+from gpucomp.layers import MAX_PROBLEMS_SHOWN, load_layers
+from gpucomp.plan import make_plan
+
+SIG = b"\x89PNG\r\n\x1a\n"
+
+
+# --- hand-made PNGs --------------------------------------------------------------------------------
+
+def chunk(kind, body, crc=None):
+    crc = zlib.crc32(kind + body) if crc is None else crc
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+
+def ihdr(w, h, depth=8, ctype=6):
+    return chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, ctype, 0, 0, 0))
+
+
+def scanlines(rows):
+    """Filter type 0 before each row; `rows` is a list of bytes."""
+    return b"".join(b"\0" + r for r in rows)
+
+
+def make_png(w, h, depth, ctype, rows, before=b"", after=b""):
+    """`before` goes between IHDR and IDAT, `after` between IDAT and IEND."""
+    return SIG + ihdr(w, h, depth, ctype) + before + chunk(b"IDAT", zlib.compress(scanlines(rows))) + after + chunk(b"IEND", b"")
+
+
+def pack_bits(values, depth):
+    bits = "".join(format(int(v), f"0{depth}b") for v in values)
+    bits += "0" * (-len(bits) % 8)
+    return int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+def pillow_png(pixels, mode="RGBA", **params):
+    buf = io.BytesIO()
+    Image.fromarray(pixels, mode).save(buf, format="PNG", **params)
+    return buf.getvalue()
+
+
+def put(root, rel, data):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def opaque(w=8, h=8, value=200):
+    return pillow_png(np.full((h, w, 4), value, np.uint8))
+
+
+def load_one(tmp_path, data, name="T.png"):
+    """Load a single-trait layers folder; the trait's full canvas as (H, W, 4)."""
+    put(tmp_path / "layers", f"L/{name}", data)
+    t = load_layers(tmp_path / "layers").layers[0].traits[0]
+    out = np.zeros(t.canvas + (4,), np.uint8)
+    if t.box is not None:
+        y0, x0, y1, x1 = t.box
+        out[y0:y1, x0:x1] = t.pixels
+    return out
+
+
+def layer_error(root, **kwargs):
+    with pytest.raises(LayerError) as err:
+        load_layers(root, **kwargs)
+    return str(err.value)
+
+
+def rgba(r, g, b, a):
+    return np.stack([np.broadcast_to(np.asarray(c, np.uint8), np.shape(r)) for c in (r, g, b, a)], -1)
+
+
+# --- 1. decompression bombs: refused from the IHDR, before Pillow sees the file ----------------------
+
+@pytest.fixture
+def no_pillow(monkeypatch):
+    """Records every Image.open call: a refused header must never reach Pillow."""
+    calls = []
+    real = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: calls.append(a) or real(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("w, h", [(100_000, 100_000), (10_000, 10_000), (1, 2**31 - 1), (2**32 - 1, 2**32 - 1)])
+def test_decompression_bomb_refused_before_decoding(tmp_path, no_pillow, w, h):
+    # A few hundred bytes that declare gigapixels; the IDAT is a tiny valid deflate stream.
+    data = SIG + ihdr(w, h) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    assert len(data) < 200
+    bad = put(tmp_path / "layers", "L/Bomb#1.png", data)
+    t0 = time.perf_counter()
+    msg = layer_error(tmp_path / "layers")
+    assert time.perf_counter() - t0 < 2
+    assert str(bad) in msg and f"declared size {w}x{h}" in msg and "larger than" in msg
+    assert no_pillow == []
+
+
+@pytest.mark.parametrize("w, h", [(0, 8), (8, 0), (0, 0)])
+def test_zero_size_header(tmp_path, no_pillow, w, h):
+    bad = put(tmp_path / "layers", "L/T.png", SIG + ihdr(w, h) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    msg = layer_error(tmp_path / "layers")
+    assert str(bad) in msg and f"{w}x{h}" in msg and "no pixels" in msg
+    assert no_pillow == []
+
+
+@pytest.mark.parametrize("data", [
+    SIG,  # signature only
+    SIG + b"\0\0\0\x0dIHDR\0\0",  # cut inside IHDR
+    SIG + chunk(b"tEXt", b"a\0b") + ihdr(8, 8),  # IHDR not first
+    SIG + chunk(b"IHDR", struct.pack(">IIBBBB", 8, 8, 8, 6, 0, 0)) + chunk(b"IEND", b""),  # 12-byte IHDR
+], ids=["signature-only", "cut-ihdr", "ihdr-not-first", "short-ihdr"])
+def test_malformed_header(tmp_path, no_pillow, data):
+    bad = put(tmp_path / "layers", "L/T.png", data)
+    msg = layer_error(tmp_path / "layers")
+    assert str(bad) in msg and "IHDR" in msg
+    assert no_pillow == []
+
+
+# --- 2. every problem in one error ---------------------------------------------------------------
+
+def test_all_problems_reported_together(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "1-Back/Ok.png", opaque())
+    empty = put(root, "1-Back/Empty.png", b"")
+    jpeg = put(root, "2-Body/Photo.png", b"\xff\xd8\xff\xe0 not a png")
+    weight = put(root, "2-Body/Hat#1,5.png", opaque())
+    put(root, "2-Body/Cap#2.png", opaque())
+    dup = put(root, "2-Body/Cap.png", opaque())  # natural order puts `Cap#2` first
+    odd = put(root, "3-Top/Big.png", opaque(9, 8))
+    put(root, "3-Top/Small.png", opaque())
+    msg = layer_error(root)
+    lines = msg.splitlines()
+    assert lines[0] == f"{root}: 5 problems in the layers folder; fix them all, then run again:"
+    assert len(lines) == 6
+    for path, problem in [(empty, "empty"), (jpeg, "not a PNG"), (weight, "bad weight"), (dup, "used twice"),
+                          (odd, "9x8")]:
+        assert any(line.startswith(f"  {path}: ") and problem in line for line in lines), (path, msg)
+
+
+def test_missing_folder_and_bad_file_together(tmp_path):
+    root = tmp_path / "layers"
+    bad = put(root, "Body/T.png", b"")
+    msg = layer_error(root, order=["Body", "Nope"])
+    assert str(bad) in msg and str(root / "Nope") in msg and "2 problems" in msg
+
+
+def test_problem_list_is_capped(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "L/Ok.png", opaque())
+    for i in range(MAX_PROBLEMS_SHOWN + 7):
+        put(root, f"L/Bad{i}.png", b"")
+    lines = layer_error(root).splitlines()
+    assert f"{MAX_PROBLEMS_SHOWN + 7} problems" in lines[0]
+    assert len(lines) == 1 + MAX_PROBLEMS_SHOWN + 1 and lines[-1] == "  ... and 7 more"
+    assert lines[1] == f"  {root / 'L' / 'Bad0.png'}: the file is empty (0 bytes); re-export it as a PNG"  # natural order
+
+
+def test_single_problem_keeps_its_own_message(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "L/Ok.png", opaque())
+    bad = put(root, "L/Empty#2.png", b"")
+    assert layer_error(root) == f"{bad}: the file is empty (0 bytes); re-export it as a PNG"
+
+
+def test_size_mismatch_reports_the_odd_file_even_when_it_sorts_first(tmp_path):
+    root = tmp_path / "layers"
+    odd = put(root, "1-Back/A.png", opaque(16, 16))
+    for name in ("B.png", "C.png", "D.png"):
+        put(root, f"1-Back/{name}", opaque())
+    msg = layer_error(root)
+    assert msg.startswith(f"{odd}: size 16x16 differs from {root / '1-Back' / 'B.png'} (8x8)")
+
+
+def test_zero_weight_check_waits_for_names_to_be_fixed(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "L/A#0.png", opaque())
+    bad = put(root, "L/B#x.png", opaque())
+    msg = layer_error(root)
+    assert str(bad) in msg and "weight 0" not in msg
+
+
+# --- 3. paths: nothing outside the layers folder is read ----------------------------------------
+
+@pytest.mark.parametrize("folder", ["/etc", "../outside", "a/b", "..", ".", "", "a\\b", "C:x", "C:\\layers"])
+def test_config_layer_folder_must_be_a_plain_name(tmp_path, folder):
+    path = tmp_path / "gpucomp.toml"
+    path.write_text(f"[[layers]]\nfolder = '{folder}'\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert str(path) in msg and "layers[0].folder" in msg and repr(folder) in msg
+    with pytest.raises(ConfigError):
+        with_overrides(Config(), layers=(gpucomp.config.LayerOption(folder),))
+
+
+def test_config_layer_folder_with_dots_inside_a_name_is_fine(tmp_path):
+    path = tmp_path / "gpucomp.toml"
+    path.write_text("[[layers]]\nfolder = 'v1..2 Hats'\n[[layers]]\nfolder = '.hidden'\n", encoding="utf-8")
+    assert [lo.folder for lo in load_config(path).layers] == ["v1..2 Hats", ".hidden"]
+
+
+@pytest.mark.parametrize("folder", ["../outside", "/etc", ".."])
+def test_layer_order_with_a_path_is_refused_by_the_loader_too(tmp_path, folder):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    put(tmp_path, "outside/X.png", opaque())
+    msg = layer_error(root, order=["L", folder])
+    assert repr(folder) in msg and "plain folder name" in msg
+
+
+def test_layer_folder_symlink_to_outside_is_refused(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "1-Back/A.png", opaque())
+    put(tmp_path, "elsewhere/Secret.png", opaque())
+    (root / "2-Linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    msg = layer_error(root)  # the folder itself is named, not only the files in it
+    assert msg == (f"{root / '2-Linked'}: links outside the layers folder ({(tmp_path / 'elsewhere').resolve()}); "
+                   f"copy the folder in instead")
+
+
+def test_layer_folder_symlink_inside_is_fine(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "1-Back/A.png", opaque())
+    (root / "2-Again").symlink_to(root / "1-Back", target_is_directory=True)
+    assert [la.folder for la in load_layers(root).layers] == ["1-Back", "2-Again"]
+
+
+def test_trait_symlink_to_outside_is_refused(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    secret = put(tmp_path, "secret.png", opaque())
+    (root / "L" / "B.png").symlink_to(secret)
+    msg = layer_error(root)
+    assert str(root / "L" / "B.png") in msg and "outside the layers folder" in msg
+
+
+def test_broken_trait_symlink_is_an_error(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    (root / "L" / "B.png").symlink_to(root / "L" / "gone.png")
+    msg = layer_error(root)
+    assert str(root / "L" / "B.png") in msg and "cannot read" in msg
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_named_pipe_is_refused_without_blocking(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    os.mkfifo(root / "L" / "Pipe.png")
+    msg = layer_error(root)
+    assert str(root / "L" / "Pipe.png") in msg and "not a regular file" in msg
+
+
+def test_dots_in_trait_names_are_harmless(tmp_path):
+    """Output files are numbered, so a trait called `..` or `Up..Down` never becomes a path."""
+    root = tmp_path / "layers"
+    put(root, "1-Back/Up..Down#2.png", opaque(value=10))
+    put(root, "1-Back/.. #1.png", opaque(value=20))  # hidden file: ignored
+    put(root, "2-Top/Hat..#1.png", pillow_png(np.zeros((8, 8, 4), np.uint8)))
+    put(root, "2-Top/ ..#1.png", pillow_png(np.zeros((8, 8, 4), np.uint8)))
+    ls = load_layers(root)
+    assert [[t.name for t in la.traits] for la in ls.layers] == [["Up..Down"], ["..", "Hat.."]]
+    out = tmp_path / "out"
+    before = {p for p in tmp_path.rglob("*")}
+    items = list(gpucomp.generate(root, out, size=2, seed=1, backend="cpu"))
+    assert len(items) == 2
+    new = {p for p in tmp_path.rglob("*")} - before
+    assert new and all(p == out or out in p.parents for p in new)
+
+
+# --- 4. PNG flavours: exact pixels or a clear error ----------------------------------------------
+
+GREY = np.array([[0, 60, 120, 255], [255, 180, 90, 30]], np.uint8)
+ALPHA = np.array([[255, 0, 128, 1], [7, 255, 200, 0]], np.uint8)
+COLOURS = np.random.default_rng(5).integers(0, 256, (2, 4, 3), dtype=np.uint8)
+
+
+def case_rgba8():
+    px = np.dstack([COLOURS, ALPHA])
+    return pillow_png(px), px
+
+
+def case_rgb8():
+    return pillow_png(COLOURS, "RGB"), rgba(COLOURS[..., 0], COLOURS[..., 1], COLOURS[..., 2], 255)
+
+
+def case_rgb8_colour_key():
+    key = COLOURS[0, 1]
+    data = make_png(4, 2, 8, 2, [r.tobytes() for r in COLOURS], before=chunk(b"tRNS", struct.pack(">HHH", *key)))
+    a = np.where((COLOURS == key).all(-1), 0, 255)
+    return data, rgba(COLOURS[..., 0], COLOURS[..., 1], COLOURS[..., 2], a)
+
+
+def case_grey8():
+    return pillow_png(GREY, "L"), rgba(GREY, GREY, GREY, 255)
+
+
+def case_grey_alpha8():
+    return pillow_png(np.dstack([GREY, ALPHA]), "LA"), rgba(GREY, GREY, GREY, ALPHA)
+
+
+def case_palette():
+    idx = np.array([[0, 1, 2, 3], [3, 2, 1, 0]], np.uint8)
+    pal = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [9, 8, 7]], np.uint8)
+    alpha = np.array([0, 64, 255, 255], np.uint8)
+    im = Image.fromarray(idx, "P")
+    im.putpalette(pal.tobytes())
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", transparency=alpha.tobytes())
+    want = np.dstack([pal[idx], alpha[idx]])
+    want[want[..., 3] == 0] = 0  # colour under alpha 0 is not compared
+    return buf.getvalue(), want
+
+
+def case_palette_2bit():
+    idx = np.array([[0, 1, 2, 3], [3, 2, 1, 0]], np.uint8)
+    pal = np.array([[1, 2, 3], [40, 50, 60], [200, 100, 0], [255, 255, 255]], np.uint8)
+    data = make_png(4, 2, 2, 3, [pack_bits(r, 2) for r in idx], before=chunk(b"PLTE", pal.tobytes()))
+    return data, rgba(pal[idx][..., 0], pal[idx][..., 1], pal[idx][..., 2], 255)
+
+
+def case_grey_1bit():
+    g = np.array([[0, 1, 1, 0], [1, 0, 0, 1]], np.uint8)
+    return make_png(4, 2, 1, 0, [pack_bits(r, 1) for r in g]), rgba(g * 255, g * 255, g * 255, 255)
+
+
+def grey_low_depth_with_key(depth, key):
+    g = (np.arange(8).reshape(2, 4) * 3 % (1 << depth)).astype(np.uint8)
+    data = make_png(4, 2, depth, 0, [pack_bits(r, depth) for r in g], before=chunk(b"tRNS", struct.pack(">H", key)))
+    v = g * (255 // ((1 << depth) - 1))
+    return data, rgba(v, v, v, np.where(g == key, 0, 255))
+
+
+def case_grey_2bit_key():
+    return grey_low_depth_with_key(2, 2)
+
+
+def case_grey_4bit_key():
+    return grey_low_depth_with_key(4, 6)
+
+
+def case_grey_16bit():
+    v = np.array([[0, 257, 32768, 65535], [128, 129, 65534, 1000]], ">u2")
+    g = np.rint(v / 257).astype(np.uint8)
+    return make_png(4, 2, 16, 0, [r.tobytes() for r in v]), rgba(g, g, g, 255)
+
+
+MODES = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_png_flavours_decode_to_exact_pixels(tmp_path, mode):
+    data, want = MODES[mode]()
+    got = load_one(tmp_path, data)
+    got[got[..., 3] == 0] = 0
+    want = want.copy()
+    want[want[..., 3] == 0] = 0
+    assert got.shape == want.shape and np.array_equal(got, want), (got.tolist(), want.tolist())
+
+
+V16 = np.array([[0, 257, 300, 65535], [40000, 65280, 128, 32896]], np.uint16)
+
+
+@pytest.mark.parametrize("ctype, channels", [(2, 3), (6, 4), (4, 2)], ids=["rgb16", "rgba16", "grey-alpha16"])
+def test_16_bit_colour_is_within_one_level(tmp_path, ctype, channels):
+    """Pillow keeps the high byte of 16-bit colour; that is at most 1/255 off the rounded value
+    and exact on the values 8-bit art turns into (multiples of 257)."""
+    planes = [V16, V16[::-1], V16[:, ::-1], V16.T.reshape(2, 4)][:channels]
+    px = np.stack(planes, -1).astype(">u2")
+    got = load_one(tmp_path, make_png(4, 2, 16, ctype, [r.tobytes() for r in px])).astype(int)
+    want = np.rint(px.astype(float) / 257).astype(int)
+    if channels == 2:
+        want = np.dstack([want[..., 0]] * 3 + [want[..., 1]])
+    elif channels == 3:
+        want = np.dstack([want, np.full(want.shape[:2], 255)])
+    assert np.abs(got - want).max() <= 1
+    exact = np.broadcast_to((px % 257 == 0).all(-1)[..., None], want.shape)
+    assert np.array_equal(got[exact], want[exact])
+
+
+def test_16_bit_rgb_colour_key_is_refused(tmp_path):
+    """Pillow compares the 16-bit key with 8-bit pixels, so the wrong pixels would turn clear."""
+    px = np.stack([V16, V16, V16], -1).astype(">u2")
+    data = make_png(4, 2, 16, 2, [r.tobytes() for r in px], before=chunk(b"tRNS", struct.pack(">HHH", 0, 1, 0)))
+    put(tmp_path / "layers", "L/T.png", data)
+    msg = layer_error(tmp_path / "layers")
+    assert str(tmp_path / "layers" / "L" / "T.png") in msg and "16-bit RGB" in msg and "RGBA" in msg
+
+
+@pytest.mark.parametrize("frames", [2, 3])
+def test_animated_png_is_refused(tmp_path, frames):
+    ims = [Image.fromarray(np.full((8, 8, 4), 40 * i, np.uint8), "RGBA") for i in range(frames)]
+    buf = io.BytesIO()
+    ims[0].save(buf, format="PNG", save_all=True, append_images=ims[1:], duration=100, loop=0)
+    bad = put(tmp_path / "layers", "L/Spin.png", buf.getvalue())
+    msg = layer_error(tmp_path / "layers")
+    assert str(bad) in msg and f"{frames} frames" in msg and "still frame" in msg
+
+
+def crc_broken(where):
+    """A valid 4x2 RGBA PNG with the CRC of one chunk wrong."""
+    parts = {
+        "IHDR": ihdr(4, 2),
+        "tEXt-before": chunk(b"tEXt", b"Comment\0hi"),
+        "IDAT": chunk(b"IDAT", zlib.compress(scanlines([bytes(range(16))] * 2))),
+        "tEXt-after": chunk(b"tEXt", b"Comment\0bye"),
+        "IEND": chunk(b"IEND", b""),
+    }
+    body = bytearray(parts[where])
+    body[-1] ^= 0xFF
+    parts[where] = bytes(body)
+    return SIG + b"".join(parts.values())
+
+
+@pytest.mark.parametrize("where", ["IHDR", "tEXt-before", "IDAT", "tEXt-after", "IEND"])
+def test_chunk_with_bad_crc_is_an_error(tmp_path, where):
+    """Pillow ignores the CRCs of IDAT and of chunks after it; we check every chunk."""
+    bad = put(tmp_path / "layers", "L/T.png", crc_broken(where))
+    msg = layer_error(tmp_path / "layers")
+    kind = where.split("-")[0].encode()
+    assert str(bad) in msg and f"chunk {kind!r}" in msg and "checksum" in msg
+
+
+@pytest.mark.parametrize("junk", [b"x", b"garbage after the end" * 100, b"\0" * 4096, SIG + ihdr(99999, 99999)])
+def test_trailing_bytes_after_iend_are_ignored(tmp_path, junk):
+    data, want = case_rgba8()
+    got = load_one(tmp_path, data + junk)
+    assert np.array_equal(got, want)
+
+
+def test_data_cut_before_iend_is_truncated(tmp_path):
+    data, _ = case_rgba8()
+    bad = put(tmp_path / "layers", "L/T.png", data[:-12])  # the IEND chunk is exactly 12 bytes
+    msg = layer_error(tmp_path / "layers")
+    assert str(bad) in msg and "truncated" in msg
+
+
+def test_thousands_of_traits(tmp_path):
+    root = tmp_path / "layers"
+    for li in range(2):
+        for ti in range(1000):
+            px = np.zeros((8, 8, 4), np.uint8)
+            px[ti % 8, li * 4 + ti // 250] = [ti % 256, li, 7, 255]
+            put(root, f"{li}-L/T{ti}#{1 + ti % 3}.png", pillow_png(px))
+    t0 = time.perf_counter()
+    ls = load_layers(root)
+    assert time.perf_counter() - t0 < 30
+    assert ls.trait_count == 2000 and ls.combinations == 1_000_000
+    assert [t.name for t in ls.layers[0].traits][:3] == ["T0", "T1", "T2"]
+    assert ls.layers[1].traits[999].name == "T999" and ls.layers[1].traits[999].weight == 1.0
+    assert ls.layers[0].traits[257].pixels.tolist() == [[[1, 0, 7, 255]]]
+    plan = make_plan([layer.weights for layer in ls.layers], 500, 3)
+    assert len({tuple(row) for row in plan.combos.tolist()}) == 500
+
+
+@pytest.mark.parametrize("name", [
+    "Café ☕ Noir#2.png", "日本語の帽子#1.png", "عربي#1.png", "\u202eevil\u202c#1.png", "zero\u200bwidth#1.png",
+    "😀🎩#3.png", "a\u0301ccent#1.png", "tab\there#1.png", "quote'\"#1.png", "back\\slash#1.png",
+])
+def test_odd_unicode_names_load(tmp_path, name):
+    put(tmp_path / "layers", f"L/{name}", opaque())
+    t = load_layers(tmp_path / "layers").layers[0].traits[0]
+    assert t.name == unicodedata.normalize("NFC", name.rsplit("#", 1)[0])
+
+
+def test_decomposed_and_composed_names_are_the_same_trait(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "L/" + unicodedata.normalize("NFC", "Café#1.png"), opaque())
+    put(root, "L/" + unicodedata.normalize("NFD", "Café#2.png"), opaque())  # as a Mac writes it
+    assert "'Café' is used twice" in layer_error(root)
+
+
+@pytest.fixture
+def bytes_names(tmp_path):
+    """Skip where the file system refuses names that are not UTF-8 (macOS, Windows)."""
+    probe = os.path.join(os.fsencode(tmp_path), b"probe\xff")
+    try:
+        open(probe, "wb").close()
+    except OSError:
+        pytest.skip("file system needs UTF-8 names")
+    os.remove(probe)
+
+
+def test_non_utf8_trait_name_is_refused(tmp_path, bytes_names):
+    root = tmp_path / "layers"
+    put(root, "L/Ok.png", opaque())
+    bad = os.path.join(os.fsencode(root / "L"), b"Caf\xe9#1.png")  # Latin-1 from an old zip
+    with open(bad, "wb") as f:
+        f.write(opaque())
+    msg = layer_error(root)
+    assert "Caf" in msg and "not valid UTF-8" in msg and "rename" in msg
+
+
+def test_non_utf8_layer_folder_is_refused(tmp_path, bytes_names):
+    root = tmp_path / "layers"
+    put(root, "A/Ok.png", opaque())
+    folder = os.path.join(os.fsencode(root), b"Hats\xff")
+    os.mkdir(folder)
+    with open(os.path.join(folder, b"T.png"), "wb") as f:
+        f.write(opaque())
+    msg = layer_error(root)
+    assert "Hats" in msg and "not valid UTF-8" in msg
+
+
+@pytest.mark.parametrize("name", ["Hat.PNG", "Hat#2.Png", "Hat.pNg"])
+def test_uppercase_suffix_is_a_trait(tmp_path, name):
+    put(tmp_path / "layers", f"L/{name}", opaque())
+    assert [t.name for t in load_layers(tmp_path / "layers").layers[0].traits] == ["Hat"]
+
+
+def test_junk_files_are_ignored(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "L/Hat#2.png", opaque())
+    put(root, "L/.DS_Store", b"\0\0\0\1Bud1")
+    put(root, "L/._Hat#2.png", b"\0\5\x16\7 AppleDouble")  # macOS resource fork, not a PNG
+    put(root, "L/.hidden.png", b"")
+    put(root, "L/Thumbs.db", b"\xd0\xcf\x11\xe0")
+    put(root, "L/desktop.ini", b"[.ShellClassInfo]")
+    put(root, "L/notes.txt", b"Hat: make it bigger")
+    put(root, "L/Hat.psd", b"8BPS")
+    put(root, "L/old.png/Inner.png", b"")  # a folder named like a PNG
+    put(root, ".git/config", b"[core]")
+    put(root, "__MACOSX/L/._Hat#2.png", b"junk")  # unzipped from a Mac
+    ls = load_layers(root)
+    assert [la.folder for la in ls.layers] == ["L"]
+    assert [t.name for t in ls.layers[0].traits] == ["Hat"]
+
+
+# --- 5. config values -------------------------------------------------------------------------
+
+def config_error(tmp_path, text):
+    path = tmp_path / "gpucomp.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    return msg
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('collection = "big"\n', "[collection] must be a table"),
+    ("collection = 5\n", "[collection] must be a table"),
+    ("[[collection]]\nsize = 3\n", "[collection] must be a table"),
+    ('layers = "Background"\n', "array of tables"),
+    ("[layers]\nfolder = \"a\"\n", "array of tables"),
+    ("layers = [1, 2]\n", "layers[0]"),
+    ("[collection]\nseed = -1\n", "seed must be 0 or more"),
+    ("[collection]\nsize = 10000000000\n", "size 10000000000 is more than"),
+    ("[collection]\nsize = 18446744073709551616\n", "is more than"),
+    ("[collection]\nsize = -5\n", "size must be at least 1"),
+    ("[collection]\nsize = 1e3\n", "collection.size: expected int"),
+    ("[collection]\nsize = inf\n", "collection.size: expected int"),
+    ("[collection]\nsize = nan\n", "collection.size: expected int"),
+    ("[collection]\nsize = [10]\n", "collection.size: expected int"),
+    ("[collection]\nseed = 1.0\n", "collection.seed: expected int"),
+    ("[collection.extra]\nfoo = 1\n", "unknown key collection.extra"),
+    ("[run.gpu]\ndevice = 1\n", "unknown key run.gpu"),
+    ("[extra.deep.table]\nx = 1\n", "unknown table [extra]"),
+    ("[[layers]]\nfolder = \"a\"\n[layers.sub]\nx = 1\n", "unknown key(s) sub"),
+    ("[[layers]]\nfolder = \"a\"\nname = 3\n", "layers[0].name"),
+    ("[run]\nworkers = -1\n", "workers"),
+    ("[collection]\nstart = -1\n", "start"),
+])
+def test_config_values(tmp_path, text, needle):
+    assert needle in config_error(tmp_path, text)
+
+
+def test_negative_seed_from_the_command_line_is_a_config_error():
+    with pytest.raises(ConfigError, match="seed must be 0 or more"):
+        with_overrides(Config(), seed=-3)
+
+
+def test_largest_seed_works(tmp_path):
+    path = tmp_path / "gpucomp.toml"
+    path.write_text(f"[collection]\nseed = {2**63 - 1}\nsize = 2\n", encoding="utf-8")
+    cfg = load_config(path)
+    plan = make_plan([np.ones(3)], cfg.size, cfg.seed)
+    assert len(plan) == 2
