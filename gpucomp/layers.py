@@ -256,6 +256,35 @@ def _trait_files(d: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
+def _sub_folders(d: Path) -> list[Path]:
+    return sorted((p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in JUNK_FOLDERS),
+                  key=lambda p: natural_key(p.name))
+
+
+def _nested(d: Path, share: float, delimiter: str, problems: list[str]) -> list[tuple[Path, float, str]]:
+    """nftchef-style weighted sub-folders: a sub-folder `Long#20/` competes with its siblings
+    (files and folders) by weight, then one of its own entries is picked the same way. Returns
+    (file, probability * share, sub-folder path) for every PNG below `d`."""
+    entries: list[tuple[Path, str, float]] = []
+    for p in [*_trait_files(d), *_sub_folders(d)]:
+        try:
+            entries.append((p, *parse_trait_name(p.stem if p.is_file() else p.name, delimiter, str(p))))
+        except LayerError as err:
+            problems.append(str(err))
+    total = sum(w for _, _, w in entries)
+    out = []
+    for p, label, w in entries:
+        part = share * w / total if total > 0 else 0.0
+        if p.is_dir():
+            inner = _nested(p, part, delimiter, problems)
+            if not inner:
+                problems.append(f"{p}: empty sub-folder, no .png traits; add traits or remove it")
+            out += [(f, pw, f"{label}/{sub}" if sub else label) for f, pw, sub in inner]
+        else:
+            out.append((p, part, ""))
+    return out
+
+
 def _check_trait_file(p: Path, root_resolved: Path, delimiter: str) -> tuple[str, float]:
     if not p.resolve().is_relative_to(root_resolved):
         raise LayerError(f"{p}: links outside the layers folder ({p.resolve()}); copy the file in instead")
@@ -284,15 +313,27 @@ def _scan_layer(root: Path, folder: str, display_name: str | None, delimiter: st
         raise LayerError(f"{d}: links outside the layers folder ({d.resolve()}); copy the folder in instead")
     require_utf8(folder, str(d))
     layer = Layer(folder=folder, name=display_name or layer_display_name(folder))
-    files = _trait_files(d)
+    nested = None
+    if _sub_folders(d):  # weighted sub-folders: weights become probabilities scaled to the top level's sum
+        top = [parse_trait_name(p.stem if p.is_file() else p.name, delimiter, str(p))[1]
+               for p in [*_trait_files(d), *_sub_folders(d)]]
+        nested = {f: (w, sub) for f, w, sub in _nested(d, sum(top), delimiter, problems)}
+        files = list(nested)
+    else:
+        files = _trait_files(d)
     if not files:
         raise LayerError(f"{d}: empty layer folder, no .png traits; add at least one trait image or drop the layer")
     seen: dict[str, Path] = {}
     jobs: list[tuple[Layer, Path, str, float]] = []
     clean = True
+    names = Counter(parse_trait_name(p.stem, delimiter, str(p))[0] for p in files) if nested else None
     for p in files:
         try:
             name, weight = _check_trait_file(p, root_resolved, delimiter)
+            if nested:
+                weight, sub = nested[p]
+                if names[name] > 1 and sub:  # the same file name in two sub-folders: say which
+                    name = f"{sub}/{name}"
             if name in seen:
                 raise LayerError(f"{p}: trait name {name!r} is used twice in layer {folder!r} (also {seen[name].name}); rename one")
         except LayerError as err:

@@ -47,15 +47,22 @@ def require_utf8(text: str, source: str) -> None:
         raise LayerError(f"{source}: the name is not valid UTF-8 text ({text!r}); rename it") from None
 
 
+DEFAULT_WEIGHT = 1.0  # a trait without a weight, also among traits that have one (as HashLips does)
+_HASHLIPS_WEIGHT = re.compile(r"(.+?)__w(\d+(?:\.\d+)?)")
+
+
 def parse_trait_name(stem: str, delimiter: str, source: str) -> tuple[str, float]:
-    """Split `Name#weight` into (name, weight); no delimiter means weight 1.
+    """Split `Name#weight` (or `Name__w10`) into (name, weight); no weight means DEFAULT_WEIGHT.
 
     The weight is the text after the last delimiter. It must be a plain non-negative
     decimal number (`3`, `0.15`); anything else is an error naming `source`. The name is
     returned NFC-normalised.
     """
-    if delimiter not in stem:
-        name, weight = stem, 1.0
+    newer = _HASHLIPS_WEIGHT.fullmatch(stem) if delimiter not in stem else None
+    if newer:  # `Name__w10`: the naming of HashLips' newer engine
+        name, weight = newer.group(1), float(newer.group(2))
+    elif delimiter not in stem:
+        name, weight = stem, DEFAULT_WEIGHT
     else:
         name, _, text = stem.rpartition(delimiter)
         if not re.fullmatch(r"\d+(\.\d+)?|\.\d+", text):

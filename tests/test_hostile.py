@@ -532,7 +532,6 @@ def test_junk_files_are_ignored(tmp_path):
     put(root, "L/desktop.ini", b"[.ShellClassInfo]")
     put(root, "L/notes.txt", b"Hat: make it bigger")
     put(root, "L/Hat.psd", b"8BPS")
-    put(root, "L/old.png/Inner.png", b"")  # a folder named like a PNG
     put(root, ".git/config", b"[core]")
     put(root, "__MACOSX/L/._Hat#2.png", b"junk")  # unzipped from a Mac
     ls = load_layers(root)

@@ -366,3 +366,32 @@ def test_some_zero_weights_are_fine(tmp_path):
     ls = load_layers(one_layer(tmp_path, "A#0.png", "B#2.png", "C#0.png"))
     assert list(ls.layers[0].weights) == [0.0, 2.0, 0.0]
     assert ls.combinations == 1
+
+
+def test_hashlips_newer_naming_and_default_weight(tmp_path):
+    root = tmp_path / "layers"
+    for name in ("Red__w10.png", "Blue#2.png", "Plain.png", "Odd__wx.png"):
+        save(root / "L" / name)
+    ls = load_layers(root)
+    assert [(t.name, t.weight) for t in ls.layers[0].traits] == [("Blue", 2.0), ("Odd__wx", 1.0), ("Plain", 1.0),
+                                                                  ("Red", 10.0)]
+
+
+def test_nested_weighted_folders(tmp_path):
+    """nftchef layout: sub-folders compete with their siblings by weight, then pick inside."""
+    root = tmp_path / "layers"
+    for path in ("Hair/Bald#20.png", "Hair/Long#20/Brown#3.png", "Hair/Long#20/Black#1.png",
+                 "Hair/Short#60/Brown.png", "Hair/Short#60/Dyed#0/Pink.png"):
+        save(root / path)
+    traits = {t.name: t.weight for t in load_layers(root).layers[0].traits}
+    assert traits == {"Bald": 20.0, "Black": 5.0, "Long/Brown": 15.0, "Short/Brown": 60.0, "Pink": 0.0}
+    (root / "Hair" / "Short#60" / "Dyed#0" / "Pink.png").unlink()
+    with pytest.raises(LayerError, match="Dyed#0: empty sub-folder"):
+        load_layers(root)
+
+
+def test_nested_folder_with_a_bad_weight_names_it(tmp_path):
+    root = tmp_path / "layers"
+    save(root / "Hair" / "Long#x" / "Brown.png")
+    with pytest.raises(LayerError, match=r"Long#x: bad weight 'x'"):
+        load_layers(root)
