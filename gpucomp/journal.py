@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .output import TMP_PREFIX
+from .output import atomic_open
 
 JOURNAL = "gpucomp.journal"
 PROVENANCE = "provenance.json"
@@ -74,12 +74,10 @@ def load_records(out: Path, start: int, n: int) -> np.ndarray:
 def rewrite_journal(out: Path, numbers, shas: np.ndarray) -> None:
     """Replace the journal by the known records of `shas` and drop provenance.json, atomically
     enough: after a crash between the two steps every record left is still true."""
-    tmp = out / f"{TMP_PREFIX}journal"
-    with open(tmp, "w", encoding="ascii") as f:
+    with atomic_open(out / JOURNAL, "w", encoding="ascii") as f:
         for number, row in zip(numbers, shas):
             if is_known(row):
                 f.write(f"{number} {row.tobytes().hex()}\n")
-    os.replace(tmp, out / JOURNAL)
     (out / PROVENANCE).unlink(missing_ok=True)
 
 
@@ -96,21 +94,15 @@ def write_provenance(out: Path, numbers, shas: np.ndarray) -> str:
     SHA-256 over the concatenated lowercase hex digests (the scheme NFT projects publish).
     Streams the item list; returns the collection hash."""
     total = hashlib.sha256()
-    fd_path = out / f"{TMP_PREFIX}provenance"
-    try:
-        with open(fd_path, "w", encoding="ascii") as f:
-            f.write('{\n  "algorithm": "sha256",\n')
-            f.write('  "method": "sha256 of the concatenated hex sha256 digests of the images in item order",\n')
-            f.write('  "items": [')
-            for i, number in enumerate(numbers):
-                hexd = shas[i].tobytes().hex()
-                total.update(hexd.encode())
-                f.write(("," if i else "") + f'\n    {{"number": {number}, "sha256": "{hexd}"}}')
-            f.write(f'\n  ],\n  "count": {len(shas)},\n  "provenance_hash": "{total.hexdigest()}"\n}}\n')
-        os.replace(fd_path, out / PROVENANCE)
-    except BaseException:
-        fd_path.unlink(missing_ok=True)
-        raise
+    with atomic_open(out / PROVENANCE, "w", encoding="ascii") as f:
+        f.write('{\n  "algorithm": "sha256",\n')
+        f.write('  "method": "sha256 of the concatenated hex sha256 digests of the images in item order",\n')
+        f.write('  "items": [')
+        for i, number in enumerate(numbers):
+            hexd = shas[i].tobytes().hex()
+            total.update(hexd.encode())
+            f.write(("," if i else "") + f'\n    {{"number": {number}, "sha256": "{hexd}"}}')
+        f.write(f'\n  ],\n  "count": {len(shas)},\n  "provenance_hash": "{total.hexdigest()}"\n}}\n')
     return total.hexdigest()
 
 

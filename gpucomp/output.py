@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
 
 TMP_PREFIX = ".gpucomp-tmp-"
@@ -20,13 +21,15 @@ def create_temporary(folder: Path) -> tuple[int, str]:
             continue
 
 
-def atomic_write_bytes(path: str | os.PathLike, data, fsync: bool = False) -> None:
-    """Write `data` to `path` so the final name only ever shows complete content."""
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb", fsync: bool = False, **kwargs):
+    """A file to stream into; it appears under `path` only once the block ends without error,
+    and a failure leaves nothing behind (not even the temporary file)."""
     path = Path(path)
     fd, tmp = create_temporary(path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
@@ -37,6 +40,12 @@ def atomic_write_bytes(path: str | os.PathLike, data, fsync: bool = False) -> No
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data, fsync: bool = False) -> None:
+    """Write `data` to `path` so the final name only ever shows complete content."""
+    with atomic_open(path, "wb", fsync) as f:
+        f.write(data)
 
 
 def json_bytes(obj, indent: int | None = 2) -> bytes:
@@ -106,16 +115,9 @@ def reset_output(out: Path) -> None:
 
 def write_collection_metadata(out: Path, numbers) -> None:
     """Stream OUT/metadata/<n>.json in order into OUT/_metadata.json (bounded memory)."""
-    fd, tmp = create_temporary(out)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("[")
-            for i, n in enumerate(numbers):
-                text = (out / "metadata" / f"{n}.json").read_text(encoding="utf-8").strip()
-                f.write(("," if i else "") + "\n" + text)
-            f.write("\n]\n")
-        os.replace(tmp, out / "_metadata.json")
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(out / "_metadata.json", "w", encoding="utf-8") as f:
+        f.write("[")
+        for i, n in enumerate(numbers):
+            text = (out / "metadata" / f"{n}.json").read_text(encoding="utf-8").strip()
+            f.write(("," if i else "") + "\n" + text)
+        f.write("\n]\n")

@@ -60,21 +60,16 @@ def _enumerate(probs: list[np.ndarray], n: int, rng: np.random.Generator) -> np.
     return np.stack([choices[li][digits[li, top]] for li in range(len(probs))], axis=1).astype(np.int32)
 
 
-def _reject(probs: list[np.ndarray], n: int, total: int, rng: np.random.Generator) -> np.ndarray | None:
-    """Vectorised draws with repeats discarded (first occurrence wins). None if it stalls."""
-    sizes = [len(p) for p in probs]
+def _unique_rows(draw, n: int, sizes: list[int], total: int) -> np.ndarray | None:
+    """Rows from `draw(size)` with repeats discarded (first occurrence wins), until n are found.
+    None if it stalls (fewer than 1% of a round new: too many repeats, enumerate instead)."""
     radix = np.cumprod([1] + sizes[:-1], dtype=np.int64) if total < 2**62 else None
-    cdfs = [np.cumsum(p) for p in probs]
-    # A draw at or above a cdf that sums to just under 1 runs off its end: clamp it to the last trait
-    # that can be picked, not the last trait (which may have weight 0).
-    last = [int(np.flatnonzero(p > 0)[-1]) for p in probs]
-    out = np.empty((n, len(probs)), np.int32)
+    out = np.empty((n, len(sizes)), np.int32)
     have = 0
     seen: set = set()
     while have < n:
         size = max(1024, 2 * (n - have))
-        draws = np.stack([np.minimum(np.searchsorted(c, rng.random(size), side="right"), top)
-                          for c, top in zip(cdfs, last)], axis=1).astype(np.int32)
+        draws = draw(size)
         keys = (draws.astype(np.int64) @ radix).tolist() if radix is not None else [r.tobytes() for r in draws]
         before = have
         for row, key in zip(draws, keys):
@@ -85,8 +80,22 @@ def _reject(probs: list[np.ndarray], n: int, total: int, rng: np.random.Generato
                 if have == n:
                     break
         if have - before < size // 100 and have < n:
-            return None  # fewer than 1% new: too many repeats, enumerate instead
+            return None
     return out
+
+
+def _reject(probs: list[np.ndarray], n: int, total: int, rng: np.random.Generator) -> np.ndarray | None:
+    """Vectorised independent draws per layer, unique rows kept. None if it stalls."""
+    cdfs = [np.cumsum(p) for p in probs]
+    # A draw at or above a cdf that sums to just under 1 runs off its end: clamp it to the last trait
+    # that can be picked, not the last trait (which may have weight 0).
+    last = [int(np.flatnonzero(p > 0)[-1]) for p in probs]
+
+    def draw(size: int) -> np.ndarray:
+        return np.stack([np.minimum(np.searchsorted(c, rng.random(size), side="right"), top)
+                         for c, top in zip(cdfs, last)], axis=1).astype(np.int32)
+
+    return _unique_rows(draw, n, [len(p) for p in probs], total)
 
 
 def make_plan(weights: list[np.ndarray], n: int, seed: int, start: int = 1, rules=(), exact=None,
@@ -252,28 +261,13 @@ def _factors(an, box: dict, cache: dict | None = None) -> list[_Factor]:
 
 def _draw_unique(factors: list[_Factor], sizes: list[int], n: int, rng) -> np.ndarray | None:
     """Like _reject, over independent factors. None if repeats make it stall."""
-    total = math.prod(sizes)
-    radix = np.cumprod([1] + sizes[:-1], dtype=np.int64) if total < 2**62 else None
-    out = np.empty((n, len(sizes)), np.int32)
-    have = 0
-    seen: set = set()
-    while have < n:
-        size = max(1024, 2 * (n - have))
+    def draw(size: int) -> np.ndarray:
         draws = np.empty((size, len(sizes)), np.int32)
         for f in factors:
             draws[:, f.layers] = f.draw(size, rng)
-        keys = (draws.astype(np.int64) @ radix).tolist() if radix is not None else [r.tobytes() for r in draws]
-        before = have
-        for row, key in zip(draws, keys):
-            if key not in seen:
-                seen.add(key)
-                out[have] = row
-                have += 1
-                if have == n:
-                    break
-        if have - before < size // 100 and have < n:
-            return None
-    return out
+        return draws
+
+    return _unique_rows(draw, n, sizes, math.prod(sizes))
 
 
 def _enumerate_factors(factors: list[_Factor], n_layers: int, n: int, rng) -> np.ndarray:

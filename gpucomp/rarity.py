@@ -32,7 +32,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .output import atomic_write_bytes, atomic_write_json, create_temporary
+from .output import atomic_open, atomic_write_bytes, atomic_write_json
 
 SIGMA = 3.0  # |z| above this marks a trait as off from what was asked
 TOP = 10  # rarest items listed in the JSON summary and the text
@@ -262,20 +262,10 @@ def _csv_rows(trait_names, combos, scores, ranks, logr, start: int, chunk: int =
 
 def write_csv(path, layer_names, trait_names, combos, scores, ranks, logr, start: int = 1) -> None:
     """Stream one row per item into a temporary file in the same folder, then rename."""
-    path = Path(path)
-    fd, tmp = create_temporary(path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(csv_header(layer_names))
-            w.writerows(_csv_rows(trait_names, np.asarray(combos), scores, ranks, logr, start))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(csv_header(layer_names))
+        w.writerows(_csv_rows(trait_names, np.asarray(combos), scores, ranks, logr, start))
 
 
 def write_report(out_dir, layer_names, trait_names, weights, combos, start: int = 1, sigma: float = SIGMA,

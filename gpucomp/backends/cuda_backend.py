@@ -12,7 +12,7 @@ import numpy as np
 
 from ..budget import resolve_budget
 from ..cache import PrefixCache
-from ..compositing import INV, SA
+from ..compositing import INV, SA, is_plain, layer_blend
 from ..schedule import Lookahead, Residency, grouped_order, prefix_depth
 
 THREADS = 256
@@ -82,12 +82,25 @@ class CudaBackend:
 
     # ---- setup -------------------------------------------------------------------------
     def prepare(self, layerset) -> None:
+        """Upload one stack's traits. Called again for each stack of a collection: the previous
+        stack's buffers, residency and cache go first, so the budget sees the memory they held."""
         cp = self.cp
         from ..kernels import get_kernel
 
-        self.k_composite = get_kernel("composite_batch")
+        if getattr(self, "layerset", None) is not None:
+            self.close()
+            self.residency = None
+            cp.get_default_memory_pool().free_all_blocks()
+
         self.k_filter = get_kernel("filter_rows")
         self.layerset = layerset
+        # Per layer blend mode and float32 opacity (compositing.py); the blend-capable kernel only
+        # when some layer is not plain, so plain stacks run the plain kernel unchanged.
+        blends = [layer_blend(layer) for layer in layerset.layers]
+        self.blending = not all(is_plain(m, op) for m, op in blends)
+        self.k_composite = get_kernel("composite_batch_blend" if self.blending else "composite_batch")
+        self.d_layer_blend = cp.asarray(np.array([m for m, _ in blends], np.int32).reshape(-1))
+        self.d_layer_opacity = cp.asarray(np.array([op for _, op in blends], np.float32).reshape(-1))
         self.height, self.width = layerset.height, layerset.width
         self.npix = self.height * self.width
         traits = [t for layer in layerset.layers for t in layer.traits]
@@ -135,7 +148,8 @@ class CudaBackend:
         zeros64 = cp.zeros(nb, cp.uint64)
         self.k_composite((self._grid(), nb), (THREADS,), (
             self.d_ptrs, self.d_boxes, combos, zeros64 if prefix is None else prefix,
-            cp.zeros(nb, cp.int32) if first is None else first, self.d_tables, np.int32(combos.shape[1]),
+            cp.zeros(nb, cp.int32) if first is None else first, self.d_tables, self.d_layer_blend,
+            self.d_layer_opacity, np.int32(combos.shape[1]),
             np.int32(self.width), np.int32(self.height), np.int32(mode),
             cp.empty(4, cp.uint8) if out8 is None else out8, zeros64 if out_acc is None else out_acc,
             cp.zeros(nb, cp.int32) if flags is None else flags))
@@ -358,9 +372,10 @@ class CudaBackend:
 
     def close(self) -> None:
         self.resident_pool = None
-        self.dev_traits.clear()
+        getattr(self, "dev_traits", {}).clear()
         if self.cache is not None:
             self.cache.clear()
+            self.cache = None
 
 
 def pad_box(pixels: np.ndarray, box, width: int):

@@ -7,6 +7,11 @@ plus gather-blend-scatter of the others: bit-identical to the dense formula in
 compositing.py, at a fraction of its memory traffic. When a full-canvas opaque trait
 is in the stack, alpha is exactly 1.0 from there on (see compositing.py), so the
 accumulator drops its alpha lane: 12 bytes a pixel instead of 16.
+
+Layers with a blend mode or an opacity below 1 (non-plain, picked once per layer in
+`prepare`) keep all their non-transparent pixels in one list and go through the general
+formula (`compositing.blend_rows`): their opaque pixels are not a copy, and their
+full-canvas traits hide nothing. Plain layers keep the paths above unchanged.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..compositing import F32, INV, SA, finalize, finalize_opaque
+from ..compositing import F32, INV, SA, blend_rows, finalize, finalize_opaque, is_plain, layer_blend, opacity_tables
 
 _VOID = {3: np.dtype("V12"), 4: np.dtype("V16")}  # a float32 pixel as one element: one 12/16-byte move
 
@@ -34,9 +39,12 @@ class SparseTrait:
         return sum(a.nbytes for a in arrays if a is not None)
 
 
-def sparse_trait(trait, width: int) -> SparseTrait:
+def sparse_trait(trait, width: int, plain: bool = True) -> SparseTrait:
+    """Sparse form of a trait. `plain`: split opaque (copied) from semi-transparent pixels;
+    otherwise every non-transparent pixel goes to semi_idx/semi_rgba (a non-plain layer
+    blends them all; a8 = 0 leaves the accumulator unchanged in every mode, so those are dropped)."""
     empty = np.empty(0, np.int32)
-    if trait.opaque_full:
+    if trait.opaque_full and plain:
         return SparseTrait(np.ascontiguousarray(trait.pixels[..., :3]), empty, np.empty((0, 3), np.uint8),
                            empty, np.empty((0, 4), np.uint8))
     if trait.box is None:
@@ -45,6 +53,8 @@ def sparse_trait(trait, width: int) -> SparseTrait:
     ys, xs = np.nonzero(trait.pixels[..., 3])
     px = trait.pixels[ys, xs]
     idx = ((ys + y0) * width + (xs + x0)).astype(np.int32)
+    if not plain:
+        return SparseTrait(None, empty, np.empty((0, 3), np.uint8), idx, np.ascontiguousarray(px))
     opaque = px[:, 3] == 255
     return SparseTrait(None, idx[opaque], np.ascontiguousarray(px[opaque, :3]), idx[~opaque], px[~opaque])
 
@@ -59,6 +69,7 @@ class NumpyBackend:
         self.opaque_rgb = opaque_rgb
         self._local = threading.local()
         self.traits: list[list[SparseTrait]] = []
+        self.blends: list[tuple | None] = []  # per layer: None (plain) or (mode, as table, ias table)
 
     def prepare(self, layerset, release_pixels: bool = False) -> None:
         """Index every trait (in threads: NumPy releases the GIL). With `release_pixels` each
@@ -68,14 +79,20 @@ class NumpyBackend:
 
         self.height, self.width = layerset.height, layerset.width
 
-        def index(t):
-            sp = sparse_trait(t, self.width)
+        self.blends = []
+        for layer in layerset.layers:
+            mode, op = layer_blend(layer)
+            self.blends.append(None if is_plain(mode, op) else (mode, *opacity_tables(op)))
+
+        def index(t, plain):
+            sp = sparse_trait(t, self.width, plain)
             if release_pixels:
                 t.pixels = None
             return sp
 
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            self.traits = [list(pool.map(index, layer.traits)) for layer in layerset.layers]
+            self.traits = [list(pool.map(index, layer.traits, [b is None] * len(layer.traits)))
+                           for layer, b in zip(layerset.layers, self.blends)]
 
     @property
     def resident_bytes(self) -> int:
@@ -101,7 +118,17 @@ class NumpyBackend:
             np.copyto(acc.reshape(self.height, self.width, 3), layers[start].full_rgb, casting="unsafe")
         else:
             acc.fill(0)
-        for t in layers[start + 1:]:
+        for li in range(start + 1, len(layers)):
+            t = layers[li]
+            blend = self.blends[li]
+            if blend is not None:  # blend mode or opacity: the general formula, all covered pixels
+                if t.semi_idx.size == acc.shape[0]:  # covers the canvas (indices in order): in place
+                    blend_rows(acc, t.semi_rgba, *blend)
+                elif t.semi_idx.size:
+                    g = np.take(acc, t.semi_idx, axis=0)
+                    blend_rows(g, t.semi_rgba, *blend)
+                    np.put(flat, t.semi_idx, g.view(_VOID[c]).reshape(-1))
+                continue
             if t.full_rgb is not None:
                 continue  # cannot happen: start is the topmost one
             if t.op_idx.size:
