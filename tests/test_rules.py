@@ -10,6 +10,7 @@ import pytest
 from gpucomp.errors import PlanError
 from gpucomp.plan import REJECT_SHARE, make_plan
 from gpucomp.rules import COUNT_LIMIT, Rule, check_rules, count_allowed
+from stats_helpers import check_counts
 
 
 def w(*values):
@@ -240,26 +241,6 @@ def test_plans_without_rules_or_exact_counts_are_unchanged():
 
 
 # --- distribution -------------------------------------------------------------------------------------
-
-Z = 5.0
-
-
-def chi2_bound(df: int, z: float = Z) -> float:
-    v = 2 / (9 * df)
-    return df * (1 - v + z * math.sqrt(v)) ** 3
-
-
-def check_counts(counts: np.ndarray, p: np.ndarray, n: int) -> None:
-    """Counts of a multinomial(n, p): each within Z sd, and chi-square within its bound."""
-    assert counts.sum() == n
-    assert (counts[p == 0] == 0).all()
-    pos = p > 0
-    expected = n * p[pos]
-    sd = np.sqrt(n * p[pos] * (1 - p[pos]))
-    assert (np.abs(counts[pos] - expected) <= Z * sd + 1e-9).all(), (counts, expected)
-    if pos.sum() > 1:
-        assert float(((counts[pos] - expected) ** 2 / expected).sum()) <= chi2_bound(int(pos.sum()) - 1)
-
 
 def share(weights, rules):
     """P(a product-of-weights draw is allowed)."""
