@@ -10,7 +10,7 @@ import pytest
 from gpucomp.errors import PlanError
 from gpucomp.plan import REJECT_SHARE, make_plan
 from gpucomp.rules import COUNT_LIMIT, Rule, check_rules, count_allowed
-from stats_helpers import check_counts
+from stats_helpers import Z, check_counts
 
 
 def w(*values):
