@@ -50,6 +50,33 @@ def copy_bandwidth(cp, nbytes: int = 1 << 30) -> dict:
     return {"d2d_gb_per_s": d2d, "d2h_pinned_gb_per_s": d2h}
 
 
+def encode_only(backend, combos, workers: int) -> dict:
+    """The encode gap: per-item encode time of GPU-filtered rows with no GPU work running, on
+    1 thread and on `workers` threads, to set against the encode stage inside the pipeline
+    (98 vs 62 ms/item/worker on the H100 box in device run 2, unexplained)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gpucomp.encode import encode_filtered, get_preset
+    from gpucomp.stats import Stats
+
+    preset = get_preset("fast")
+    outs = [o for _, batch in backend.render(combos, Stats(), preset.filter) for o in batch]
+
+    def enc(o):
+        return len(encode_filtered(o.rows, o.width, o.height, o.channels, preset))
+
+    t0 = time.perf_counter()
+    for o in outs[:16]:
+        enc(o)
+    one = (time.perf_counter() - t0) / 16
+    with ThreadPoolExecutor(workers) as pool:
+        t0 = time.perf_counter()
+        list(pool.map(enc, outs))
+        wall = time.perf_counter() - t0
+    return {"items": len(outs), "ms_per_item_1_thread": one * 1e3, "workers": workers,
+            "ms_per_item_per_worker": wall * workers / len(outs) * 1e3, "items_per_s": len(outs) / wall}
+
+
 def run(layers, n, backend, workers=0, **kw) -> dict:
     out = Path(tempfile.mkdtemp(prefix=f"gpucomp-{backend}-", dir=kw.pop("tmp", None)))
     try:
@@ -90,6 +117,13 @@ def main() -> int:
     b.prepare(ls)
     combos = make_plan([layer.weights for layer in ls.layers], 256, seed=1).combos
     comp = b.composite_only(combos)
+    try:
+        import os
+
+        gap = encode_only(b, combos[:128], os.cpu_count() or 1)
+    except Exception as err:  # a diagnostic: never lose the rest of the results to it
+        gap = {"error": repr(err)}
+    print(f"encode only (no GPU work alongside): {gap}", flush=True)
     b.close()
     peak_vram = gpu["backend"]["peak_vram_bytes"]
     ratio = gpu["items_per_s_total"] / cpu["items_per_s_total"]
@@ -114,7 +148,7 @@ def main() -> int:
     print(f"cuda stages: {gpu['stage_seconds']}")
     print(f"cpu stages: {cpu['stage_seconds']}")
     write_json(args.json, {"device": dev, "machine": machine(), "workload": spec, "bandwidth": bw, "cuda": gpu,
-                           "cpu": cpu, "cuda_warmup": warm, "cuda_cache_on": cached, "composite_only": comp, "ratio": ratio, "peak_rss_mb": peak_rss_mb()})
+                           "cpu": cpu, "cuda_warmup": warm, "cuda_cache_on": cached, "composite_only": comp, "encode_only": gap, "ratio": ratio, "peak_rss_mb": peak_rss_mb()})
     return 0
 
 
