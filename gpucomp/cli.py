@@ -19,6 +19,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name-prefix", help="item name prefix: '<prefix> #<n>'")
     p.add_argument("--description", help="collection description for metadata")
     p.add_argument("--base-uri", help="image base URI for metadata, e.g. ipfs://<CID>")
+    p.add_argument("--shuffle", action="store_true", help="number the items in a seeded random order")
     p.add_argument("--preset", choices=["fast", "balanced", "small"], help="PNG preset (default fast)")
     p.add_argument("--rgba", action="store_true", help="always write RGBA, even for fully opaque results")
     p.add_argument("--backend", choices=["auto", "cuda", "cpu"], help="compositing backend (default auto)")
@@ -41,7 +42,7 @@ def _overrides(args) -> dict:
         "description": args.description, "base_uri": args.base_uri, "preset": args.preset,
         "opaque_rgb": False if args.rgba else None, "backend": args.backend, "workers": args.workers,
         "batch_size": args.batch_size, "vram_budget": args.vram_budget, "cache": args.cache, "delimiter": args.delimiter,
-        "force": True if args.force else None,
+        "force": True if args.force else None, "shuffle": True if args.shuffle else None,
     }
 
 
