@@ -60,6 +60,20 @@ def _enumerate(probs: list[np.ndarray], n: int, rng: np.random.Generator) -> np.
     return np.stack([choices[li][digits[li, top]] for li in range(len(probs))], axis=1).astype(np.int32)
 
 
+def _draw_or_enumerate(total: int, n: int, draw, enumerate_, what: str) -> np.ndarray:
+    """Draw with repeats rejected while repeats are rare; enumerate every combination (exact
+    weighted sampling without replacement) when N is a large share of them or drawing stalls."""
+    combos = None
+    if not (total <= ENUMERATE_LIMIT and n * 4 > total):
+        combos = draw()
+    if combos is None:
+        if total > ENUMERATE_LIMIT:
+            raise PlanError(f"the weights are so uneven that {n} unique items out of {what} cannot be drawn "
+                            f"efficiently; lower the size or even out the weights")
+        combos = enumerate_()
+    return combos
+
+
 def _unique_rows(draw, n: int, sizes: list[int], total: int) -> np.ndarray | None:
     """Rows from `draw(size)` with repeats discarded (first occurrence wins), until n are found.
     None if it stalls (fewer than 1% of a round new: too many repeats, enumerate instead)."""
@@ -119,16 +133,8 @@ def make_plan(weights: list[np.ndarray], n: int, seed: int, start: int = 1, rule
         )
     rng = np.random.default_rng(seed)
     probs = _probabilities(weights)
-    combos = None
-    if not (total <= ENUMERATE_LIMIT and n * 4 > total):
-        combos = _reject(probs, n, total, rng)
-    if combos is None:
-        if total > ENUMERATE_LIMIT:
-            raise PlanError(
-                f"the weights are so uneven that {n} unique items out of {total} cannot be drawn "
-                f"efficiently; lower the size or even out the weights"
-            )
-        combos = _enumerate(probs, n, np.random.default_rng([seed, 1]))
+    combos = _draw_or_enumerate(total, n, lambda: _reject(probs, n, total, rng),
+                                lambda: _enumerate(probs, n, np.random.default_rng([seed, 1])), str(total))
     return Plan(combos=combos, seed=seed, start=start)
 
 
@@ -290,17 +296,9 @@ def _enumerate_factors(factors: list[_Factor], n_layers: int, n: int, rng) -> np
 
 def _sample(factors: list[_Factor], sizes: list[int], n: int, rng, rng_enum) -> np.ndarray:
     allowed = math.prod(f.count for f in factors)
-    if allowed <= ENUMERATE_LIMIT and n * 4 > allowed:
-        return _enumerate_factors(factors, len(sizes), n, rng_enum)
-    combos = _draw_unique(factors, sizes, n, rng)
-    if combos is None:
-        if allowed > ENUMERATE_LIMIT:
-            raise PlanError(
-                f"the weights are so uneven that {n} unique items out of the {allowed} the rules allow cannot "
-                f"be drawn efficiently; lower the size or even out the weights"
-            )
-        combos = _enumerate_factors(factors, len(sizes), n, rng_enum)
-    return combos
+    return _draw_or_enumerate(allowed, n, lambda: _draw_unique(factors, sizes, n, rng),
+                              lambda: _enumerate_factors(factors, len(sizes), n, rng_enum),
+                              f"the {allowed} the rules allow")
 
 
 def _make_ruled_plan(weights, n, seed, start, rules, exact, names) -> Plan:
