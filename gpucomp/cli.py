@@ -171,7 +171,7 @@ def cmd_demo(args) -> int:
                   f"{args.image_size}x{args.image_size} -> {layers}", file=sys.stderr)
         make_layers(layers, args.layers, args.traits, args.image_size, args.layer_seed)
         stamp.write_text(key)
-    if args.size is None:
+    if args.size is None and not args.config:  # a config says its own size (or its stacks' sizes)
         args.size = 50
     args.force = True  # the demo owns its collection folder
     return cmd_generate(args, layers, root / "collection")

@@ -103,28 +103,70 @@ def stack_layerset(loaded: dict[str, Layer], root, width: int, height: int, opti
 
 
 def _rules_for(stack_rules, layerset: LayerSet, options, dna_index: dict[int, int], where: str):
-    """Map config rules ('Layer/Trait' pairs) to planner rules in the dna-layer index space;
-    rules naming a layer this stack lacks do not apply to it."""
+    """Map config rules ('Layer/Trait' pairs) to planner rules in the dna-layer index space.
+    Returns (rules, banned): a rule whose layers this stack lacks does not apply, except
+    `a always with b` where only b's layer is missing: then a cannot be picked here (banned)."""
     if not stack_rules:
-        return ()
+        return (), set()
     from .rules import Rule
 
-    out = []
+    out, banned = [], set()
     for r in stack_rules:
         ends = []
         for ref in (r.a, r.b):
             li = _find_layer(layerset, ref[0])
             if li is None:
-                break
+                ends.append(None)
+                continue
             ti = next((k for k, t in enumerate(layerset.layers[li].traits) if t.name == ref[1]), None)
             if ti is None:
                 raise PlanError(f"{where}: rule {r.text}: layer {ref[0]!r} has no trait {ref[1]!r}")
             if li not in dna_index:
                 raise PlanError(f"{where}: rule {r.text}: layer {ref[0]!r} has dna = false; rules apply to dna layers only")
             ends.append((dna_index[li], ti))
-        if len(ends) == 2:
+        if None not in ends:
             out.append(Rule(r.kind, ends[0], ends[1]))
-    return tuple(out)
+        elif r.kind == "always" and ends[0] is not None:
+            banned.add(ends[0])
+    return tuple(out), banned
+
+
+def check_rule_layers(rules, stacks, source: str) -> None:
+    """A rule naming a layer no stack has is a typo, not a rule for another stack."""
+    for r in rules:
+        for ref in (r.a, r.b):
+            if all(_find_layer(ls, ref[0]) is None for ls, _ in stacks):
+                known = ", ".join(dict.fromkeys(x for ls, _ in stacks for layer in ls.layers for x in (layer.folder, layer.name)))
+                raise PlanError(f"{source}: rule {r.text}: no layer is named {ref[0]!r} (by folder or display name); "
+                                f"known: {known}")
+
+
+def _repair(combos: np.ndarray, bad: list[int], weights, fixed: list[set], rules, taken: set, key, rng,
+            tries: int = 500) -> bool:
+    """Redraw rows `bad` in place, keeping each row's exact-count traits (so every exact count
+    still holds) and redrawing its other layers by weight until the row is new and obeys the
+    rules. False when some row finds no such redraw."""
+    free = [np.array([w if t not in fixed[li] else 0.0 for t, w in enumerate(ws)]) for li, ws in enumerate(weights)]
+    for i in bad:
+        row = combos[i].copy()
+        movable = [li for li in range(len(row)) if row[li] not in fixed[li] and free[li].sum() > 0]
+        for _ in range(tries):
+            for li in movable:
+                row[li] = rng.choice(len(free[li]), p=free[li] / free[li].sum())
+            r = row.tolist()
+            if key(r) not in taken and all(_obeys(rule, r) for rule in rules):
+                combos[i] = row
+                taken.add(key(r))
+                break
+        else:
+            return False
+    return True
+
+
+def _obeys(rule, row) -> bool:
+    has_a = row[rule.a[0]] == rule.a[1]
+    has_b = row[rule.b[0]] == rule.b[1]
+    return not (has_a and has_b) if rule.kind == "never" else (not has_a or has_b)
 
 
 def _find_layer(layerset: LayerSet, ref: str) -> int | None:
@@ -163,50 +205,64 @@ def _independent(layer: Layer, exact: dict[int, int], n: int, rng: np.random.Gen
 
 
 def plan_stack(stack_index: int, layerset: LayerSet, options, size: int, seed: int, rules, where: str,
-               exclude: set | None = None, honour_exact: bool = True) -> np.ndarray:
+               exclude: set | None = None, extension: bool = False) -> np.ndarray:
     """(size, L) combos for one stack. With `exclude` (identities already used by other segments)
     the stack draws extra unique items and keeps the first `size` that are new, which is the
-    same distribution conditioned on not repeating them."""
+    same distribution conditioned on not repeating them; with exact counts, which extra items
+    would break, colliding items are redrawn around their exact traits instead. An `extension`
+    adds no item with an exact-count trait, so every exact count holds for the whole collection."""
+    from .rules import count_allowed
+
     dna_layers = [li for li, o in enumerate(options) if o.dna]
     if not dna_layers:
         raise PlanError(f"{where}: every layer has dna = false; uniqueness needs at least one dna layer")
     dna_index = {li: k for k, li in enumerate(dna_layers)}
-    weights = [layerset.layers[li].weights for li in dna_layers]
+    weights = [layerset.layers[li].weights.copy() for li in dna_layers]
     names = [[t.name for t in layerset.layers[li].traits] for li in dna_layers]
-    plan_rules = _rules_for(rules, layerset, options, dna_index, where)
-    exact = {}
-    free_exact = {}
-    if honour_exact:
-        for li, o in enumerate(options):
-            e = _exact_for(layerset.layers[li], o, where)
-            if li in dna_index:
-                exact.update({(dna_index[li], t): c for t, c in e.items()})
-            else:
-                free_exact[li] = e
-    kwargs = {}
-    if plan_rules or exact:
-        kwargs = dict(rules=plan_rules, exact=exact or None,
-                      names=([layerset.layers[li].name for li in dna_layers], names))
-    total = 1
-    for w in weights:
-        total *= int(np.count_nonzero(w > 0))
+    plan_rules, banned = _rules_for(rules, layerset, options, dna_index, where)
+    for k, t in banned:
+        weights[k][t] = 0.0
+    exact, free_exact = {}, {}
+    for li, o in enumerate(options):
+        e = _exact_for(layerset.layers[li], o, where)
+        if extension:
+            e = {t: 0 for t in e}
+        if li in dna_index:
+            exact.update({(dna_index[li], t): c for t, c in e.items()})
+        else:
+            free_exact[li] = e
+    label = ([layerset.layers[li].name for li in dna_layers], names)
+    kwargs = dict(rules=plan_rules, exact=exact or None, names=label) if plan_rules or exact else {}
+    total = count_allowed(weights, plan_rules, exact or None, names=label)
+
+    def key(row):
+        return tuple((layerset.layers[li].name, names[k][j]) for k, (li, j) in enumerate(zip(dna_layers, row)))
+
     want = size
     while True:
-        combos = make_plan(weights, want, seed, **kwargs).combos
+        try:
+            combos = make_plan(weights, want, seed, **kwargs).combos
+        except PlanError as err:
+            raise (PlanError(f"{where}: {err}") if where != "plan" else err) from None
         if not exclude:
             break
-        keep = [i for i, row in enumerate(combos.tolist())
-                if tuple((layerset.layers[li].name, names[k][j]) for k, (li, j) in enumerate(zip(dna_layers, row))) not in exclude]
-        if len(keep) >= size:
-            combos = combos[keep[:size]]
+        keep = [i for i, row in enumerate(combos.tolist()) if key(row) not in exclude]
+        if len(keep) >= size or exact:
             break
-        if exact:
-            raise PlanError(f"{where}: this stack would repeat items of an earlier stack, and its exact counts "
-                            f"leave no room to draw others; give the stacks different layers or traits")
         if want >= total:
-            raise PlanError(f"{where}: only {len(keep)} items of this stack differ from the earlier stacks' items, "
-                            f"{size} asked; lower its size or add traits")
+            raise PlanError(f"{where}: only {len(keep)} new items can be drawn that differ from the collection's "
+                            f"other items, {size} asked; lower the number or add traits")
         want = min(total, want + (size - len(keep)) * 2)
+    if exclude and exact:
+        bad = [i for i in range(len(combos)) if i not in set(keep)]
+        fixed = [{t for (k, t) in exact if k == kk} for kk in range(len(dna_layers))]
+        taken = set(exclude) | {key(r) for r in combos[keep].tolist()}
+        if bad and not _repair(combos, bad, weights, fixed, plan_rules, taken, key,
+                               np.random.default_rng(derived_seed(seed, "repair"))):
+            raise PlanError(f"{where}: cannot draw items that differ from the collection's other items while keeping "
+                            f"this stack's exact counts; give the stacks different layers or traits")
+    elif exclude:
+        combos = combos[keep[:size]]
     n = len(combos)
     full = np.zeros((n, len(options)), np.int32)
     full[:, dna_layers] = combos
@@ -219,6 +275,7 @@ def plan_stack(stack_index: int, layerset: LayerSet, options, size: int, seed: i
 
 def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), source: str = "plan") -> CollectionPlan:
     """Plan every stack, then any extensions ({stack, size, seed} dicts, numbered after the rest)."""
+    check_rule_layers(cfg.rules, stacks, source)
     segments: list[Segment] = []
     seen: set | None = set() if len(stacks) > 1 or extensions else None
     offset = 0
@@ -244,6 +301,6 @@ def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), sou
         k = int(e.get("stack", 0))
         ls, options = stacks[k]
         add(k, plan_stack(k, ls, options, int(e["size"]), int(e["seed"]), cfg.rules, f"{source}: extension",
-                          exclude=seen, honour_exact=False))
+                          exclude=seen, extension=True))
     numbers = np.concatenate([numbers, np.arange(cfg.start + base, cfg.start + offset, dtype=np.int64)])
     return CollectionPlan(segments, numbers.astype(np.int64), cfg.start, cfg.seed)

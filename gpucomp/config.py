@@ -215,6 +215,8 @@ def validate(cfg: Config, source: str = "options") -> Config:
 
     if cfg.size < 1:
         raise ConfigError(f"{source}: size must be at least 1, got {cfg.size}")
+    if cfg.start > 2**53 or cfg.seed > 2**63 - 1:
+        raise ConfigError(f"{source}: start must be at most 2**53 and seed below 2**63")
     if cfg.start < 0:
         raise ConfigError(f"{source}: start must be 0 or more, got {cfg.start}")
     if cfg.preset not in PRESETS:
@@ -280,6 +282,10 @@ def to_dict(cfg: Config) -> dict:
     d["layers"] = [layer_dict(lo) for lo in cfg.layers]
     d["stacks"] = [{"size": st.size, "layers": [layer_dict(lo) for lo in st.layers]} for st in cfg.stacks]
     d["rules"] = [{r.kind: ["/".join(r.a), "/".join(r.b)]} for r in cfg.rules]
+    if not isinstance(cfg.metadata, dict):  # MetadataOptions given in Python: store its table form
+        from .metadata import BASE_KEYS
+
+        d["metadata"] = {k: v for k, v in cfg.metadata.to_dict().items() if k not in BASE_KEYS}
     return d
 
 

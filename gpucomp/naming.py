@@ -48,7 +48,7 @@ def require_utf8(text: str, source: str) -> None:
 
 
 DEFAULT_WEIGHT = 1.0  # a trait without a weight, also among traits that have one (as HashLips does)
-_HASHLIPS_WEIGHT = re.compile(r"(.+?)__w(\d+(?:\.\d+)?)")
+_HASHLIPS_WEIGHT = re.compile(r"(.*?)__w([-+]?[\d.,]+)")
 
 
 def parse_trait_name(stem: str, delimiter: str, source: str) -> tuple[str, float]:
@@ -60,7 +60,11 @@ def parse_trait_name(stem: str, delimiter: str, source: str) -> tuple[str, float
     """
     newer = _HASHLIPS_WEIGHT.fullmatch(stem) if delimiter not in stem else None
     if newer:  # `Name__w10`: the naming of HashLips' newer engine
-        name, weight = newer.group(1), float(newer.group(2))
+        name, text = newer.group(1), newer.group(2)
+        if not re.fullmatch(r"\d+(\.\d+)?|\.\d+", text):
+            raise LayerError(f"{source}: bad weight {text!r} after '__w'; write a plain number such as "
+                             f"'Name__w3' or 'Name__w0.15' (decimal point, no comma or sign)")
+        weight = float(text)
     elif delimiter not in stem:
         name, weight = stem, DEFAULT_WEIGHT
     else:
@@ -77,5 +81,5 @@ def parse_trait_name(stem: str, delimiter: str, source: str) -> tuple[str, float
     # NFC: macOS writes decomposed file names, so `Café` copied from a Mac must equal a typed `Café`.
     name = unicodedata.normalize("NFC", name.strip())
     if not name:
-        raise LayerError(f"{source}: the trait has no name before {delimiter!r}")
+        raise LayerError(f"{source}: the trait has no name before {'__w' if newer else delimiter!r}")
     return name, weight

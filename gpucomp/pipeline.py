@@ -52,6 +52,23 @@ class Item:
     metadata: Path
 
 
+def _asked(trait_names: list[str], weights: np.ndarray, option, n: int) -> np.ndarray:
+    """What a layer asked for, as shares: exact-count traits their count out of the n items,
+    the others the remaining share by weight (the rarity report's asked-for column)."""
+    exact = dict(option.exact)
+    if not exact:
+        return weights
+    p = np.zeros(len(weights))
+    fixed = np.array([name in exact for name in trait_names])
+    for k, name in enumerate(trait_names):
+        if name in exact:
+            p[k] = exact[name] / n
+    rest = np.where(fixed, 0.0, weights)
+    if rest.sum() > 0:
+        p += rest / rest.sum() * max(0.0, 1.0 - p.sum())
+    return p
+
+
 def load_stacks(layers_dir, cfg: Config, progress=None):
     """Read every layer folder the config uses, once; returns (all layers as one LayerSet,
     [(LayerSet view, LayerOptions)] per stack). Stacks share trait objects."""
@@ -379,26 +396,35 @@ class Generation:
 
     def _write_rarity(self, cplan, g_of) -> None:
         """Rarity over the whole collection in item-number order. With several stacks, layers are
-        matched by display name and an item without a layer counts as trait '(none)'."""
+        matched by display name (and by order among layers of one name) and an item without a
+        layer counts as trait '(none)'; what was asked is then not known per layer."""
         segs = cplan.segments
         if len({seg.stack for seg in segs}) == 1:
             seg0 = segs[0]
             combos = np.concatenate([s.combos for s in segs])[g_of]
-            write_report(self.out, *from_layerset(seg0.layerset), combos, start=cplan.start)
+            names, traits, weights = from_layerset(seg0.layerset)
+            asked = [_asked(t, w, o, len(cplan)) for t, w, o in zip(traits, weights, seg0.options)]
+            write_report(self.out, names, traits, asked, combos, start=cplan.start)
             return
-        names = list(dict.fromkeys(layer.name for s in segs for layer in s.layerset.layers))
-        traits = {nm: ["(none)"] for nm in names}
+
+        def columns(ls):
+            seen: dict[str, int] = {}
+            for layer in ls.layers:
+                k = seen[layer.name] = seen.get(layer.name, -1) + 1
+                yield (layer.name, k), layer
+
+        keys = list(dict.fromkeys(key for s in segs for key, _ in columns(s.layerset)))
+        traits = {key: ["(none)"] for key in keys}
         for s in segs:
-            for layer in s.layerset.layers:
-                traits[layer.name] += [t.name for t in layer.traits if t.name not in traits[layer.name]]
-        index = {nm: {t: k for k, t in enumerate(traits[nm])} for nm in names}
-        combos = np.zeros((len(cplan), len(names)), np.int32)
+            for key, layer in columns(s.layerset):
+                traits[key] += [t.name for t in layer.traits if t.name not in traits[key]]
+        combos = np.zeros((len(cplan), len(keys)), np.int32)
         for s in segs:
-            for li, layer in enumerate(s.layerset.layers):
-                col = names.index(layer.name)
-                lut = np.array([index[layer.name][t.name] for t in layer.traits], np.int32)
-                combos[s.offset:s.offset + len(s.combos), col] = lut[s.combos[:, li]]
-        write_report(self.out, names, [traits[nm] for nm in names], None, combos[g_of], start=cplan.start)
+            for li, (key, layer) in enumerate(columns(s.layerset)):
+                lut = np.array([traits[key].index(t.name) for t in layer.traits], np.int32)
+                combos[s.offset:s.offset + len(s.combos), keys.index(key)] = lut[s.combos[:, li]]
+        labels = [name if k == 0 else f"{name} ({k + 1})" for name, k in keys]
+        write_report(self.out, labels, [traits[key] for key in keys], None, combos[g_of], start=cplan.start)
 
     def _summary(self, n, rendered, todo, t_render, ls, preset, workers, backend) -> dict:
         st = self.stats

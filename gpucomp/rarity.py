@@ -3,7 +3,7 @@ how rare each item is.
 
 Everything here works on plain data (layer names, trait names, weight arrays and the
 (N, L) `combos` plan), so a report can be made from a LayerSet (`from_layerset`) or from
-an existing collection's manifest (`from_manifest`, where the weights are unknown).
+any other source; pass `weights=None` where what was asked is unknown.
 
 Layers are identified by their index: two layers may share a display name, and the same
 trait name may appear in several layers. The JSON therefore holds a list of layers, not a

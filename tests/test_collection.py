@@ -214,7 +214,7 @@ def test_extend_a_stacked_collection_from_a_chosen_stack(demo_layers, tmp_path):
         assert [k for k, _ in attrs(meta[n])] == ["Background", "Body", "Clothes", "Eyes"]
     assert len({attrs(m) for m in meta.values()}) == 13
     before = snapshot(out)
-    with pytest.raises(PlanError, match="only 10 items"):  # stack 1: 16 pairs, 6 used
+    with pytest.raises(PlanError, match="only 10 new items"):  # stack 1: 16 pairs, 6 used
         list(gpucomp.extend(out, 11, stack=1))
     with pytest.raises(ConfigError, match="stack 3 does not exist"):
         list(gpucomp.extend(out, 1, stack=3))
@@ -424,7 +424,7 @@ def test_extend_adds_unique_items_and_touches_nothing_else(demo_layers, tmp_path
 
     # more than the combinations left: a clear PlanError, nothing written
     snap = snapshot(out)
-    with pytest.raises(PlanError, match=f"only {TOTAL - 27} items"):
+    with pytest.raises(PlanError, match=f"only {TOTAL - 27} new items"):
         list(gpucomp.extend(out, TOTAL - 27 + 1))
     with pytest.raises(PlanError, match=str(TOTAL)):
         list(gpucomp.extend(out, TOTAL + 5))
@@ -673,3 +673,90 @@ def test_rules_limit_the_number_of_items(demo_layers, tmp_path, capsys):
     assert main(["validate", str(demo_layers), "-c", str(cfg), "-n", "118"]) == 2
     assert "117" in capsys.readouterr().err
     assert main(["validate", str(demo_layers), "-c", str(cfg), "-n", "117"]) == 0
+
+
+def _attrs(out):
+    items = json.loads((out / "_metadata.json").read_text(encoding="utf-8"))
+    return [{a["trait_type"]: a["value"] for a in m["attributes"]} for m in items]
+
+
+def test_a_rule_naming_no_layer_is_an_error(demo_layers, tmp_path, capsys):
+    cfg = write_toml(tmp_path / "c.toml", '[[rules]]\nnever = ["Bodyy/Blue Ring", "Clothes/Blue Ring"]\n')
+    assert main(["validate", str(demo_layers), "-c", str(cfg), "-n", "10"]) == 2
+    assert "no layer is named 'Bodyy'" in capsys.readouterr().err
+
+
+def test_extend_keeps_every_exact_count(demo_layers, tmp_path):
+    cfg = write_toml(tmp_path / "c.toml", '[[layers]]\nfolder = "01-Background"\nexact = { "Gold Plain" = 0 }\n'
+                     '[[layers]]\nfolder = "02-Body"\nexact = { "Red Circle" = 5 }\n'
+                     '[[layers]]\nfolder = "03-Clothes"\n[[layers]]\nfolder = "04-Eyes"\n')
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, cfg, size=40, seed=1)
+    for _ in gpucomp.extend(out, 40):
+        pass
+    traits = _attrs(out)
+    assert len(traits) == 80 and len({tuple(t.values()) for t in traits}) == 80
+    assert sum(t["Background"] == "Gold Plain" for t in traits) == 0
+    assert sum(t["Body"] == "Red Circle" for t in traits) == 5
+    rarity = json.loads((out / "rarity.json").read_text(encoding="utf-8"))
+    body = next(la for la in rarity["layers"] if la["name"] == "Body")
+    red = next(t for t in body["traits"] if t["name"] == "Red Circle")
+    assert red["weight_percent"] == round(100 * 5 / 80, 3) and not red["off"]  # asked = the exact share
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_extend_with_rules_fills_what_the_rules_allow(demo_layers, tmp_path, seed):
+    cfg = write_toml(tmp_path / "c.toml", '[[rules]]\nalways = ["Background/Gold Plain", "Body/Red Circle"]\n')
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, cfg, size=60, seed=seed)
+    for _ in gpucomp.extend(out, 57):  # the rules allow 117 in all
+        pass
+    traits = _attrs(out)
+    assert len({tuple(t.values()) for t in traits}) == 117
+    assert all(t["Body"] == "Red Circle" for t in traits if t["Background"] == "Gold Plain")
+
+
+def test_a_stack_with_exact_counts_redraws_items_another_stack_has(demo_layers, tmp_path):
+    cfg = write_toml(tmp_path / "c.toml", """
+[[stacks]]
+size = 30
+layers = ["01-Background", "02-Body", "03-Clothes"]
+[[stacks]]
+size = 10
+layers = ["01-Background", { folder = "02-Body", exact = { "Red Circle" = 3 } }, "03-Clothes"]
+""")
+    for seed in range(5):
+        out = tmp_path / f"out{seed}"
+        gpucomp.run(demo_layers, out, cfg, seed=seed)
+        traits = _attrs(out)
+        assert len({tuple(t.values()) for t in traits}) == 40
+        assert sum(t["Body"] == "Red Circle" for t in traits[30:]) == 3
+
+
+def test_always_with_a_layer_the_stack_lacks_bans_the_trait(demo_layers, tmp_path):
+    cfg = write_toml(tmp_path / "c.toml", """
+[[rules]]
+always = ["Clothes/Blue Ring", "Eyes/Red Circle"]
+[[stacks]]
+size = 8
+layers = ["01-Background", "02-Body", "03-Clothes"]
+[[stacks]]
+size = 8
+layers = ["01-Background", "02-Body", "03-Clothes", "04-Eyes"]
+""")
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, cfg, seed=3)
+    traits = _attrs(out)
+    assert not any(t["Clothes"] == "Blue Ring" for t in traits[:8])  # no Eyes layer: never a Blue Ring
+    assert all(t["Eyes"] == "Red Circle" for t in traits[8:] if t["Clothes"] == "Blue Ring")
+
+
+def test_metadata_options_object_in_a_config(demo_layers, tmp_path):
+    from gpucomp.config import Config
+    from gpucomp.metadata import MetadataOptions
+
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, Config(size=3, metadata=MetadataOptions(format="solana", symbol="AB")))
+    meta = json.loads((out / "metadata" / "1.json").read_text(encoding="utf-8"))
+    assert meta["symbol"] == "AB" and "properties" in meta
+    assert list(api_resume(out)) == []  # the manifest keeps the options: nothing to redo
