@@ -316,6 +316,9 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
             raise OutputError(f"{out / PROVENANCE}: missing or unreadable ({err}), so the collection is not "
                               f"finished; {fix}, then update the metadata") from err
         names = _trait_names(plan)
+        if opts.display_types:  # the same check generate makes: numeric, distinct trait names
+            check_traits(opts, [(layer, list(dict.fromkeys(traits))) for layer, traits in names.items()],
+                         "update-metadata")
 
         def build(n: int) -> bytes:
             path = out / "metadata" / f"{n}.json"

@@ -472,3 +472,15 @@ def test_bad_changes_are_refused_before_writing(collection):
     with pytest.raises(ConfigError, match="update-metadata: extra.image: 'image' is written by gpucomp"):
         update_metadata(collection, {"extra": {"image": "x"}})
     assert snapshot(collection / "metadata") == meta
+
+
+def test_update_metadata_checks_display_types_like_generate(tmp_path):
+    from gpucomp.demo import make_layers
+
+    layers = make_layers(tmp_path / "layers", layers=4, traits=14, size=32, seed=3)
+    out = tmp_path / "out"
+    gpucomp.run(layers, out, size=4, seed=1)
+    before = (out / "metadata" / "1.json").read_bytes()
+    with pytest.raises(ConfigError, match="Body"):
+        update_metadata(out, {"display_types": {"Body": "number"}})  # trait names are not numbers
+    assert (out / "metadata" / "1.json").read_bytes() == before
