@@ -124,7 +124,8 @@ def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> i
     out = out or Path(args.out)
     gen = generate(layers, out, args.config, log=_log(args), progress=None if not args.quiet else False,
                    resume=args.resume, stop_timeout=STOP_TIMEOUT, **_overrides(args))
-    hint = f"run the same command again: {shlex.join(['gpucomp', *sys.argv[1:]])}"
+    again = [a for a in sys.argv[1:] if a != "--force"]  # --force would discard what is finished
+    hint = f"run the same command again: {shlex.join(['gpucomp', *again])}"
     return _drive(gen, out, args, hint)
 
 

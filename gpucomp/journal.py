@@ -38,7 +38,16 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError:
+                pass  # a line lost to a full disk: its item is re-verified, or re-rendered, on resume
+
+
+def unfinished(out: Path) -> bool:
+    """True while a run's work is not complete: a finished run writes provenance.json, then
+    removes the journal."""
+    return (out / JOURNAL).exists() or not (out / PROVENANCE).exists()
 
 
 def load_records(out: Path, start: int, n: int) -> np.ndarray:

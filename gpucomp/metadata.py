@@ -293,6 +293,11 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
                           f"written by `gpucomp generate`")
     fix = f"re-run `gpucomp generate` with the same layers and settings into {out}, which repairs it"
     with OutputLock(out):
+        from .journal import unfinished
+
+        if unfinished(out):
+            raise OutputError(f"{out}: the collection is not finished (an earlier run was interrupted); finish it "
+                              f"with `gpucomp resume {out}` first, then update its metadata")
         mpath = out / MANIFEST
         try:
             manifest = json.loads(mpath.read_text(encoding="utf-8"))

@@ -53,8 +53,8 @@ def json_bytes(obj, indent: int | None = 2) -> bytes:
     return (json.dumps(obj, indent=indent, ensure_ascii=False) + "\n").encode()
 
 
-def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:
-    atomic_write_bytes(path, json_bytes(obj, indent))
+def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 2, fsync: bool = False) -> None:
+    atomic_write_bytes(path, json_bytes(obj, indent), fsync)
 
 
 MANIFEST = "gpucomp.json"

@@ -23,7 +23,7 @@ import numpy as np
 from .config import Config
 from .encode import deflate_engine, encode_filtered, encode_png, get_preset
 from .errors import ConfigError, GpucompError, Interrupted, OutputError
-from .journal import JOURNAL, Journal, load_records, rewrite_journal, write_provenance
+from .journal import JOURNAL, Journal, load_records, rewrite_journal, unfinished, write_provenance
 from .lock import OutputLock
 from .metadata import check_traits, item_metadata, options_for_config
 from .output import (MANIFEST, TMP_PREFIX, atomic_write_bytes, atomic_write_json, check_output, json_bytes,
@@ -142,6 +142,9 @@ class Generation:
                  + (f", {len(stacks)} stacks" if len(stacks) > 1 else f", {stacks[0][0].combinations} combinations"))
         old = read_manifest(out) if state == "ours" and not cfg.force else None
         extensions = list(old.get("plan", {}).get("extensions", [])) if old else []
+        if self.extend and extensions and unfinished(out):
+            raise OutputError(f"{out}: an earlier extend (or its resume) did not finish; `gpucomp resume {out}` "
+                              f"finishes it (extending again now would add {self.extend} more items on top)")
         if self.extend:
             if not 0 <= self.extend_stack < len(stacks):
                 raise ConfigError(f"extend: stack {self.extend_stack + 1} does not exist (the collection has {len(stacks)})")
@@ -155,10 +158,15 @@ class Generation:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise OutputError(f"{out}: cannot create the output folder ({err.strerror or err})") from err
-        with OutputLock(out) as lock:
-            if lock.stale:
-                self.log(f"note: an earlier run (pid {lock.stale.get('pid', '?')}) ended without finishing")
-            yield from self._run(ls, stacks, cplan, extensions)
+        try:
+            with OutputLock(out) as lock:
+                if lock.stale:
+                    self.log(f"note: an earlier run (pid {lock.stale.get('pid', '?')}) ended without finishing")
+                yield from self._run(ls, stacks, cplan, extensions)
+        except OutputError:
+            raise
+        except OSError as err:  # the manifest, journal, final files or lock: same promise as item writes
+            raise self._write_error(Path(err.filename or out), err, 0, 0) from err
 
     def _open_output(self, ls, stacks, cplan, extensions, preset) -> tuple[bool, set, dict]:
         """Check the output against the new manifest. Returns (resume, changed traits, manifest):
@@ -198,7 +206,7 @@ class Generation:
 
     def _write_manifest(self, manifest: dict) -> None:
         out = self.out
-        atomic_write_json(out / MANIFEST, manifest)
+        atomic_write_json(out / MANIFEST, manifest, fsync=True)  # the one file a resume cannot rebuild
         _fault("manifest")
         try:
             for sub in ("images", "metadata"):
@@ -219,7 +227,7 @@ class Generation:
         start = cplan.start
         # Position p = number - start indexes per-item state; g is the index in plan order.
         g_of = np.argsort(cplan.numbers, kind="stable")
-        numbers = list(range(start, start + n))
+        numbers = range(start, start + n)  # lazy: no per-item Python objects
 
         def locate(p: int):
             return cplan.locate(int(g_of[p]))
@@ -296,7 +304,9 @@ class Generation:
         try:
             def drain(block_until: int) -> Iterator[Item]:
                 while len(pending) > block_until:
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    finished, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                    if not finished and self._stop.is_set():
+                        return  # stop(): the caller cancels what is queued and waits a bounded time
                     pending.difference_update(finished)  # in place: _render_segment holds this set too
                     for f in finished:
                         item = f.result()
@@ -323,6 +333,8 @@ class Generation:
                     else:
                         backend.prepare(seg.layerset)
                 yield from self._render_segment(backend, seg, rows, pos_of, pool, pending, write, drain, workers, preset)
+            if not self._stop.is_set():
+                yield from drain(0)
             if self._stop.is_set():
                 for f in pending:
                     f.cancel()
@@ -331,7 +343,6 @@ class Generation:
                 self.summary = self._summary(n, written[0], len(todo_pos), t_render, ls, preset, workers, backend)
                 self.summary.update(interrupted=True, abandoned_in_flight=len(running))
                 raise Interrupted(f"stopped: {self.finished_before + written[0]} of {n} items finished", self.summary)
-            yield from drain(0)
         except BaseException:
             for f in pending:
                 f.cancel()
@@ -361,10 +372,10 @@ class Generation:
                     pixels = backend.composite([seg.combos[row]])[0]
                 return write(int(pos_of[seg.offset + row]), pixels)
 
-            for row in rows.tolist():
+            for row in rows:  # a NumPy array: no per-item list
                 if self._stop.is_set():
                     return
-                pending.add(pool.submit(render_and_write, row))
+                pending.add(pool.submit(render_and_write, int(row)))
                 yield from drain(limit)
             return
         batches = backend.render(seg.combos[rows], self.stats, preset.filter)
@@ -443,10 +454,11 @@ class Generation:
 
     def _write_error(self, path: Path, err: OSError, item_bytes: int, remaining: int) -> OutputError:
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            need = item_bytes * remaining * 1.02
+            need = f" (about {item_bytes * remaining * 1.02 / 1e9:.2f} GB more needed for the {remaining} items left)" \
+                if remaining else ""
             return OutputError(
-                f"{path}: no space left on the device (about {need / 1e9:.2f} GB more needed for the "
-                f"{remaining} items left); finished items are kept: free space, then re-run the same command to resume")
+                f"{path}: no space left on the device{need}; finished items are kept: free space, then re-run "
+                f"the same command to resume")
         return OutputError(f"{path}: cannot write ({err.strerror or err}); finished items are kept: "
                            f"fix the cause, then re-run the same command to resume")
 

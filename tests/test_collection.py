@@ -760,3 +760,16 @@ def test_metadata_options_object_in_a_config(demo_layers, tmp_path):
     meta = json.loads((out / "metadata" / "1.json").read_text(encoding="utf-8"))
     assert meta["symbol"] == "AB" and "properties" in meta
     assert list(api_resume(out)) == []  # the manifest keeps the options: nothing to redo
+
+
+def test_re_running_an_interrupted_extend_points_to_resume(demo_layers, tmp_path, capsys):
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, size=20, seed=1)
+    env = dict(os.environ, GPUCOMP_TEST_KILL="image:23", PYTHONPATH=str(Path(gpucomp.__file__).parents[1]))
+    done = subprocess.run([sys.executable, "-m", "gpucomp", "extend", str(out), "-n", "7", "-q"], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL
+    assert main(["extend", str(out), "-n", "7", "-q"]) == 2
+    assert "gpucomp resume" in capsys.readouterr().err
+    assert main(["resume", str(out), "-q"]) == 0
+    assert len(list((out / "images").glob("*.png"))) == 27

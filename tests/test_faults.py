@@ -250,3 +250,44 @@ def test_output_files_get_the_usual_permissions(demo_layers, tmp_path):
     for p in [tmp_path / "out" / "images" / "1.png", tmp_path / "out" / "metadata" / "1.json",
               tmp_path / "out" / "_metadata.json", tmp_path / "out" / "provenance.json"]:
         assert p.stat().st_mode & 0o777 == 0o644, p
+
+
+def test_ctrl_c_stops_within_2s_even_while_slow_items_are_in_flight(demo_layers, tmp_path, reference):
+    out = tmp_path / "out"
+    p = run_cli(demo_layers, out, wait=False, env={"GPUCOMP_TEST_SLOW": "3"})
+    time.sleep(1.5)  # items are in flight, none finished yet
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert time.monotonic() - t0 < 2.0, err
+    assert p.returncode == 130
+    assert_consistent(out)
+    rc, _, err = run_cli(demo_layers, out, "-q")
+    assert rc == 0, err
+    assert snapshot(out) == reference
+
+
+def test_resume_hint_never_repeats_force(demo_layers, tmp_path):
+    out = tmp_path / "out"
+    p = run_cli(demo_layers, out, "--force", wait=False, env={"GPUCOMP_TEST_SLOW": "0.01"})
+    wait_for_images(p, out, 10)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    hint = next(line for line in err.splitlines() if line.startswith("to resume:"))
+    assert "--force" not in hint and "generate" in hint
+
+
+def test_write_errors_in_the_final_files_are_clean_and_resumable(demo_layers, tmp_path, reference, monkeypatch):
+    import gpucomp.pipeline as pipeline
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "provenance.json"))
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(pipeline, "write_provenance", full)
+    with pytest.raises(OutputError, match="provenance.json: no space left on the device; finished items are kept"):
+        gpucomp.run(demo_layers, out, size=120, seed=9, workers=2)
+    assert not (out / ".gpucomp.lock").exists()
+    monkeypatch.undo()
+    summary = gpucomp.run(demo_layers, out, size=120, seed=9, workers=2)
+    assert summary["rendered"] == 0 and snapshot(out) == reference

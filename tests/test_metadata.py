@@ -459,7 +459,7 @@ def test_not_a_gpucomp_output(tmp_path):
 
 def test_unfinished_collection_is_refused(collection):
     (collection / "provenance.json").unlink()
-    with pytest.raises(OutputError, match="provenance.json: missing or unreadable .* not finished"):
+    with pytest.raises(OutputError, match="collection is not finished .*gpucomp resume"):
         update_metadata(collection, {})
 
 
