@@ -78,6 +78,32 @@ def metadata_layers(stacks) -> list[tuple[str, list[str]]]:
             for sl, lopts in stacks for layer, o in zip(sl.layers, lopts) if o.metadata]
 
 
+class Identities:
+    """Set of item identities ((layer display name, trait name) per dna layer) as compact keys:
+    each pair gets a small integer, an identity is the bytes of their int32 array."""
+
+    def __init__(self):
+        self.ids: dict[tuple[str, str], int] = {}
+        self.keys: set[bytes] = set()
+
+    def key(self, pairs) -> bytes:
+        return np.array([self.ids.setdefault(p, len(self.ids)) for p in pairs], np.int32).tobytes()
+
+    def add(self, pairs) -> None:
+        self.keys.add(self.key(pairs))
+
+    def __contains__(self, pairs) -> bool:
+        return self.key(pairs) in self.keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def copy(self) -> "Identities":
+        other = Identities()
+        other.ids, other.keys = self.ids, set(self.keys)
+        return other
+
+
 def derived_seed(seed: int, *salt) -> int:
     """A 63-bit seed for one purpose (stack k, shuffling, an extension) from the collection seed."""
     text = ":".join(str(x) for x in (seed, *salt))
@@ -205,7 +231,7 @@ def _independent(layer: Layer, exact: dict[int, int], n: int, rng: np.random.Gen
 
 
 def plan_stack(stack_index: int, layerset: LayerSet, options, size: int, seed: int, rules, where: str,
-               exclude: set | None = None, extension: bool = False) -> np.ndarray:
+               exclude: "Identities | None" = None, extension: bool = False) -> np.ndarray:
     """(size, L) combos for one stack. With `exclude` (identities already used by other segments)
     the stack draws extra unique items and keeps the first `size` that are new, which is the
     same distribution conditioned on not repeating them; with exact counts, which extra items
@@ -256,7 +282,9 @@ def plan_stack(stack_index: int, layerset: LayerSet, options, size: int, seed: i
     if exclude and exact:
         bad = [i for i in range(len(combos)) if i not in set(keep)]
         fixed = [{t for (k, t) in exact if k == kk} for kk in range(len(dna_layers))]
-        taken = set(exclude) | {key(r) for r in combos[keep].tolist()}
+        taken = exclude.copy()
+        for r in combos[keep].tolist():
+            taken.add(key(r))
         if bad and not _repair(combos, bad, weights, fixed, plan_rules, taken, key,
                                np.random.default_rng(derived_seed(seed, "repair"))):
             raise PlanError(f"{where}: cannot draw items that differ from the collection's other items while keeping "
@@ -277,7 +305,7 @@ def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), sou
     """Plan every stack, then any extensions ({stack, size, seed} dicts, numbered after the rest)."""
     check_rule_layers(cfg.rules, stacks, source)
     segments: list[Segment] = []
-    seen: set | None = set() if len(stacks) > 1 or extensions else None
+    seen = Identities() if len(stacks) > 1 or extensions else None
     offset = 0
 
     def add(k: int, combos: np.ndarray) -> None:
@@ -287,7 +315,8 @@ def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), sou
         segments.append(seg)
         offset += len(combos)
         if seen is not None:
-            seen.update(seg.identity(i) for i in range(len(combos)))
+            for i in range(len(combos)):
+                seen.add(seg.identity(i))
 
     for k, ((ls, options), size) in enumerate(zip(stacks, cfg.stack_sizes)):
         where = source if len(stacks) == 1 else f"{source}: stack {k + 1}"

@@ -76,17 +76,43 @@ def _draw_or_enumerate(total: int, n: int, draw, enumerate_, what: str) -> np.nd
 
 def _unique_rows(draw, n: int, sizes: list[int], total: int) -> np.ndarray | None:
     """Rows from `draw(size)` with repeats discarded (first occurrence wins), until n are found.
-    None if it stalls (fewer than 1% of a round new: too many repeats, enumerate instead)."""
-    radix = np.cumprod([1] + sizes[:-1], dtype=np.int64) if total < 2**62 else None
+    None if it stalls (fewer than 1% of a round new: too many repeats, enumerate instead).
+    Keys are int64 mixed-radix numbers kept in a sorted array (8 bytes an item, not a Python set)."""
+    if total >= 2**62:
+        return _unique_rows_bytes(draw, n, sizes)
+    radix = np.cumprod([1] + sizes[:-1], dtype=np.int64)
+    out = np.empty((n, len(sizes)), np.int32)
+    have = 0
+    seen = np.empty(0, np.int64)  # sorted
+    while have < n:
+        size = max(1024, 2 * (n - have))
+        draws = draw(size)
+        keys = draws.astype(np.int64) @ radix
+        _, first = np.unique(keys, return_index=True)
+        first.sort()  # first occurrences, in draw order
+        if seen.size:
+            pos = np.minimum(np.searchsorted(seen, keys[first]), seen.size - 1)
+            first = first[seen[pos] != keys[first]]
+        take = first[:n - have]
+        out[have:have + len(take)] = draws[take]
+        have += len(take)
+        seen = np.union1d(seen, keys[take])
+        if len(take) < size // 100 and have < n:
+            return None
+    return out
+
+
+def _unique_rows_bytes(draw, n: int, sizes: list[int]) -> np.ndarray | None:
+    """_unique_rows for combination counts past int64: rows as bytes in a set."""
     out = np.empty((n, len(sizes)), np.int32)
     have = 0
     seen: set = set()
     while have < n:
         size = max(1024, 2 * (n - have))
         draws = draw(size)
-        keys = (draws.astype(np.int64) @ radix).tolist() if radix is not None else [r.tobytes() for r in draws]
         before = have
-        for row, key in zip(draws, keys):
+        for row in draws:
+            key = row.tobytes()
             if key not in seen:
                 seen.add(key)
                 out[have] = row
