@@ -180,6 +180,9 @@ class Generation:
         if (out / MANIFEST).exists() and not cfg.force:
             old = read_manifest(out)
             if self.extend:  # the old plan is the new one without the extension
+                if old.get("plan", {}).get("extensions", []) != manifest["plan"]["extensions"][:-1]:
+                    raise OutputError(f"{out}: another run changed this collection while this one was starting; "
+                                      f"check it with `gpucomp resume {out}`, then extend again")
                 old = json.loads(json.dumps(old))
                 old.setdefault("plan", {})["extensions"] = manifest["plan"]["extensions"]
                 if old.get("plan_sha256") == cplan.digest(len(cplan.segments) - 1):
