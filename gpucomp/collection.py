@@ -259,7 +259,6 @@ def plan_stack(stack_index: int, layerset: LayerSet, options, size: int, seed: i
             free_exact[li] = e
     label = ([layerset.layers[li].name for li in dna_layers], names)
     kwargs = dict(rules=plan_rules, exact=exact or None, names=label) if plan_rules or exact else {}
-    total = count_allowed(weights, plan_rules, exact or None, names=label)
 
     def key(row):
         return tuple((layerset.layers[li].name, names[k][j]) for k, (li, j) in enumerate(zip(dna_layers, row)))
@@ -275,6 +274,7 @@ def plan_stack(stack_index: int, layerset: LayerSet, options, size: int, seed: i
         keep = [i for i, row in enumerate(combos.tolist()) if key(row) not in exclude]
         if len(keep) >= size or exact:
             break
+        total = count_allowed(weights, plan_rules, exact or None, names=label)  # only when drawing more
         if want >= total:
             raise PlanError(f"{where}: only {len(keep)} new items can be drawn that differ from the collection's "
                             f"other items, {size} asked; lower the number or add traits")

@@ -58,12 +58,8 @@ def _asked(trait_names: list[str], weights: np.ndarray, option, n: int) -> np.nd
     exact = dict(option.exact)
     if not exact:
         return weights
-    p = np.zeros(len(weights))
-    fixed = np.array([name in exact for name in trait_names])
-    for k, name in enumerate(trait_names):
-        if name in exact:
-            p[k] = exact[name] / n
-    rest = np.where(fixed, 0.0, weights)
+    p = np.array([exact.get(name, 0) / n for name in trait_names])
+    rest = np.where([name in exact for name in trait_names], 0.0, weights)
     if rest.sum() > 0:
         p += rest / rest.sum() * max(0.0, 1.0 - p.sum())
     return p
@@ -89,11 +85,6 @@ def load_stacks(layers_dir, cfg: Config, progress=None):
     loaded = {layer.folder: layer for layer in ls.layers}
     stacks = [(stack_layerset(loaded, ls.root, ls.width, ls.height, opts), opts) for opts in stack_opts]
     return ls, stacks
-
-
-def load_for_config(layers_dir, cfg: Config, progress=None):
-    """The first stack's layers (what a single-stack collection renders)."""
-    return load_stacks(layers_dir, cfg, progress)[1][0][0]
 
 
 def read_manifest(out: Path) -> dict:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
