@@ -22,16 +22,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shuffle", action="store_true", help="number the items in a seeded random order")
     p.add_argument("--preset", choices=["fast", "balanced", "small"], help="PNG preset (default fast)")
     p.add_argument("--rgba", action="store_true", help="always write RGBA, even for fully opaque results")
-    p.add_argument("--backend", choices=["auto", "cuda", "cpu"], help="compositing backend (default auto)")
-    p.add_argument("--workers", type=int, help="encoder threads (default: one per CPU core)")
-    p.add_argument("--batch-size", type=int, help="items per GPU launch (default: from the VRAM budget)")
-    p.add_argument("--vram-budget", help="VRAM budget: fraction of free memory (0.8) or size (8GiB)")
-    p.add_argument("--cache", choices=["auto", "on", "off"], help="GPU prefix cache (default auto)")
     p.add_argument("--delimiter", help="trait weight delimiter in file names (default '#')")
     p.add_argument("--force", action="store_true",
                    help="start over: discard an earlier collection in the output folder, or write into a non-empty one")
     p.add_argument("--resume", action="store_true",
                    help="insist on resuming an interrupted collection (re-running the same command resumes anyway)")
+    _add_engine_options(p)
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    """How a run renders, never what it renders: every rendering command takes these."""
+    p.add_argument("--backend", choices=["auto", "cuda", "cpu"], help="compositing backend (default auto)")
+    p.add_argument("--workers", type=int, help="encoder threads (default: one per CPU core)")
+    p.add_argument("--batch-size", type=int, help="items per GPU launch (default: from the VRAM budget)")
+    p.add_argument("--vram-budget", help="VRAM budget: fraction of free memory (0.8) or size (8GiB)")
+    p.add_argument("--cache", choices=["auto", "on", "off"], help="GPU prefix cache (default auto)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info lines")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -112,9 +117,12 @@ def _log(args):
     return None if args.quiet else (lambda m: print(m, file=sys.stderr))
 
 
-def _run_options(args) -> dict:
-    return {k: v for k, v in (("workers", args.workers), ("backend", args.backend), ("batch_size", args.batch_size),
-                              ("vram_budget", args.vram_budget), ("cache", args.cache)) if v is not None}
+def _from_output_options(args) -> dict:
+    """Keyword arguments of resume/extend/rerender: where the layers are, logging, run options."""
+    run = {k: v for k, v in (("workers", args.workers), ("backend", args.backend), ("batch_size", args.batch_size),
+                             ("vram_budget", args.vram_budget), ("cache", args.cache)) if v is not None}
+    return dict(layers=args.layers, log=_log(args), progress=None if not args.quiet else False,
+                stop_timeout=STOP_TIMEOUT, **run)
 
 
 def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> int:
@@ -132,24 +140,21 @@ def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> i
 def cmd_resume(args) -> int:
     from .pipeline import resume
 
-    gen = resume(args.out, layers=args.layers, log=_log(args), progress=None if not args.quiet else False,
-                 stop_timeout=STOP_TIMEOUT, **_run_options(args))
+    gen = resume(args.out, **_from_output_options(args))
     return _drive(gen, Path(args.out), args, shlex.join(["gpucomp", "resume", args.out]))
 
 
 def cmd_extend(args) -> int:
     from .pipeline import extend
 
-    gen = extend(args.out, args.size, stack=args.stack, layers=args.layers, log=_log(args),
-                 progress=None if not args.quiet else False, stop_timeout=STOP_TIMEOUT, **_run_options(args))
+    gen = extend(args.out, args.size, stack=args.stack, **_from_output_options(args))
     return _drive(gen, Path(args.out), args, shlex.join(["gpucomp", "resume", args.out]))
 
 
 def cmd_rerender(args) -> int:
     from .pipeline import rerender
 
-    gen = rerender(args.out, layers=args.layers, log=_log(args), progress=None if not args.quiet else False,
-                   stop_timeout=STOP_TIMEOUT, **_run_options(args))
+    gen = rerender(args.out, **_from_output_options(args))
     return _drive(gen, Path(args.out), args, shlex.join(["gpucomp", "rerender", args.out]))
 
 
@@ -282,11 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
             x.add_argument("-n", "--size", type=int, required=True, help="number of new items")
             x.add_argument("--stack", type=int, default=1, help="stack to draw them from (default 1)")
         x.add_argument("--layers", help="layers folder (default: the one the collection was made from)")
-        for flag, kw in (("--backend", {"choices": ["auto", "cuda", "cpu"]}), ("--workers", {"type": int}),
-                         ("--batch-size", {"type": int}), ("--vram-budget", {}), ("--cache", {"choices": ["auto", "on", "off"]})):
-            x.add_argument(flag, **kw)
-        x.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info lines")
-        x.add_argument("--json", action="store_true", help="print the summary as JSON")
+        _add_engine_options(x)
     u = sub.add_parser("update-metadata", help="rewrite a finished collection's metadata (no re-rendering)")
     u.add_argument("out", help="the collection's output folder")
     u.add_argument("--base-uri", help="new image base URI, e.g. ipfs://<CID>")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import PlanError
+from .errors import ConfigError, PlanError
 from .layers import Layer, LayerSet
 from .plan import make_plan
 
@@ -119,8 +119,6 @@ def stack_layerset(loaded: dict[str, Layer], root, width: int, height: int, opti
     for o in options:
         src = loaded[o.folder]
         if o.none is not None and all(t.name != o.none for t in src.traits):
-            from .errors import ConfigError
-
             raise ConfigError(f"layer {o.folder!r}: none = {o.none!r} names no trait of this layer; "
                               f"use one of its trait names ({', '.join(t.name for t in src.traits[:5])}...)")
         layers.append(Layer(folder=o.folder, name=o.name or layer_display_name(o.folder), traits=src.traits,

@@ -246,7 +246,7 @@ class Generation:
         self._write_manifest(manifest)
         if resume:
             with st.timer("verify"):
-                done = find_finished(out, numbers, shas, meta_bytes, atomic_write_bytes, workers)
+                done = find_finished(out, numbers, shas, meta_bytes, workers)
             shas[~done] = 0
             self.log(f"resuming: {int(done.sum())} of {n} items finished and intact, {n - int(done.sum())} to render")
         else:

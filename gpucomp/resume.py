@@ -15,6 +15,7 @@ import numpy as np
 
 from . import __version__
 from .journal import file_sha256, is_known
+from .output import atomic_write_bytes
 
 FORMAT = 3
 RUN_FIELDS = ("workers", "backend", "batch_size", "vram_budget", "cache", "force")  # never change the output
@@ -99,8 +100,7 @@ def changed_traits(old: dict, new: dict) -> set[tuple[str, str]]:
             if ot.get(folder, {}).get(name) != sha}
 
 
-def find_finished(out: Path, numbers: list[int], shas: np.ndarray, meta_bytes: Callable[[int], bytes],
-                  write_meta: Callable[[Path, bytes], None], workers: int) -> np.ndarray:
+def find_finished(out: Path, numbers, shas: np.ndarray, meta_bytes: Callable[[int], bytes], workers: int) -> np.ndarray:
     """Bool mask of items whose image hashes to its record; their metadata is checked and
     rewritten if its text differs (e.g. a new base URI). Hashing runs in threads, in blocks,
     so memory stays flat for any collection size."""
@@ -117,7 +117,7 @@ def find_finished(out: Path, numbers: list[int], shas: np.ndarray, meta_bytes: C
         except OSError:
             ok = False
         if not ok:
-            write_meta(path, want)
+            atomic_write_bytes(path, want)
         return True
 
     candidates = np.flatnonzero(shas.any(axis=1))
