@@ -15,10 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .output import atomic_open
-
-JOURNAL = "gpucomp.journal"
-PROVENANCE = "provenance.json"
+from .output import JOURNAL, PROVENANCE, atomic_open
 _EMPTY = b"\0" * 32
 
 
@@ -55,8 +52,10 @@ def load_records(out: Path, start: int, n: int) -> np.ndarray:
     shas = np.zeros((n, 32), np.uint8)
 
     def put(number, hexdigest) -> None:
+        if not (isinstance(number, int) and isinstance(hexdigest, str) and len(hexdigest) == 64):
+            return  # a damaged entry: that item is simply re-verified against nothing, i.e. re-rendered
         i = number - start
-        if isinstance(number, int) and 0 <= i < n and isinstance(hexdigest, str) and len(hexdigest) == 64:
+        if 0 <= i < n:
             try:
                 shas[i] = np.frombuffer(bytes.fromhex(hexdigest), np.uint8)
             except ValueError:

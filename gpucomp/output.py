@@ -59,9 +59,11 @@ def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 2, fsyn
 
 MANIFEST = "gpucomp.json"
 LOCK = ".gpucomp.lock"
+JOURNAL = "gpucomp.journal"  # finished items while a run is going (journal.py)
+PROVENANCE = "provenance.json"  # finished items once it is done
 # Files a run writes at the top of OUT besides images/ and metadata/ (cleared by --force).
-RESULT_FILES = ("_metadata.json", "rarity.json", "rarity.csv", "rarity.txt", "provenance.json", "summary.json",
-                "gpucomp.journal", MANIFEST)
+RESULT_FILES = ("_metadata.json", "rarity.json", "rarity.csv", "rarity.txt", PROVENANCE, "summary.json",
+                JOURNAL, MANIFEST)
 
 
 def output_state(out: Path) -> str:
