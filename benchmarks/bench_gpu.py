@@ -77,6 +77,10 @@ def encode_only(backend, combos, workers: int) -> dict:
             "ms_per_item_per_worker": wall * workers / len(outs) * 1e3, "items_per_s": len(outs) / wall}
 
 
+def _fmt(d: dict, key: str, spec: str) -> str:
+    return format(d[key], spec) if key in d else "error"
+
+
 def run(layers, n, backend, workers=0, **kw) -> dict:
     out = Path(tempfile.mkdtemp(prefix=f"gpucomp-{backend}-", dir=kw.pop("tmp", None)))
     try:
@@ -110,6 +114,11 @@ def main() -> int:
     warm = run(layers, 128, "cuda", tmp=args.tmp)  # first use: NVRTC compile, pinned pool growth
     print(f"warm-up run (128 items, first use): {warm['items_per_s']:.1f} items/s render", flush=True)
     gpu = run(layers, args.items, "cuda", tmp=args.tmp)
+    try:  # deflate on the GPU (`gpu` preset): new, so never lose the rest of the results to it
+        gpu_dfl = run(layers, args.items, "cuda", tmp=args.tmp, preset="gpu")
+    except Exception as err:
+        gpu_dfl = {"error": repr(err)}
+    print(f"gpu preset run: {gpu_dfl.get('items_per_s_total', gpu_dfl)}", flush=True)
     cached = run(layers, min(args.items, 300), "cuda", tmp=args.tmp, cache="on")
     cpu = run(layers, args.cpu_items, "cpu", tmp=args.tmp)
     ls = load_layers(layers)
@@ -124,12 +133,21 @@ def main() -> int:
     except Exception as err:  # a diagnostic: never lose the rest of the results to it
         gap = {"error": repr(err)}
     print(f"encode only (no GPU work alongside): {gap}", flush=True)
+    try:
+        dfl_only = b.deflate_only(combos)
+    except Exception as err:
+        dfl_only = {"error": repr(err)}
+    print(f"deflate only (kernel + gather, one batch): {dfl_only}", flush=True)
     b.close()
     peak_vram = gpu["backend"]["peak_vram_bytes"]
     ratio = gpu["items_per_s_total"] / cpu["items_per_s_total"]
     enc_rate = lambda s: s["items"] / (s["stage_seconds"].get("encode", 0) / s["workers"])  # noqa: E731
     rows = [
         ("end-to-end items/s (load+plan+render+write)", f"{gpu['items_per_s_total']:.1f}", f"{cpu['items_per_s_total']:.1f}"),
+        ("end-to-end items/s, gpu preset (deflate on the GPU)", _fmt(gpu_dfl, "items_per_s_total", ".1f"), "-"),
+        ("render-phase items/s, gpu preset", _fmt(gpu_dfl, "items_per_s", ".1f"), "-"),
+        ("avg PNG MB, gpu preset", f"{gpu_dfl['avg_png_bytes'] / 1e6:.2f}" if "avg_png_bytes" in gpu_dfl else "-", "-"),
+        ("deflate-only items/s (kernel + gather, batch)", _fmt(dfl_only, "items_per_s", ".0f"), "-"),
         ("render-phase items/s", f"{gpu['items_per_s']:.1f}", f"{cpu['items_per_s']:.1f}"),
         ("composite-only items/s (kernel, batch)", f"{comp['items_per_s']:.0f}", "-"),
         ("composite achieved GB/s / D2D copy GB/s", f"{comp['gb_per_s']:.0f} / {bw['d2d_gb_per_s']:.0f}", "-"),
@@ -146,9 +164,13 @@ def main() -> int:
     print(f"cuda cache: {gpu['backend']['cache']}; prefetch: {gpu['backend']['prefetch']}")
     print(f"cuda, cache forced on ({cached['items']} items): {cached['backend']['cache']}")
     print(f"cuda stages: {gpu['stage_seconds']}")
+    print(f"cuda, gpu preset, stages: {gpu_dfl.get('stage_seconds')}")
+    if "items_per_s_total" in gpu_dfl:
+        print(f"gpu preset / CPU end to end: {gpu_dfl['items_per_s_total'] / cpu['items_per_s_total']:.1f}x")
     print(f"cpu stages: {cpu['stage_seconds']}")
     write_json(args.json, {"device": dev, "machine": machine(), "workload": spec, "bandwidth": bw, "cuda": gpu,
-                           "cpu": cpu, "cuda_warmup": warm, "cuda_cache_on": cached, "composite_only": comp, "encode_only": gap, "ratio": ratio, "peak_rss_mb": peak_rss_mb()})
+                           "cpu": cpu, "cuda_warmup": warm, "cuda_cache_on": cached, "composite_only": comp, "encode_only": gap,
+                           "cuda_gpu_preset": gpu_dfl, "deflate_only": dfl_only, "ratio": ratio, "peak_rss_mb": peak_rss_mb()})
     return 0
 
 

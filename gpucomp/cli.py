@@ -12,6 +12,8 @@ from pathlib import Path
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from .encode import PRESETS
+
     p.add_argument("-c", "--config", help="TOML config file (see README); flags below override it")
     p.add_argument("-n", "--size", type=int, help="number of items (default 100)")
     p.add_argument("--seed", type=int, help="random seed; same seed + layers + config = same collection")
@@ -20,7 +22,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--description", help="collection description for metadata")
     p.add_argument("--base-uri", help="image base URI for metadata, e.g. ipfs://<CID>")
     p.add_argument("--shuffle", action="store_true", help="number the items in a seeded random order")
-    p.add_argument("--preset", choices=["fast", "balanced", "small"], help="PNG preset (default fast)")
+    p.add_argument("--preset", choices=list(PRESETS), help="PNG preset (default fast)")
     p.add_argument("--rgba", action="store_true", help="always write RGBA, even for fully opaque results")
     p.add_argument("--delimiter", help="trait weight delimiter in file names (default '#')")
     p.add_argument("--force", action="store_true",
@@ -220,7 +222,7 @@ def cmd_info(args) -> int:
             print(f"  {line}")
     print("cpu: available (NumPy backend)")
     for p in PRESETS.values():
-        print(f"png preset {p.name}: {p.help} [deflate: {deflate_engine(p)}]")
+        print(f"png preset {p.name}: {p.help} [deflate: {deflate_engine(p, gpu=ok)}]")
     return 0
 
 

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .config import Config
-from .encode import deflate_engine, encode_filtered, encode_png, get_preset
+from .encode import deflate_engine, encode_deflated, encode_filtered, encode_png, get_preset
 from .errors import ConfigError, GpucompError, Interrupted, OutputError
 from .journal import JOURNAL, Journal, load_records, rewrite_journal, unfinished, write_provenance
 from .lock import OutputLock
@@ -166,7 +166,7 @@ class Generation:
         from .resume import changed_traits
 
         out, cfg = self.out, self.cfg
-        manifest = make_manifest(cfg, ls, stacks, cplan, deflate_engine(preset), extensions, self.layers_dir)
+        manifest = make_manifest(cfg, ls, stacks, cplan, self._deflate(preset), extensions, self.layers_dir)
         resume, changed = False, set()
         if (out / MANIFEST).exists() and not cfg.force:
             old = read_manifest(out)
@@ -198,6 +198,9 @@ class Generation:
             reset_output(out)
         return resume, changed, manifest
 
+    def _deflate(self, preset) -> str:
+        return deflate_engine(preset, gpu=getattr(self.backend, "gpu_deflate", False))
+
     def _write_manifest(self, manifest: dict) -> None:
         out = self.out
         atomic_write_json(out / MANIFEST, manifest, fsync=True)  # the one file a resume cannot rebuild
@@ -216,6 +219,11 @@ class Generation:
         cfg, out, st = self.cfg, self.out, self.stats
         preset = get_preset(cfg.preset)
         workers = cfg.workers or os.cpu_count() or 1
+        if self.backend is None:
+            self.backend, why = choose(cfg.backend, opaque_rgb=cfg.opaque_rgb, batch_size=cfg.batch_size,
+                                       vram_budget=cfg.vram_budget, cache=cfg.cache)
+            self.log(f"backend: {self.backend.name} ({why})")
+        backend = self.backend
         resume, changed, manifest = self._open_output(ls, stacks, cplan, extensions, preset)
         n = len(cplan)
         start = cplan.start
@@ -253,12 +261,8 @@ class Generation:
             done = np.zeros(n, bool)
         todo_pos = np.flatnonzero(~done)
         self.finished_before = n - len(todo_pos)
-        if self.backend is None:
-            self.backend, why = choose(cfg.backend, opaque_rgb=cfg.opaque_rgb, batch_size=cfg.batch_size,
-                                       vram_budget=cfg.vram_budget, cache=cfg.cache)
-            self.log(f"backend: {self.backend.name} ({why})")
-        backend = self.backend
-        self.log(f"png: preset {preset.name} ({deflate_engine(preset)} deflate)")
+        self.log(f"png: preset {preset.name} ({self._deflate(preset)} deflate)"
+                 + (" — the gpu preset needs the CUDA backend" if preset.engine == "gpu" != self._deflate(preset) else ""))
         progress = Progress(len(todo_pos), self.progress_enabled)
         journal = Journal(out / JOURNAL, fresh=not resume)
         written = [0, 0]  # items, PNG bytes this run: for the summary and the disk-space estimate
@@ -267,7 +271,9 @@ class Generation:
         def write(p: int, pixels) -> Item:
             number = numbers[p]
             with st.timer("encode"):
-                if hasattr(pixels, "rows"):  # scanlines the GPU already filtered
+                if hasattr(pixels, "idat"):  # deflated on the GPU
+                    png = encode_deflated(pixels)
+                elif hasattr(pixels, "rows"):  # scanlines the GPU already filtered
                     png = encode_filtered(pixels.rows, pixels.width, pixels.height, pixels.channels, preset)
                 else:
                     png = encode_png(pixels, preset)
@@ -372,7 +378,7 @@ class Generation:
                 pending.add(pool.submit(render_and_write, int(row)))
                 yield from drain(limit)
             return
-        batches = backend.render(seg.combos[rows], self.stats, preset.filter)
+        batches = backend.render(seg.combos[rows], self.stats, preset.filter, deflate=self._deflate(preset) == "gpu")
         try:
             for idx, images in batches:
                 limit = max(limit, 2 * len(images))
@@ -443,7 +449,7 @@ class Generation:
             "stage_seconds": {k: round(v, 3) for k, v in st.stage_s.items()},
             "avg_png_bytes": int(st.counters.get("png_bytes", 0) / max(rendered, 1)),
             "backend": backend.stats(), "workers": workers, "preset": preset.name,
-            "deflate": deflate_engine(preset), "width": ls.width, "height": ls.height,
+            "deflate": self._deflate(preset), "width": ls.width, "height": ls.height,
         }
 
     def _write_error(self, path: Path, err: OSError, item_bytes: int, remaining: int) -> OutputError:

@@ -219,3 +219,56 @@ def test_gpu_stacks_extend_and_rerender_match_cpu(demo_layers, tmp_path):
     assert len(files) == 20
     for name in files:
         assert (tmp_path / "cpu/images" / name).read_bytes() == (tmp_path / "cuda/images" / name).read_bytes()
+
+
+# ---- deflate on the GPU (the `gpu` preset) ------------------------------------------------------
+@pytest.fixture(scope="module")
+def host_deflate(tmp_path_factory):
+    from deflate_helpers import build_host_deflate
+
+    return build_host_deflate(tmp_path_factory)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("opaque_rgb", [False, True])
+@pytest.mark.parametrize("shape", [(37, 53), (301, 219)])  # one segment; several, rows across them
+def test_gpu_deflate_is_the_host_build_bit_for_bit(host_deflate, opaque_rgb, shape):
+    """The kernel on the device writes exactly the bytes its host build writes, and the PNG
+    decodes to the NumPy backend's pixels."""
+    import io
+
+    from deflate_helpers import host_stream
+    from PIL import Image
+
+    from gpucomp.backends.cuda_backend import CudaBackend
+    from gpucomp.encode import encode_deflated, filter_rows
+
+    h, w = shape
+    ls = random_layerset(11, h=h, w=w, opaque_base=True)
+    combos = make_plan([layer.weights for layer in ls.layers], 10, seed=2).combos
+    want = cpu_images(ls, combos, opaque_rgb=opaque_rgb)
+    b = CudaBackend(opaque_rgb=opaque_rgb, batch_size=4)
+    b.prepare(ls)
+    seen = 0
+    for idx, outs in b.render(combos, Stats(), "up", deflate=True):
+        for i, item in zip(idx.tolist(), outs):
+            px = want[i]
+            assert item.channels == px.shape[2]
+            assert item.idat() == host_stream(host_deflate, filter_rows(px, "up"), w, px.shape[2])
+            got = np.asarray(Image.open(io.BytesIO(encode_deflated(item))))
+            assert np.array_equal(got.reshape(px.shape), px)
+            seen += 1
+    b.close()
+    assert seen == len(combos)
+
+
+@pytest.mark.gpu
+def test_gpu_preset_end_to_end_same_pixels(demo_layers, tmp_path):
+    from PIL import Image
+
+    a = gpucomp.run(demo_layers, tmp_path / "cpu", size=25, seed=3, backend="cpu", preset="fast")
+    b = gpucomp.run(demo_layers, tmp_path / "gpu", size=25, seed=3, backend="cuda", preset="gpu", batch_size=4)
+    assert b["deflate"] == "gpu" and a["deflate"] != "gpu"
+    for n in range(1, 26):
+        with Image.open(tmp_path / "cpu/images" / f"{n}.png") as x, Image.open(tmp_path / "gpu/images" / f"{n}.png") as y:
+            assert x.mode == y.mode and np.array_equal(np.asarray(x), np.asarray(y))

@@ -1,5 +1,6 @@
 """The CUDA backend: traits resident on the device, one kernel launch per batch,
-prefix cache, Up filtering on the GPU, double-buffered copy-back to pinned memory.
+prefix cache, Up filtering (and, for the `gpu` preset, deflate) on the GPU,
+double-buffered copy-back to pinned memory.
 
 Only this module imports cupy, and only when a CudaBackend is made.
 """
@@ -12,6 +13,7 @@ import numpy as np
 
 from ..budget import resolve_budget
 from ..cache import PrefixCache
+from .. import gpu_deflate as gd
 from ..compositing import INV, SA, is_plain, layer_blend
 from ..schedule import Lookahead, Residency, grouped_order, prefix_depth
 
@@ -64,6 +66,7 @@ def free_device_memory() -> int:
 class CudaBackend:
     name = "cuda"
     renders_in_workers = False  # the main thread launches batches; workers only encode
+    gpu_deflate = True  # render(..., deflate=True) yields gpu_deflate.Deflated items
 
     def __init__(self, opaque_rgb: bool = True, batch_size: int = 0, vram_budget: str = "0.8",
                  cache: str = "auto", trait_budget: int | None = None):
@@ -72,6 +75,7 @@ class CudaBackend:
         self.cp = cupy
         self.opaque_rgb = opaque_rgb
         self.batch_size = batch_size
+        self.auto_batch = not batch_size
         self.vram_budget = vram_budget
         self.cache_mode = cache  # auto | on | off
         self.trait_budget_override = trait_budget
@@ -121,9 +125,8 @@ class CudaBackend:
         self.ptrs = np.zeros(len(traits), np.uint64)
         self.d_ptrs = cp.zeros(len(traits), cp.uint64)
         total = sum(self.trait_sizes)
-        per_item = self.item_bytes()
-        if not self.batch_size:  # two batches in flight must fit a quarter of the budget
-            self.batch_size = int(max(1, min(64, self.budget // (8 * per_item))))
+        if self.auto_batch:
+            self.batch_size = self._auto_batch(self.item_bytes())
         trait_budget = self.trait_budget_override or int(self.budget * 0.5)
         self.resident_pool = None
         self.dev_traits: dict[int, object] = {}
@@ -158,9 +161,18 @@ class CudaBackend:
         """Blocks along x for composite_batch: one thread per 4-pixel group of a row."""
         return (((self.width + 3) // 4) * self.height + THREADS - 1) // THREADS
 
-    def item_bytes(self) -> int:
-        """Device bytes per item in flight: RGBA finals + filtered rows."""
-        return self.npix * 4 + self.height * (1 + 4 * self.width)
+    def item_bytes(self, deflate: bool = False) -> int:
+        """Device bytes per item in flight: RGBA finals + filtered rows; with deflate, the packed
+        output and half the segment slots and tokens (one set serves both buffers)."""
+        rows = self.height * (1 + 4 * self.width)
+        n = self.npix * 4 + rows
+        if deflate:
+            n += gd.packed_capacity(rows) + gd.segments(rows) * (gd.SLOT + 2 * gd.SEG) // 2
+        return n
+
+    def _auto_batch(self, per_item: int) -> int:
+        """Two batches in flight must fit a quarter of the budget."""
+        return int(max(1, min(64, self.budget // (8 * per_item))))
 
     def _note_vram(self) -> None:
         pool = self.cp.get_default_memory_pool()
@@ -192,16 +204,21 @@ class CudaBackend:
                 return 0
         return depth
 
-    def render(self, combos: np.ndarray, stats, png_filter: str = "up"):
-        """Yield (plan indices, outputs) batch by batch; outputs are `Filtered` rows when
-        png_filter == 'up', else (H, W, C) uint8 pixel arrays."""
+    def render(self, combos: np.ndarray, stats, png_filter: str = "up", deflate: bool = False):
+        """Yield (plan indices, outputs) batch by batch; outputs are `Deflated` items with
+        `deflate` (Up filter), `Filtered` rows when png_filter == 'up', else (H, W, C) uint8
+        pixel arrays. Items finished on the CPU after an out-of-memory are pixel arrays."""
         cp = self.cp
+        if deflate and png_filter != "up":
+            raise ValueError("GPU deflate works on Up-filtered rows")
+        if deflate and self.auto_batch:
+            self.batch_size = min(self.batch_size, self._auto_batch(self.item_bytes(deflate=True)))
         n, layers = combos.shape
         gids = (combos + self.layer_offset[None, :]).astype(np.int32)
         depth = self._use_cache(gids)
         order = grouped_order(gids, depth)
         if depth:
-            budget = max(self.budget - self.trait_budget - 4 * self.batch_size * self.item_bytes(), 0)
+            budget = max(self.budget - self.trait_budget - 4 * self.batch_size * self.item_bytes(deflate), 0)
             self.cache = PrefixCache(budget, self.npix * 16, lambda nb: cp.empty(nb // 4, cp.float32))
         self.depth = depth
         pos = 0
@@ -212,7 +229,7 @@ class CudaBackend:
                 if self.resident_pool is None and self.residency is None:
                     look = Lookahead([gids[idx].ravel() for idx in batches])
                     self.residency = Residency(self.trait_sizes, self.trait_budget, look, self._upload, self._drop)
-                for idx, outs in self._render_batches(batches, gids, layers, png_filter, stats):
+                for idx, outs in self._render_batches(batches, gids, layers, png_filter, stats, deflate):
                     pos += len(idx)
                     yield idx, outs
             except MemoryError as err:  # CuPy's OutOfMemoryError, or a batch over the trait budget
@@ -239,7 +256,7 @@ class CudaBackend:
         for i in rest:
             yield np.array([i]), cpu.composite([combos[i]])
 
-    def _render_batches(self, batches, gids, layers, png_filter, stats):
+    def _render_batches(self, batches, gids, layers, png_filter, stats, deflate=False):
         cp = self.cp
         B = self.batch_size
         stream = cp.cuda.Stream(non_blocking=True)
@@ -247,6 +264,7 @@ class CudaBackend:
         out8 = [cp.empty((B, self.npix * 4), cp.uint8) for _ in range(2)]
         rows = [cp.empty((B, self.height * (1 + 4 * self.width)), cp.uint8) for _ in range(2)]
         flags = [cp.zeros(B, cp.int32) for _ in range(2)]
+        dfl = DeflateBuffers(cp, B, self.width, self.height, self.opaque_rgb) if deflate else None
         copied = [None, None]
         filt = 2 if png_filter == "up" else 0
         filt_grid = (self.npix + THREADS - 1) // THREADS
@@ -269,17 +287,21 @@ class CudaBackend:
                 self.k_filter((filt_grid, nb), (THREADS,), (
                     out8[s], flags[s], np.int32(1 if self.opaque_rgb else 0), np.int32(self.width),
                     np.int32(self.height), np.int32(filt), rows[s]))
+                if dfl is not None:
+                    dfl.launch(s, nb, rows[s], flags[s])
                 done = stream.record()
-            host = _pinned((nb, rows[s].shape[1]))
+            src = rows[s] if dfl is None else dfl.packed[s]
+            host = _pinned((nb, src.shape[1]))
             host_flags = _pinned((nb,), np.int32)
             copy_stream.wait_event(done)
-            cp.cuda.runtime.memcpyAsync(host.ctypes.data, rows[s].data.ptr, host.nbytes, 2, copy_stream.ptr)
+            cp.cuda.runtime.memcpyAsync(host.ctypes.data, src.data.ptr, host.nbytes, 2, copy_stream.ptr)
             cp.cuda.runtime.memcpyAsync(host_flags.ctypes.data, flags[s].data.ptr, host_flags.nbytes, 2, copy_stream.ptr)
+            pieces = (dfl, *dfl.copy_back(s, nb, copy_stream)) if dfl is not None else None
             copied[s] = copy_stream.record()
             self._note_vram()
             if prev is not None:
                 yield self._collect(*prev, stats)
-            prev = (idx, host, host_flags, copied[s], png_filter)
+            prev = (idx, host, host_flags, copied[s], png_filter, pieces)
         if prev is not None:
             yield self._collect(*prev, stats)
         stream.synchronize()
@@ -319,9 +341,12 @@ class CudaBackend:
             self._launch(cp.asarray(combos), nbld, 1, out_acc=cp.asarray(dst))
         return pre, first
 
-    def _collect(self, idx, host, host_flags, event, png_filter, stats):
+    def _collect(self, idx, host, host_flags, event, png_filter, pieces, stats):
         with stats.timer("gpu_wait"):
             event.synchronize()
+        if pieces is not None:
+            dfl, sizes, adler = pieces
+            return idx, dfl.items(host, host_flags, sizes, adler)
         outs = []
         for k in range(len(idx)):
             c = 3 if (self.opaque_rgb and not host_flags[k]) else 4
@@ -354,6 +379,35 @@ class CudaBackend:
         moved = int(self.box_areas[gids].sum()) * 4 + nb * self.npix * 4
         return {"items": nb, "seconds": t, "items_per_s": nb / t, "gb_per_s": moved / t / 1e9, "bytes": moved}
 
+    def deflate_only(self, combos: np.ndarray, reps: int = 3) -> dict:
+        """Time deflate on the GPU alone (kernel + gather, device events) on one batch of
+        composited, filtered items: items/s, GB/s of filtered input, output/input ratio."""
+        cp = self.cp
+        gids = (combos + self.layer_offset[None, :]).astype(np.int32)[: self.batch_size]
+        nb = len(gids)
+        out8 = cp.empty((nb, self.npix * 4), cp.uint8)
+        rows = cp.empty((nb, self.height * (1 + 4 * self.width)), cp.uint8)
+        flags = cp.zeros(nb, cp.int32)
+        self._launch(cp.asarray(gids), nb, 0, out8=out8, flags=flags)
+        self.k_filter(((self.npix + THREADS - 1) // THREADS, nb), (THREADS,), (
+            out8, flags, np.int32(1 if self.opaque_rgb else 0), np.int32(self.width), np.int32(self.height),
+            np.int32(2), rows))
+        dfl = DeflateBuffers(cp, nb, self.width, self.height, self.opaque_rgb)
+        dfl.launch(0, nb, rows, flags)  # warm-up (compiles)
+        times = []
+        for _ in range(reps):
+            start, end = cp.cuda.Event(), cp.cuda.Event()
+            start.record()
+            dfl.launch(0, nb, rows, flags)
+            end.record()
+            end.synchronize()
+            times.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
+        t = float(np.median(times))
+        n_in = int(dfl.lengths(flags.get(), np).sum(dtype=np.int64))
+        n_out = int(dfl.sizes[0][:nb].sum())
+        return {"items": nb, "seconds": t, "items_per_s": nb / t, "gb_per_s_in": n_in / t / 1e9,
+                "out_over_in": n_out / n_in, "avg_mb_out": n_out / nb / 1e6}
+
     def stats(self) -> dict:
         d = {"backend": "cuda", "batch_size": self.batch_size, "budget_bytes": getattr(self, "budget", 0),
              "peak_vram_bytes": self.peak_vram, "fallbacks": list(self.fallbacks),
@@ -376,6 +430,68 @@ class CudaBackend:
         if self.cache is not None:
             self.cache.clear()
             self.cache = None
+
+
+class DeflateBuffers:
+    """Device buffers for deflate on the GPU: segment slots and tokens (one set: the deflate
+    kernels of successive batches run in stream order) and, per buffer, the packed output,
+    segment sizes, offsets and Adler-32 pieces. Rows come as the filter kernel lays them out:
+    item b at b * H * (1 + 4W), 3 bytes a pixel when it is opaque and `opaque_rgb`, else 4."""
+
+    def __init__(self, cp, batch: int, width: int, height: int, opaque_rgb: bool):
+        from .. import kernels
+
+        self.cp = cp
+        self.k_deflate = kernels.get_kernel("deflate_segments", "deflate.cu")
+        self.k_gather = kernels.get_kernel("gather_segments", "deflate.cu")
+        self.width, self.height, self.opaque_rgb = width, height, opaque_rgb
+        rows_bytes = self.rows_bytes = height * (1 + 4 * width)
+        self.segs = gd.segments(rows_bytes)
+        self.cap = gd.packed_capacity(rows_bytes)
+        self.slots = cp.empty(batch * self.segs * gd.SLOT, cp.uint8)
+        self.tokens = cp.empty(batch * self.segs * gd.SEG, cp.uint16)
+        self.packed = [cp.empty((batch, self.cap), cp.uint8) for _ in range(2)]
+        self.sizes = [cp.empty((batch, self.segs), cp.uint32) for _ in range(2)]
+        self.offsets = [cp.empty((batch, self.segs), cp.uint32) for _ in range(2)]
+        self.adler = [cp.empty((batch, self.segs, 2), cp.uint32) for _ in range(2)]
+
+    def channels(self, not_opaque, xp):
+        return xp.where((not_opaque != 0) | (not self.opaque_rgb), 4, 3).astype(xp.uint32)
+
+    def lengths(self, not_opaque, xp):
+        """Filtered bytes per item."""
+        return (self.height * (1 + self.width * self.channels(not_opaque, xp))).astype(xp.uint32)
+
+    def launch(self, s: int, nb: int, rows, not_opaque) -> None:
+        """Deflate one batch's filtered rows into packed[s] (on the current stream)."""
+        cp = self.cp
+        c = self.channels(not_opaque[:nb], cp)
+        segs = self.segs
+        self.k_deflate((segs, nb), (gd.THREADS,), (
+            rows, np.uint64(self.rows_bytes), self.lengths(not_opaque[:nb], cp), c, np.uint32(self.width),
+            np.uint32(segs), self.slots, self.tokens, self.sizes[s], self.adler[s]))
+        sizes, offsets = self.sizes[s][:nb], self.offsets[s][:nb]
+        cp.cumsum(sizes, axis=1, dtype=cp.uint32, out=offsets)
+        offsets -= sizes  # exclusive: where each segment starts in its item
+        self.k_gather((segs, nb), (256,), (self.slots, self.sizes[s], self.offsets[s], np.uint32(segs),
+                                           np.uint64(self.cap), self.packed[s]))
+
+    def copy_back(self, s: int, nb: int, stream) -> tuple:
+        """Start copying sizes and Adler pieces to pinned memory (the caller copies packed[s])."""
+        cp = self.cp
+        sizes = _pinned((nb, self.segs), np.uint32)
+        adler = _pinned((nb, self.segs, 2), np.uint32)
+        for host, dev in ((sizes, self.sizes[s]), (adler, self.adler[s])):
+            cp.cuda.runtime.memcpyAsync(host.ctypes.data, dev.data.ptr, host.nbytes, 2, stream.ptr)
+        return sizes, adler
+
+    def items(self, host, not_opaque, sizes, adler) -> list:
+        """Deflated items from one batch's packed bytes, sizes and Adler pieces (host arrays)."""
+        c = self.channels(np.asarray(not_opaque), np)
+        totals = sizes.sum(axis=1, dtype=np.int64)
+        adl = gd.adler32(adler, self.lengths(np.asarray(not_opaque), np))
+        return [gd.Deflated(memoryview(host[k, :totals[k]]), int(adl[k]), self.width, self.height, int(c[k]))
+                for k in range(len(c))]
 
 
 def pad_box(pixels: np.ndarray, box, width: int):

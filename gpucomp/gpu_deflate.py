@@ -1,0 +1,65 @@
+"""The host side of deflate on the GPU (kernels/deflate.cu, the `gpu` preset).
+
+The kernel turns each DEFLATE_SEG-byte segment of an item's filtered rows into a byte-aligned
+run of deflate blocks and reports, per segment, its size and two Adler-32 pieces. Here those
+become one zlib stream: header, the segments back to back, a final empty block, the Adler-32.
+No CuPy here, so the assembly is tested on any machine (with the kernel built as host C++).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SEG = 32768  # must match DEFLATE_SEG in kernels/deflate.cu (a test checks)
+SLOT = SEG + 8  # DEFLATE_SLOT: output bytes reserved per segment
+THREADS = 64  # DEFLATE_THREADS: one thread block per segment
+ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KiB window, "fastest" level flag; (0x7801 % 31 == 0)
+FINAL_BLOCK = b"\x03\x00"  # BFINAL=1, fixed Huffman, end of block
+ADLER_MOD = 65521
+
+
+def segments(n: int) -> int:
+    """Segments (thread blocks) for `n` bytes of filtered rows."""
+    return -(-n // SEG)
+
+
+def packed_capacity(n: int) -> int:
+    """Worst-case bytes of an item's packed segments: a stored block adds 5 bytes to each."""
+    return n + 5 * segments(n)
+
+
+def adler32(pieces: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Adler-32 per item from per-segment pieces.
+
+    pieces: (items, segs, 2) integers, per segment (sum of bytes, sum of bytes weighted by their
+    distance to the segment's end: the last byte counts once), each mod 65521; lengths: (items,)
+    bytes per item. Segments past an item's end must have zero pieces.
+    s1 = 1 + sum(A); s2 = n + sum over segments of (n - end) * A + B, all mod 65521.
+    """
+    p = np.asarray(pieces, np.int64)
+    n = np.asarray(lengths, np.int64)
+    ends = np.minimum((np.arange(p.shape[1], dtype=np.int64) + 1) * SEG, n[:, None])
+    a, b = p[..., 0], p[..., 1]
+    s1 = (1 + a.sum(axis=1)) % ADLER_MOD
+    s2 = (n + (((n[:, None] - ends) % ADLER_MOD) * a + b).sum(axis=1)) % ADLER_MOD
+    return (s2 << 16 | s1).astype(np.uint32)
+
+
+def zlib_stream(body, adler: int) -> bytes:
+    """A complete zlib stream around the concatenated segments."""
+    return b"".join((ZLIB_HEADER, body, FINAL_BLOCK, int(adler).to_bytes(4, "big")))
+
+
+@dataclass
+class Deflated:
+    """An item deflated on the GPU: its segments back to back, ready to become an IDAT chunk."""
+
+    body: memoryview
+    adler: int
+    width: int
+    height: int
+    channels: int
+
+    def idat(self) -> bytes:
+        return zlib_stream(self.body, self.adler)
