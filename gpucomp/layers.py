@@ -197,12 +197,17 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
     return arr, digest
 
 
-def _try_decode(path: Path) -> tuple[np.ndarray, str] | LayerError:
-    """Return the error instead of raising it, so one bad file does not hide the others."""
+def _try_decode(path: Path):
+    """(box, cropped pixels, canvas shape, opaque_full, sha256), or the error instead of raising
+    it, so one bad file does not hide the others. Cropping runs here, in the worker thread: on
+    the main thread it was ~6 ms a 2048x2048 trait, serial (measured on the 2-core box)."""
     try:
-        return _decode(path)
+        arr, digest = _decode(path)
     except LayerError as err:
         return err
+    box, pixels = _crop(arr)
+    full = box == (0, 0, arr.shape[0], arr.shape[1]) and bool((pixels[..., 3] == 255).all())
+    return box, pixels, arr.shape[:2], full, digest
 
 
 def _to_rgba(im, header: _PngHeader | None = None) -> np.ndarray:
@@ -404,7 +409,7 @@ def load_layers(
         layers.append(layer)
         jobs.extend(layer_jobs)
 
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = workers or min(32, os.cpu_count() or 1)
     done = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow's PNG decoder releases the GIL
         for (layer, p, name, weight), result in zip(jobs, pool.map(lambda j: _try_decode(j[1]), jobs)):
@@ -414,11 +419,9 @@ def load_layers(
             if isinstance(result, LayerError):
                 problems.append(str(result))
                 continue
-            arr, digest = result
-            box, pixels = _crop(arr)
-            full = box == (0, 0, arr.shape[0], arr.shape[1]) and bool((pixels[..., 3] == 255).all())
+            box, pixels, canvas, full, digest = result
             layer.traits.append(Trait(name=name, weight=weight, path=p, box=box, pixels=pixels, sha256=digest,
-                                      canvas=arr.shape[:2], opaque_full=full))
+                                      canvas=canvas, opaque_full=full))
     size, size_problems = _size_problems(layers)
     problems += size_problems
     if problems:
