@@ -116,6 +116,7 @@ class Generation:
         self.summary: dict = {}
         self.rendering = False  # True while items are in flight (stop() matters only then)
         self._stop = threading.Event()
+        self._backend_init: Future | None = None
 
     def stop(self) -> None:
         """Finish the items in flight, then end iteration with `Interrupted`."""
@@ -127,6 +128,7 @@ class Generation:
         cfg, out, st = self.cfg, self.out, self.stats
         self._t_start = time.perf_counter()
         state = check_output(out, cfg.force, self.resume)
+        self._start_backend()
         with st.timer("load"):
             ls, stacks = load_stacks(self.layers_dir, cfg)
         self.log(f"layers: {len(ls.layers)} layers, {ls.trait_count} traits, {ls.width}x{ls.height}"
@@ -198,6 +200,24 @@ class Generation:
             reset_output(out)
         return resume, changed, manifest
 
+    def _choose(self):
+        from .backends.select import choose
+
+        cfg = self.cfg
+        backend, why = choose(cfg.backend, opaque_rgb=cfg.opaque_rgb, batch_size=cfg.batch_size,
+                              vram_budget=cfg.vram_budget, cache=cfg.cache)
+        if hasattr(backend, "warm"):
+            backend.warm(deflate=get_preset(cfg.preset).engine == "gpu")
+        return backend, why
+
+    def _start_backend(self) -> None:
+        """Pick the backend beside the layer loading: importing CuPy, creating the CUDA context and
+        compiling (or loading cached) kernels take CPU time the decode threads do not need."""
+        if self.backend is None and self.cfg.backend != "cpu":
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpucomp-init")
+            self._backend_init = pool.submit(self._choose)
+            pool.shutdown(wait=False)
+
     def _deflate(self, preset) -> str:
         return deflate_engine(preset, gpu=getattr(self.backend, "gpu_deflate", False))
 
@@ -213,15 +233,14 @@ class Generation:
         clean_temporaries(out, TMP_PREFIX)
 
     def _run(self, ls, stacks, cplan, extensions) -> Iterator[Item]:
-        from .backends.select import choose
         from .plan import dna
 
         cfg, out, st = self.cfg, self.out, self.stats
         preset = get_preset(cfg.preset)
         workers = cfg.workers or os.cpu_count() or 1
         if self.backend is None:
-            self.backend, why = choose(cfg.backend, opaque_rgb=cfg.opaque_rgb, batch_size=cfg.batch_size,
-                                       vram_budget=cfg.vram_budget, cache=cfg.cache)
+            with st.timer("backend_init"):
+                self.backend, why = self._backend_init.result() if self._backend_init else self._choose()
             self.log(f"backend: {self.backend.name} ({why})")
         backend = self.backend
         resume, changed, manifest = self._open_output(ls, stacks, cplan, extensions, preset)
