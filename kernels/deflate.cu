@@ -12,7 +12,8 @@
 // and one row up one pixel to either side). Matches may reach back into earlier segments
 // (the decoder's 32 KiB window spans blocks) but never past the thread's own range.
 // A thread's tokens (u16: a literal byte, or 256 + (length - 3) << 3 | candidate) go to a
-// scratch buffer once and are read back to size and to write the bits.
+// scratch buffer once and are read back to size and to write the bits. Token i of thread t
+// is at i * DEFLATE_THREADS + t, so a warp's stores and loads of its i-th tokens coalesce.
 //
 // The block's work is a sequence of phases separated by barriers. Built with DEFLATE_HOST
 // (tests/test_gpu_deflate.py, plain C++), the same phases run one thread at a time, so
@@ -84,7 +85,7 @@ struct Job {           // one segment of one item
     u32 cand[NCAND];   // match distances to try (0: none)
     u32 dcode[NCAND];  // their distance codes, extra bit counts and extra values
     u32 dext[NCAND], dval[NCAND];
-    u16* tok;          // token scratch, DEFLATE_SEG entries (DEFLATE_SUB per thread)
+    u16* tok;          // token scratch, DEFLATE_SEG entries (thread t: t, t + THREADS, ...)
     u32* out;          // the segment's output slot, DEFLATE_SLOT bytes
 };
 
@@ -168,9 +169,9 @@ struct Counter {
     const Job& j;
     u16* tok;
     u32 n;
-    HD void lit(u32 c) { tok[n++] = (u16)c; add32(&s.lit_freq[c], 1); }
+    HD void lit(u32 c) { tok[DEFLATE_THREADS * n++] = (u16)c; add32(&s.lit_freq[c], 1); }
     HD void match(u32 len, u32 k) {
-        tok[n++] = (u16)(256 + ((len - 3) << 3 | k));
+        tok[DEFLATE_THREADS * n++] = (u16)(256 + ((len - 3) << 3 | k));
         add32(&s.lit_freq[257 + length_code(len)], 1);
         add32(&s.dist_freq[j.dcode[k]], 1);
     }
@@ -178,9 +179,9 @@ struct Counter {
 
 // Replays a thread's tokens as lit/match calls.
 template <class V> HD void replay(const Job& j, const Shared& s, int t, V& v) {
-    const u16* tok = j.tok + (u32)t * DEFLATE_SUB;
+    const u16* tok = j.tok + t;
     for (u32 i = 0; i < s.ntok[t]; ++i) {
-        const u32 x = tok[i];
+        const u32 x = tok[DEFLATE_THREADS * i];
         if (x < 256) v.lit(x);
         else v.match(((x - 256) >> 3) + 3, x & 7);
     }
@@ -293,7 +294,7 @@ HD void phase_clear(Shared& s, const Job& j, int t) {
 HD void phase_count(Shared& s, const Job& j, int t) {
     u32 a, b;
     thread_range(j, t, a, b);
-    Counter c{s, j, j.tok + (u32)t * DEFLATE_SUB, 0};
+    Counter c{s, j, j.tok + t, 0};
     parse(j, a, b, c);
     s.ntok[t] = c.n;
     u64 sa = 0, sb = 0;  // Adler-32 pieces: sum of bytes, and bytes weighted by distance to the segment's end
