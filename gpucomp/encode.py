@@ -61,9 +61,14 @@ def get_preset(name: str) -> Preset:
         raise ConfigError(f"unknown PNG preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
-def _chunk(kind: bytes, data) -> bytes:
-    crc = zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + kind + bytes(data) + struct.pack(">I", crc)
+def _chunk(kind: bytes, *parts) -> tuple:
+    """A PNG chunk as pieces for one final join, so the data is copied once. For a GPU-deflated
+    4.3 MB IDAT (memoryview pieces) this took 1.2-2.2 ms against 13-14 ms with bytes() and `+`
+    (2-core box)."""
+    crc = zlib.crc32(kind)
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return (struct.pack(">I", sum(len(x) for x in parts)), kind, *parts, struct.pack(">I", crc & 0xFFFFFFFF))
 
 
 def filter_rows(pixels: np.ndarray, kind: str) -> np.ndarray:
@@ -139,12 +144,12 @@ def encode_filtered(scanlines: np.ndarray, width: int, height: int, channels: in
 
 def encode_deflated(item) -> bytes:
     """PNG bytes from an item deflated on the GPU (gpu_deflate.Deflated)."""
-    return _png(item.width, item.height, item.channels, item.idat())
+    return _png(item.width, item.height, item.channels, *item.idat_pieces())
 
 
-def _png(width: int, height: int, channels: int, idat: bytes) -> bytes:
+def _png(width: int, height: int, channels: int, *idat) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPE[channels], 0, 0, 0)
-    return b"".join((PNG_SIGNATURE, _chunk(b"IHDR", ihdr), _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))
+    return b"".join((PNG_SIGNATURE, *_chunk(b"IHDR", ihdr), *_chunk(b"IDAT", *idat), *_chunk(b"IEND")))
 
 
 def _pillow_recipe(pixels: np.ndarray, level: int) -> bytes:

@@ -7,7 +7,11 @@ No CuPy here, so the assembly is tested on any machine (with the kernel built as
 """
 from __future__ import annotations
 
+import ctypes
+import shutil
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -46,9 +50,13 @@ def adler32(pieces: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return (s2 << 16 | s1).astype(np.uint32)
 
 
+def zlib_pieces(body, adler: int) -> tuple:
+    """A complete zlib stream around the concatenated segments, in pieces."""
+    return ZLIB_HEADER, body, FINAL_BLOCK, int(adler).to_bytes(4, "big")
+
+
 def zlib_stream(body, adler: int) -> bytes:
-    """A complete zlib stream around the concatenated segments."""
-    return b"".join((ZLIB_HEADER, body, FINAL_BLOCK, int(adler).to_bytes(4, "big")))
+    return b"".join(zlib_pieces(body, adler))
 
 
 @dataclass
@@ -63,3 +71,51 @@ class Deflated:
 
     def idat(self) -> bytes:
         return zlib_stream(self.body, self.adler)
+
+    def idat_pieces(self) -> tuple:
+        return zlib_pieces(self.body, self.adler)
+
+
+# ---- the kernel built for the CPU (tests and benchmarks; needs a C++ compiler) ----------------------
+def build_host_library(out_dir) -> ctypes.CDLL | None:
+    """kernels/deflate.cu compiled as host C++ (its phases run one thread at a time), or None
+    without a C++ compiler. Raises RuntimeError with the compiler's message if it fails."""
+    from .kernels import kernel_source
+
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        return None
+    out_dir = Path(out_dir)
+    src, lib = out_dir / "deflate_host.cpp", out_dir / "deflate_host.so"
+    src.write_text(kernel_source("deflate.cu"))
+    r = subprocess.run([cxx, "-O2", "-DDEFLATE_HOST", "-Wall", "-Werror", "-shared", "-fPIC", str(src), "-o", str(lib)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"building the host deflate failed:\n{r.stderr}")
+    return ctypes.CDLL(str(lib))
+
+
+def host_segments(lib, data: np.ndarray, width: int, c: int):
+    """The kernel's per-segment results for one item from the host build: slots, sizes, Adler pieces."""
+    data = np.ascontiguousarray(data, np.uint8).reshape(-1)
+    segs = segments(data.size)
+    slots = np.zeros((segs, SLOT), np.uint8)
+    sizes = np.zeros(segs, np.uint32)
+    adler = np.zeros((segs, 2), np.uint32)
+    p = ctypes.c_void_p
+    got = lib.deflate_host(p(data.ctypes.data), ctypes.c_uint32(data.size), ctypes.c_uint32(width),
+                           ctypes.c_uint32(c), p(slots.ctypes.data), p(sizes.ctypes.data), p(adler.ctypes.data))
+    assert got == segs
+    return slots, sizes, adler
+
+
+def host_stream(lib, data: np.ndarray, width: int, c: int) -> bytes:
+    """The zlib stream the CUDA backend writes for `data`: segments packed at the exclusive sum of
+    their sizes (as gather_segments packs them), Adler-32 combined from the pieces."""
+    slots, sizes, adler = host_segments(lib, data, width, c)
+    offsets = np.cumsum(sizes, dtype=np.uint32) - sizes
+    packed = np.zeros(packed_capacity(data.size), np.uint8)
+    for k in range(len(sizes)):
+        packed[offsets[k]:offsets[k] + sizes[k]] = slots[k, :sizes[k]]
+    adl = adler32(adler[None], np.array([data.size]))[0]
+    return zlib_stream(memoryview(packed[:int(sizes.sum())]), adl)
