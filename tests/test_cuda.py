@@ -224,9 +224,11 @@ def test_gpu_stacks_extend_and_rerender_match_cpu(demo_layers, tmp_path):
 # ---- deflate on the GPU (the `gpu` preset) ------------------------------------------------------
 @pytest.fixture(scope="module")
 def host_deflate(tmp_path_factory):
-    from deflate_helpers import build_host_deflate
+    """The deflate kernel built for the CPU, or None without a C++ compiler (the device check
+    still decodes every PNG; only the byte comparison with the host build is left out)."""
+    from gpucomp.gpu_deflate import build_host_library
 
-    return build_host_deflate(tmp_path_factory)
+    return build_host_library(tmp_path_factory.mktemp("hostdeflate"))
 
 
 @pytest.mark.gpu
@@ -237,8 +239,9 @@ def test_gpu_deflate_is_the_host_build_bit_for_bit(host_deflate, opaque_rgb, sha
     decodes to the NumPy backend's pixels."""
     import io
 
-    from deflate_helpers import host_stream
     from PIL import Image
+
+    from gpucomp.gpu_deflate import host_stream
 
     from gpucomp.backends.cuda_backend import CudaBackend
     from gpucomp.encode import encode_deflated, filter_rows
@@ -254,7 +257,8 @@ def test_gpu_deflate_is_the_host_build_bit_for_bit(host_deflate, opaque_rgb, sha
         for i, item in zip(idx.tolist(), outs):
             px = want[i]
             assert item.channels == px.shape[2]
-            assert item.idat() == host_stream(host_deflate, filter_rows(px, "up"), w, px.shape[2])
+            if host_deflate is not None:
+                assert item.idat() == host_stream(host_deflate, filter_rows(px, "up"), w, px.shape[2])
             got = np.asarray(Image.open(io.BytesIO(encode_deflated(item))))
             assert np.array_equal(got.reshape(px.shape), px)
             seen += 1
