@@ -133,11 +133,14 @@ def main() -> int:
     except Exception as err:  # a diagnostic: never lose the rest of the results to it
         gap = {"error": repr(err)}
     print(f"encode only (no GPU work alongside): {gap}", flush=True)
-    try:
-        dfl_only = b.deflate_only(combos)
-    except Exception as err:
-        dfl_only = {"error": repr(err)}
-    print(f"deflate only (kernel + gather, one batch): {dfl_only}", flush=True)
+    sweep = []
+    for threads in (64, 32, 128, 256):  # the default (64) first; the others are kernel variants
+        try:
+            sweep.append(b.deflate_only(combos, threads=threads))
+        except Exception as err:
+            sweep.append({"threads": threads, "error": repr(err)})
+        print(f"deflate only (kernel + gather, one batch): {sweep[-1]}", flush=True)
+    dfl_only = sweep[0]
     b.close()
     peak_vram = gpu["backend"]["peak_vram_bytes"]
     ratio = gpu["items_per_s_total"] / cpu["items_per_s_total"]
@@ -165,12 +168,14 @@ def main() -> int:
     print(f"cuda, cache forced on ({cached['items']} items): {cached['backend']['cache']}")
     print(f"cuda stages: {gpu['stage_seconds']}")
     print(f"cuda, gpu preset, stages: {gpu_dfl.get('stage_seconds')}")
+    print(table([(d["threads"], _fmt(d, "items_per_s", ".0f"), _fmt(d, "gb_per_s_in", ".1f"), _fmt(d, "out_over_in", ".4f"))
+                 for d in sweep], ("deflate threads/segment", "items/s (kernel+gather)", "GB/s in", "out/in")))
     if "items_per_s_total" in gpu_dfl:
         print(f"gpu preset / CPU end to end: {gpu_dfl['items_per_s_total'] / cpu['items_per_s_total']:.1f}x")
     print(f"cpu stages: {cpu['stage_seconds']}")
     write_json(args.json, {"device": dev, "machine": machine(), "workload": spec, "bandwidth": bw, "cuda": gpu,
                            "cpu": cpu, "cuda_warmup": warm, "cuda_cache_on": cached, "composite_only": comp, "encode_only": gap,
-                           "cuda_gpu_preset": gpu_dfl, "deflate_only": dfl_only, "ratio": ratio, "peak_rss_mb": peak_rss_mb()})
+                           "cuda_gpu_preset": gpu_dfl, "deflate_only": dfl_only, "deflate_sweep": sweep, "ratio": ratio, "peak_rss_mb": peak_rss_mb()})
     return 0
 
 

@@ -18,15 +18,16 @@ def kernel_source(name: str = "composite.cu") -> str:
 
 
 @lru_cache(maxsize=None)
-def _module(device_id: int, name: str):
+def _module(device_id: int, name: str, defines: tuple[str, ...]):
     import cupy
 
     with cupy.cuda.Device(device_id):
-        return cupy.RawModule(code=kernel_source(name), options=NVRTC_OPTIONS)
+        return cupy.RawModule(code=kernel_source(name), options=NVRTC_OPTIONS + tuple(f"-D{d}" for d in defines))
 
 
-def get_kernel(func: str, name: str = "composite.cu"):
-    """The compiled kernel `func` for the current device (compiled on first use)."""
+def get_kernel(func: str, name: str = "composite.cu", defines: tuple[str, ...] = ()):
+    """The compiled kernel `func` for the current device (compiled on first use); `defines`
+    (e.g. ("DEFLATE_THREADS=128",)) build a variant of the source."""
     import cupy
 
-    return _module(cupy.cuda.Device().id, name).get_function(func)
+    return _module(cupy.cuda.Device().id, name, tuple(defines)).get_function(func)

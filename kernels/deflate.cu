@@ -32,7 +32,9 @@ typedef unsigned short u16;
 typedef unsigned int u32;
 typedef unsigned long long u64;
 
+#ifndef DEFLATE_THREADS                      // threads per segment (a power of two, 32..512)
 #define DEFLATE_THREADS 64
+#endif
 #define DEFLATE_SEG 32768                     // input bytes per segment (<= 65535: stored fallback)
 #define DEFLATE_SUB (DEFLATE_SEG / DEFLATE_THREADS)
 #define DEFLATE_SLOT (DEFLATE_SEG + 8)        // output bytes reserved per segment

@@ -161,7 +161,7 @@ def test_backend_glue_with_the_host_build_as_kernels(lib, monkeypatch):
                 flat_out[o:o + size] = flat_slots[at, :size]
 
     fakes = {"deflate_segments": deflate_segments, "gather_segments": gather_segments}
-    monkeypatch.setattr(kernels, "get_kernel", lambda name, src: fakes[name])
+    monkeypatch.setattr(kernels, "get_kernel", lambda name, src, defines=(): fakes[name])
     rng = np.random.default_rng(4)
     h, w, batch = 50, 700, 3  # 50 rows of 2801 bytes: five segments per RGBA item
     px = [rng.integers(0, 5, (h, w, 4), dtype=np.uint8) * 50 for _ in range(batch)]
@@ -182,3 +182,18 @@ def test_backend_glue_with_the_host_build_as_kernels(lib, monkeypatch):
     for item, p in zip(items, want):
         got = np.asarray(Image.open(io.BytesIO(encode_deflated(item))))
         assert np.array_equal(got.reshape(p.shape), p)
+
+
+@pytest.mark.parametrize("threads", [32, 128, 256])
+def test_thread_count_variants_round_trip(tmp_path, threads):
+    """The kernel variants the benchmark sweeps (DEFLATE_THREADS) are valid coders too."""
+    variant = gd.build_host_library(tmp_path, threads)
+    if variant is None:
+        pytest.skip("no C++ compiler")
+    out = (ctypes.c_uint32 * 3)()
+    variant.deflate_constants(out)
+    assert list(out) == [gd.SEG, gd.SLOT, threads]
+    rng = np.random.default_rng(threads)
+    for kind in ("mixed", "skewed", "random"):
+        data = pattern(kind, 2 * gd.SEG + 999, rng)
+        assert zlib.decompress(host_stream(variant, data, 300, 4)) == data.tobytes()
