@@ -242,6 +242,8 @@ class Generation:
             with st.timer("backend_init"):
                 self.backend, why = self._backend_init.result() if self._backend_init else self._choose()
             self.log(f"backend: {self.backend.name} ({why})")
+            for note in getattr(self.backend, "fallbacks", []):
+                self.log(f"warning: {note}")
         backend = self.backend
         resume, changed, manifest = self._open_output(ls, stacks, cplan, extensions, preset)
         n = len(cplan)

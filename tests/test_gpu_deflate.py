@@ -197,3 +197,23 @@ def test_thread_count_variants_round_trip(tmp_path, threads):
     for kind in ("mixed", "skewed", "random"):
         data = pattern(kind, 2 * gd.SEG + 999, rng)
         assert zlib.decompress(host_stream(variant, data, 300, 4)) == data.tobytes()
+
+
+def test_deflate_kernel_that_cannot_build_falls_back_to_the_cpu(monkeypatch):
+    """A compile failure of the deflate kernel (NVRTC, driver) must not stop a run: the backend
+    says so and the gpu preset deflates with ISA-L. Runs without CuPy (no __init__)."""
+    from gpucomp import kernels
+    from gpucomp.backends.cuda_backend import CudaBackend
+    from gpucomp.encode import deflate_engine, get_preset
+
+    def fake_get_kernel(name, src="composite.cu", defines=()):
+        if src == "deflate.cu":
+            raise RuntimeError("nvrtc: boom")
+
+    monkeypatch.setattr(kernels, "get_kernel", fake_get_kernel)
+    b = object.__new__(CudaBackend)
+    b.fallbacks = []
+    assert deflate_engine(get_preset("gpu"), gpu=b.gpu_deflate) == "gpu"
+    b.warm(deflate=True)
+    assert b.gpu_deflate is False and "boom" in b.fallbacks[0]
+    assert deflate_engine(get_preset("gpu"), gpu=b.gpu_deflate) == "isal"

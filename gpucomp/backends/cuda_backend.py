@@ -85,6 +85,20 @@ class CudaBackend:
         self.peak_vram = 0
 
     # ---- setup -------------------------------------------------------------------------
+    def warm(self, deflate: bool = False) -> None:
+        """Compile (or load from CuPy's cache) the kernels now, e.g. while layers load. If the
+        deflate kernel cannot be built here, the `gpu` preset deflates on the CPU instead."""
+        from ..kernels import get_kernel
+
+        get_kernel("filter_rows")
+        if deflate:
+            try:
+                get_kernel("deflate_segments", "deflate.cu")
+            except Exception as err:  # NVRTC/driver trouble: keep the run, lose only the speed-up
+                self.gpu_deflate = False
+                self.fallbacks.append(f"GPU deflate unavailable ({type(err).__name__}: {err}); "
+                                      f"the gpu preset deflates with ISA-L on the CPU")
+
     def prepare(self, layerset) -> None:
         """Upload one stack's traits. Called again for each stack of a collection: the previous
         stack's buffers, residency and cache go first, so the budget sees the memory they held."""
