@@ -49,6 +49,13 @@ CONSTANT u8 DEXT[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8,
 CONSTANT u8 CL_ORDER[19] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15};
 
 HD u32 min32(u32 a, u32 b) { return a < b ? a : b; }
+HD u32 load8(const u8* p) {  // input bytes: read-only for the whole kernel
+#ifdef DEFLATE_HOST
+    return *p;
+#else
+    return __ldg(p);
+#endif
+}
 HD u32 log2u(u32 x) {  // x > 0
 #ifdef DEFLATE_HOST
     return 31 - __builtin_clz(x);
@@ -140,23 +147,27 @@ HD u32 dist_code_of(u32 d) {
 // Greedy parse of [a, b): calls v.lit(byte) or v.match(length, candidate index).
 template <class V> HD void parse(const Job& j, u32 a, u32 b, V& v) {
     const u8* d = j.data;
+    u32 cand[NCAND];
+    for (u32 k = 0; k < NCAND; ++k) cand[k] = j.cand[k];
     u32 p = a;
     while (p < b) {
         const u32 limit = min32(258u, b - p);
+        const u32 q0 = load8(d + p);
         u32 best = 0, bk = 0;
-        if (limit >= 3) {
+        if (limit >= 3) {  // a candidate must match 3 bytes to count: test those first, once loaded
+            const u32 q1 = load8(d + p + 1), q2 = load8(d + p + 2);
             for (u32 k = 0; k < NCAND; ++k) {
-                const u32 dist = j.cand[k];
+                const u32 dist = cand[k];
                 if (dist == 0 || dist > p) continue;
                 const u8* s = d + p - dist;
-                const u8* q = d + p;
-                u32 l = 0;
-                while (l < limit && s[l] == q[l]) ++l;
+                if (load8(s) != q0 || load8(s + 1) != q1 || load8(s + 2) != q2) continue;
+                u32 l = 3;
+                while (l < limit && load8(s + l) == load8(d + p + l)) ++l;
                 if (l > best) { best = l; bk = k; if (l == limit) break; }
             }
         }
         if (best >= 3) { v.match(best, bk); p += best; }
-        else { v.lit(d[p]); p += 1; }
+        else { v.lit(q0); p += 1; }
     }
 }
 
