@@ -487,9 +487,8 @@ class DeflateBuffers:
         self.k_deflate((segs, nb), (self.threads,), (
             rows, np.uint64(self.rows_bytes), self.lengths(not_opaque[:nb], cp), c, np.uint32(self.width),
             np.uint32(segs), self.slots, self.tokens, self.sizes[s], self.adler[s]))
-        sizes, offsets = self.sizes[s][:nb], self.offsets[s][:nb]
-        cp.cumsum(sizes, axis=1, dtype=cp.uint32, out=offsets)
-        offsets -= sizes  # exclusive: where each segment starts in its item
+        sizes = self.sizes[s][:nb]
+        self.offsets[s][:nb] = cp.cumsum(sizes, axis=1, dtype=cp.uint32) - sizes  # where each segment starts
         self.k_gather((segs, nb), (256,), (self.slots, self.sizes[s], self.offsets[s], np.uint32(segs),
                                            np.uint64(self.cap), self.packed[s]))
 
