@@ -409,7 +409,9 @@ def load_layers(
         layers.append(layer)
         jobs.extend(layer_jobs)
 
-    workers = workers or min(32, os.cpu_count() or 1)
+    # Each decode holds ~3 canvases of memory (file, Pillow image, array) until it is cropped: 16
+    # at once is ~0.8 GB at 2048x2048, ~3 GB at 4096x4096.
+    workers = workers or min(16, os.cpu_count() or 1)
     done = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow's PNG decoder releases the GIL
         for (layer, p, name, weight), result in zip(jobs, pool.map(lambda j: _try_decode(j[1]), jobs)):
