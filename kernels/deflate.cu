@@ -523,15 +523,18 @@ struct HostBlock {
 };
 
 // One item on the host: slots (segments x DEFLATE_SLOT bytes), sizes and Adler pieces per segment.
+// Callable from several threads at once (ctypes releases the GIL): per-call state only.
 extern "C" int deflate_host(const u8* data, u32 n, u32 width, u32 c, u8* slots, u32* sizes, u32* adler) {
-    static Shared s;
-    static u16 tok[DEFLATE_SEG];
+    Shared* s = new Shared;
+    u16* tok = new u16[DEFLATE_SEG];
     u32 seg = 0;
     Job j;
     while (make_job(j, data, n, width, c, seg, slots, tok)) {
-        deflate_segment(HostBlock{}, s, j, sizes + seg, adler + 2 * seg);
+        deflate_segment(HostBlock{}, *s, j, sizes + seg, adler + 2 * seg);
         ++seg;
     }
+    delete[] tok;
+    delete s;
     return (int)seg;
 }
 

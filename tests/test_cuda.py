@@ -276,3 +276,40 @@ def test_gpu_preset_end_to_end_same_pixels(demo_layers, tmp_path):
     for n in range(1, 26):
         with Image.open(tmp_path / "cpu/images" / f"{n}.png") as x, Image.open(tmp_path / "gpu/images" / f"{n}.png") as y:
             assert x.mode == y.mode and np.array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("threads", [64, 32, 256])
+def test_gpu_deflate_kernel_on_synthetic_rows(tmp_path, threads):
+    """DeflateBuffers on the device against the host build, at the edges: width 8192 (row
+    distances near and past deflate's 32 KiB window), incompressible rows (stored blocks), all
+    zeros, an RGB item's shorter length, a last partial segment, and the thread-count variants."""
+    import zlib
+
+    import cupy as cp
+
+    from gpucomp.backends.cuda_backend import DeflateBuffers
+    from gpucomp.gpu_deflate import build_host_library, host_stream
+
+    lib = build_host_library(tmp_path, threads)
+    h, w = 5, 8192
+    rng = np.random.default_rng(threads)
+    not_opaque = np.array([1, 0, 1, 0], np.int32)
+    rows = np.zeros((4, h * (1 + 4 * w)), np.uint8)
+    lengths = [h * (1 + w * (4 if f else 3)) for f in not_opaque]
+    rows[0, :lengths[0]] = rng.integers(0, 256, lengths[0], dtype=np.uint8)  # stored blocks
+    # rows[1]: zeros (RGB length)
+    stripes = (np.arange(lengths[2]) // 7 % 5 * 3).astype(np.uint8)
+    stripes[::97] = rng.integers(0, 256, stripes[::97].size, dtype=np.uint8)
+    rows[2, :lengths[2]] = stripes
+    rows[3, :lengths[3]] = np.minimum(rng.geometric(0.3, lengths[3]) - 1, 255).astype(np.uint8)
+    dfl = DeflateBuffers(cp, 4, w, h, opaque_rgb=True, threads=threads)
+    dfl.launch(1, 4, cp.asarray(rows), cp.asarray(not_opaque))
+    cp.cuda.Device().synchronize()
+    items = dfl.items(dfl.packed[1].get(), not_opaque, dfl.sizes[1].get(), dfl.adler[1].get())
+    for b, item in enumerate(items):
+        data = rows[b, :lengths[b]]
+        assert item.channels == (4 if not_opaque[b] else 3)
+        assert zlib.decompress(item.idat()) == data.tobytes()
+        if lib is not None:
+            assert item.idat() == host_stream(lib, data, w, item.channels)
