@@ -282,8 +282,11 @@ class Generation:
             done = np.zeros(n, bool)
         todo_pos = np.flatnonzero(~done)
         self.finished_before = n - len(todo_pos)
-        self.log(f"png: preset {preset.name} ({self._deflate(preset)} deflate)"
-                 + (" — the gpu preset needs the CUDA backend" if preset.engine == "gpu" != self._deflate(preset) else ""))
+        note = ""
+        if preset.engine == "gpu" != self._deflate(preset):
+            note = (" — the gpu preset needs the CUDA backend" if backend.name != "cuda"
+                    else " — GPU deflate is unavailable (see the warning above)")
+        self.log(f"png: preset {preset.name} ({self._deflate(preset)} deflate){note}")
         progress = Progress(len(todo_pos), self.progress_enabled)
         journal = Journal(out / JOURNAL, fresh=not resume)
         written = [0, 0]  # items, PNG bytes this run: for the summary and the disk-space estimate
