@@ -135,33 +135,12 @@ def test_backend_glue_with_the_host_build_as_kernels(lib, monkeypatch):
     """The CUDA backend's deflate glue (DeflateBuffers: channels, lengths, launch arguments, the
     exclusive sum, packing, Adler-32, Deflated items) run on NumPy arrays, with the kernels'
     grid contract played by the host build. A mixed batch: opaque items as RGB, others RGBA."""
+    from fake_cupy import FakeKernels
+
     from gpucomp import kernels
     from gpucomp.backends.cuda_backend import DeflateBuffers
 
-    def deflate_segments(grid, block, args):
-        rows, stride, n, c, width, segs, slots, tokens, sizes, adler = args
-        assert grid == (int(segs), len(n)) and block == (gd.THREADS,) and tokens.size >= slots.size // gd.SLOT * gd.SEG
-        for b in range(grid[1]):
-            item = rows.reshape(-1)[b * int(stride): b * int(stride) + int(n[b])]
-            sl, sz, ad = segment_outputs(lib, item, int(width), int(c[b]))
-            k = len(sz)
-            slots.reshape(-1, int(segs), gd.SLOT)[b, :k] = sl
-            sizes[b] = 0
-            adler[b] = 0
-            sizes[b, :k] = sz
-            adler[b, :k] = ad
-
-    def gather_segments(grid, block, args):
-        slots, sizes, offsets, segs, stride, out = args
-        flat_slots, flat_out = slots.reshape(-1, gd.SLOT), out.reshape(-1)
-        for b in range(grid[1]):
-            for k in range(grid[0]):
-                at, size = b * int(segs) + k, int(sizes[b, k])
-                o = b * int(stride) + int(offsets[b, k])
-                flat_out[o:o + size] = flat_slots[at, :size]
-
-    fakes = {"deflate_segments": deflate_segments, "gather_segments": gather_segments}
-    monkeypatch.setattr(kernels, "get_kernel", lambda name, src, defines=(): fakes[name])
+    monkeypatch.setattr(kernels, "get_kernel", FakeKernels(lib))
     rng = np.random.default_rng(4)
     h, w, batch = 50, 700, 3  # 50 rows of 2801 bytes: five segments per RGBA item
     px = [rng.integers(0, 5, (h, w, 4), dtype=np.uint8) * 50 for _ in range(batch)]
