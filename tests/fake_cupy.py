@@ -3,6 +3,7 @@ CPU code that defines their results (the NumPy backend, filter_rows, the deflate
 build). Lets the backend's orchestration (batches, double buffers, copies, packing) run in CI.
 Streams and events are no-ops and copies are immediate, so it says nothing about concurrency."""
 import ctypes
+import tempfile
 import types
 
 import numpy as np
@@ -116,10 +117,11 @@ def make_cupy():
 class FakeKernels:
     """get_kernel(name, source, defines) stand-in. composite_batch: the NumPy backend on the
     layer set of the backend last prepared (`watch`); filter_rows: encode.filter_rows;
-    deflate_segments / gather_segments: the deflate kernel's host build, laid out as on the GPU."""
+    deflate_segments / gather_segments: the deflate kernel's host build (the variant the
+    defines ask for), laid out as on the GPU."""
 
     def __init__(self, host_deflate):
-        self.lib = host_deflate
+        self.libs = {gd.THREADS: host_deflate}
         self.backend = None
         self.cpu = None
         self.calls: dict[str, int] = {}
@@ -138,9 +140,18 @@ class FakeKernels:
     def __call__(self, name, source="composite.cu", defines=()):
         fn = {"composite_batch": self.composite, "composite_batch_blend": self.composite, "filter_rows": self.filter,
               "deflate_segments": self.deflate, "gather_segments": self.gather}[name]
+        threads = gd.THREADS
+        for d in defines:
+            if d.startswith("DEFLATE_THREADS="):
+                threads = int(d.split("=", 1)[1])
+        if threads not in self.libs:
+            self.libs[threads] = gd.build_host_library(tempfile.mkdtemp(prefix="gpucomp-fake-"), threads)
 
         def kernel(grid, block, args):
             self.calls[name] = self.calls.get(name, 0) + 1
+            if name == "deflate_segments":
+                assert block == (threads,), "launched with another block size than the variant's"
+                self.lib = self.libs[threads]
             fn(grid, args)
 
         return kernel
@@ -167,6 +178,7 @@ class FakeKernels:
 
     def deflate(self, grid, args):
         rows, stride, n, c, width, segs, slots, tokens, sizes, adler = args
+        assert tokens.size >= grid[0] * grid[1] * gd.SEG and slots.size >= grid[0] * grid[1] * gd.SLOT
         for b in range(grid[1]):
             item = np.asarray(rows).reshape(-1)[b * int(stride): b * int(stride) + int(n[b])]
             sl, sz, ad = gd.host_segments(self.lib, item, int(width), int(c[b]))

@@ -304,9 +304,14 @@ def test_gpu_deflate_kernel_on_synthetic_rows(tmp_path, threads):
     rows[2, :lengths[2]] = stripes
     rows[3, :lengths[3]] = np.minimum(rng.geometric(0.3, lengths[3]) - 1, 255).astype(np.uint8)
     dfl = DeflateBuffers(cp, 4, w, h, opaque_rgb=True, threads=threads)
-    dfl.launch(1, 4, cp.asarray(rows), cp.asarray(not_opaque))
+    flags = cp.asarray(not_opaque)
+    dfl.launch(1, 4, cp.asarray(rows), flags)
     cp.cuda.Device().synchronize()
-    items = dfl.items(dfl.packed[1].get(), not_opaque, dfl.sizes[1].get(), dfl.adler[1].get())
+    stream = cp.cuda.Stream(non_blocking=True)
+    host, got_flags, pieces = dfl.copy_exact(1, 4, flags, stream)
+    stream.synchronize()
+    assert host.nbytes == int(pieces[0].sum())  # exactly the deflated bytes came back
+    items = dfl.items(host, got_flags, *pieces)
     for b, item in enumerate(items):
         data = rows[b, :lengths[b]]
         assert item.channels == (4 if not_opaque[b] else 3)

@@ -133,13 +133,17 @@ def test_gpu_preset_without_cuda_deflates_on_the_cpu(demo_layers, tmp_path):
 
 def test_backend_glue_with_the_host_build_as_kernels(lib, monkeypatch):
     """The CUDA backend's deflate glue (DeflateBuffers: channels, lengths, launch arguments, the
-    exclusive sum, packing, Adler-32, Deflated items) run on NumPy arrays, with the kernels'
-    grid contract played by the host build. A mixed batch: opaque items as RGB, others RGBA."""
-    from fake_cupy import FakeKernels
+    exclusive sum, packing, exact-size copy back, Adler-32, Deflated items) on the fake CuPy of
+    tests/fake_cupy.py, kernels played by the host build. Opaque items as RGB, others RGBA."""
+    import sys
+
+    from fake_cupy import FakeKernels, make_cupy
 
     from gpucomp import kernels
     from gpucomp.backends.cuda_backend import DeflateBuffers
 
+    cp, cupyx = make_cupy()
+    monkeypatch.setitem(sys.modules, "cupyx", cupyx)
     monkeypatch.setattr(kernels, "get_kernel", FakeKernels(lib))
     rng = np.random.default_rng(4)
     h, w, batch = 50, 700, 3  # 50 rows of 2801 bytes: five segments per RGBA item
@@ -153,10 +157,12 @@ def test_backend_glue_with_the_host_build_as_kernels(lib, monkeypatch):
         r = filter_rows(p, "up").reshape(-1)
         rows[b, :r.size] = r
         want.append(p)
-    dfl = DeflateBuffers(np, batch, w, h, opaque_rgb=True)
-    dfl.launch(1, batch - 1, rows, not_opaque)  # a short batch in the second buffer
-    items = dfl.items(dfl.packed[1][:batch - 1], not_opaque[:batch - 1], dfl.sizes[1][:batch - 1],
-                      dfl.adler[1][:batch - 1])
+    dfl = DeflateBuffers(cp, batch, w, h, opaque_rgb=True)
+    flags = cp.asarray(not_opaque)
+    dfl.launch(1, batch - 1, cp.asarray(rows), flags)  # a short batch in the second buffer
+    host, got_flags, pieces = dfl.copy_exact(1, batch - 1, flags, cp.cuda.Stream())
+    assert host.nbytes == int(pieces[0].sum())  # exactly the deflated bytes came back
+    items = dfl.items(host, got_flags, *pieces)
     assert [it.channels for it in items] == [4, 3]
     for item, p in zip(items, want):
         got = np.asarray(Image.open(io.BytesIO(encode_deflated(item))))
