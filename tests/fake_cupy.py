@@ -102,10 +102,13 @@ def make_cupy():
     cp.where = lambda *a: _dev(np.where(*a))
     cp.cumsum = lambda *a, **k: _dev(np.cumsum(*a, **k))
     cp.concatenate = lambda *a, **k: _dev(np.concatenate(*a, **k))
+    cp.empty_like = lambda a: cp.empty(a.shape, a.dtype)
     cp.get_default_memory_pool = _Pool
     runtime = types.SimpleNamespace(
         memcpyAsync=lambda dst, src, n, kind, stream: ctypes.memmove(dst, src, n),
-        memGetInfo=lambda: (8 << 30, 16 << 30), getDeviceCount=lambda: 1)
+        memcpy=lambda dst, src, n, kind: ctypes.memmove(dst, src, n),
+        memGetInfo=lambda: (8 << 30, 16 << 30), getDeviceCount=lambda: 1,
+        getDeviceProperties=lambda i: {"name": b"stand-in (NumPy)", "major": 9, "minor": 0})
     memory = types.SimpleNamespace(OutOfMemoryError=type("OutOfMemoryError", (MemoryError,), {}))
     cp.cuda = types.SimpleNamespace(Stream=_Stream, Event=_Event, Device=_Device, runtime=runtime, memory=memory,
                                     get_elapsed_time=lambda a, b: 1.0)
@@ -116,7 +119,9 @@ def make_cupy():
 
 class FakeKernels:
     """get_kernel(name, source, defines) stand-in. composite_batch: the NumPy backend on the
-    layer set of the backend last prepared (`watch`); filter_rows: encode.filter_rows;
+    layer set of the backend last prepared (`watch`), every layer from the combos (so a cached
+    prefix is not needed for the right pixels; prefix builds, mode 1, do nothing); filter_rows:
+    encode.filter_rows;
     deflate_segments / gather_segments: the deflate kernel's host build (the variant the
     defines ask for), laid out as on the GPU."""
 
@@ -131,11 +136,15 @@ class FakeKernels:
 
         def wrapped(ls):
             prepare(ls)
-            self.backend = backend
-            self.cpu = NumpyBackend(opaque_rgb=False)
-            self.cpu.prepare(ls)
+            self.prepared(backend, ls)
 
         backend.prepare = wrapped
+
+    def prepared(self, backend, ls) -> None:
+        """Composite for `backend`, which has just prepared `ls`."""
+        self.backend = backend
+        self.cpu = NumpyBackend(opaque_rgb=False)
+        self.cpu.prepare(ls)
 
     def __call__(self, name, source="composite.cu", defines=()):
         fn = {"composite_batch": self.composite, "composite_batch_blend": self.composite, "filter_rows": self.filter,
@@ -158,7 +167,8 @@ class FakeKernels:
 
     def composite(self, grid, args):
         combos, mode, out8, flags = args[2], int(args[11]), args[12], args[14]
-        assert mode == 0, "prefix-cache launches are not played here"
+        if mode == 1:
+            return
         for b in range(grid[1]):
             px = self.cpu.composite([np.asarray(combos[b]) - self.backend.layer_offset])[0]
             out8[b] = px.reshape(-1)

@@ -92,3 +92,30 @@ def test_gpu_deflate_out_of_memory(fake_gpu, layers256, tmp_path, monkeypatch, f
     for n in range(1, 8):
         with Image.open(tmp_path / "cpu/images" / f"{n}.png") as a, Image.open(tmp_path / "cuda/images" / f"{n}.png") as b:
             assert np.array_equal(np.asarray(a), np.asarray(b)), n
+
+
+def test_bench_gpu_smoke_runs(fake_gpu, monkeypatch, tmp_path):
+    """benchmarks/bench_gpu.py, every step at toy sizes, on the stand-in: a GPU machine's few
+    minutes must not be lost to a Python error in the script (its figures here mean nothing)."""
+    import json
+    from pathlib import Path
+
+    from gpucomp.backends import cuda_backend
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    prepare = cuda_backend.CudaBackend.prepare
+
+    def watched(self, ls):
+        prepare(self, ls)
+        fake_gpu.prepared(self, ls)
+
+    monkeypatch.setattr(cuda_backend.CudaBackend, "prepare", watched)
+    import bench_gpu
+
+    monkeypatch.setattr(sys, "argv", ["bench_gpu.py", "--smoke", "--json", str(tmp_path / "out.json"), "--tmp", str(tmp_path)])
+    assert bench_gpu.main() == 0
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["cuda_gpu_preset"]["deflate"] == "gpu" and out["cuda"]["deflate"] != "gpu"
+    assert [d["threads"] for d in out["deflate_sweep"]] == [64, 32, 128, 256]
+    assert all("error" not in d for d in out["deflate_sweep"])
