@@ -39,10 +39,8 @@ class _Event:
         pass
 
 
-class _Stream:
-    ptr = 0
-
-    def __init__(self, non_blocking=False):
+class _Context:
+    def __init__(self, *args, **kwargs):
         pass
 
     def __enter__(self):
@@ -50,6 +48,13 @@ class _Stream:
 
     def __exit__(self, *exc):
         pass
+
+    def synchronize(self):
+        pass
+
+
+class _Stream(_Context):
+    ptr = 0
 
     def record(self):
         return _Event()
@@ -57,24 +62,9 @@ class _Stream:
     def wait_event(self, event):
         pass
 
-    def synchronize(self):
-        pass
 
-
-class _Device:
+class _Device(_Context):
     id = 0
-
-    def __init__(self, i=0):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
-
-    def synchronize(self):
-        pass
 
 
 class _Pool:
