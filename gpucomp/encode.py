@@ -40,7 +40,7 @@ PRESETS = {
     "small": Preset("small", "adaptive", 9, "zlib", "adaptive filter + zlib 9: slowest; smaller than Pillow level 9",
                     also_pillow=True),
     "gpu": Preset("gpu", "up", 2, "gpu", "Up filter + deflate on the GPU (CUDA backend; 'fast' elsewhere): "
-                  "~7-9% larger than fast on the standard workload, leaves the CPU cores free"),
+                  "~3-5% larger than fast on the standard workload, leaves the CPU cores free"),
 }
 
 
