@@ -150,11 +150,12 @@ def main() -> int:
         gpu_dfl = {"error": repr(err)}
     print(f"gpu preset run: {gpu_dfl.get('items_per_s_total', gpu_dfl)}", flush=True)
     sweep = []
-    for threads in (64, 32, 128, 256):  # the default (64) first; the others are kernel variants
+    # The default (64 threads, global loads) first; the others are kernel variants.
+    for threads, stage in ((64, False), (32, False), (128, False), (256, False), (64, True), (128, True), (256, True)):
         try:
-            sweep.append(b.deflate_only(combos, threads=threads))
+            sweep.append(b.deflate_only(combos, threads=threads, stage=stage))
         except Exception as err:
-            sweep.append({"threads": threads, "error": repr(err)})
+            sweep.append({"threads": threads, "stage": stage, "error": repr(err)})
         print(f"deflate only (kernel + gather, one batch): {sweep[-1]}", flush=True)
     dfl_only = sweep[0]
     b.close()
@@ -187,8 +188,9 @@ def main() -> int:
     print(f"cuda, cache forced on ({cached['items']} items): {cached['backend']['cache']}")
     print(f"cuda stages: {gpu['stage_seconds']}")
     print(f"cuda, gpu preset, stages: {gpu_dfl.get('stage_seconds')}")
-    print(table([(d["threads"], _fmt(d, "items_per_s", ".0f"), _fmt(d, "gb_per_s_in", ".1f"), _fmt(d, "out_over_in", ".4f"))
-                 for d in sweep], ("deflate threads/segment", "items/s (kernel+gather)", "GB/s in", "out/in")))
+    print(table([(d["threads"], "shared" if d["stage"] else "global", _fmt(d, "items_per_s", ".0f"),
+                  _fmt(d, "gb_per_s_in", ".1f"), _fmt(d, "out_over_in", ".4f")) for d in sweep],
+                ("deflate threads/segment", "input from", "items/s (kernel+gather)", "GB/s in", "out/in")))
     if "items_per_s_total" in gpu_dfl:
         print(f"gpu preset / CPU end to end: {gpu_dfl['items_per_s_total'] / cpu['items_per_s_total']:.1f}x")
     print(f"cpu stages: {cpu['stage_seconds']}")

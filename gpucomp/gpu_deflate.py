@@ -18,7 +18,8 @@ import numpy as np
 SEG = 32768  # must match DEFLATE_SEG in kernels/deflate.cu (a test checks)
 SLOT = SEG + 8  # DEFLATE_SLOT: output bytes reserved per segment
 THREADS = 64  # DEFLATE_THREADS (default): one thread block per segment; other powers of two
-# 32..512 build variants (more threads: more parallel work per segment, shorter greedy parses)
+# 32..512 build variants (more threads: more parallel work per segment, shorter greedy parses),
+# and DEFLATE_STAGE=1 a variant that reads the input from shared memory (same bytes out)
 ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KiB window, "fastest" level flag; (0x7801 % 31 == 0)
 FINAL_BLOCK = b"\x03\x00"  # BFINAL=1, fixed Huffman, end of block
 ADLER_MOD = 65521
@@ -78,7 +79,7 @@ class Deflated:
 
 
 # ---- the kernel built for the CPU (tests and benchmarks; needs a C++ compiler) ----------------------
-def build_host_library(out_dir, threads: int = THREADS) -> ctypes.CDLL | None:
+def build_host_library(out_dir, threads: int = THREADS, stage: bool = False) -> ctypes.CDLL | None:
     """kernels/deflate.cu compiled as host C++ (its phases run one thread at a time), or None
     without a C++ compiler. Raises RuntimeError with the compiler's message if it fails."""
     from .kernels import kernel_source
@@ -87,9 +88,9 @@ def build_host_library(out_dir, threads: int = THREADS) -> ctypes.CDLL | None:
     if cxx is None:
         return None
     out_dir = Path(out_dir)
-    src, lib = out_dir / "deflate_host.cpp", out_dir / f"deflate_host_{threads}.so"
+    src, lib = out_dir / "deflate_host.cpp", out_dir / f"deflate_host_{threads}_{int(stage)}.so"
     src.write_text(kernel_source("deflate.cu"))
-    r = subprocess.run([cxx, "-O2", "-DDEFLATE_HOST", f"-DDEFLATE_THREADS={threads}", "-Wall", "-Werror", "-shared", "-fPIC", str(src), "-o", str(lib)],
+    r = subprocess.run([cxx, "-O2", "-DDEFLATE_HOST", f"-DDEFLATE_THREADS={threads}", f"-DDEFLATE_STAGE={int(stage)}", "-Wall", "-Werror", "-shared", "-fPIC", str(src), "-o", str(lib)],
                        capture_output=True, text=True)
     if r.returncode:
         raise RuntimeError(f"building the host deflate failed:\n{r.stderr}")

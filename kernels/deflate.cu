@@ -17,6 +17,12 @@
 // scratch buffer once and are read back to size and to write the bits. Token i of thread t
 // is at i * DEFLATE_THREADS + t, so a warp's stores and loads of its i-th tokens coalesce.
 //
+// DEFLATE_STAGE=1 builds a variant that first copies the segment and the window before it
+// (as far as static shared memory allows) into shared memory with coalesced loads, so the
+// parse reads shared memory instead of making one uncoalesced global load per byte; each
+// thread's range is offset by 4 bytes per DEFLATE_SUB so threads moving in step hit different
+// banks. Same tokens, same bytes: only where they are read from changes.
+//
 // The block's work is a sequence of phases separated by barriers. Built with DEFLATE_HOST
 // (tests/test_gpu_deflate.py, plain C++), the same phases run one thread at a time, so
 // the coding logic is tested on machines without a GPU.
@@ -101,7 +107,18 @@ struct Job {           // one segment of one item
     u32 dext[NCAND], dval[NCAND];
     u16* tok;          // token scratch, DEFLATE_SEG entries (thread t: t, t + THREADS, ...)
     u32* out;          // the segment's output slot, DEFLATE_SLOT bytes
+    u8* stage;         // DEFLATE_STAGE: item bytes [lo, start + len) in shared memory, else null
+    u32 lo;
 };
+
+// Where item byte x (>= lo) sits in the stage: 4 bytes of padding every DEFLATE_SUB bytes.
+HD u32 stage_index(u32 y) { return y + (y / DEFLATE_SUB) * 4; }
+
+// Item byte x: from the stage when it holds it, else from global memory.
+HD u32 rd(const Job& j, u32 x) {
+    if (j.stage && x >= j.lo) return j.stage[stage_index(x - j.lo)];
+    return load8(j.data + x);
+}
 
 struct Shared {
     u32 lit_freq[288], dist_freq[32], cl_freq[19];
@@ -116,6 +133,16 @@ struct Shared {
     u32 hdr_bits, total_bits, size, stored;
     u64 adler_a, adler_b;
 };
+
+#ifndef DEFLATE_STAGE
+#define DEFLATE_STAGE 0
+#endif
+// Static shared memory is 48 KiB a block; the stage gets what Shared and Job leave.
+constexpr u32 STAGE_BYTES = DEFLATE_STAGE ? 48 * 1024 - (u32)sizeof(Shared) - 512 : 4;
+// The longest window before a segment that fits with it, padding included; a multiple of
+// DEFLATE_SUB, so each thread's range starts DEFLATE_SUB-aligned in the stage.
+constexpr u32 STAGE_SPAN = STAGE_BYTES / (DEFLATE_SUB + 4) * DEFLATE_SUB;
+constexpr u32 STAGE_WINDOW = DEFLATE_STAGE && STAGE_SPAN > DEFLATE_SEG ? STAGE_SPAN - DEFLATE_SEG : 0;
 
 // ---- bits: LSB first into little-endian 32-bit words, OR'd so neighbours can share a word ----
 struct Bits {
@@ -151,23 +178,22 @@ HD u32 dist_code_of(u32 d) {
 
 // Greedy parse of [a, b): calls v.lit(byte) or v.match(length, candidate index).
 template <class V> HD void parse(const Job& j, u32 a, u32 b, V& v) {
-    const u8* d = j.data;
     u32 cand[NCAND];
     for (u32 k = 0; k < NCAND; ++k) cand[k] = j.cand[k];
     u32 p = a;
     while (p < b) {
         const u32 limit = min32(258u, b - p);
-        const u32 q0 = load8(d + p);
+        const u32 q0 = rd(j, p);
         u32 best = 0, bk = 0;
         if (limit >= 3) {  // a candidate must match 3 bytes to count: test those first, once loaded
-            const u32 q1 = load8(d + p + 1), q2 = load8(d + p + 2);
+            const u32 q1 = rd(j, p + 1), q2 = rd(j, p + 2);
             for (u32 k = 0; k < NCAND; ++k) {
                 const u32 dist = cand[k];
                 if (dist == 0 || dist > p) continue;
-                const u8* s = d + p - dist;
-                if (load8(s) != q0 || load8(s + 1) != q1 || load8(s + 2) != q2) continue;
+                const u32 s = p - dist;
+                if (rd(j, s) != q0 || rd(j, s + 1) != q1 || rd(j, s + 2) != q2) continue;
                 u32 l = 3;
-                while (l < limit && load8(s + l) == load8(d + p + l)) ++l;
+                while (l < limit && rd(j, s + l) == rd(j, p + l)) ++l;
                 if (l >= (dist == 1 ? 3u : MIN_FAR_MATCH) && l > best) { best = l; bk = k; if (l == limit) break; }
             }
         }
@@ -309,6 +335,11 @@ HD void phase_clear(Shared& s, const Job& j, int t) {
     if (t == 0) { s.adler_a = 0; s.adler_b = 0; }
 }
 
+HD void phase_stage(const Job& j, int t) {
+    if (!j.stage) return;
+    for (u32 x = j.lo + t; x < j.start + j.len; x += DEFLATE_THREADS) j.stage[stage_index(x - j.lo)] = load8(j.data + x);
+}
+
 HD void phase_count(Shared& s, const Job& j, int t) {
     u32 a, b;
     thread_range(j, t, a, b);
@@ -317,7 +348,7 @@ HD void phase_count(Shared& s, const Job& j, int t) {
     s.ntok[t] = c.n;
     u64 sa = 0, sb = 0;  // Adler-32 pieces: sum of bytes, and bytes weighted by distance to the segment's end
     const u32 end = j.start + j.len;
-    for (u32 i = a; i < b; ++i) { sa += j.data[i]; sb += (u64)(end - i) * j.data[i]; }
+    for (u32 i = a; i < b; ++i) { const u32 x = rd(j, i); sa += x; sb += (u64)(end - i) * x; }
     if (b > a) { add64(&s.adler_a, sa); add64(&s.adler_b, sb); }
 }
 
@@ -490,7 +521,7 @@ HD_COLD void set_candidates(Job& j, u32 width, u32 c) {
     for (; n < NCAND; ++n) { j.cand[n] = 0; j.dcode[n] = 0; j.dext[n] = 0; j.dval[n] = 0; }
 }
 
-HD_COLD bool make_job(Job& j, const u8* data, u32 n, u32 width, u32 c, u32 seg, u8* slots, u16* tok) {
+HD_COLD bool make_job(Job& j, const u8* data, u32 n, u32 width, u32 c, u32 seg, u8* slots, u16* tok, u8* stage) {
     j.data = data;
     j.n = n;
     j.start = seg * DEFLATE_SEG;
@@ -498,13 +529,15 @@ HD_COLD bool make_job(Job& j, const u8* data, u32 n, u32 width, u32 c, u32 seg, 
     j.len = min32(DEFLATE_SEG, n - j.start);
     j.out = (u32*)(slots + (u64)seg * DEFLATE_SLOT);
     j.tok = tok;
+    j.stage = stage;  // the window: STAGE_WINDOW bytes before the segment, a multiple of DEFLATE_SUB
+    j.lo = j.start > STAGE_WINDOW ? j.start - STAGE_WINDOW : 0;
     set_candidates(j, width, c);
     return true;
 }
 
 // The whole block's work; X runs a phase on every thread (`each`) and waits for all (`sync`).
 template <class X> HD void deflate_segment(const X& x, Shared& s, const Job& j, u32* size_out, u32* adler_out) {
-    x.each([&](int t) { phase_clear(s, j, t); });
+    x.each([&](int t) { phase_clear(s, j, t); phase_stage(j, t); });
     x.sync();
     x.each([&](int t) { phase_count(s, j, t); });
     x.sync();
@@ -532,12 +565,14 @@ struct HostBlock {
 extern "C" int deflate_host(const u8* data, u32 n, u32 width, u32 c, u8* slots, u32* sizes, u32* adler) {
     Shared* s = new Shared;
     u16* tok = new u16[DEFLATE_SEG];
+    u8* stage = DEFLATE_STAGE ? new u8[STAGE_BYTES] : nullptr;
     u32 seg = 0;
     Job j;
-    while (make_job(j, data, n, width, c, seg, slots, tok)) {
+    while (make_job(j, data, n, width, c, seg, slots, tok, stage)) {
         deflate_segment(HostBlock{}, *s, j, sizes + seg, adler + 2 * seg);
         ++seg;
     }
+    delete[] stage;
     delete[] tok;
     delete s;
     return (int)seg;
@@ -565,9 +600,11 @@ extern "C" __global__ void __launch_bounds__(DEFLATE_THREADS) deflate_segments(
     const u32 b = blockIdx.y, seg = blockIdx.x;
     const u64 at = (u64)b * segs_per_item + seg;
     __shared__ bool live;
+    __shared__ u8 stage[STAGE_BYTES];
     if (threadIdx.x == 0) {
         live = make_job(j, rows + b * item_stride, item_len[b], width, item_c[b], seg,
-                        slots + (u64)b * segs_per_item * DEFLATE_SLOT, tokens + at * DEFLATE_SEG);
+                        slots + (u64)b * segs_per_item * DEFLATE_SLOT, tokens + at * DEFLATE_SEG,
+                        DEFLATE_STAGE ? stage : nullptr);
         if (!live) { sizes[at] = 0; adler[2 * at] = 0; adler[2 * at + 1] = 0; }
     }
     __syncthreads();

@@ -116,7 +116,7 @@ class FakeKernels:
     defines ask for), laid out as on the GPU."""
 
     def __init__(self, host_deflate):
-        self.libs = {gd.THREADS: host_deflate}
+        self.libs = {(gd.THREADS, False): host_deflate}
         self.backend = None
         self.cpu = None
         self.calls: dict[str, int] = {}
@@ -139,18 +139,18 @@ class FakeKernels:
     def __call__(self, name, source="composite.cu", defines=()):
         fn = {"composite_batch": self.composite, "composite_batch_blend": self.composite, "filter_rows": self.filter,
               "deflate_segments": self.deflate, "gather_segments": self.gather}[name]
-        threads = gd.THREADS
+        threads, stage = gd.THREADS, "DEFLATE_STAGE=1" in defines
         for d in defines:
             if d.startswith("DEFLATE_THREADS="):
                 threads = int(d.split("=", 1)[1])
-        if threads not in self.libs:
-            self.libs[threads] = gd.build_host_library(tempfile.mkdtemp(prefix="gpucomp-fake-"), threads)
+        if (threads, stage) not in self.libs:
+            self.libs[threads, stage] = gd.build_host_library(tempfile.mkdtemp(prefix="gpucomp-fake-"), threads, stage)
 
         def kernel(grid, block, args):
             self.calls[name] = self.calls.get(name, 0) + 1
             if name == "deflate_segments":
                 assert block == (threads,), "launched with another block size than the variant's"
-                self.lib = self.libs[threads]
+                self.lib = self.libs[threads, stage]
             fn(grid, args)
 
         return kernel

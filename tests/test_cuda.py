@@ -279,11 +279,11 @@ def test_gpu_preset_end_to_end_same_pixels(demo_layers, tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("threads", [64, 32, 256])
-def test_gpu_deflate_kernel_on_synthetic_rows(tmp_path, threads):
+@pytest.mark.parametrize("threads,stage", [(64, False), (32, False), (256, False), (64, True), (256, True)])
+def test_gpu_deflate_kernel_on_synthetic_rows(tmp_path, threads, stage):
     """DeflateBuffers on the device against the host build, at the edges: width 8192 (row
     distances near and past deflate's 32 KiB window), incompressible rows (stored blocks), all
-    zeros, an RGB item's shorter length, a last partial segment, and the thread-count variants."""
+    zeros, an RGB item's shorter length, a last partial segment, and the kernel variants."""
     import zlib
 
     import cupy as cp
@@ -303,7 +303,7 @@ def test_gpu_deflate_kernel_on_synthetic_rows(tmp_path, threads):
     stripes[::97] = rng.integers(0, 256, stripes[::97].size, dtype=np.uint8)
     rows[2, :lengths[2]] = stripes
     rows[3, :lengths[3]] = np.minimum(rng.geometric(0.3, lengths[3]) - 1, 255).astype(np.uint8)
-    dfl = DeflateBuffers(cp, 4, w, h, opaque_rgb=True, threads=threads)
+    dfl = DeflateBuffers(cp, 4, w, h, opaque_rgb=True, threads=threads, stage=stage)
     flags = cp.asarray(not_opaque)
     dfl.launch(1, 4, cp.asarray(rows), flags)
     cp.cuda.Device().synchronize()

@@ -117,5 +117,6 @@ def test_bench_gpu_smoke_runs(fake_gpu, monkeypatch, tmp_path):
     assert bench_gpu.main() == 0
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["cuda_gpu_preset"]["deflate"] == "gpu" and out["cuda"]["deflate"] != "gpu"
-    assert [d["threads"] for d in out["deflate_sweep"]] == [64, 32, 128, 256]
+    assert [(d["threads"], d["stage"]) for d in out["deflate_sweep"]][:5] == [(64, False), (32, False), (128, False),
+                                                                         (256, False), (64, True)]
     assert all("error" not in d for d in out["deflate_sweep"])

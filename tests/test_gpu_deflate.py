@@ -184,6 +184,27 @@ def test_thread_count_variants_round_trip(tmp_path, threads):
         assert zlib.decompress(host_stream(variant, data, 300, 4)) == data.tobytes()
 
 
+@pytest.mark.parametrize("threads", [64, 256, 32])
+def test_staged_variant_writes_the_same_bytes(tmp_path, threads):
+    """DEFLATE_STAGE=1 only changes where the input is read from (a window in shared memory, the
+    rest from global memory): every stream must be byte-identical to the plain build's. Rows of
+    2049 and 32769 bytes put the row-distance candidates inside and beyond the staged window."""
+    plain, staged = gd.build_host_library(tmp_path, threads), gd.build_host_library(tmp_path, threads, stage=True)
+    if plain is None:
+        pytest.skip("no C++ compiler")
+    rng = np.random.default_rng(threads + 1)
+    for width, c in ((512, 4), (8192, 4), (700, 3)):
+        h = 6
+        px = (rng.integers(0, 3, (h, width, c)) * 30 + np.arange(width)[None, :, None] // 5).astype(np.uint8)
+        rows = filter_rows(px, "up")
+        a, b = host_stream(plain, rows, width, c), host_stream(staged, rows, width, c)
+        assert a == b
+        assert zlib.decompress(b) == rows.tobytes()
+    for kind in ("mixed", "skewed", "random", "zeros"):
+        data = pattern(kind, 3 * gd.SEG + 77, rng)
+        assert host_stream(plain, data, 2000, 3) == host_stream(staged, data, 2000, 3)
+
+
 def test_deflate_kernel_that_cannot_build_falls_back_to_the_cpu(monkeypatch):
     """A compile failure of the deflate kernel (NVRTC, driver) must not stop a run: the backend
     says so and the gpu preset deflates with ISA-L. Runs without CuPy (no __init__)."""

@@ -405,10 +405,10 @@ class CudaBackend:
         moved = int(self.box_areas[gids].sum()) * 4 + nb * self.npix * 4
         return {"items": nb, "seconds": t, "items_per_s": nb / t, "gb_per_s": moved / t / 1e9, "bytes": moved}
 
-    def deflate_only(self, combos: np.ndarray, reps: int = 3, threads: int = gd.THREADS) -> dict:
+    def deflate_only(self, combos: np.ndarray, reps: int = 3, threads: int = gd.THREADS, stage: bool = False) -> dict:
         """Time deflate on the GPU alone (kernel + gather, device events) on one batch of
         composited, filtered items: items/s, GB/s of filtered input, output/input ratio.
-        `threads`: the kernel variant (threads per segment)."""
+        `threads`, `stage`: the kernel variant (threads per segment, input staged in shared memory)."""
         cp = self.cp
         gids = (combos + self.layer_offset[None, :]).astype(np.int32)[: self.batch_size]
         nb = len(gids)
@@ -419,7 +419,7 @@ class CudaBackend:
         self.k_filter(((self.npix + THREADS - 1) // THREADS, nb), (THREADS,), (
             out8, flags, np.int32(1 if self.opaque_rgb else 0), np.int32(self.width), np.int32(self.height),
             np.int32(2), rows))
-        dfl = DeflateBuffers(cp, nb, self.width, self.height, self.opaque_rgb, threads)
+        dfl = DeflateBuffers(cp, nb, self.width, self.height, self.opaque_rgb, threads, stage)
         dfl.launch(0, nb, rows, flags)  # warm-up (compiles)
         times = []
         for _ in range(reps):
@@ -432,7 +432,7 @@ class CudaBackend:
         t = float(np.median(times))
         n_in = int(dfl.lengths(flags.get(), np).sum(dtype=np.int64))
         n_out = int(dfl.sizes[0][:nb].sum())
-        return {"threads": threads, "items": nb, "seconds": t, "items_per_s": nb / t, "gb_per_s_in": n_in / t / 1e9,
+        return {"threads": threads, "stage": stage, "items": nb, "seconds": t, "items_per_s": nb / t, "gb_per_s_in": n_in / t / 1e9,
                 "out_over_in": n_out / n_in, "avg_mb_out": n_out / nb / 1e6}
 
     def stats(self) -> dict:
@@ -465,12 +465,13 @@ class DeflateBuffers:
     segment sizes, offsets and Adler-32 pieces. Rows come as the filter kernel lays them out:
     item b at b * H * (1 + 4W), 3 bytes a pixel when it is opaque and `opaque_rgb`, else 4."""
 
-    def __init__(self, cp, batch: int, width: int, height: int, opaque_rgb: bool, threads: int = gd.THREADS):
+    def __init__(self, cp, batch: int, width: int, height: int, opaque_rgb: bool, threads: int = gd.THREADS,
+                 stage: bool = False):
         from .. import kernels
 
         self.cp = cp
         self.threads = threads
-        defines = () if threads == gd.THREADS else (f"DEFLATE_THREADS={threads}",)
+        defines = (() if threads == gd.THREADS else (f"DEFLATE_THREADS={threads}",)) + (("DEFLATE_STAGE=1",) if stage else ())
         self.k_deflate = kernels.get_kernel("deflate_segments", "deflate.cu", defines)
         self.k_gather = kernels.get_kernel("gather_segments", "deflate.cu", defines)
         self.width, self.height, self.opaque_rgb = width, height, opaque_rgb
