@@ -49,6 +49,9 @@ typedef unsigned long long u64;
 #define DEFLATE_SUB (DEFLATE_SEG / DEFLATE_THREADS)
 #define DEFLATE_SLOT (DEFLATE_SEG + 8)        // output bytes reserved per segment
 #define NCAND 5
+#ifndef DEFLATE_STAGE
+#define DEFLATE_STAGE 0
+#endif
 #define MIN_FAR_MATCH 5u  // shorter matches away from distance 1 cost more bits than their literals
 #define MAX_BITS 15
 #define ADLER_MOD 65521u
@@ -116,7 +119,7 @@ HD u32 stage_index(u32 y) { return y + (y / DEFLATE_SUB) * 4; }
 
 // Item byte x: from the stage when it holds it, else from global memory.
 HD u32 rd(const Job& j, u32 x) {
-    if (j.stage && x >= j.lo) return j.stage[stage_index(x - j.lo)];
+    if (DEFLATE_STAGE && x >= j.lo) return j.stage[stage_index(x - j.lo)];  // plain build: compiled out
     return load8(j.data + x);
 }
 
@@ -134,9 +137,6 @@ struct Shared {
     u64 adler_a, adler_b;
 };
 
-#ifndef DEFLATE_STAGE
-#define DEFLATE_STAGE 0
-#endif
 // Static shared memory is 48 KiB a block; the stage gets what Shared and Job leave.
 constexpr u32 STAGE_BYTES = DEFLATE_STAGE ? 48 * 1024 - (u32)sizeof(Shared) - 512 : 4;
 // The longest window before a segment that fits with it, padding included; a multiple of
@@ -336,7 +336,7 @@ HD void phase_clear(Shared& s, const Job& j, int t) {
 }
 
 HD void phase_stage(const Job& j, int t) {
-    if (!j.stage) return;
+    if (!DEFLATE_STAGE) return;
     for (u32 x = j.lo + t; x < j.start + j.len; x += DEFLATE_THREADS) j.stage[stage_index(x - j.lo)] = load8(j.data + x);
 }
 
