@@ -336,8 +336,12 @@ HD void phase_clear(Shared& s, const Job& j, int t) {
 }
 
 HD void phase_stage(const Job& j, int t) {
-    if (!DEFLATE_STAGE) return;
+#if DEFLATE_STAGE
     for (u32 x = j.lo + t; x < j.start + j.len; x += DEFLATE_THREADS) j.stage[stage_index(x - j.lo)] = load8(j.data + x);
+#else
+    (void)j;
+    (void)t;
+#endif
 }
 
 HD void phase_count(Shared& s, const Job& j, int t) {
