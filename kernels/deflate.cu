@@ -78,28 +78,21 @@ HD u32 log2u(u32 x) {  // x > 0
 #endif
 }
 
-// Shared-memory atomics on the device; plain operations when the host runs one thread at a time.
-HD void add32(u32* p, u32 v) {
-#ifdef DEFLATE_HOST
-    *p += v;
+// Shared-memory atomics on the device; plain operations when the host runs one thread at a time,
+// and real atomics when tests/deflate_threads.cpp runs a block as real threads (DEFLATE_HOST_THREADS).
+#if defined(DEFLATE_HOST) && defined(DEFLATE_HOST_THREADS)
+HD void add32(u32* p, u32 v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+HD void add64(u64* p, u64 v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+HD void or32(u32* p, u32 v) { __atomic_fetch_or(p, v, __ATOMIC_RELAXED); }
+#elif defined(DEFLATE_HOST)
+HD void add32(u32* p, u32 v) { *p += v; }
+HD void add64(u64* p, u64 v) { *p += v; }
+HD void or32(u32* p, u32 v) { *p |= v; }
 #else
-    atomicAdd(p, v);
+HD void add32(u32* p, u32 v) { atomicAdd(p, v); }
+HD void add64(u64* p, u64 v) { atomicAdd(p, v); }
+HD void or32(u32* p, u32 v) { atomicOr(p, v); }
 #endif
-}
-HD void add64(u64* p, u64 v) {
-#ifdef DEFLATE_HOST
-    *p += v;
-#else
-    atomicAdd(p, v);
-#endif
-}
-HD void or32(u32* p, u32 v) {
-#ifdef DEFLATE_HOST
-    *p |= v;
-#else
-    atomicOr(p, v);
-#endif
-}
 
 struct Job {           // one segment of one item
     const u8* data;    // the item's filtered rows
@@ -568,6 +561,7 @@ struct HostBlock {
 // Callable from several threads at once (ctypes releases the GIL): per-call state only.
 extern "C" int deflate_host(const u8* data, u32 n, u32 width, u32 c, u8* slots, u32* sizes, u32* adler) {
     Shared* s = new Shared;
+    __builtin_memset(s, 0xA5, sizeof(Shared));  // like shared memory: garbage until written
     u16* tok = new u16[DEFLATE_SEG];
     u8* stage = DEFLATE_STAGE ? new u8[STAGE_BYTES] : nullptr;
     u32 seg = 0;

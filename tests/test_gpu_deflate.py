@@ -4,6 +4,7 @@ as the CUDA backend assembles them. Every stream must inflate with zlib to the i
 import ctypes
 import io
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,6 +204,51 @@ def test_staged_variant_writes_the_same_bytes(tmp_path, threads):
     for kind in ("mixed", "skewed", "random", "zeros"):
         data = pattern(kind, 3 * gd.SEG + 77, rng)
         assert host_stream(plain, data, 2000, 3) == host_stream(staged, data, 2000, 3)
+
+
+@pytest.mark.parametrize("threads,stage", [(64, False), (256, True)])
+def test_block_runs_race_free_on_real_threads(tmp_path, lib, threads, stage):
+    """The block body on one real thread per CUDA thread (tests/deflate_threads.cpp) under
+    ThreadSanitizer: no data race between the phases' barriers, and the same bytes as the
+    one-thread-at-a-time build. What the device adds (its memory model, real shared memory) is
+    still for tests/test_cuda.py."""
+    import os
+    import shutil
+    import subprocess
+
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("no g++")
+    here = Path(__file__).resolve().parent
+    exe = tmp_path / "deflate_threads"
+    r = subprocess.run([cxx, "-std=c++20", "-O1", "-g", "-fsanitize=thread", "-DDEFLATE_HOST", "-DDEFLATE_HOST_THREADS",
+                        f"-DDEFLATE_THREADS={threads}", f"-DDEFLATE_STAGE={int(stage)}", "-Wall", "-Werror",
+                        "-include", str(here.parent / "kernels" / "deflate.cu"), str(here / "deflate_threads.cpp"),
+                        "-o", str(exe)], capture_output=True, text=True)
+    if r.returncode and "sanitize" in r.stderr:
+        pytest.skip(f"no ThreadSanitizer here: {r.stderr.strip()[:200]}")
+    assert r.returncode == 0, r.stderr
+    reference = lib if (threads, stage) == (gd.THREADS, False) else gd.build_host_library(tmp_path, threads, stage)
+    rng = np.random.default_rng(threads)
+    cases = [(pattern(kind, gd.SEG + 777, rng), 700, 3) for kind in ("mixed", "skewed", "random", "zeros")]
+    px = (rng.integers(0, 3, (9, 1500, 4)) * 20 + np.arange(1500)[None, :, None] // 7).astype(np.uint8)
+    cases.append((filter_rows(px, "up").reshape(-1), 1500, 4))
+    args = []
+    for i, (data, width, c) in enumerate(cases):
+        (tmp_path / f"in{i}").write_bytes(data.tobytes())
+        args += [str(tmp_path / f"in{i}"), str(width), str(c), str(tmp_path / f"out{i}")]
+    env = {**os.environ, "TSAN_OPTIONS": "halt_on_error=1 exitcode=66"}
+    r = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for i, (data, width, c) in enumerate(cases):
+        slots, sizes, adler = gd.host_segments(reference, data, width, c)
+        raw = np.fromfile(tmp_path / f"out{i}", np.uint8)
+        segs = len(sizes)
+        got_slots = raw[:segs * gd.SLOT].reshape(segs, gd.SLOT)
+        assert np.array_equal(raw[segs * gd.SLOT:segs * gd.SLOT + 4 * segs].view(np.uint32), sizes)
+        assert np.array_equal(raw[segs * gd.SLOT + 4 * segs:].view(np.uint32).reshape(segs, 2), adler)
+        for k in range(segs):
+            assert np.array_equal(got_slots[k, :sizes[k]], slots[k, :sizes[k]])
 
 
 def test_deflate_kernel_that_cannot_build_falls_back_to_the_cpu(monkeypatch):
