@@ -25,7 +25,8 @@
 //
 // The block's work is a sequence of phases separated by barriers. Built with DEFLATE_HOST
 // (tests/test_gpu_deflate.py, plain C++), the same phases run one thread at a time, so
-// the coding logic is tested on machines without a GPU.
+// the coding logic is tested on machines without a GPU; with DEFLATE_HOST_THREADS too
+// (tests/deflate_threads.cpp) they run on real threads under ThreadSanitizer.
 
 #ifdef DEFLATE_HOST
 #define HD inline
