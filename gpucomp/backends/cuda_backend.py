@@ -281,7 +281,6 @@ class CudaBackend:
         dfl = DeflateBuffers(cp, B, self.width, self.height, self.opaque_rgb) if deflate else None
         copied = [None, None]
         filt = 2 if png_filter == "up" else 0
-        filt_grid = (self.npix + THREADS - 1) // THREADS
         prev = None
         for bi, idx in enumerate(batches):
             s = bi % 2
@@ -298,9 +297,7 @@ class CudaBackend:
                 flags[s][:nb].fill(0)
                 self._launch(cp.asarray(gids[idx]), nb, 0, out8=out8[s], flags=flags[s],
                              prefix=cp.asarray(pre_ptrs), first=cp.asarray(first))
-                self.k_filter((filt_grid, nb), (THREADS,), (
-                    out8[s], flags[s], np.int32(1 if self.opaque_rgb else 0), np.int32(self.width),
-                    np.int32(self.height), np.int32(filt), rows[s]))
+                self._filter(out8[s], flags[s], rows[s], nb, filt)
                 if dfl is not None:
                     dfl.launch(s, nb, rows[s], flags[s])
                 done = stream.record()
@@ -335,6 +332,12 @@ class CudaBackend:
         with stats.timer("gpu_wait"):
             copied[s].synchronize()
         return idx, dfl.items(host, not_opaque, *pieces)
+
+    def _filter(self, out8, flags, rows, nb: int, filt: int) -> None:
+        """PNG rows from a batch's RGBA finals: filter 2 = Up, 0 = None (filter_rows kernel)."""
+        self.k_filter(((self.npix + THREADS - 1) // THREADS, nb), (THREADS,), (
+            out8, flags, np.int32(1 if self.opaque_rgb else 0), np.int32(self.width), np.int32(self.height),
+            np.int32(filt), rows))
 
     def _prefixes(self, idx, gids, layers):
         """Per item: pointer to a cached prefix accumulator (0 = none) and the first layer
@@ -374,8 +377,7 @@ class CudaBackend:
         with stats.timer("gpu_wait"):
             event.synchronize()
         outs = []
-        for k in range(len(idx)):
-            c = 3 if (self.opaque_rgb and not host_flags[k]) else 4
+        for k, c in enumerate(item_channels(host_flags, self.opaque_rgb, np).tolist()):
             r = host[k, :self.height * (1 + self.width * c)].reshape(self.height, 1 + self.width * c)
             if png_filter == "up":
                 outs.append(Filtered(r, self.width, self.height, c))
@@ -416,9 +418,7 @@ class CudaBackend:
         rows = cp.empty((nb, self.height * (1 + 4 * self.width)), cp.uint8)
         flags = cp.zeros(nb, cp.int32)
         self._launch(cp.asarray(gids), nb, 0, out8=out8, flags=flags)
-        self.k_filter(((self.npix + THREADS - 1) // THREADS, nb), (THREADS,), (
-            out8, flags, np.int32(1 if self.opaque_rgb else 0), np.int32(self.width), np.int32(self.height),
-            np.int32(2), rows))
+        self._filter(out8, flags, rows, nb, 2)
         dfl = DeflateBuffers(cp, nb, self.width, self.height, self.opaque_rgb, threads, stage)
         dfl.launch(0, nb, rows, flags)  # warm-up (compiles)
         times = []
@@ -430,7 +430,7 @@ class CudaBackend:
             end.synchronize()
             times.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
         t = float(np.median(times))
-        n_in = int(dfl.lengths(flags.get(), np).sum(dtype=np.int64))
+        n_in = int(dfl.lengths(item_channels(flags.get(), self.opaque_rgb, np)).sum(dtype=np.int64))
         n_out = int(dfl.sizes[0][:nb].sum())
         return {"threads": threads, "stage": stage, "items": nb, "seconds": t, "items_per_s": nb / t, "gb_per_s_in": n_in / t / 1e9,
                 "out_over_in": n_out / n_in, "avg_mb_out": n_out / nb / 1e6}
@@ -459,10 +459,16 @@ class CudaBackend:
             self.cache = None
 
 
+def item_channels(not_opaque, opaque_rgb: bool, xp):
+    """Bytes per pixel of each item's rows (filter_rows kernel): 3 when it is opaque and
+    `opaque_rgb`, else 4. `xp`: numpy or cupy."""
+    return xp.where((not_opaque != 0) | (not opaque_rgb), 4, 3).astype(xp.uint32)
+
+
 class DeflateBuffers:
     """Device buffers for deflate on the GPU: segment slots and tokens (one set: the deflate
     kernels of successive batches run in stream order) and, per buffer, the packed output,
-    segment sizes, offsets and Adler-32 pieces. Rows come as the filter kernel lays them out:
+    segment sizes and Adler-32 pieces. Rows come as the filter kernel lays them out:
     item b at b * H * (1 + 4W), 3 bytes a pixel when it is opaque and `opaque_rgb`, else 4."""
 
     def __init__(self, cp, batch: int, width: int, height: int, opaque_rgb: bool, threads: int = gd.THREADS,
@@ -482,28 +488,24 @@ class DeflateBuffers:
         self.tokens = cp.empty(batch * self.segs * gd.SEG, cp.uint16)
         self.packed = [cp.empty((batch, self.cap), cp.uint8) for _ in range(2)]
         self.sizes = [cp.empty((batch, self.segs), cp.uint32) for _ in range(2)]
-        self.offsets = [cp.empty((batch, self.segs), cp.uint32) for _ in range(2)]
         self.adler = [cp.empty((batch, self.segs, 2), cp.uint32) for _ in range(2)]
 
-    def channels(self, not_opaque, xp):
-        return xp.where((not_opaque != 0) | (not self.opaque_rgb), 4, 3).astype(xp.uint32)
-
-    def lengths(self, not_opaque, xp):
-        """Filtered bytes per item."""
-        return (self.height * (1 + self.width * self.channels(not_opaque, xp))).astype(xp.uint32)
+    def lengths(self, channels):
+        """Filtered bytes per item, from its bytes per pixel."""
+        return (self.height * (1 + self.width * channels)).astype(channels.dtype)
 
     def launch(self, s: int, nb: int, rows, not_opaque) -> None:
         """Deflate one batch's filtered rows into packed[s] (on the current stream)."""
         cp = self.cp
-        c = self.channels(not_opaque[:nb], cp)
+        c = item_channels(not_opaque[:nb], self.opaque_rgb, cp)
         segs = self.segs
         self.k_deflate((segs, nb), (self.threads,), (
-            rows, np.uint64(self.rows_bytes), self.lengths(not_opaque[:nb], cp), c, np.uint32(self.width),
+            rows, np.uint64(self.rows_bytes), self.lengths(c), c, np.uint32(self.width),
             np.uint32(segs), self.slots, self.tokens, self.sizes[s], self.adler[s]))
         sizes = self.sizes[s][:nb]
-        self.offsets[s][:nb] = cp.cumsum(sizes, axis=1, dtype=cp.uint32) - sizes  # where each segment starts
-        self.k_gather((segs, nb), (256,), (self.slots, self.sizes[s], self.offsets[s], np.uint32(segs),
-                                           np.uint64(self.cap), self.packed[s]))
+        offsets = cp.cumsum(sizes, axis=1, dtype=cp.uint32) - sizes  # where each segment starts in its item
+        self.k_gather((segs, nb), (256,), (self.slots, sizes, offsets, np.uint32(segs), np.uint64(self.cap),
+                                           self.packed[s]))
 
     def copy_exact(self, s: int, nb: int, not_opaque, stream) -> tuple:
         """Once batch s is done: its sizes, Adler pieces and opacity flags to the host, then each
@@ -524,9 +526,9 @@ class DeflateBuffers:
     def items(self, host, not_opaque, sizes, adler, starts) -> list:
         """Deflated items from a batch's packed bytes (item k at host[starts[k]:]), segment sizes
         and Adler pieces (host arrays)."""
-        c = self.channels(np.asarray(not_opaque), np)
+        c = item_channels(np.asarray(not_opaque), self.opaque_rgb, np)
         totals = sizes.sum(axis=1, dtype=np.int64)
-        adl = gd.adler32(adler, self.lengths(np.asarray(not_opaque), np))
+        adl = gd.adler32(adler, self.lengths(c))
         return [gd.Deflated(memoryview(host[starts[k]:starts[k] + totals[k]]), int(adl[k]), self.width, self.height,
                             int(c[k])) for k in range(len(c))]
 
