@@ -299,15 +299,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _TolerantStream:
+    """stdout/stderr for a command's reports. A closed pipe or a full device there must not turn a
+    finished run into a failure: the exit status says what happened to the collection, and what
+    could not be printed is dropped (the fd is pointed at /dev/null, so exit-time flushes pass)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.lost: OSError | None = None
+
+    def write(self, text: str) -> int:
+        if self.lost is None:
+            try:
+                return self._stream.write(text)
+            except OSError as err:
+                self._lose(err)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.lost is None:
+            try:
+                self._stream.flush()
+            except OSError as err:
+                self._lose(err)
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def _lose(self, err: OSError) -> None:
+        self.lost = err
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real fd (a test's capture): nothing is flushed to it at exit
+
+
+COMMANDS = {"generate": "cmd_generate", "demo": "cmd_demo", "validate": "cmd_validate", "info": "cmd_info",
+            "preview": "cmd_preview", "resume": "cmd_resume", "extend": "cmd_extend", "rerender": "cmd_rerender",
+            "update-metadata": "cmd_update_metadata"}
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    saved = sys.stdout, sys.stderr
+    out, err = (_TolerantStream(s) if s is not None else None for s in saved)
+    sys.stdout, sys.stderr = out or saved[0], err or saved[1]
+    try:
+        status = _run_command(args)
+        if out is not None and out.lost is not None:
+            print(f"note: the report could not be printed (standard output: {out.lost.strerror or out.lost}); "
+                  f"exit status {status} is the command's own", file=sys.stderr)
+        return status
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _run_command(args) -> int:
     from .errors import GpucompError
 
     try:
-        commands = {"generate": cmd_generate, "demo": cmd_demo, "validate": cmd_validate, "info": cmd_info,
-                    "preview": cmd_preview, "resume": cmd_resume, "extend": cmd_extend, "rerender": cmd_rerender,
-                    "update-metadata": cmd_update_metadata}
-        return commands[args.command](args)
+        return globals()[COMMANDS[args.command]](args)
     except GpucompError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

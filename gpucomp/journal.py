@@ -9,14 +9,17 @@ to be trusted blindly.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from .output import JOURNAL, PROVENANCE, atomic_open
+from .output import JOURNAL, PROVENANCE, atomic_open, open_in_place, open_regular, read_regular
 _EMPTY = b"\0" * 32
+MAX_RECORDS_BYTES = 1 << 30  # provenance.json: ~100 bytes an item, so about 10M items
 
 
 class Journal:
@@ -25,7 +28,10 @@ class Journal:
     def __init__(self, path: Path, fresh: bool):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._f = open(self.path, "w" if fresh else "a", encoding="ascii")
+        fd = open_in_place(self.path, os.O_WRONLY | os.O_CREAT | (0 if fresh else os.O_APPEND))
+        if fresh:
+            os.ftruncate(fd, 0)
+        self._f = os.fdopen(fd, "w", encoding="ascii")
 
     def record(self, number: int, sha256: str) -> None:
         with self._lock:
@@ -62,13 +68,13 @@ def load_records(out: Path, start: int, n: int) -> np.ndarray:
                 pass
 
     try:
-        prov = json.loads((out / PROVENANCE).read_text(encoding="utf-8"))
+        prov = json.loads(read_regular(out / PROVENANCE, MAX_RECORDS_BYTES))
         for item in prov.get("items", []):
             put(item.get("number"), item.get("sha256"))
     except (OSError, ValueError, AttributeError, TypeError):
         pass  # missing or damaged: the journal and the hashes of the files decide
     try:
-        with open(out / JOURNAL, encoding="ascii", errors="replace") as f:
+        with open_regular(out / JOURNAL) as raw, io.TextIOWrapper(raw, encoding="ascii", errors="replace") as f:
             for line in f:
                 parts = line.split()
                 if len(parts) == 2 and parts[0].isdecimal() and line.endswith("\n"):
@@ -89,8 +95,10 @@ def rewrite_journal(out: Path, numbers, shas: np.ndarray) -> None:
 
 
 def file_sha256(path: Path) -> bytes | None:
+    """SHA-256 of a finished image; None if it is missing, unreadable, a link, a FIFO or a device
+    (such an item is rendered again, and the rename replaces whatever stood there)."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             return hashlib.file_digest(f, "sha256").digest()
     except OSError:
         return None

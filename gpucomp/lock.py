@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 from .errors import OutputError
-
-from .output import LOCK
+from .output import LOCK, NotRegularFile, open_in_place
 
 
 class OutputLock:
@@ -25,7 +24,7 @@ class OutputLock:
 
     def acquire(self) -> "OutputLock":
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -47,11 +46,23 @@ class OutputLock:
         previous = _read(fd)
         if previous:
             self.stale = previous
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                      "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+        except OSError:
+            pass  # a full disk: the flock is what excludes other runs; who holds it is only a courtesy
         self.fd = fd
         return self
+
+    def _open(self) -> int:
+        try:
+            return open_in_place(self.path, os.O_RDWR | os.O_CREAT)
+        except NotRegularFile as err:
+            raise OutputError(f"{self.path}: {err.strerror}; it is gpucomp's lock file and must be a plain file") from None
+        except OSError as err:
+            raise OutputError(f"{self.path}: cannot create the lock file ({err.strerror or err}); check that the "
+                              f"output folder is writable and the disk is not full") from err
 
     def release(self) -> None:
         if self.fd is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import Any, Callable
 
 from .errors import ConfigError, OutputError
 from .lock import OutputLock
-from .output import MANIFEST, atomic_write_bytes, atomic_write_json, json_bytes, output_state, write_collection_metadata
+from .output import (MANIFEST, MAX_METADATA_BYTES, TMP_PREFIX, atomic_write_bytes, atomic_write_json, json_bytes,
+                     output_state, read_regular, write_collection_metadata)
 
 FORMATS = ("erc721", "solana")
 DISPLAY_TYPES = ("number", "boost_number", "boost_percentage", "date")
@@ -280,7 +282,9 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
     """Rewrite OUT/metadata/<n>.json, OUT/_metadata.json and the manifest's "metadata" section
     for the stored options with `changes` applied (any MetadataOptions field). Images are not
     touched. Returns how many item files changed."""
-    from .journal import PROVENANCE  # lazily: it pulls in NumPy, and config.py imports this module
+    # lazily: these pull in NumPy, and config.py imports this module
+    from .journal import MAX_RECORDS_BYTES, PROVENANCE
+    from .resume import clean_temporaries, read_manifest
 
     out = Path(out)
     log = log or (lambda msg: None)
@@ -299,16 +303,9 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
             raise OutputError(f"{out}: the collection is not finished (an earlier run was interrupted); finish it "
                               f"with `gpucomp resume {out}` first, then update its metadata")
         mpath = out / MANIFEST
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-            section = manifest.get("metadata", {})
-            plan = manifest.get("plan", {})
-        except (OSError, ValueError, AttributeError) as err:
-            raise OutputError(f"{mpath}: unreadable ({err}); update-metadata needs the manifest "
-                              f"`gpucomp generate` wrote") from err
-        if not isinstance(section, dict):
-            raise OutputError(f"{mpath}: its \"metadata\" section is not an object; update-metadata needs the "
-                              f"manifest `gpucomp generate` wrote")
+        manifest = read_manifest(out)  # checked against its schema: a damaged one is named, not a traceback
+        section, plan = manifest["metadata"], manifest["plan"]
+        clean_temporaries(out, TMP_PREFIX)  # what a killed update-metadata (or any run) left
         # Manifests may hold the [metadata] table as "table" beside the [collection] keys; other
         # keys of the section are not options and are kept as they are.
         table = section.get("table") if isinstance(section.get("table"), dict) else {}
@@ -316,7 +313,7 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
         opts = _build({**old.to_dict(), **changes}, "update-metadata", lambda k: k)
         # provenance.json is written when a run finishes and lists every item in item order.
         try:
-            numbers = [_int(x["number"]) for x in json.loads((out / PROVENANCE).read_text(encoding="utf-8"))["items"]]
+            numbers = [_int(x["number"]) for x in json.loads(read_regular(out / PROVENANCE, MAX_RECORDS_BYTES))["items"]]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise OutputError(f"{out / PROVENANCE}: missing or unreadable ({err}), so the collection is not "
                               f"finished; {fix}, then update the metadata") from err
@@ -344,7 +341,7 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
             rewritten = 0
             for n in numbers:
                 path, data = out / "metadata" / f"{n}.json", build(n)
-                if path.read_bytes() != data:
+                if _read_or_none(path) != data:
                     atomic_write_bytes(path, data)
                     rewritten += 1
             write_collection_metadata(out, numbers)
@@ -367,6 +364,13 @@ def _store(manifest: dict, opts: MetadataOptions) -> None:
     config = manifest.get("source", {}).get("config") if isinstance(manifest.get("source"), dict) else None
     if isinstance(config, dict):
         config.update({k: d[k] for k in BASE_KEYS}, metadata=table)
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return read_regular(path, MAX_METADATA_BYTES)
+    except OSError:
+        return None  # missing, or not a plain file: the atomic write replaces it
 
 
 def _int(x: Any) -> int:
@@ -404,10 +408,10 @@ def _as_name(trait_type: str, value: Any, names: dict[str, list[str]]) -> str:
 
 def _read_item(path: Path, n: int, names: dict[str, list[str]], fix: str) -> tuple[list[tuple[str, str]], str | None]:
     """(trait_type, trait name) pairs and dna of one item's metadata file."""
-    if not path.exists():
+    if not os.path.lexists(path):
         raise OutputError(f"{path}: missing; {fix}")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(read_regular(path, MAX_METADATA_BYTES))
         attributes = []
         for a in meta["attributes"]:
             trait_type, value = a["trait_type"], a["value"]

@@ -1,22 +1,39 @@
-"""Output files: everything appears atomically (written under a temporary name, then renamed)."""
+"""Output files: the one place that opens files inside OUT.
+
+Everything appears atomically (written under a temporary name, then renamed), and nothing is
+ever written through a link: a temporary file is created with O_EXCL (never a link's target),
+the rename replaces a link itself rather than what it points to, the few files opened in place
+(the lock, the journal) are opened with O_NOFOLLOW, and the folders we write into inside OUT
+must be real folders. Reads of our own files go through `read_regular`, which refuses links,
+FIFOs and devices without blocking, and caps the size it will read.
+"""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 
 TMP_PREFIX = ".gpucomp-tmp-"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO for reading would otherwise wait for a writer
+
+
+class NotRegularFile(OSError):
+    """A path inside OUT that should be a plain file is a link, FIFO, socket, device or folder."""
 
 
 def create_temporary(folder: Path) -> tuple[int, str]:
     """A new temporary file in `folder`, with the umask's usual permissions (mkstemp's 0600
-    would make every image private to the user who rendered it)."""
+    would make every image private to the user who rendered it). O_EXCL never follows a link."""
     while True:
         tmp = os.path.join(folder, f"{TMP_PREFIX}{secrets.token_hex(8)}")
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o666), tmp
         except FileExistsError:
             continue
 
@@ -24,7 +41,8 @@ def create_temporary(folder: Path) -> tuple[int, str]:
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb", fsync: bool = False, **kwargs):
     """A file to stream into; it appears under `path` only once the block ends without error,
-    and a failure leaves nothing behind (not even the temporary file)."""
+    and a failure leaves nothing behind (not even the temporary file). A link at `path` is
+    replaced, never written through. `fsync`: the data and the rename are on disk on return."""
     path = Path(path)
     fd, tmp = create_temporary(path.parent)
     try:
@@ -40,6 +58,124 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", fsync: bool = False, 
         except FileNotFoundError:
             pass
         raise
+    if fsync:
+        _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (a power cut after this keeps the new name)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a folder; the file itself is synced
+    finally:
+        os.close(fd)
+
+
+def open_in_place(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
+    """An fd for the few files updated in place inside OUT (the lock, the journal): never
+    through a symbolic or hard link, never a FIFO or device. Raises NotRegularFile (an OSError)
+    otherwise. `flags` must not truncate: truncate after this has checked the file."""
+    assert not flags & os.O_TRUNC, "truncate after the checks, with os.ftruncate"
+    try:
+        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | _NONBLOCK, mode)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise NotRegularFile(errno.ELOOP, "is a symbolic link (gpucomp never writes through links in "
+                                 "the output folder; remove it)", str(path)) from None
+        raise
+    _require_regular(fd, path)
+    if os.fstat(fd).st_nlink > 1:
+        os.close(fd)
+        raise NotRegularFile(errno.EMLINK, "has other hard links (gpucomp never writes through links in the "
+                             "output folder; remove it)", str(path))
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _require_regular(fd: int, path) -> None:
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+            "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
+            "not a regular file"
+        raise NotRegularFile(errno.EINVAL, f"is {kind}, not a regular file (remove it)", str(path))
+
+
+@contextmanager
+def open_regular(path: str | os.PathLike):
+    """A binary file object for reading one of our own files: a link, FIFO, socket or device
+    raises NotRegularFile at once instead of being followed or blocking."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _NONBLOCK)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise NotRegularFile(errno.ELOOP, "is a symbolic link, not a file gpucomp wrote", str(path)) from None
+        raise
+    _require_regular(fd, path)
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as f:
+        yield f
+
+
+def read_regular(path: str | os.PathLike, limit: int | None = None) -> bytes:
+    """The bytes of one of our own files (see `open_regular`); more than `limit` bytes raises
+    NotRegularFile(EFBIG) before anything is read."""
+    with open_regular(path) as f:
+        if limit is not None:
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise NotRegularFile(errno.EFBIG, f"is {size} bytes, more than the {limit} a file of this kind "
+                                     f"can hold", str(path))
+        return f.read()
+
+
+def ensure_folder(path: Path) -> Path:
+    """Create `path` (a folder we write into inside OUT) if missing; refuse a link or a non-folder
+    there, so that no write can land outside OUT. Raises OutputError."""
+    from .errors import OutputError
+
+    try:
+        if not os.path.lexists(path):
+            path.mkdir()
+        st = os.lstat(path)
+    except OSError as err:
+        raise OutputError(f"{path}: cannot create this folder ({err.strerror or err})") from err
+    if stat.S_ISLNK(st.st_mode):
+        raise OutputError(f"{path}: is a symbolic link; gpucomp only writes into real folders inside the output "
+                          f"folder (so nothing lands elsewhere): remove the link, or pass --force to start over")
+    if not stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"{path}: exists and is not a folder; remove it, or pass --force to start over")
+    return path
+
+
+def remove_temporaries(folder: Path, prefix: str = TMP_PREFIX) -> int:
+    """Remove what killed writers left in `folder` under temporary names; a link to a folder
+    (or no folder) is left alone. Returns how many files went."""
+    if not is_real_folder(folder):
+        return 0
+    n = 0
+    for p in folder.iterdir():
+        if p.name.startswith(prefix):
+            try:
+                os.unlink(p)
+                n += 1
+            except FileNotFoundError:
+                pass
+    return n
+
+
+def is_real_folder(path: Path) -> bool:
+    """A folder that is not a link (what we may list, clean or delete from)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def atomic_write_bytes(path: str | os.PathLike, data, fsync: bool = False) -> None:
@@ -57,6 +193,7 @@ def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 2, fsyn
     atomic_write_bytes(path, json_bytes(obj, indent), fsync)
 
 
+MAX_METADATA_BYTES = 16 << 20  # one item's metadata JSON: far above any real one
 MANIFEST = "gpucomp.json"
 LOCK = ".gpucomp.lock"
 JOURNAL = "gpucomp.journal"  # finished items while a run is going (journal.py)
@@ -73,7 +210,7 @@ def output_state(out: Path) -> str:
         return "new"
     if not out.is_dir():
         return "file"
-    if (out / MANIFEST).exists():
+    if os.path.lexists(out / MANIFEST):  # even a link or a damaged one: read_manifest says what is wrong
         return "ours"
     for p in out.iterdir():
         if p.name == LOCK or p.name.startswith(TMP_PREFIX):
@@ -105,8 +242,11 @@ def reset_output(out: Path) -> None:
 
     try:
         for sub, ext in (("images", ".png"), ("metadata", ".json")):
-            if (out / sub).is_dir():
-                for p in (out / sub).iterdir():
+            folder = out / sub
+            if os.path.islink(folder):
+                folder.unlink()  # the link only: what it points to is not ours to delete
+            elif folder.is_dir():
+                for p in folder.iterdir():
                     if p.suffix == ext and p.stem.isdigit():
                         p.unlink()
         for name in RESULT_FILES:
@@ -120,6 +260,6 @@ def write_collection_metadata(out: Path, numbers) -> None:
     with atomic_open(out / "_metadata.json", "w", encoding="utf-8") as f:
         f.write("[")
         for i, n in enumerate(numbers):
-            text = (out / "metadata" / f"{n}.json").read_text(encoding="utf-8").strip()
+            text = read_regular(out / "metadata" / f"{n}.json", MAX_METADATA_BYTES).decode("utf-8").strip()
             f.write(("," if i else "") + "\n" + text)
         f.write("\n]\n")

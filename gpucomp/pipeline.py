@@ -26,10 +26,10 @@ from .errors import ConfigError, GpucompError, Interrupted, OutputError
 from .journal import JOURNAL, Journal, load_records, rewrite_journal, unfinished, write_provenance
 from .lock import OutputLock
 from .metadata import check_traits, item_metadata, options_for_config
-from .output import (MANIFEST, TMP_PREFIX, atomic_write_bytes, atomic_write_json, check_output, json_bytes,
-                     reset_output, write_collection_metadata)
+from .output import (MANIFEST, TMP_PREFIX, atomic_write_bytes, atomic_write_json, check_output, ensure_folder,
+                     json_bytes, reset_output, write_collection_metadata)
 from .rarity import from_layerset, write_report
-from .resume import clean_temporaries, differences, find_finished, make_manifest
+from .resume import clean_temporaries, differences, find_finished, make_manifest, read_manifest
 from .stats import Progress, Stats
 
 
@@ -85,13 +85,6 @@ def load_stacks(layers_dir, cfg: Config, progress=None):
     loaded = {layer.folder: layer for layer in ls.layers}
     stacks = [(stack_layerset(loaded, ls.root, ls.width, ls.height, opts), opts) for opts in stack_opts]
     return ls, stacks
-
-
-def read_manifest(out: Path) -> dict:
-    try:
-        return json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise OutputError(f"{out / MANIFEST}: unreadable ({err}); pass --force to discard this output and start over") from err
 
 
 class Generation:
@@ -225,11 +218,8 @@ class Generation:
         out = self.out
         atomic_write_json(out / MANIFEST, manifest, fsync=True)  # the one file a resume cannot rebuild
         _fault("manifest")
-        try:
-            for sub in ("images", "metadata"):
-                (out / sub).mkdir(exist_ok=True)
-        except OSError as err:
-            raise OutputError(f"{out}: cannot create images/ and metadata/ ({err.strerror or err})") from err
+        for sub in ("images", "metadata"):
+            ensure_folder(out / sub)
         clean_temporaries(out, TMP_PREFIX)
 
     def _run(self, ls, stacks, cplan, extensions) -> Iterator[Item]:
@@ -525,7 +515,7 @@ def _from_output(out_dir, layers, overrides: dict) -> tuple[Path, Config]:
     from .resume import RUN_FIELDS
 
     out = Path(out_dir)
-    if not (out / MANIFEST).is_file():
+    if not os.path.lexists(out / MANIFEST):
         raise OutputError(f"{out}: not a gpucomp output (no {MANIFEST}); pass the folder `gpucomp generate` wrote")
     source = read_manifest(out).get("source")
     if not isinstance(source, dict):
@@ -533,7 +523,12 @@ def _from_output(out_dir, layers, overrides: dict) -> tuple[Path, Config]:
     bad = set(overrides) - set(RUN_FIELDS)
     if bad:
         raise ConfigError(f"only run options can be changed here ({', '.join(RUN_FIELDS)}), not {', '.join(sorted(bad))}")
-    cfg = with_overrides(from_dict(source["config"]), **{**overrides, "force": None})
+    try:
+        stored = from_dict(source["config"])
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as err:  # ConfigError is a ValueError
+        raise OutputError(f"{out / MANIFEST}: damaged or edited by hand: source.config is not a valid config "
+                          f"({type(err).__name__}: {err}); pass --force to discard this output and start over") from err
+    cfg = with_overrides(stored, **{**overrides, "force": None})
     if not layers and not Path(source["layers_dir"]).is_dir():
         raise OutputError(f"{out}: the layers folder it was made from, {source['layers_dir']}, is gone; "
                           f"pass --layers (layers= in Python) with its new place")

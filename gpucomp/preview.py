@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .encode import encode_png
 from .errors import ConfigError, OutputError
-from .output import atomic_write_bytes
+from .output import atomic_write_bytes, ensure_folder, open_regular, remove_temporaries
 
 MIN_THUMB, MAX_THUMB = 8, 1024
 MAX_SHEET_SIDE = 8192
@@ -70,7 +70,7 @@ def thumb_size(w: int, h: int, thumb: int) -> tuple[int, int]:
 def _thumbnail(path: Path, thumb: int) -> Image.Image:
     """Decode `path` and return its RGB thumbnail (transparent pixels shown over a checkerboard)."""
     try:
-        with Image.open(path) as im:
+        with open_regular(path) as f, Image.open(f) as im:  # a FIFO or device: refused, never waited on
             im.draft("RGB", (thumb, thumb))  # JPEG-style decoders can decode at a lower scale; no-op for PNG
             im.load()
             transparent = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
@@ -129,6 +129,24 @@ def sheet_geometry(thumb: int, columns: int, rows: int, label: bool) -> dict:
             "width": width, "height": height}
 
 
+def _sheet_folder(out: Path, dest) -> Path:
+    """The folder for the sheets, cleaned of what a killed earlier preview left. OUT/preview (the
+    default) must be a real folder: a link there would send the sheets outside OUT."""
+    if dest is None:
+        folder = ensure_folder(out / "preview")
+    else:
+        folder = Path(dest)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"{folder}: cannot create the preview folder ({err.strerror or err})") from err
+    try:
+        remove_temporaries(folder)
+    except OSError as err:
+        raise OutputError(f"{folder}: cannot remove temporary files there ({err.strerror or err})") from err
+    return folder
+
+
 def make_sheets(out_dir, *, thumb: int = 128, columns: int = 10, rows: int = 10, numbers=None, dest=None,
                 label: bool = True, workers: int | None = None, progress=None) -> list[Path]:
     """Write contact sheets of the collection in `out_dir` and return their paths, in order.
@@ -161,11 +179,7 @@ def make_sheets(out_dir, *, thumb: int = 128, columns: int = 10, rows: int = 10,
         if not numbers:
             raise ConfigError("preview numbers is empty; give at least one item number (or None for all)")
 
-    dest = Path(dest) if dest is not None else out / "preview"
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"{dest}: cannot create the preview folder ({err.strerror or err})") from err
+    dest = _sheet_folder(out, dest)
 
     per_sheet = columns * rows
     total = len(numbers)

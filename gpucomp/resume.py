@@ -6,6 +6,7 @@ the pixels would differ, and simply rewrites metadata when only its text changed
 """
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,9 @@ import numpy as np
 
 from . import __version__
 from .journal import file_sha256, is_known
-from .output import atomic_write_bytes
+from .errors import OutputError
+from .output import (MANIFEST, MAX_METADATA_BYTES, TMP_PREFIX, atomic_write_bytes, read_regular,
+                     remove_temporaries)
 
 FORMAT = 3
 RUN_FIELDS = ("workers", "backend", "batch_size", "vram_budget", "cache", "force")  # never change the output
@@ -48,6 +51,108 @@ def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir) 
         "source": {"layers_dir": str(Path(layers_dir).resolve()),
                    "config": {k: v for k, v in to_dict(cfg).items() if k not in RUN_FIELDS}},
     }
+
+
+MAX_MANIFEST_BYTES = 256 << 20  # plan, trait lists and art hashes: no per-item data
+
+class _Row(tuple):
+    """Schema of a fixed-length list: one spec per position."""
+
+
+# The manifest's shape, checked on every read so that a damaged or hand-edited one is named, not
+# a traceback. A dict is required keys -> specs; [spec] a list of spec; _Row(...) a fixed-length
+# list; {str: spec} an object of any keys; a type, or a tuple of types, a value.
+_NUMBER = (int, float)
+_LAYER = {"folder": str, "name": str, "dna": bool, "exact": {str: int}, "traits": [_Row((str, _NUMBER))]}
+_SCHEMA = {
+    "format": int,
+    "plan": {"seed": int, "size": int, "start": int, "shuffle": bool,
+             "stacks": [{"size": int, "layers": [_LAYER]}], "rules": [str],
+             "extensions": [{"stack": int, "size": int, "seed": int}]},
+    "plan_sha256": str,
+    "art": {"width": int, "height": int, "preset": str, "opaque_rgb": bool,
+            "blend": [[_Row((str, str, _NUMBER))]], "traits": {str: {str: str}}},
+    "encoder": str,
+    "metadata": {"layers": [[_Row((str, bool, (str, type(None))))]]},
+    "source": {"layers_dir": str, "config": {str: object}},
+}
+
+
+def read_manifest(out: Path) -> dict:
+    """OUT/gpucomp.json, checked against its schema: a damaged or hand-edited manifest raises
+    OutputError naming the field and what to do."""
+    path = Path(out) / MANIFEST
+    fix = "pass --force to discard this output and start over"
+    try:
+        manifest = json.loads(read_regular(path, MAX_MANIFEST_BYTES))
+    except (OSError, ValueError) as err:
+        why = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise OutputError(f"{path}: unreadable ({why}); {fix}") from err
+    if isinstance(manifest, dict) and manifest.get("format") not in (FORMAT, None):
+        return manifest  # another format: `differences` names it, with the version that wrote it
+    problem = _schema_problem(manifest, _SCHEMA, "") or _plan_problem(manifest["plan"])
+    if problem:
+        raise OutputError(f"{path}: damaged or edited by hand: {problem}; {fix}")
+    return manifest
+
+
+def _schema_problem(value, spec, where: str) -> str | None:
+    if isinstance(spec, dict) and not (len(spec) == 1 and next(iter(spec)) is str):
+        if not isinstance(value, dict):
+            return f"{where or 'the file'} should be an object, not {_kind(value)}"
+        for key, sub in spec.items():
+            if key not in value:
+                return f"{where + '.' if where else ''}{key} is missing"
+            problem = _schema_problem(value[key], sub, f"{where + '.' if where else ''}{key}")
+            if problem:
+                return problem
+        return None
+    if isinstance(spec, dict):  # {str: spec}
+        if not isinstance(value, dict):
+            return f"{where} should be an object, not {_kind(value)}"
+        subs = ((v, f"{where}[{k!r}]") for k, v in value.items())
+        return next((p for v, w in subs if (p := _schema_problem(v, spec[str], w))), None)
+    if isinstance(spec, list):
+        if not isinstance(value, list):
+            return f"{where} should be a list, not {_kind(value)}"
+        return next((p for i, v in enumerate(value) if (p := _schema_problem(v, spec[0], f"{where}[{i}]"))), None)
+    if isinstance(spec, _Row):
+        if not isinstance(value, list) or len(value) != len(spec):
+            return f"{where} should be a list of {len(spec)} values, not {_kind(value)}"
+        return next((p for i, (v, s) in enumerate(zip(value, spec)) if (p := _schema_problem(v, s, f"{where}[{i}]"))), None)
+    types = spec if isinstance(spec, tuple) else (spec,)
+    if isinstance(value, bool) and bool not in types and object not in types:
+        return f"{where} should be {_names(types)}, not {_kind(value)}"
+    if not isinstance(value, types):
+        return f"{where} should be {_names(types)}, not {_kind(value)}"
+    return None
+
+
+def _plan_problem(plan: dict) -> str | None:
+    """What the schema cannot say: cross-references inside the plan."""
+    stacks = plan["stacks"]
+    if not stacks:
+        return "plan.stacks is empty"
+    for k, ext in enumerate(plan["extensions"]):
+        if not 0 <= ext["stack"] < len(stacks):
+            return f"plan.extensions[{k}].stack is {ext['stack']}, but the plan has {len(stacks)} stacks"
+        if ext["size"] < 1:
+            return f"plan.extensions[{k}].size is {ext['size']}, not a positive number of items"
+    for k, stack in enumerate(stacks):
+        if stack["size"] < 0 or not stack["layers"]:
+            return f"plan.stacks[{k}] has a negative size or no layers"
+    return None
+
+
+def _kind(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(value), f"the number {value!r}" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def _names(types) -> str:
+    words = {int: "a whole number", float: "a number", str: "a string", bool: "true or false",
+             type(None): "null", dict: "an object", list: "a list"}
+    return " or ".join(words.get(t, t.__name__) for t in types)
 
 
 def differences(old: dict, new: dict, art: bool = True) -> list[str]:
@@ -113,7 +218,7 @@ def find_finished(out: Path, numbers, shas: np.ndarray, meta_bytes: Callable[[in
         path = out / "metadata" / f"{n}.json"
         want = meta_bytes(i)
         try:
-            ok = path.read_bytes() == want
+            ok = read_regular(path, MAX_METADATA_BYTES) == want
         except OSError:
             ok = False
         if not ok:
@@ -128,16 +233,6 @@ def find_finished(out: Path, numbers, shas: np.ndarray, meta_bytes: Callable[[in
     return done
 
 
-def clean_temporaries(out: Path, tmp_prefix: str) -> int:
-    """Remove partial files a killed run left under temporary names."""
-    n = 0
-    for d in (out, out / "images", out / "metadata"):
-        if d.is_dir():
-            for p in d.iterdir():
-                if p.name.startswith(tmp_prefix):
-                    try:
-                        os.unlink(p)
-                        n += 1
-                    except FileNotFoundError:
-                        pass
-    return n
+def clean_temporaries(out: Path, tmp_prefix: str = TMP_PREFIX) -> int:
+    """Remove partial files a killed run left under temporary names in OUT, images/ and metadata/."""
+    return sum(remove_temporaries(d, tmp_prefix) for d in (out, out / "images", out / "metadata"))
