@@ -141,8 +141,10 @@ def ensure_folder(path: Path) -> Path:
     from .errors import OutputError
 
     try:
-        if not os.path.lexists(path):
+        try:
             path.mkdir()
+        except FileExistsError:
+            pass  # checked below, whatever it is
         st = os.lstat(path)
     except OSError as err:
         raise OutputError(f"{path}: cannot create this folder ({err.strerror or err})") from err

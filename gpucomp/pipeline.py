@@ -523,12 +523,7 @@ def _from_output(out_dir, layers, overrides: dict) -> tuple[Path, Config]:
     bad = set(overrides) - set(RUN_FIELDS)
     if bad:
         raise ConfigError(f"only run options can be changed here ({', '.join(RUN_FIELDS)}), not {', '.join(sorted(bad))}")
-    try:
-        stored = from_dict(source["config"])
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as err:  # ConfigError is a ValueError
-        raise OutputError(f"{out / MANIFEST}: damaged or edited by hand: source.config is not a valid config "
-                          f"({type(err).__name__}: {err}); pass --force to discard this output and start over") from err
-    cfg = with_overrides(stored, **{**overrides, "force": None})
+    cfg = with_overrides(from_dict(source["config"]), **{**overrides, "force": None})
     if not layers and not Path(source["layers_dir"]).is_dir():
         raise OutputError(f"{out}: the layers folder it was made from, {source['layers_dir']}, is gone; "
                           f"pass --layers (layers= in Python) with its new place")

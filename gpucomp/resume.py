@@ -90,7 +90,8 @@ def read_manifest(out: Path) -> dict:
         raise OutputError(f"{path}: unreadable ({why}); {fix}") from err
     if isinstance(manifest, dict) and manifest.get("format") not in (FORMAT, None):
         return manifest  # another format: `differences` names it, with the version that wrote it
-    problem = _schema_problem(manifest, _SCHEMA, "") or _plan_problem(manifest["plan"])
+    problem = (_schema_problem(manifest, _SCHEMA, "") or _plan_problem(manifest["plan"])
+               or _config_problem(manifest["source"]["config"]))
     if problem:
         raise OutputError(f"{path}: damaged or edited by hand: {problem}; {fix}")
     return manifest
@@ -141,6 +142,17 @@ def _plan_problem(plan: dict) -> str | None:
     for k, stack in enumerate(stacks):
         if stack["size"] < 0 or not stack["layers"]:
             return f"plan.stacks[{k}] has a negative size or no layers"
+    return None
+
+
+def _config_problem(stored: dict) -> str | None:
+    """source.config must rebuild a valid Config: resume, extend and rerender run from it."""
+    from .config import from_dict
+
+    try:
+        from_dict(stored)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as err:  # ConfigError is a ValueError
+        return f"source.config is not a valid config ({type(err).__name__}: {err})"
     return None
 
 

@@ -291,3 +291,219 @@ def test_write_errors_in_the_final_files_are_clean_and_resumable(demo_layers, tm
     monkeypatch.undo()
     summary = gpucomp.run(demo_layers, out, size=120, seed=9, workers=2)
     assert summary["rendered"] == 0 and snapshot(out) == reference
+
+
+# --- The output folder's own odd objects: links, FIFOs and damaged files where gpucomp writes ---
+
+def cli(*argv):
+    """Run the CLI in a child process: (status, stdout, stderr); never hangs a test run."""
+    env = dict(os.environ, PYTHONPATH=str(Path(gpucomp.__file__).parents[1]))
+    p = subprocess.run([sys.executable, "-m", "gpucomp", *map(str, argv)], capture_output=True, text=True,
+                       env=env, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture(scope="module")
+def finished(demo_layers, tmp_path_factory):
+    """A finished 30-item collection to copy (each test damages its own copy)."""
+    out = tmp_path_factory.mktemp("finished") / "out"
+    gpucomp.run(demo_layers, out, size=30, seed=4, workers=2)
+    return out
+
+
+@pytest.fixture
+def copy(finished, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    return out
+
+
+@pytest.fixture
+def outside(tmp_path):
+    p = tmp_path / "outside.txt"
+    p.write_bytes(b"precious")
+    return p
+
+
+def assert_clean_error(rc, err, *words):
+    assert rc == 2, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err, err
+
+
+@pytest.mark.parametrize("name", [".gpucomp.lock", "gpucomp.journal"])
+def test_a_linked_lock_or_journal_is_never_written_through(demo_layers, tmp_path, outside, name):
+    out = tmp_path / "out"
+    rc, _, err = run_cli(demo_layers, out, "-q", env={"GPUCOMP_TEST_KILL": "manifest"})  # manifest, no journal
+    assert rc == -signal.SIGKILL
+    (out / name).unlink(missing_ok=True)
+    (out / name).symlink_to(outside)
+    rc, _, err = run_cli(demo_layers, out, "-q")
+    assert_clean_error(rc, err, name, "symbolic link")
+    assert outside.read_bytes() == b"precious"
+
+
+def test_a_dangling_lock_link_creates_nothing_elsewhere(copy, tmp_path):
+    target = tmp_path / "created-elsewhere"
+    (copy / ".gpucomp.lock").symlink_to(target)
+    rc, _, err = cli("resume", copy, "-q")
+    assert_clean_error(rc, err, ".gpucomp.lock")
+    assert not target.exists()
+
+
+def test_a_hard_linked_journal_is_refused(demo_layers, tmp_path, outside):
+    out = tmp_path / "out"
+    run_cli(demo_layers, out, "-q", env={"GPUCOMP_TEST_KILL": "manifest"})
+    os.link(outside, out / "gpucomp.journal")
+    rc, _, err = run_cli(demo_layers, out, "-q")
+    assert_clean_error(rc, err, "gpucomp.journal", "hard links")
+    assert outside.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("sub", ["images", "metadata"])
+def test_a_linked_item_folder_is_refused_and_nothing_lands_outside(copy, tmp_path, sub):
+    import shutil
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(copy / sub, elsewhere)
+    before = {p.name: p.read_bytes() for p in elsewhere.iterdir()}
+    shutil.rmtree(copy / sub)
+    (copy / sub).symlink_to(elsewhere)
+    (elsewhere / "3.png").unlink(missing_ok=True)  # something to render, were the link followed
+    rc, _, err = cli("resume", copy, "-q")
+    assert_clean_error(rc, err, f"{sub}: is a symbolic link")
+    assert {p.name for p in elsewhere.iterdir()} <= set(before)
+
+
+def test_force_removes_a_linked_item_folder_not_what_it_points_to(copy, demo_layers, tmp_path):
+    import shutil
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(copy / "images", elsewhere)
+    shutil.rmtree(copy / "images")
+    (copy / "images").symlink_to(elsewhere)
+    gpucomp.run(demo_layers, copy, size=5, seed=1, force=True)
+    assert len(list(elsewhere.glob("*.png"))) == 30
+    assert (copy / "images").is_dir() and not (copy / "images").is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink"])
+def test_a_fifo_or_link_in_place_of_a_finished_image_is_re_rendered_without_hanging(copy, finished, outside, kind):
+    img = copy / "images" / "7.png"
+    img.unlink()
+    os.mkfifo(img) if kind == "fifo" else img.symlink_to(outside)
+    rc, _, err = cli("resume", copy, "-q")
+    assert rc == 0, err
+    assert img.is_file() and not img.is_symlink()
+    assert img.read_bytes() == (finished / "images" / "7.png").read_bytes()
+    assert outside.read_bytes() == b"precious"
+
+
+def test_a_fifo_in_place_of_metadata_or_manifest_never_blocks(copy):
+    meta = copy / "metadata" / "4.json"
+    meta.unlink()
+    os.mkfifo(meta)
+    rc, _, err = cli("resume", copy, "-q")
+    assert rc == 0, err
+    assert json.loads(meta.read_text())["edition"] == 4
+    (copy / "gpucomp.json").unlink()
+    os.mkfifo(copy / "gpucomp.json")
+    for argv in (("resume", copy), ("extend", copy, "-n", "2"), ("update-metadata", copy, "--base-uri", "x://")):
+        rc, _, err = cli(*argv)
+        assert_clean_error(rc, err, "gpucomp.json", "FIFO", "--force")
+
+
+def damage(out, edit):
+    m = json.loads((out / "gpucomp.json").read_text())
+    m = edit(m)
+    (out / "gpucomp.json").write_text(json.dumps(m))
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda m: [m], "the file should be an object"),
+    (lambda m: {**m, "plan": None}, "plan should be an object"),
+    (lambda m: {**m, "plan": {k: v for k, v in m["plan"].items() if k != "stacks"}}, "plan.stacks is missing"),
+    (lambda m: {**m, "plan": {**m["plan"], "size": "30"}}, "plan.size should be a whole number"),
+    (lambda m: {**m, "plan": {**m["plan"], "seed": True}}, "plan.seed should be a whole number"),
+    (lambda m: {**m, "plan": {**m["plan"], "extensions": [{"stack": 3, "size": 5, "seed": 1}]}},
+     "plan.extensions[0].stack is 3"),
+    (lambda m: {**m, "plan": {**m["plan"], "stacks": []}}, "plan.stacks is empty"),
+    (lambda m: {**m, "art": {**m["art"], "traits": {"01-Background": ["x"]}}}, "art.traits['01-Background']"),
+    (lambda m: {**m, "source": {**m["source"], "config": {**m["source"]["config"], "size": "many"}}}, "source.config"),
+    (lambda m: {**m, "metadata": "erc721"}, "metadata should be an object"),
+])
+def test_a_damaged_manifest_is_named_by_every_command(copy, demo_layers, edit, field):
+    damage(copy, edit)
+    for argv in (("resume", copy), ("extend", copy, "-n", "2"), ("rerender", copy),
+                 ("update-metadata", copy, "--base-uri", "x://"),
+                 ("generate", demo_layers, "-o", copy, "-n", "30", "--seed", "4")):
+        rc, _, err = cli(*argv, "-q") if argv[0] != "update-metadata" else cli(*argv)
+        assert_clean_error(rc, err, "gpucomp.json", field, "--force")
+
+
+def test_a_manifest_of_another_format_is_named_with_its_version(copy, demo_layers):
+    damage(copy, lambda m: {**m, "format": 99, "gpucomp": "9.9"})
+    rc, _, err = cli("generate", demo_layers, "-o", copy, "-n", "30", "--seed", "4", "-q")
+    assert_clean_error(rc, err, "another format", "9.9")
+
+
+def test_update_metadata_and_preview_clean_what_a_killed_run_left(copy):
+    from gpucomp.output import TMP_PREFIX
+
+    (copy / "preview").mkdir()
+    litter = [copy / f"{TMP_PREFIX}a", copy / "metadata" / f"{TMP_PREFIX}b", copy / "preview" / f"{TMP_PREFIX}c"]
+    for p in litter:
+        p.write_bytes(b"partial")
+    assert cli("update-metadata", copy, "--base-uri", "ipfs://new")[0] == 0
+    assert cli("preview", copy)[0] == 0
+    assert not any(p.exists() for p in litter)
+
+
+def test_preview_refuses_a_linked_preview_folder(copy, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (copy / "preview").symlink_to(tmp_path / "elsewhere")
+    rc, _, err = cli("preview", copy)
+    assert_clean_error(rc, err, "preview: is a symbolic link")
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_update_metadata_on_a_full_disk_is_a_clean_error_and_changes_nothing(copy, monkeypatch, capsys):
+    import gpucomp.lock
+    import gpucomp.output
+    from gpucomp.cli import main
+
+    before = snapshot(copy)
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gpucomp.lock.os, "pwrite", full)
+    monkeypatch.setattr(gpucomp.output, "create_temporary", full)
+    assert main(["update-metadata", str(copy), "--base-uri", "ipfs://new"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left" in err and "run update-metadata again" in err
+    assert snapshot(copy) == before
+    assert not (copy / ".gpucomp.lock").exists()
+
+
+def test_a_full_or_closed_stdout_does_not_fail_a_finished_run(demo_layers, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(Path(gpucomp.__file__).parents[1]))
+    base = [sys.executable, "-m", "gpucomp", "generate", str(demo_layers), "-n", "10", "-q"]
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([*base, "-o", str(tmp_path / "a")], stdout=full, stderr=subprocess.PIPE, text=True,
+                           env=env, timeout=60)
+    assert p.returncode == 0 and "Traceback" not in p.stderr
+    assert "could not be printed" in p.stderr
+    p = subprocess.run(["bash", "-c", 'exec "$@" >&-', "_", *base, "-o", str(tmp_path / "b")],
+                       stderr=subprocess.PIPE, text=True, env=env, timeout=60)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    with subprocess.Popen([*base, "-o", str(tmp_path / "c"), "--json"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env) as p:
+        p.stdout.close()  # nobody reads the report: EPIPE
+        err = p.stderr.read()
+        assert p.wait(timeout=60) == 0 and b"Traceback" not in err
+    for d in "abc":
+        assert (tmp_path / d / "provenance.json").is_file()
