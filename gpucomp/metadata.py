@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from .errors import ConfigError, OutputError
 from .lock import OutputLock
+from .testhooks import fault
 from .output import (MANIFEST, MAX_METADATA_BYTES, TMP_PREFIX, atomic_write_bytes, atomic_write_json, json_bytes,
                      output_state, read_regular, write_collection_metadata)
 
@@ -337,9 +338,11 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
         # The manifest first: if this is interrupted, running update-metadata again finishes the job.
         _store(manifest, opts)
         try:
-            atomic_write_json(mpath, manifest)
+            atomic_write_json(mpath, manifest, fsync=True)
+            fault("update-metadata:manifest")
             rewritten = 0
             for n in numbers:
+                fault(f"update-metadata:{n}")
                 path, data = out / "metadata" / f"{n}.json", build(n)
                 if _read_or_none(path) != data:
                     atomic_write_bytes(path, data)

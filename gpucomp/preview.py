@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .encode import encode_png
 from .errors import ConfigError, OutputError
 from .output import atomic_write_bytes, ensure_folder, open_regular, remove_temporaries
+from .testhooks import fault
 
 MIN_THUMB, MAX_THUMB = 8, 1024
 MAX_SHEET_SIDE = 8192
@@ -201,6 +202,7 @@ def make_sheets(out_dir, *, thumb: int = 128, columns: int = 10, rows: int = 10,
         except OSError as err:
             raise OutputError(f"{path}: cannot write preview sheet ({err.strerror or err})") from err
         written.append(path)
+        fault(f"preview:{len(written)}")
 
     pending: deque = deque()
     items = iter(enumerate(numbers))

@@ -507,3 +507,32 @@ def test_a_full_or_closed_stdout_does_not_fail_a_finished_run(demo_layers, tmp_p
         assert p.wait(timeout=60) == 0 and b"Traceback" not in err
     for d in "abc":
         assert (tmp_path / d / "provenance.json").is_file()
+
+
+@pytest.mark.parametrize("point", ["update-metadata:manifest", "update-metadata:12"])
+def test_update_metadata_killed_then_run_again_finishes_the_job(copy, finished, tmp_path, point):
+    import shutil
+
+    want = tmp_path / "want"
+    shutil.copytree(finished, want)
+    assert cli("update-metadata", want, "--base-uri", "ipfs://NEW")[0] == 0
+    env = dict(os.environ, PYTHONPATH=str(Path(gpucomp.__file__).parents[1]), GPUCOMP_TEST_KILL=point)
+    p = subprocess.run([sys.executable, "-m", "gpucomp", "update-metadata", str(copy), "--base-uri", "ipfs://NEW"],
+                       env=env, capture_output=True, timeout=60)
+    assert p.returncode == -signal.SIGKILL
+    assert_consistent(copy)
+    assert cli("update-metadata", copy, "--base-uri", "ipfs://NEW")[0] == 0
+    assert snapshot(copy) == snapshot(want)
+
+
+def test_preview_killed_then_run_again_makes_the_same_sheets(copy, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(Path(gpucomp.__file__).parents[1]), GPUCOMP_TEST_KILL="preview:2")
+    p = subprocess.run([sys.executable, "-m", "gpucomp", "preview", str(copy), "--columns", "4", "--rows", "2"],
+                       env=env, capture_output=True, timeout=60)
+    assert p.returncode == -signal.SIGKILL
+    assert sorted(q.name for q in (copy / "preview").iterdir()) == ["sheet-0001.png", "sheet-0002.png"]
+    assert cli("preview", copy, "--columns", "4", "--rows", "2")[0] == 0
+    again = {q.name: q.read_bytes() for q in (copy / "preview").iterdir()}
+    assert len(again) == 4 and not any(n.startswith(".gpucomp-tmp-") for n in again)
+    assert cli("preview", copy, "--columns", "4", "--rows", "2", "-o", tmp_path / "fresh")[0] == 0
+    assert again == {q.name: q.read_bytes() for q in (tmp_path / "fresh").iterdir()}
