@@ -1,16 +1,143 @@
 """A NumPy stand-in for the parts of CuPy the CUDA backend uses, and its kernels played by the
 CPU code that defines their results (the NumPy backend, filter_rows, the deflate kernel's host
 build). Lets the backend's orchestration (batches, double buffers, copies, packing) run in CI.
-Streams and events are no-ops and copies are immediate, so it says nothing about concurrency."""
+
+Work runs at once, but the stand-in keeps the books a device would enforce (`Device`, as
+`cupy.fake`), so the orchestration's mistakes that only a GPU would show fail here too:
+- stream order: each operation is numbered on its stream; a kernel or a copy that reads an array
+  last written on another stream, with no event wait, host wait or implicit legacy-stream order in
+  between, raises `Unordered` (a non-blocking stream is not ordered after the legacy stream);
+- frees in flight: device memory is stream-ordered (reused in the order of the stream it was
+  allocated on), pinned memory is not: returning either while another stream's (for pinned: any)
+  operation on it is not known done is recorded in `faults`;
+- the pinned pool reuses a freed block only for a request of the same size rounded up to 512
+  bytes, as CuPy's PinnedMemoryPool does: `pinned_bytes` (all ever pinned) shows growth;
+- host waits are logged with whether they sleep (an Event(block=True)) or spin (`waits`);
+- a launch with a grid dimension over CUDA's limits raises `CUDADriverError`.
+"""
 import ctypes
 import tempfile
 import types
+import weakref
 
 import numpy as np
 
 from gpucomp import gpu_deflate as gd
 from gpucomp.backends.numpy_backend import NumpyBackend
 from gpucomp.encode import filter_rows
+
+
+MAX_GRID_YZ = 65535
+PINNED_UNIT = 512
+
+
+class Unordered(AssertionError):
+    """An operation read data that its stream is not ordered after: a race on a device."""
+
+
+class CUDADriverError(RuntimeError):
+    pass
+
+
+class Device:
+    """What the stand-in knows about the work it was given."""
+
+    def __init__(self):
+        self.issued: dict[int, int] = {}  # stream id -> operations issued
+        self.done: dict[int, int] = {}  # stream id -> operations the host knows are finished
+        self.streams: dict[int, "_Stream"] = {}
+        self.allocs: dict[int, "_Alloc"] = {}  # id(root array) -> record
+        self.faults: list[str] = []
+        self.waits: list[tuple[str, bool]] = []  # (what, sleeps): every host wait
+        self.pinned_free: dict[int, list] = {}  # rounded size -> free raw blocks
+        self.pinned_bytes = 0  # page-locked bytes ever allocated (a pool never gives them back)
+        self.pinned_allocs = 0
+        self.pinned_live: dict[int, "_PinnedBlock"] = {}  # address -> block handed out
+        self.d2h_bytes = 0
+        self.log: list[tuple] = []  # ("launch", name, grid) / ("copy", bytes)
+        self.null = _Stream(self, null=True)
+        self.current = [self.null]
+
+    # ---- ordering ----
+    def op(self, stream) -> int:
+        self.issued[stream.sid] = self.issued.get(stream.sid, 0) + 1
+        return self.issued[stream.sid]
+
+    def finished(self, sid: int, seq: int) -> bool:
+        return self.done.get(sid, 0) >= seq
+
+    def ordered(self, reader, sid: int, seq: int) -> bool:
+        """Is work `seq` of stream `sid` ordered before what `reader` does next?"""
+        if sid == reader.sid or self.finished(sid, seq) or reader.seen.get(sid, 0) >= seq:
+            return True
+        other = self.streams[sid]
+        # The legacy default stream and blocking streams wait for one another.
+        return (other.null and not reader.non_blocking) or (reader.null and not other.non_blocking)
+
+    def host_waited(self, sid: int, seq: int, seen: dict, what: str, sleeps: bool) -> None:
+        self.waits.append((what, sleeps))
+        self.done[sid] = max(self.done.get(sid, 0), seq)
+        for s, q in seen.items():
+            self.done[s] = max(self.done.get(s, 0), q)
+
+    # ---- memory ----
+    def track(self, root: np.ndarray, stream) -> "_Alloc":
+        rec = _Alloc(self, stream.sid, root.ctypes.data, root.nbytes)
+        self.allocs[id(root)] = rec
+        weakref.finalize(root, rec.freed, id(root))
+        return rec
+
+    def record_of(self, a):
+        root = a
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        return self.allocs.get(id(root))
+
+    def record_at(self, ptr: int):
+        for rec in self.allocs.values():
+            if rec.ptr <= ptr < rec.ptr + max(rec.nbytes, 1):
+                return rec
+        return None
+
+    def read(self, a, stream, what: str) -> None:
+        rec = self.record_of(a) if isinstance(a, np.ndarray) else self.record_at(a)
+        if rec is None or rec.writer is None:
+            return
+        sid, seq = rec.writer
+        if not self.ordered(stream, sid, seq):
+            raise Unordered(f"{what} on stream {stream.sid} reads data written by operation {seq} of stream {sid} "
+                            f"with nothing ordering it after that write")
+
+    def use(self, a, stream, write: bool) -> None:
+        rec = self.record_of(a) if isinstance(a, np.ndarray) else self.record_at(a)
+        if rec is not None:
+            seq = self.issued.get(stream.sid, 0)
+            rec.uses[stream.sid] = seq
+            if write:
+                rec.writer = (stream.sid, seq)
+
+    def in_flight(self) -> dict[int, int]:
+        """Streams with work the host has not waited for: {stream id: operations not known done}."""
+        return {s: n - self.done.get(s, 0) for s, n in self.issued.items() if n > self.done.get(s, 0)}
+
+
+DEV: Device | None = None
+
+
+class _Alloc:
+    def __init__(self, dev, sid, ptr, nbytes):
+        self.dev, self.sid, self.ptr, self.nbytes = dev, sid, ptr, nbytes
+        self.writer = None
+        self.uses: dict[int, int] = {}
+
+    def freed(self, key) -> None:
+        """Back to the (stream-ordered) pool: safe once other streams' work on it is done."""
+        dev = self.dev
+        dev.allocs.pop(key, None)
+        late = {s: q for s, q in self.uses.items() if s != self.sid and not dev.finished(s, q)}
+        if late:
+            dev.faults.append(f"device buffer of {self.nbytes} bytes (allocated on stream {self.sid}) returned to the "
+                              f"pool while streams {sorted(late)} may still use it")
 
 
 class ndarray(np.ndarray):
@@ -21,26 +148,102 @@ class ndarray(np.ndarray):
         return types.SimpleNamespace(ptr=self.ctypes.data)
 
     def get(self):
+        s = DEV.current[-1]
+        DEV.read(self, s, ".get()")
+        DEV.host_waited(s.sid, DEV.issued.get(s.sid, 0), dict(s.seen), ".get()", False)  # a synchronous copy
         return np.array(self)
 
     def set(self, a):
+        s = DEV.current[-1]
+        DEV.op(s)
         self[...] = np.asarray(a).reshape(self.shape)
+        DEV.use(self, s, write=True)
+
+    def fill(self, v):
+        s = DEV.current[-1]
+        DEV.op(s)
+        super().fill(v)
+        DEV.use(self, s, write=True)
 
 
-def _dev(a):
-    return np.ascontiguousarray(a).view(ndarray)
+def _dev(a, write=True):
+    """A fresh device array holding `a`, allocated (and, with `write`, written) on the current stream."""
+    root = np.ascontiguousarray(a)
+    if root.base is not None:
+        root = root.copy()
+    s = DEV.current[-1]
+    DEV.track(root, s)
+    out = root.view(ndarray)
+    if write:
+        DEV.op(s)
+        DEV.use(out, s, write=True)
+    return out
 
 
 class _Event:
+    def __init__(self, block=False, disable_timing=False, interprocess=False):
+        self.block = block
+        self.sid, self.seq, self.seen = 0, 0, {}
+
     def record(self, stream=None):
-        pass
+        stream = stream or DEV.current[-1]
+        self.sid, self.seq = stream.sid, DEV.issued.get(stream.sid, 0)
+        self.seen = dict(stream.seen)
 
     def synchronize(self):
-        pass
+        DEV.host_waited(self.sid, self.seq, self.seen, "Event.synchronize", self.block)
+
+    @property
+    def done(self):
+        return DEV.finished(self.sid, self.seq)
 
 
-class _Context:
-    def __init__(self, *args, **kwargs):
+class _Stream:
+    def __init__(self, dev=None, null=False, non_blocking=False, ptr=None):
+        dev = dev or DEV
+        self.null, self.non_blocking = null, non_blocking
+        self.sid = 0 if null else len(dev.streams)
+        self.ptr = 0 if null else 0x5000 + self.sid
+        self.seen: dict[int, int] = {}  # stream id -> last operation of it this stream is ordered after
+        dev.streams[self.sid] = self
+        self.dev = dev
+
+    def __enter__(self):
+        self.dev.current.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.dev.current.pop()
+
+    def use(self):
+        self.dev.current[-1:] = [self]
+        return self
+
+    def record(self, event=None):
+        event = event or _Event()
+        event.record(self)
+        return event
+
+    def wait_event(self, event):
+        self.seen[event.sid] = max(self.seen.get(event.sid, 0), event.seq)
+        for s, q in event.seen.items():
+            self.seen[s] = max(self.seen.get(s, 0), q)
+
+    def synchronize(self):
+        self.dev.host_waited(self.sid, self.dev.issued.get(self.sid, 0), dict(self.seen), "Stream.synchronize", False)
+
+
+def _stream_at(ptr: int):
+    for s in DEV.streams.values():
+        if s.ptr == ptr:
+            return s
+    raise AssertionError(f"no stream at {ptr:#x}")
+
+
+class _Device:
+    id = 0
+
+    def __init__(self, *args):
         pass
 
     def __enter__(self):
@@ -50,21 +253,8 @@ class _Context:
         pass
 
     def synchronize(self):
-        pass
-
-
-class _Stream(_Context):
-    ptr = 0
-
-    def record(self):
-        return _Event()
-
-    def wait_event(self, event):
-        pass
-
-
-class _Device(_Context):
-    id = 0
+        DEV.waits.append(("Device.synchronize", False))
+        DEV.done.update(DEV.issued)
 
 
 class _Pool:
@@ -78,33 +268,114 @@ class _Pool:
         pass
 
 
+class _PinnedBlock:
+    """One handed-out pinned block: numpy arrays made from it keep it alive; when the last goes,
+    the raw memory returns to the pool's free list for its rounded size."""
+
+    def __init__(self, dev, raw):
+        self.raw = raw
+        self.__array_interface__ = raw.__array_interface__
+        self.uses: dict[int, int] = {}
+        dev.pinned_live[raw.ctypes.data] = self
+        weakref.finalize(self, _pinned_freed, dev, raw, self.uses)
+
+
+def _pinned_freed(dev, raw, uses) -> None:
+    dev.pinned_live.pop(raw.ctypes.data, None)
+    late = {s: q for s, q in uses.items() if not dev.finished(s, q)}
+    if late:
+        dev.faults.append(f"pinned buffer of {raw.nbytes} bytes returned to the pool while a copy on streams "
+                          f"{sorted(late)} may still write into it")
+    dev.pinned_free.setdefault(raw.nbytes, []).append(raw)
+
+
+def alloc_pinned(nbytes: int) -> _PinnedBlock:
+    size = max(-(-int(nbytes) // PINNED_UNIT) * PINNED_UNIT, PINNED_UNIT)
+    free = DEV.pinned_free.get(size)
+    if free:
+        raw = free.pop()
+    else:
+        raw = np.empty(size, np.uint8)
+        DEV.pinned_bytes += size
+        DEV.pinned_allocs += 1
+    return _PinnedBlock(DEV, raw)
+
+
+def empty_pinned(shape, dtype=np.uint8):
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return np.asarray(alloc_pinned(n))[:n].view(dtype).reshape(shape)
+
+
+def _pinned_at(ptr: int):
+    for addr, block in DEV.pinned_live.items():
+        if addr <= ptr < addr + block.raw.nbytes:
+            return block
+    return None
+
+
+def memcpy_async(dst, src, n, kind, stream_ptr):
+    assert kind == 2, "the backend copies device to host only"
+    stream = _stream_at(stream_ptr)
+    DEV.read(src, stream, "memcpyAsync")
+    seq = DEV.op(stream)
+    block = _pinned_at(dst)
+    assert block is not None, "an asynchronous copy into pageable memory is synchronous on a device"
+    block.uses[stream.sid] = seq
+    rec = DEV.record_at(src)
+    if rec is not None:
+        rec.uses[stream.sid] = seq
+    DEV.d2h_bytes += n
+    DEV.log.append(("copy", n))
+    ctypes.memmove(dst, src, n)
+
+
+def memcpy(dst, src, n, kind):
+    DEV.read(src, DEV.null, "memcpy")
+    DEV.waits.append(("memcpy", False))
+    ctypes.memmove(dst, src, n)
+
+
 def make_cupy():
-    """(cupy, cupyx) module stand-ins."""
+    """(cupy, cupyx) module stand-ins; `cupy.fake` is the Device keeping the books."""
+    global DEV
+    DEV = Device()
     cp = types.ModuleType("cupy")
+    cp.fake = DEV
     cp.ndarray = ndarray
     for name in ("uint8", "uint16", "uint32", "int32", "uint64", "float32"):
         setattr(cp, name, getattr(np, name))
     cp.asarray = lambda a: _dev(np.array(a))
     # Fresh device memory is garbage, not zeros: code that relies on zeros must clear it.
     cp.empty = lambda shape, dtype=np.float32: _dev(np.full(shape, 0xA5, dtype) if np.dtype(dtype).kind in "ui"
-                                                    else np.full(shape, np.nan, dtype))
+                                                    else np.full(shape, np.nan, dtype), write=False)
     cp.zeros = lambda shape, dtype=np.float32: _dev(np.zeros(shape, dtype))
-    cp.where = lambda *a: _dev(np.where(*a))
-    cp.cumsum = lambda *a, **k: _dev(np.cumsum(*a, **k))
-    cp.concatenate = lambda *a, **k: _dev(np.concatenate(*a, **k))
+    cp.where = lambda c, *a: _read_then(lambda: np.where(np.asarray(c), *a), c)
+    cp.cumsum = lambda a, **k: _read_then(lambda: np.cumsum(np.asarray(a), **k), a)
+    cp.concatenate = lambda arrays, **k: _dev(np.concatenate(arrays, **k))
     cp.empty_like = lambda a: cp.empty(a.shape, a.dtype)
     cp.get_default_memory_pool = _Pool
     runtime = types.SimpleNamespace(
-        memcpyAsync=lambda dst, src, n, kind, stream: ctypes.memmove(dst, src, n),
-        memcpy=lambda dst, src, n, kind: ctypes.memmove(dst, src, n),
+        memcpyAsync=memcpy_async, memcpy=memcpy,
         memGetInfo=lambda: (8 << 30, 16 << 30), getDeviceCount=lambda: 1,
         getDeviceProperties=lambda i: {"name": b"stand-in (NumPy)", "major": 9, "minor": 0})
     memory = types.SimpleNamespace(OutOfMemoryError=type("OutOfMemoryError", (MemoryError,), {}))
+    _Stream.null = DEV.null
     cp.cuda = types.SimpleNamespace(Stream=_Stream, Event=_Event, Device=_Device, runtime=runtime, memory=memory,
+                                    get_current_stream=lambda: DEV.current[-1], alloc_pinned_memory=alloc_pinned,
                                     get_elapsed_time=lambda a, b: 1.0)
     cupyx = types.ModuleType("cupyx")
-    cupyx.empty_pinned = lambda shape, dtype=np.uint8: np.empty(shape, dtype)
+    cupyx.empty_pinned = empty_pinned
     return cp, cupyx
+
+
+def _read_then(fn, *inputs):
+    s = DEV.current[-1]
+    for a in inputs:
+        if isinstance(a, ndarray):
+            DEV.read(a, s, "an array operation")
+            DEV.use(a, s, write=False)
+    return _dev(fn())
 
 
 class FakeKernels:
@@ -114,6 +385,9 @@ class FakeKernels:
     encode.filter_rows;
     deflate_segments / gather_segments: the deflate kernel's host build (the variant the
     defines ask for), laid out as on the GPU."""
+
+    OUTPUTS = {"composite_batch": (12, 13, 14), "composite_batch_blend": (12, 13, 14), "filter_rows": (6,),
+               "deflate_segments": (6, 7, 8, 9), "gather_segments": (5,)}  # argument positions written
 
     def __init__(self, host_deflate):
         self.libs = {(gd.THREADS, False): host_deflate}
@@ -151,7 +425,18 @@ class FakeKernels:
             if name == "deflate_segments":
                 assert block == (threads,), "launched with another block size than the variant's"
                 self.lib = self.libs[threads, stage]
+            if max(grid[1:], default=1) > MAX_GRID_YZ:
+                raise CUDADriverError(f"CUDA_ERROR_INVALID_VALUE: grid {grid} of {name} over the y/z limit {MAX_GRID_YZ}")
+            stream = DEV.current[-1]
+            arrays = [a for a in args if isinstance(a, ndarray)]
+            for a in arrays:
+                DEV.read(a, stream, f"kernel {name}")
+            DEV.op(stream)
+            DEV.log.append(("launch", name, tuple(grid)))
             fn(grid, args)
+            for i, a in enumerate(args):
+                if isinstance(a, ndarray):
+                    DEV.use(a, stream, write=i in self.OUTPUTS[name])
 
         return kernel
 

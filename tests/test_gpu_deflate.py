@@ -163,12 +163,15 @@ def test_backend_glue_with_the_host_build_as_kernels(lib, monkeypatch):
         r = filter_rows(p, "up").reshape(-1)
         rows[b, :r.size] = r
         want.append(p)
-    dfl = DeflateBuffers(cp, batch, w, h, opaque_rgb=True)
-    flags = cp.asarray(not_opaque)
-    dfl.launch(1, batch - 1, cp.asarray(rows), flags)  # a short batch in the second buffer
-    host, got_flags, pieces = dfl.copy_exact(1, batch - 1, flags, cp.cuda.Stream())
-    assert host.nbytes == int(pieces[0].sum())  # exactly the deflated bytes came back
-    items = dfl.items(host, got_flags, *pieces)
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        dfl = DeflateBuffers(cp, batch, w, h, opaque_rgb=True)
+        dfl.launch(1, batch - 1, cp.asarray(rows), cp.asarray(not_opaque))  # a short batch in the second buffer
+        sizes, adler = dfl.sizes[1][:batch - 1].get(), dfl.adler[1][:batch - 1].get()
+    host, starts = dfl.copy_exact(1, sizes, stream)
+    stream.synchronize()
+    assert host.nbytes == int(sizes.sum())  # exactly the deflated bytes came back
+    items = dfl.items(host, not_opaque[:batch - 1], sizes, adler, starts)
     assert [it.channels for it in items] == [4, 3]
     for item, p in zip(items, want):
         got = np.asarray(Image.open(io.BytesIO(encode_deflated(item))))

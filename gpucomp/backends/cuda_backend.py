@@ -7,7 +7,9 @@ Only this module imports cupy, and only when a CudaBackend is made.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from collections import deque
+from contextlib import closing
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,6 +20,8 @@ from ..compositing import INV, SA, is_plain, layer_blend
 from ..schedule import Lookahead, Residency, grouped_order, prefix_depth
 
 THREADS = 256
+MAX_BATCH = 65535  # CUDA's limit on a grid's y dimension: every launch puts one item per grid row
+D2H = 2  # cudaMemcpyDeviceToHost
 
 
 @dataclass
@@ -67,12 +71,19 @@ class CudaBackend:
     name = "cuda"
     renders_in_workers = False  # the main thread launches batches; workers only encode
     gpu_deflate = True  # render(..., deflate=True) yields gpu_deflate.Deflated items
+    feeder_threads = 1  # the thread that launches batches and waits (asleep) for their bytes
 
     def __init__(self, opaque_rgb: bool = True, batch_size: int = 0, vram_budget: str = "0.8",
                  cache: str = "auto", trait_budget: int | None = None):
         import cupy
 
+        if not 0 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be 0 (auto) to {MAX_BATCH} (CUDA's grid limit), got {batch_size}")
         self.cp = cupy
+        # Every upload, launch and copy runs on these two streams, never on the legacy default
+        # stream, which a non-blocking stream does not wait for.
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        self.copy_stream = cupy.cuda.Stream(non_blocking=True)
         self.opaque_rgb = opaque_rgb
         self.batch_size = batch_size
         self.auto_batch = not batch_size
@@ -83,6 +94,12 @@ class CudaBackend:
         self.cache: PrefixCache | None = None
         self.residency: Residency | None = None
         self.peak_vram = 0
+
+    def encode_workers(self, cores: int) -> int:
+        """Encode threads to run beside this backend on `cores` cores: one core stays with the
+        thread that feeds the GPU. (Whether cores - 1 beats cores is for benchmarks/bench_gpu.py's
+        worker sweep on a device to say; the pipeline does not call this yet.)"""
+        return max(1, cores - self.feeder_threads)
 
     # ---- setup -------------------------------------------------------------------------
     def warm(self, deflate: bool = False) -> None:
@@ -106,56 +123,57 @@ class CudaBackend:
         from ..kernels import get_kernel
 
         if getattr(self, "layerset", None) is not None:
+            self._wait(self.stream)  # the previous stack's buffers go back to the pool next
             self.close()
             self.residency = None
             cp.get_default_memory_pool().free_all_blocks()
-
-        self.k_filter = get_kernel("filter_rows")
-        self.layerset = layerset
-        # Per layer blend mode and float32 opacity (compositing.py); the blend-capable kernel only
-        # when some layer is not plain, so plain stacks run the plain kernel unchanged.
-        blends = [layer_blend(layer) for layer in layerset.layers]
-        self.blending = not all(is_plain(m, op) for m, op in blends)
-        self.k_composite = get_kernel("composite_batch_blend" if self.blending else "composite_batch")
-        self.d_layer_blend = cp.asarray(np.array([m for m, _ in blends], np.int32).reshape(-1))
-        self.d_layer_opacity = cp.asarray(np.array([op for _, op in blends], np.float32).reshape(-1))
-        self.height, self.width = layerset.height, layerset.width
-        self.npix = self.height * self.width
-        traits = [t for layer in layerset.layers for t in layer.traits]
-        self.layer_offset = np.cumsum([0] + [len(layer.traits) for layer in layerset.layers[:-1]]).astype(np.int32)
-        self.host_traits, boxes = [], np.zeros((len(traits), 4), np.int32)
-        for i, t in enumerate(traits):
-            px, box = pad_box(t.pixels, t.box, self.width)
-            self.host_traits.append(px)
-            if box is not None:
-                y0, x0, y1, x1 = box
-                boxes[i] = (y0, x0, y1 - y0, x1 - x0)
-        self.boxes = boxes
-        self.box_areas = boxes[:, 2].astype(np.int64) * boxes[:, 3]  # pixels read per trait
-        self.trait_sizes = [a.nbytes for a in self.host_traits]
-        self.budget = resolve_budget(self.vram_budget, free_device_memory())
-        self.d_boxes = cp.asarray(boxes)
-        self.d_tables = cp.asarray(np.concatenate([SA, INV]))
-        self.ptrs = np.zeros(len(traits), np.uint64)
-        self.d_ptrs = cp.zeros(len(traits), cp.uint64)
-        total = sum(self.trait_sizes)
-        if self.auto_batch:
-            self.batch_size = self._auto_batch(self.item_bytes())
-        trait_budget = self.trait_budget_override or int(self.budget * 0.5)
-        self.resident_pool = None
-        self.dev_traits: dict[int, object] = {}
-        if total <= trait_budget:  # everything resident: one packed buffer + offset table
-            padded = [-(-n // 16) * 16 for n in self.trait_sizes]  # 16-byte aligned starts (uint4 loads)
-            offs = np.cumsum([0] + padded[:-1])
-            pool = cp.empty(max(sum(padded), 1), cp.uint8)
-            for i, a in enumerate(self.host_traits):
-                if a.nbytes:
-                    pool[offs[i]:offs[i] + a.nbytes].set(a.reshape(-1).view(np.uint8))
-            self.resident_pool = pool
-            self.ptrs[:] = pool.data.ptr + offs.astype(np.uint64)
-            self.d_ptrs.set(self.ptrs)
-            self.trait_bytes_uploaded = total
-        self.trait_budget = trait_budget
+        with self.stream:  # uploads ordered before every launch on this stream
+            self.k_filter = get_kernel("filter_rows")
+            self.layerset = layerset
+            # Per layer blend mode and float32 opacity (compositing.py); the blend-capable kernel only
+            # when some layer is not plain, so plain stacks run the plain kernel unchanged.
+            blends = [layer_blend(layer) for layer in layerset.layers]
+            self.blending = not all(is_plain(m, op) for m, op in blends)
+            self.k_composite = get_kernel("composite_batch_blend" if self.blending else "composite_batch")
+            self.d_layer_blend = cp.asarray(np.array([m for m, _ in blends], np.int32).reshape(-1))
+            self.d_layer_opacity = cp.asarray(np.array([op for _, op in blends], np.float32).reshape(-1))
+            self.height, self.width = layerset.height, layerset.width
+            self.npix = self.height * self.width
+            traits = [t for layer in layerset.layers for t in layer.traits]
+            self.layer_offset = np.cumsum([0] + [len(layer.traits) for layer in layerset.layers[:-1]]).astype(np.int32)
+            self.host_traits, boxes = [], np.zeros((len(traits), 4), np.int32)
+            for i, t in enumerate(traits):
+                px, box = pad_box(t.pixels, t.box, self.width)
+                self.host_traits.append(px)
+                if box is not None:
+                    y0, x0, y1, x1 = box
+                    boxes[i] = (y0, x0, y1 - y0, x1 - x0)
+            self.boxes = boxes
+            self.box_areas = boxes[:, 2].astype(np.int64) * boxes[:, 3]  # pixels read per trait
+            self.trait_sizes = [a.nbytes for a in self.host_traits]
+            self.budget = resolve_budget(self.vram_budget, free_device_memory())
+            self.d_boxes = cp.asarray(boxes)
+            self.d_tables = cp.asarray(np.concatenate([SA, INV]))
+            self.ptrs = np.zeros(len(traits), np.uint64)
+            self.d_ptrs = cp.zeros(len(traits), cp.uint64)
+            total = sum(self.trait_sizes)
+            if self.auto_batch:
+                self.batch_size = self._auto_batch(self.item_bytes())
+            trait_budget = self.trait_budget_override or int(self.budget * 0.5)
+            self.resident_pool = None
+            self.dev_traits: dict[int, object] = {}
+            if total <= trait_budget:  # everything resident: one packed buffer + offset table
+                padded = [-(-n // 16) * 16 for n in self.trait_sizes]  # 16-byte aligned starts (uint4 loads)
+                offs = np.cumsum([0] + padded[:-1])
+                pool = cp.empty(max(sum(padded), 1), cp.uint8)
+                for i, a in enumerate(self.host_traits):
+                    if a.nbytes:
+                        pool[offs[i]:offs[i] + a.nbytes].set(a.reshape(-1).view(np.uint8))
+                self.resident_pool = pool
+                self.ptrs[:] = pool.data.ptr + offs.astype(np.uint64)
+                self.d_ptrs.set(self.ptrs)
+                self.trait_bytes_uploaded = total
+            self.trait_budget = trait_budget
         self._note_vram()
 
     def _launch(self, combos, nb: int, mode: int, out8=None, flags=None, prefix=None, first=None, out_acc=None):
@@ -243,9 +261,10 @@ class CudaBackend:
                 if self.resident_pool is None and self.residency is None:
                     look = Lookahead([gids[idx].ravel() for idx in batches])
                     self.residency = Residency(self.trait_sizes, self.trait_budget, look, self._upload, self._drop)
-                for idx, outs in self._render_batches(batches, gids, layers, png_filter, stats, deflate):
-                    pos += len(idx)
-                    yield idx, outs
+                with closing(self._render_batches(batches, gids, layers, png_filter, stats, deflate)) as run:
+                    for idx, outs in run:
+                        pos += len(idx)
+                        yield idx, outs
             except MemoryError as err:  # CuPy's OutOfMemoryError, or a batch over the trait budget
                 if self.cache is not None:
                     self.cache.clear()
@@ -271,67 +290,99 @@ class CudaBackend:
             yield np.array([i]), cpu.composite([combos[i]])
 
     def _render_batches(self, batches, gids, layers, png_filter, stats, deflate=False):
-        cp = self.cp
-        B = self.batch_size
-        stream = cp.cuda.Stream(non_blocking=True)
-        copy_stream = cp.cuda.Stream(non_blocking=True)
-        out8 = [cp.empty((B, self.npix * 4), cp.uint8) for _ in range(2)]
-        rows = [cp.empty((B, self.height * (1 + 4 * self.width)), cp.uint8) for _ in range(2)]
-        flags = [cp.zeros(B, cp.int32) for _ in range(2)]
-        dfl = DeflateBuffers(cp, B, self.width, self.height, self.opaque_rgb) if deflate else None
-        copied = [None, None]
-        filt = 2 if png_filter == "up" else 0
-        prev = None
-        for bi, idx in enumerate(batches):
-            s = bi % 2
-            nb = len(idx)
-            if copied[s] is not None:
-                stream.wait_event(copied[s])
-            with stream:
-                if self.residency is not None:
-                    with stats.timer("upload"):
-                        stream.synchronize()  # the previous launch may still read traits we evict
-                        self.residency.ensure(bi)
-                        self.d_ptrs.set(self.ptrs)
-                pre_ptrs, first = self._prefixes(idx, gids, layers)
-                flags[s][:nb].fill(0)
-                self._launch(cp.asarray(gids[idx]), nb, 0, out8=out8[s], flags=flags[s],
-                             prefix=cp.asarray(pre_ptrs), first=cp.asarray(first))
-                self._filter(out8[s], flags[s], rows[s], nb, filt)
-                if dfl is not None:
-                    dfl.launch(s, nb, rows[s], flags[s])
-                done = stream.record()
-            self._note_vram()
-            if dfl is not None:
-                # Deflated sizes are known only once a batch is done: the previous batch's bytes
-                # (exactly as many as there are) come back while this one computes.
-                if prev is not None:
-                    yield self._collect_deflated(dfl, *prev, copy_stream, copied, stats)
-                prev = (idx, s, nb, done, flags[s])
-                continue
-            host = _pinned((nb, rows[s].shape[1]))
-            host_flags = _pinned((nb,), np.int32)
-            copy_stream.wait_event(done)
-            cp.cuda.runtime.memcpyAsync(host.ctypes.data, rows[s].data.ptr, host.nbytes, 2, copy_stream.ptr)
-            cp.cuda.runtime.memcpyAsync(host_flags.ctypes.data, flags[s].data.ptr, host_flags.nbytes, 2, copy_stream.ptr)
-            copied[s] = copy_stream.record()
-            if prev is not None:
-                yield self._collect(*prev, stats)
-            prev = (idx, host, host_flags, copied[s], png_filter)
-        if prev is not None:
-            yield (self._collect_deflated(dfl, *prev, copy_stream, copied, stats) if dfl is not None
-                   else self._collect(*prev, stats))
-        stream.synchronize()
-        copy_stream.synchronize()
+        """Three batches in flight: launch batch i, queue the exact copy of batch i-1's bytes once
+        its sizes and flags are on the host, hand batch i-2 to the encoders. So the GPU computes
+        while earlier batches come back and are encoded; host waits sleep on blocking-sync events,
+        and nothing waits per item. On close or error both streams are waited for before the
+        buffers go back to the pools (a kernel or a copy may still use them)."""
+        with self.stream:  # allocated on the stream that writes them: the pool reuses them in its order
+            bufs = _Buffers(self, self.batch_size, deflate)
+        flight: deque[_InFlight] = deque()
+        try:
+            for bi, idx in enumerate(batches):
+                flight.append(self._launch_batch(bufs, bi, idx, gids, layers, png_filter, stats))
+                if len(flight) >= 2:
+                    self._copy_back(bufs, flight[-2], stats)
+                if len(flight) == 3:
+                    yield self._collect(bufs, flight.popleft(), png_filter, stats)
+            if flight:
+                self._copy_back(bufs, flight[-1], stats)
+            while flight:
+                yield self._collect(bufs, flight.popleft(), png_filter, stats)
+        finally:
+            with stats.timer("gpu_wait"):
+                self._wait(self.stream)
+                self._wait(self.copy_stream)
 
-    def _collect_deflated(self, dfl, idx, s, nb, done, flags, copy_stream, copied, stats):
+    def _launch_batch(self, bufs: _Buffers, bi: int, idx, gids, layers, png_filter, stats) -> _InFlight:
+        """Queue batch `bi` on the compute stream into slot bi % 2, then its flags (and deflate
+        sizes) to pinned memory on the copy stream. Nothing here waits for the device, except
+        before evicting streamed traits a running launch may still read."""
+        cp, stream, s, nb = self.cp, self.stream, bi % 2, len(idx)
+        if bufs.copied[s] is not None:
+            stream.wait_event(bufs.copied[s])  # slot s's previous batch is on the host (device-side wait)
+        with stream:
+            if self.residency is not None:
+                with stats.timer("upload"):
+                    self._wait(stream)
+                    self.residency.ensure(bi)
+                    self.d_ptrs.set(self.ptrs)
+            pre_ptrs, first = self._prefixes(idx, gids, layers)
+            flags = bufs.flags[s]
+            flags[:nb].fill(0)
+            self._launch(cp.asarray(gids[idx]), nb, 0, out8=bufs.out8, flags=flags,
+                         prefix=cp.asarray(pre_ptrs), first=cp.asarray(first))
+            self._filter(bufs.out8, flags, bufs.rows[s], nb, 2 if png_filter == "up" else 0)
+            if bufs.dfl is not None:
+                bufs.dfl.launch(s, nb, bufs.rows[s], flags)
+        self._note_vram()
+        self.copy_stream.wait_event(self._event(stream))
+        bufs.queue_meta(s, nb, self.copy_stream)
+        return _InFlight(idx, s, nb, self._event(self.copy_stream))
+
+    def _copy_back(self, bufs: _Buffers, b: _InFlight, stats) -> None:
+        """Once batch b's flags (and sizes) are on the host: queue exactly its bytes into one
+        pinned buffer on the copy stream: deflate streams, or rows at each item's own length
+        (RGB items are a quarter shorter than the RGBA-capacity slot)."""
         with stats.timer("gpu_wait"):
-            done.synchronize()
-        host, not_opaque, pieces = dfl.copy_exact(s, nb, flags, copy_stream)
-        copied[s] = copy_stream.record()  # buffer s is free again once this copy is over
+            b.meta_ready.synchronize()
+        s, nb = b.slot, b.nb
+        b.flags = bufs.h_flags[s][:nb].copy()
+        if bufs.dfl is not None:
+            b.sizes, b.adler = bufs.h_sizes[s][:nb].copy(), bufs.h_adler[s][:nb].copy()
+            lengths, src, stride = b.sizes.sum(axis=1, dtype=np.int64), bufs.dfl.packed[s], bufs.dfl.cap
+        else:
+            b.channels = item_channels(b.flags, self.opaque_rgb, np)
+            lengths = self.height * (1 + self.width * b.channels.astype(np.int64))
+            src, stride = bufs.rows[s], bufs.rows[s].shape[1]
+        b.host, b.starts = copy_items(self.cp, src, stride, lengths, self.copy_stream)
+        b.lengths = lengths
+        b.copied = bufs.copied[s] = self._event(self.copy_stream)
+
+    def _collect(self, bufs: _Buffers, b: _InFlight, png_filter: str, stats):
+        """(plan indices, outputs) of batch b once its bytes are on the host: views of its pinned
+        buffer, which lives as long as any of them."""
         with stats.timer("gpu_wait"):
-            copied[s].synchronize()
-        return idx, dfl.items(host, not_opaque, *pieces)
+            b.copied.synchronize()
+        if bufs.dfl is not None:
+            return b.idx, bufs.dfl.items(b.host, b.flags, b.sizes, b.adler, b.starts)
+        outs = []
+        for c, at, n in zip(b.channels.tolist(), b.starts.tolist(), b.lengths.tolist()):
+            r = b.host[at:at + n].reshape(self.height, 1 + self.width * c)
+            outs.append(Filtered(r, self.width, self.height, c) if png_filter == "up"
+                        else r[:, 1:].reshape(self.height, self.width, c))
+        return b.idx, outs
+
+    def _event(self, stream):
+        """An event recorded on `stream` that a host thread waits for asleep (blocking sync), not
+        spinning on a core the encoders need."""
+        ev = self.cp.cuda.Event(block=True, disable_timing=True)
+        ev.record(stream)
+        return ev
+
+    def _wait(self, stream) -> None:
+        """Block (asleep) until everything queued on `stream` so far is done."""
+        self._event(stream).synchronize()
 
     def _filter(self, out8, flags, rows, nb: int, filt: int) -> None:
         """PNG rows from a batch's RGBA finals: filter 2 = Up, 0 = None (filter_rows kernel)."""
@@ -373,18 +424,6 @@ class CudaBackend:
             self._launch(cp.asarray(combos), nbld, 1, out_acc=cp.asarray(dst))
         return pre, first
 
-    def _collect(self, idx, host, host_flags, event, png_filter, stats):
-        with stats.timer("gpu_wait"):
-            event.synchronize()
-        outs = []
-        for k, c in enumerate(item_channels(host_flags, self.opaque_rgb, np).tolist()):
-            r = host[k, :self.height * (1 + self.width * c)].reshape(self.height, 1 + self.width * c)
-            if png_filter == "up":
-                outs.append(Filtered(r, self.width, self.height, c))
-            else:
-                outs.append(r[:, 1:].reshape(self.height, self.width, c))
-        return idx, outs
-
     # ---- measurement helpers (benchmarks, tests) -----------------------------------------------
     def composite_only(self, combos: np.ndarray, reps: int = 5) -> dict:
         """Time the compositing kernel alone on one batch (device events): items/s and GB/s
@@ -392,18 +431,11 @@ class CudaBackend:
         cp = self.cp
         gids = (combos + self.layer_offset[None, :]).astype(np.int32)[: self.batch_size]
         nb = len(gids)
-        out8 = cp.empty((nb, self.npix * 4), cp.uint8)
-        d_combos = cp.asarray(gids)
-        self._launch(d_combos, nb, 0, out8=out8)  # warm-up
-        times = []
-        for _ in range(reps):
-            start, end = cp.cuda.Event(), cp.cuda.Event()
-            start.record()
-            self._launch(d_combos, nb, 0, out8=out8)
-            end.record()
-            end.synchronize()
-            times.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
-        t = float(np.median(times))
+        with self.stream:
+            out8 = cp.empty((nb, self.npix * 4), cp.uint8)
+            d_combos = cp.asarray(gids)
+            self._launch(d_combos, nb, 0, out8=out8)  # warm-up
+            t = self._timed(reps, lambda: self._launch(d_combos, nb, 0, out8=out8))
         moved = int(self.box_areas[gids].sum()) * 4 + nb * self.npix * 4
         return {"items": nb, "seconds": t, "items_per_s": nb / t, "gb_per_s": moved / t / 1e9, "bytes": moved}
 
@@ -414,26 +446,31 @@ class CudaBackend:
         cp = self.cp
         gids = (combos + self.layer_offset[None, :]).astype(np.int32)[: self.batch_size]
         nb = len(gids)
-        out8 = cp.empty((nb, self.npix * 4), cp.uint8)
-        rows = cp.empty((nb, self.height * (1 + 4 * self.width)), cp.uint8)
-        flags = cp.zeros(nb, cp.int32)
-        self._launch(cp.asarray(gids), nb, 0, out8=out8, flags=flags)
-        self._filter(out8, flags, rows, nb, 2)
-        dfl = DeflateBuffers(cp, nb, self.width, self.height, self.opaque_rgb, threads, stage)
-        dfl.launch(0, nb, rows, flags)  # warm-up (compiles)
-        times = []
-        for _ in range(reps):
-            start, end = cp.cuda.Event(), cp.cuda.Event()
-            start.record()
-            dfl.launch(0, nb, rows, flags)
-            end.record()
-            end.synchronize()
-            times.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
-        t = float(np.median(times))
-        n_in = int(dfl.lengths(item_channels(flags.get(), self.opaque_rgb, np)).sum(dtype=np.int64))
-        n_out = int(dfl.sizes[0][:nb].sum())
+        with self.stream:
+            out8 = cp.empty((nb, self.npix * 4), cp.uint8)
+            rows = cp.empty((nb, self.height * (1 + 4 * self.width)), cp.uint8)
+            flags = cp.zeros(nb, cp.int32)
+            self._launch(cp.asarray(gids), nb, 0, out8=out8, flags=flags)
+            self._filter(out8, flags, rows, nb, 2)
+            dfl = DeflateBuffers(cp, nb, self.width, self.height, self.opaque_rgb, threads, stage)
+            dfl.launch(0, nb, rows, flags)  # warm-up (compiles)
+            t = self._timed(reps, lambda: dfl.launch(0, nb, rows, flags))
+            n_in = int(dfl.lengths(item_channels(flags.get(), self.opaque_rgb, np)).sum(dtype=np.int64))
+            n_out = int(dfl.sizes[0][:nb].get().sum())
         return {"threads": threads, "stage": stage, "items": nb, "seconds": t, "items_per_s": nb / t, "gb_per_s_in": n_in / t / 1e9,
                 "out_over_in": n_out / n_in, "avg_mb_out": n_out / nb / 1e6}
+
+    def _timed(self, reps: int, launch) -> float:
+        """Median seconds of `launch` on this backend's stream, between device events."""
+        cp, times = self.cp, []
+        for _ in range(reps):
+            start, end = cp.cuda.Event(block=True), cp.cuda.Event(block=True)
+            start.record(self.stream)
+            launch()
+            end.record(self.stream)
+            end.synchronize()
+            times.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
+        return float(np.median(times))
 
     def stats(self) -> dict:
         d = {"backend": "cuda", "batch_size": self.batch_size, "budget_bytes": getattr(self, "budget", 0),
@@ -507,21 +544,11 @@ class DeflateBuffers:
         self.k_gather((segs, nb), (256,), (self.slots, sizes, offsets, np.uint32(segs), np.uint64(self.cap),
                                            self.packed[s]))
 
-    def copy_exact(self, s: int, nb: int, not_opaque, stream) -> tuple:
-        """Once batch s is done: its sizes, Adler pieces and opacity flags to the host, then each
-        item's packed bytes (~4 MB at 2048x2048 RGB, against the 16.8 MB its slot holds) into one
-        pinned buffer, asynchronously on `stream`. Returns (host bytes, flags, (sizes, adler, starts))."""
-        cp = self.cp
-        sizes, adler = self.sizes[s][:nb].get(), self.adler[s][:nb].get()
-        flags = not_opaque[:nb].get()
-        totals = sizes.sum(axis=1, dtype=np.int64)
-        starts = np.concatenate(([0], np.cumsum(totals)[:-1])).astype(np.int64)
-        host = _pinned((max(int(totals.sum()), 1),))
-        base = self.packed[s].data.ptr
-        for k in range(nb):
-            cp.cuda.runtime.memcpyAsync(host.ctypes.data + int(starts[k]), base + k * self.cap, int(totals[k]), 2,
-                                        stream.ptr)
-        return host, flags, (sizes, adler, starts)
+    def copy_exact(self, s: int, sizes: np.ndarray, stream) -> tuple:
+        """Queue buffer s's packed bytes, exactly `sizes` (host (nb, segs), from the kernel) of each
+        item (~4 MB at 2048x2048 RGB, against the 16.8 MB its slot holds), into one pinned buffer
+        on `stream`. Returns (host bytes, starts): item k at host[starts[k]:]."""
+        return copy_items(self.cp, self.packed[s], self.cap, sizes.sum(axis=1, dtype=np.int64), stream)
 
     def items(self, host, not_opaque, sizes, adler, starts) -> list:
         """Deflated items from a batch's packed bytes (item k at host[starts[k]:]), segment sizes
@@ -548,8 +575,83 @@ def pad_box(pixels: np.ndarray, box, width: int):
     return out, (y0, nx0, y1, nx1)
 
 
+def copy_items(cp, src, stride: int, lengths: np.ndarray, stream) -> tuple:
+    """Queue on `stream` the first lengths[k] bytes of item k (at src + k * stride on the device)
+    back to back into one pinned buffer. Returns (host uint8 array, starts). Asynchronous: the
+    bytes are there once an event recorded on `stream` after this is done."""
+    lengths = np.asarray(lengths, np.int64)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    host = pinned_bytes(max(int(lengths.sum()), 1))
+    base, dst = src.data.ptr, host.ctypes.data
+    for k, (at, n) in enumerate(zip(starts.tolist(), lengths.tolist())):
+        cp.cuda.runtime.memcpyAsync(dst + at, base + k * stride, n, D2H, stream.ptr)
+    return host, starts
+
+
+def size_class(n: int) -> int:
+    """`n` rounded up to its 4 leading bits (at least 64 KiB): at most 1/8 more. CuPy's pinned
+    pool reuses a freed block only for a request of the same rounded size, so asking for each
+    batch's exact size would pin fresh memory every batch and keep all of it; a few classes
+    cover every batch of a run."""
+    n = max(int(n), 1 << 16)
+    q = 1 << (n.bit_length() - 4)
+    return -(-n // q) * q
+
+
+def pinned_bytes(n: int) -> np.ndarray:
+    """`n` bytes (uint8) of page-locked memory from CuPy's pinned pool, taken in its size class;
+    the block returns to the pool when the array and every view of it are gone."""
+    return _pinned((size_class(n),))[:n]
+
+
 def _pinned(shape, dtype=np.uint8) -> np.ndarray:
     """A NumPy array in page-locked memory from CuPy's pinned pool (returned when freed)."""
     import cupyx
 
     return cupyx.empty_pinned(shape, dtype)
+
+
+@dataclass
+class _InFlight:
+    """A launched batch on its way to the encoders: slot, then what comes back in two steps."""
+
+    idx: np.ndarray  # plan indices
+    slot: int
+    nb: int
+    meta_ready: object  # event: its flags (and deflate sizes, Adler pieces) are in the slot's pinned meta
+    flags: np.ndarray | None = None
+    channels: np.ndarray | None = None  # rows: bytes per pixel of each item
+    sizes: np.ndarray | None = None  # deflate: (nb, segs) segment sizes
+    adler: np.ndarray | None = None
+    host: np.ndarray | None = None  # pinned: every item's bytes back to back
+    starts: np.ndarray | None = None
+    lengths: np.ndarray | None = None
+    copied: object = None  # event: host holds its bytes
+
+
+class _Buffers:
+    """One render's device buffers: the RGBA finals (one: only the compute stream touches them),
+    per slot (two batches in flight) the filtered rows, opacity flags and deflate outputs, and
+    their pinned metadata copies (fixed sizes, so the pinned pool reuses them)."""
+
+    def __init__(self, backend: CudaBackend, batch: int, deflate: bool):
+        cp, b = backend.cp, backend
+        self.out8 = cp.empty((batch, b.npix * 4), cp.uint8)
+        self.rows = [cp.empty((batch, b.height * (1 + 4 * b.width)), cp.uint8) for _ in range(2)]
+        self.flags = [cp.zeros(batch, cp.int32) for _ in range(2)]
+        self.dfl = DeflateBuffers(cp, batch, b.width, b.height, b.opaque_rgb) if deflate else None
+        self.h_flags = [_pinned((batch,), np.int32) for _ in range(2)]
+        if self.dfl is not None:
+            self.h_sizes = [_pinned(a.shape, a.dtype) for a in self.dfl.sizes]
+            self.h_adler = [_pinned(a.shape, a.dtype) for a in self.dfl.adler]
+        self.copied: list = [None, None]  # per slot: event after its last batch's bytes were copied
+        self.cp = cp
+
+    def queue_meta(self, s: int, nb: int, stream) -> None:
+        """Slot s's flags (and deflate sizes and Adler pieces) of its first nb items to pinned memory."""
+        pairs = [(self.h_flags[s], self.flags[s])]
+        if self.dfl is not None:
+            pairs += [(self.h_sizes[s], self.dfl.sizes[s]), (self.h_adler[s], self.dfl.adler[s])]
+        for host, dev in pairs:
+            n = host.nbytes // host.shape[0] * nb
+            self.cp.cuda.runtime.memcpyAsync(host.ctypes.data, dev.data.ptr, n, D2H, stream.ptr)
