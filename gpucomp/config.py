@@ -15,6 +15,7 @@ from .errors import ConfigError
 from .naming import is_plain_name
 
 MAX_SIZE = 10_000_000  # the plan holds every combination in memory; far above any real collection
+MAX_BATCH = 65535  # items per CUDA launch: one item per grid row, and a grid has at most 65535 rows
 
 
 BLEND_MODES = ("normal", "multiply", "screen", "overlay", "darken", "lighten", "color-dodge", "color-burn",
@@ -227,6 +228,9 @@ def validate(cfg: Config, source: str = "options") -> Config:
         raise ConfigError(f"{source}: cache must be auto, on or off, got {cfg.cache!r}")
     if cfg.workers < 0 or cfg.batch_size < 0:
         raise ConfigError(f"{source}: workers and batch_size must be 0 (auto) or more")
+    if cfg.batch_size > MAX_BATCH:
+        raise ConfigError(f"{source}: batch_size {cfg.batch_size} is more than a CUDA launch takes ({MAX_BATCH} items); "
+                          f"lower it, or use 0 to size batches from the GPU memory budget")
     if not cfg.delimiter or "/" in cfg.delimiter or "." in cfg.delimiter:
         raise ConfigError(f"{source}: delimiter must be non-empty and contain no '/' or '.', got {cfg.delimiter!r}")
     if cfg.stacks and cfg.layers:

@@ -52,7 +52,7 @@ class Device:
         self.pinned_free: dict[int, list] = {}  # rounded size -> free raw blocks
         self.pinned_bytes = 0  # page-locked bytes ever allocated (a pool never gives them back)
         self.pinned_allocs = 0
-        self.pinned_live: dict[int, "_PinnedBlock"] = {}  # address -> block handed out
+        self.pinned_live = weakref.WeakValueDictionary()  # address -> block handed out
         self.d2h_bytes = 0
         self.log: list[tuple] = []  # ("launch", name, grid) / ("copy", bytes)
         self.null = _Stream(self, null=True)

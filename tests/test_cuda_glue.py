@@ -120,3 +120,179 @@ def test_bench_gpu_smoke_runs(fake_gpu, monkeypatch, tmp_path):
     assert [(d["threads"], d["stage"]) for d in out["deflate_sweep"]][:5] == [(64, False), (32, False), (128, False),
                                                                          (256, False), (64, True)]
     assert all("error" not in d for d in out["deflate_sweep"])
+
+
+# ---- what only a device shows, kept by the stand-in's books --------------------------------------
+def _backend(fake, layers, batch_size=2, **kw):
+    """A CudaBackend on the stand-in, prepared for `layers`: (backend, layer set)."""
+    from gpucomp.backends.cuda_backend import CudaBackend
+    from gpucomp.layers import load_layers
+
+    backend = CudaBackend(batch_size=batch_size, **kw)
+    fake.watch(backend)
+    ls = load_layers(layers)
+    backend.prepare(ls)
+    return backend, ls
+
+
+def _combos(ls, n, seed=1):
+    from gpucomp.plan import make_plan
+
+    return make_plan([layer.weights for layer in ls.layers], n, seed=seed).combos
+
+
+def _render(backend, combos, preset="gpu", on_batch=None, keep=False):
+    """Render as the pipeline asks; `on_batch(k)` after batch k. Returns the outputs with `keep`,
+    else their number: like the encoders, it drops each batch (and its pinned buffer) as it goes."""
+    from gpucomp.stats import Stats
+
+    p = get_preset(preset)
+    outs, n = [], 0
+    for k, (idx, batch) in enumerate(backend.render(combos, Stats(), p.filter, deflate=p.engine == "gpu")):
+        n += len(batch)
+        if keep:
+            outs += batch
+        del batch
+        if on_batch is not None:
+            on_batch(k)
+    return outs if keep else n
+
+
+def test_stand_in_catches_what_a_device_would(fake_gpu):
+    """The stand-in's own rules, each shown failing: an unordered launch, a buffer freed under a
+    copy, the pinned pool's exact-size reuse, spinning waits."""
+    import gc
+
+    import cupy
+    import cupyx
+
+    dev = cupy.fake
+    up = cupy.asarray(np.arange(4, dtype=np.int32))  # legacy default stream
+    s = cupy.cuda.Stream(non_blocking=True)
+    with s, pytest.raises(AssertionError, match="nothing ordering it"):
+        fake_gpu("filter_rows")((1, 1), (1,), (up, up, 0, 1, 1, 0, cupy.empty(8, cupy.uint8)))
+    s.wait_event(cupy.cuda.Stream.null.record())
+    with s:
+        cupy.cumsum(up)  # ordered now
+    a = cupyx.empty_pinned((1000,), np.uint8)
+    cupy.cuda.runtime.memcpyAsync(a.ctypes.data, up.data.ptr, 16, 2, s.ptr)
+    del a
+    gc.collect()
+    assert dev.faults and "pinned buffer" in dev.faults[-1]
+    n = dev.pinned_allocs
+    cupyx.empty_pinned((1000,), np.uint8)  # the freed 1024-byte block serves the same rounded size
+    assert dev.pinned_allocs == n
+    cupyx.empty_pinned((1100,), np.uint8)  # and only that size
+    assert dev.pinned_allocs == n + 1
+    ev = cupy.cuda.Event(block=True, disable_timing=True)
+    ev.record(s)
+    ev.synchronize()
+    s.synchronize()
+    assert dev.waits[-2:] == [("Event.synchronize", True), ("Stream.synchronize", False)]
+
+
+@pytest.mark.parametrize("preset", ["gpu", "fast"])
+def test_pinned_memory_is_flat_in_the_number_of_batches(fake_gpu, layers256, preset):
+    """Fix 1: each batch's bytes come back into a pinned buffer; CuPy's pool reuses a freed block
+    only for the same rounded size. Asked for exactly, every batch pinned fresh memory that the
+    pool kept for good (~4 MB an item at 2048x2048). Now, while the encoders drop each batch's
+    items as they go, 24 more batches pin nothing more than the first 8 did."""
+    import cupy
+
+    backend, ls = _backend(fake_gpu, layers256)
+    combos = _combos(ls, 64, seed=2)
+    _render(backend, combos[:16], preset)
+    first = cupy.fake.pinned_bytes
+    _render(backend, combos[16:], preset)
+    assert cupy.fake.pinned_bytes <= first * 1.1, (first, cupy.fake.pinned_bytes)
+    assert not cupy.fake.faults
+
+
+@pytest.mark.parametrize("preset", ["gpu", "fast"])
+def test_host_waits_sleep_and_none_per_item(fake_gpu, layers256, preset):
+    """Fix 2 and 4: the thread that feeds the GPU waits on blocking-sync events only (a spinning
+    wait eats a core the encoders need), at most twice a batch (its sizes, its bytes), never a
+    synchronous .get()."""
+    import cupy
+
+    backend, ls = _backend(fake_gpu, layers256)
+    combos = _combos(ls, 12)
+    waits = cupy.fake.waits
+    waits.clear()
+    _render(backend, combos, preset)
+    assert waits and all(sleeps for _, sleeps in waits), waits
+    assert len(waits) <= 2 * 6 + 2  # 6 batches; the close waits for both streams
+
+
+def test_uploads_are_ordered_before_launches(fake_gpu, layers256):
+    """Fix 3: traits, boxes, tables and pointers are uploaded on the backend's stream; on the legacy
+    default stream a non-blocking stream's launch would not wait for them (the stand-in raises)."""
+    import cupy
+
+    backend, ls = _backend(fake_gpu, layers256)
+    assert _render(backend, _combos(ls, 3), "fast") == 3 and not cupy.fake.faults
+    # A second stack (prepare again) is uploaded in order too.
+    backend.prepare(ls)
+    assert _render(backend, _combos(ls, 3, seed=4), "gpu") == 3
+
+
+@pytest.mark.parametrize("preset", ["gpu", "fast"])
+def test_gpu_has_the_next_batches_queued_while_one_is_encoded(fake_gpu, layers256, preset):
+    """Fix 4: when batch k reaches the encoders, batch k+1's bytes are already being copied back and
+    batch k+2 is launched, so the GPU never waits for the host between batches."""
+    import cupy
+
+    backend, ls = _backend(fake_gpu, layers256)
+    n_batches = 6
+    launched_at_yield = []
+    _render(backend, _combos(ls, 2 * n_batches), preset,
+            lambda k: launched_at_yield.append(fake_gpu.calls["composite_batch"]))
+    assert launched_at_yield == [min(k + 3, n_batches) for k in range(n_batches)]
+    assert not [w for w in cupy.fake.waits if w[0] == ".get()"]
+
+
+def test_rgb_items_copy_back_only_their_rows(fake_gpu, layers256):
+    """Fix 5: an opaque item is written as RGB, a quarter fewer bytes than its RGBA-capacity slot:
+    exactly its rows come back (plus 4 bytes of flags per item), not the slot."""
+    import cupy
+
+    backend, ls = _backend(fake_gpu, layers256)
+    cupy.fake.d2h_bytes = 0
+    outs = _render(backend, _combos(ls, 6), "fast", keep=True)
+    assert {o.channels for o in outs} == {3}  # the demo layers have an opaque background
+    assert cupy.fake.d2h_bytes == sum(o.rows.nbytes for o in outs) + 4 * len(outs)
+
+
+@pytest.mark.parametrize("preset", ["gpu", "fast"])
+def test_closing_mid_run_waits_for_the_device(fake_gpu, layers256, preset):
+    """Fix 6: a render closed after its first batch (Ctrl-C, an error in the pipeline) or failing
+    must not hand its device and pinned buffers back to the pools while kernels and copies may
+    still use them."""
+    import gc
+
+    import cupy
+    from gpucomp.stats import Stats
+
+    backend, ls = _backend(fake_gpu, layers256)
+    p = get_preset(preset)
+    run = backend.render(_combos(ls, 12), Stats(), p.filter, deflate=p.engine == "gpu")
+    next(run)
+    assert cupy.fake.in_flight()  # later batches are queued
+    run.close()
+    del run
+    gc.collect()
+    assert not cupy.fake.faults, cupy.fake.faults
+    assert not cupy.fake.in_flight()
+
+
+def test_batch_size_is_bounded_by_the_grid(fake_gpu):
+    """Fix 7: one item per grid row, and a grid has at most 65535 rows: a larger batch_size is a
+    clear error up front, not a failed launch mid-run (auto batches stay far below)."""
+    from gpucomp.backends.cuda_backend import CudaBackend
+    from gpucomp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="65535"):
+        with_overrides(Config(), batch_size=65536)
+    assert with_overrides(Config(), batch_size=65535).batch_size == 65535
+    with pytest.raises(ValueError, match="65535"):
+        CudaBackend(batch_size=70000)

@@ -9,18 +9,18 @@ from __future__ import annotations
 import warnings
 from collections import deque
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..budget import resolve_budget
 from ..cache import PrefixCache
+from ..config import MAX_BATCH  # CUDA grid limit: one item per grid row
 from .. import gpu_deflate as gd
 from ..compositing import INV, SA, is_plain, layer_blend
 from ..schedule import Lookahead, Residency, grouped_order, prefix_depth
 
 THREADS = 256
-MAX_BATCH = 65535  # CUDA's limit on a grid's y dimension: every launch puts one item per grid row
 D2H = 2  # cudaMemcpyDeviceToHost
 
 
@@ -94,6 +94,7 @@ class CudaBackend:
         self.cache: PrefixCache | None = None
         self.residency: Residency | None = None
         self.peak_vram = 0
+        self.pinned = PinnedSizes()  # for batches' bytes: one size for the whole run
 
     def encode_workers(self, cores: int) -> int:
         """Encode threads to run beside this backend on `cores` cores: one core stays with the
@@ -355,7 +356,7 @@ class CudaBackend:
             b.channels = item_channels(b.flags, self.opaque_rgb, np)
             lengths = self.height * (1 + self.width * b.channels.astype(np.int64))
             src, stride = bufs.rows[s], bufs.rows[s].shape[1]
-        b.host, b.starts = copy_items(self.cp, src, stride, lengths, self.copy_stream)
+        b.host, b.starts = copy_items(self.cp, src, stride, lengths, self.copy_stream, self.pinned)
         b.lengths = lengths
         b.copied = bufs.copied[s] = self._event(self.copy_stream)
 
@@ -513,6 +514,7 @@ class DeflateBuffers:
         from .. import kernels
 
         self.cp = cp
+        self.pinned = PinnedSizes()
         self.threads = threads
         defines = (() if threads == gd.THREADS else (f"DEFLATE_THREADS={threads}",)) + (("DEFLATE_STAGE=1",) if stage else ())
         self.k_deflate = kernels.get_kernel("deflate_segments", "deflate.cu", defines)
@@ -548,7 +550,7 @@ class DeflateBuffers:
         """Queue buffer s's packed bytes, exactly `sizes` (host (nb, segs), from the kernel) of each
         item (~4 MB at 2048x2048 RGB, against the 16.8 MB its slot holds), into one pinned buffer
         on `stream`. Returns (host bytes, starts): item k at host[starts[k]:]."""
-        return copy_items(self.cp, self.packed[s], self.cap, sizes.sum(axis=1, dtype=np.int64), stream)
+        return copy_items(self.cp, self.packed[s], self.cap, sizes.sum(axis=1, dtype=np.int64), stream, self.pinned)
 
     def items(self, host, not_opaque, sizes, adler, starts) -> list:
         """Deflated items from a batch's packed bytes (item k at host[starts[k]:]), segment sizes
@@ -575,13 +577,14 @@ def pad_box(pixels: np.ndarray, box, width: int):
     return out, (y0, nx0, y1, nx1)
 
 
-def copy_items(cp, src, stride: int, lengths: np.ndarray, stream) -> tuple:
+def copy_items(cp, src, stride: int, lengths: np.ndarray, stream, pinned: PinnedSizes | None = None) -> tuple:
     """Queue on `stream` the first lengths[k] bytes of item k (at src + k * stride on the device)
-    back to back into one pinned buffer. Returns (host uint8 array, starts). Asynchronous: the
-    bytes are there once an event recorded on `stream` after this is done."""
+    back to back into one pinned buffer (from `pinned`, default a fresh PinnedSizes). Returns (host
+    uint8 array, starts). Asynchronous: the bytes are there once an event recorded on `stream`
+    after this is done."""
     lengths = np.asarray(lengths, np.int64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-    host = pinned_bytes(max(int(lengths.sum()), 1))
+    host = (pinned or PinnedSizes()).take(max(int(lengths.sum()), 1))
     base, dst = src.data.ptr, host.ctypes.data
     for k, (at, n) in enumerate(zip(starts.tolist(), lengths.tolist())):
         cp.cuda.runtime.memcpyAsync(dst + at, base + k * stride, n, D2H, stream.ptr)
@@ -589,19 +592,28 @@ def copy_items(cp, src, stride: int, lengths: np.ndarray, stream) -> tuple:
 
 
 def size_class(n: int) -> int:
-    """`n` rounded up to its 4 leading bits (at least 64 KiB): at most 1/8 more. CuPy's pinned
-    pool reuses a freed block only for a request of the same rounded size, so asking for each
-    batch's exact size would pin fresh memory every batch and keep all of it; a few classes
-    cover every batch of a run."""
+    """`n` rounded up to its 4 leading bits (at least 64 KiB): at most 1/8 more."""
     n = max(int(n), 1 << 16)
     q = 1 << (n.bit_length() - 4)
     return -(-n // q) * q
 
 
-def pinned_bytes(n: int) -> np.ndarray:
-    """`n` bytes (uint8) of page-locked memory from CuPy's pinned pool, taken in its size class;
-    the block returns to the pool when the array and every view of it are gone."""
-    return _pinned((size_class(n),))[:n]
+class PinnedSizes:
+    """Page-locked buffers for batches' bytes, all of one size that only grows. CuPy's pinned pool
+    reuses a freed block only for a request of the same rounded size and keeps every block it
+    ever pinned: asked for each batch's exact size, it pinned fresh memory every batch (~4 MB an
+    item at 2048x2048) and kept all of it. Asked for a quarter more than the largest batch so far
+    (in size classes), it pins a new size only a few times a run, and batches of about one size
+    stream through the same few blocks (as many as are in flight or still being encoded)."""
+
+    def __init__(self):
+        self.size = 0
+
+    def take(self, n: int) -> np.ndarray:
+        """`n` bytes (uint8); the block returns to the pool when the array and its views are gone."""
+        if n > self.size:  # headroom: the next batches are about as large, some a little larger
+            self.size = size_class(n + n // 4)
+        return _pinned((self.size,))[:n]
 
 
 def _pinned(shape, dtype=np.uint8) -> np.ndarray:
