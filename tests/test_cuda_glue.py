@@ -113,13 +113,23 @@ def test_bench_gpu_smoke_runs(fake_gpu, monkeypatch, tmp_path):
     monkeypatch.setattr(cuda_backend.CudaBackend, "prepare", watched)
     import bench_gpu
 
-    monkeypatch.setattr(sys, "argv", ["bench_gpu.py", "--smoke", "--json", str(tmp_path / "out.json"), "--tmp", str(tmp_path)])
+    monkeypatch.setattr(sys, "argv", ["bench_gpu.py", "--smoke", "--json", str(tmp_path / "out.json"),
+                                      "--jsonl", str(tmp_path / "out.jsonl"), "--tmp", str(tmp_path)])
     assert bench_gpu.main() == 0
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["cuda_gpu_preset"]["deflate"] == "gpu" and out["cuda"]["deflate"] != "gpu"
-    assert [(d["threads"], d["stage"]) for d in out["deflate_sweep"]][:5] == [(64, False), (32, False), (128, False),
-                                                                         (256, False), (64, True)]
-    assert all("error" not in d for d in out["deflate_sweep"])
+    sweep = out["deflate_sweep"]["variants"]
+    assert [(d["threads"], d["stage"]) for d in sweep][:5] == [(64, False), (32, False), (128, False), (256, False), (64, True)]
+    assert all("error" not in d for d in sweep)
+    assert not [k for k, v in out.items() if "error" in v], out
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [x["stage"] for x in lines] == list(out)  # one line per stage, written as it ended
+    monkeypatch.setattr(sys, "argv", ["bench_gpu.py", "--smoke", "--presets", "3", "--jsonl", str(tmp_path / "p.jsonl"),
+                                      "--tmp", str(tmp_path)])
+    assert bench_gpu.main() == 0
+    lines = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [x["stage"] for x in lines] == ["device", "preset_fast", "preset_gpu", "preset_balanced", "preset_small"]
+    assert all("error" not in x["result"] for x in lines)
 
 
 # ---- what only a device shows, kept by the stand-in's books --------------------------------------
