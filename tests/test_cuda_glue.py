@@ -3,6 +3,7 @@ arrays for device arrays) and each kernel played by the CPU code that defines it
 runs the real CudaBackend code — batching, double buffers, copies back, deflate packing, the
 pipeline's handling of each output kind — and checks every image against the CPU backend. It
 cannot see device faults or races: tests/test_cuda.py covers those on a GPU."""
+import importlib.util
 import sys
 
 import numpy as np
@@ -306,3 +307,52 @@ def test_batch_size_is_bounded_by_the_grid(fake_gpu):
     assert with_overrides(Config(), batch_size=65535).batch_size == 65535
     with pytest.raises(ValueError, match="65535"):
         CudaBackend(batch_size=70000)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy here: run the real check instead")
+def test_gpu_check_without_a_gpu_says_so_and_exits_0(tmp_path):
+    """benchmarks/gpu_check.sh --quick on a machine without a GPU: one clear "no GPU" line, exit 0,
+    no traceback, a JSON line per stage so far; wheels for another Python or machine are skipped,
+    and a wheel that fails to install costs only itself."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("bash") is None or shutil.which("timeout") is None:
+        pytest.skip("needs bash and timeout")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    for name in (f"isal-1.7.0-{tag}-{tag}-manylinux_2_17_x86_64.whl", "isal-1.7.0-cp39-cp39-manylinux_2_17_x86_64.whl",
+                 "hypothesis-6.0.0-py3-none-any.whl"):
+        (wheels / name).write_text("not a wheel")
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "GPU_CHECK_WHEELS": str(wheels), "PYTHON": sys.executable,
+           "TMPDIR": str(tmp_path)}
+    r = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--quick"], cwd=root, env=env, capture_output=True,
+                       text=True, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "Traceback" not in out
+    assert [line for line in r.stdout.splitlines() if line.startswith("no GPU: ")], out
+    assert "skipped isal-1.7.0-cp39" in out and f"failed to install isal-1.7.0-{tag}" in out
+    assert "failed to install hypothesis-6.0.0-py3-none-any.whl" in out
+    stages = [json.loads(line) for line in (tmp_path / "out/gpu_check.jsonl").read_text().splitlines()]
+    assert [s["stage"] for s in stages] == ["environment", "identity", "wheels", "packages", "device", "summary"]
+    assert stages[1]["python"] == ".".join(map(str, sys.version_info[:3])) and stages[-1]["gpu"] is False
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy here: the bench would measure")
+def test_bench_gpu_without_a_gpu_exits_cleanly(tmp_path):
+    """bench_gpu.py where `import cupy` fails: one line, exit 0, no traceback."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "benchmarks/bench_gpu.py", "--jsonl", str(tmp_path / "b.jsonl")], cwd=root,
+                       env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr + r.stdout
+    assert r.stdout.startswith("no GPU: ") and "nothing measured" in r.stdout
