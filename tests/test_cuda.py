@@ -319,3 +319,39 @@ def test_gpu_deflate_kernel_on_synthetic_rows(tmp_path, threads, stage):
         assert zlib.decompress(item.idat()) == data.tobytes()
         if lib is not None:
             assert item.idat() == host_stream(lib, data, w, item.channels)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("deflate", [False, True])
+def test_gpu_render_closed_mid_run_then_the_next_matches_cpu(deflate):
+    """A render closed after its first batch (three batches in flight) waits for the device before
+    its buffers go back to the pools; the next render on the same backend (reusing those blocks)
+    still writes the CPU's pixels. Four batches, so later ones were queued when it closed."""
+    import io
+
+    from PIL import Image
+
+    from gpucomp.backends.cuda_backend import CudaBackend
+    from gpucomp.encode import encode_deflated
+
+    ls = random_layerset(21, h=64, w=96, opaque_base=True)
+    combos = make_plan([layer.weights for layer in ls.layers], 16, seed=5).combos
+    want = cpu_images(ls, combos)
+    b = CudaBackend(batch_size=4)
+    b.prepare(ls)
+    run = b.render(combos, Stats(), "up", deflate=deflate)
+    next(run)
+    run.close()
+    seen = 0
+    for idx, outs in b.render(combos, Stats(), "up", deflate=deflate):
+        for i, o in zip(idx.tolist(), outs):
+            if deflate:
+                got = np.asarray(Image.open(io.BytesIO(encode_deflated(o))))
+            else:
+                got = o.rows[:, 1:].reshape(o.height, o.width, o.channels).copy()
+                for y in range(1, o.height):  # undo the Up filter
+                    got[y] += got[y - 1]
+            assert np.array_equal(got.reshape(want[i].shape), want[i]), i
+            seen += 1
+    b.close()
+    assert seen == len(combos)
