@@ -482,3 +482,37 @@ class FakeKernels:
                 at, size = b * int(segs) + k, int(sizes[b, k])
                 o = b * int(stride) + int(offsets[b, k])
                 flat_out[o:o + size] = flat_slots[at, :size]
+
+
+def install_everywhere() -> None:
+    """Make the stand-in the `cupy` of this whole process, kernels and all (see the plugin hook)."""
+    import importlib.util
+    import pathlib
+    import sys
+
+    from gpucomp import kernels
+    from gpucomp.backends import cuda_backend
+
+    cp, cupyx = make_cupy()
+    sys.modules["cupy"], sys.modules["cupyx"] = cp, cupyx
+    fake = FakeKernels(gd.build_host_library(pathlib.Path(tempfile.mkdtemp(prefix="gpucomp-fake-"))))
+    kernels.get_kernel = fake
+    prepare = cuda_backend.CudaBackend.prepare
+
+    def watched(self, ls):
+        prepare(self, ls)
+        fake.prepared(self, ls)
+
+    cuda_backend.CudaBackend.prepare = watched
+    find_spec = importlib.util.find_spec
+    importlib.util.find_spec = lambda name, *a: object() if name == "cupy" else find_spec(name, *a)
+
+
+def pytest_load_initial_conftests(early_config, parser, args):
+    """As a plugin, before conftest.py decides whether there is a GPU: the GPU tests run on the
+    stand-in, which catches their Python and orchestration errors before a device run (it says
+    nothing of the kernels on a device):
+
+        PYTHONPATH=tests python -m pytest -p fake_cupy tests/test_cuda.py
+    """
+    install_everywhere()

@@ -50,6 +50,7 @@ def gpu_images(ls, combos, opaque_rgb=True, **kw):
     for idx, outs in b.render(combos, Stats(), png_filter="none"):
         for i, o in zip(idx.tolist(), outs):
             got[i] = np.array(o)
+    b.final_stats = b.stats()  # close() drops the cache and its counts
     b.close()
     return [got[i] for i in range(len(combos))], b
 
@@ -73,7 +74,7 @@ def test_cache_on_off_identical_with_evictions_and_streaming():
     combos = make_plan([layer.weights for layer in ls.layers], 32, seed=9).combos
     off, _ = gpu_images(ls, combos, cache="off", batch_size=5)
     on, b = gpu_images(ls, combos, cache="on", batch_size=5)
-    assert b.stats()["cache"]["hits"] > 0
+    assert b.final_stats["cache"]["hits"] > 0
     # a budget that holds only the traits of about one item and two cached prefixes
     from gpucomp.backends.cuda_backend import pad_box
 
@@ -85,7 +86,7 @@ def test_cache_on_off_identical_with_evictions_and_streaming():
     item_bytes = npix * 4 + ls.height * (1 + 4 * ls.width)
     budget = per_item + 16 + 4 * 5 * item_bytes + 2 * npix * 16
     tiny, b2 = gpu_images(ls, combos, cache="on", batch_size=5, vram_budget=str(budget), trait_budget=per_item + 16)
-    st = b2.stats()
+    st = b2.final_stats
     assert st["prefetch"]["misses"] > 0 and not st["traits_resident"]
     assert st["cache"]["evictions"] > 0
     for a, c, d in zip(off, on, tiny):
@@ -108,7 +109,7 @@ def test_out_of_memory_falls_back_to_cpu(monkeypatch):
     monkeypatch.setattr(cuda_backend.CudaBackend, "_render_batches", boom)
     with pytest.warns(RuntimeWarning, match="CPU backend"):
         got, b = gpu_images(ls, combos, batch_size=4)
-    assert any("batch size" in f for f in b.stats()["fallbacks"])
+    assert any("batch size" in f for f in b.final_stats["fallbacks"])
     for w, g in zip(cpu_images(ls, combos), got):
         assert np.array_equal(w, g)
 
@@ -176,7 +177,7 @@ def test_gpu_blend_prefix_cache_on_off_identical(mode):
     combos = make_plan([layer.weights for layer in ls.layers], 32, seed=9).combos
     off, _ = gpu_images(ls, combos, cache="off", batch_size=5)
     on, b = gpu_images(ls, combos, cache="on", batch_size=5)
-    assert b.stats()["cache"]["hits"] > 0
+    assert b.final_stats["cache"]["hits"] > 0
     for c, a, o in zip(cpu_images(ls, combos), off, on):
         assert np.array_equal(c, a) and np.array_equal(c, o)
 
