@@ -6,7 +6,9 @@ name the file and the key. See README "Config" for an example.
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -102,18 +104,48 @@ def _check_type(value: Any, typ: type, where: str) -> Any:
     return value
 
 
-def load_config(path: str | os.PathLike) -> Config:
-    path = Path(path)
+MAX_CONFIG_BYTES = 16 << 20  # a config is a few KB; exact counts for thousands of traits stay far below
+
+
+def _read_config(path: Path) -> str:
+    """The config's text. Its type and size are checked with stat first (stat never blocks): a named
+    pipe or a device is refused instead of waited on, a huge file instead of read. A UTF-8 byte
+    order mark (Windows Notepad writes one) is accepted."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"{path}: is a folder; pass the config file (e.g. {path / 'gpucomp.toml'})")
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: not a regular file (a pipe, socket or device); pass a .toml config file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {info.st_size} bytes is far more than a config holds "
+                              f"(at most {MAX_CONFIG_BYTES}); is this the right file?")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with open(fd, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config file ({err.strerror or err})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES} bytes is far more than a config holds; is this the right file?")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{path}: saved as UTF-16 (it starts with a UTF-16 byte order mark); save the config as UTF-8")
+    try:
+        return data.decode("utf-8-sig")  # -sig: drops a UTF-8 byte order mark
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text ({err}); save the config as UTF-8") from None
-    except tomllib.TOMLDecodeError as err:
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    path = Path(path)
+    text = _read_config(path)
+    try:
+        data = tomllib.loads(text)
+    except ValueError as err:  # TOMLDecodeError, or an integer of more than 4300 digits
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (arrays or tables nested too deep to read)") from None
     values: dict[str, Any] = {}
     for table, body in data.items():
         if table == "layers":
@@ -173,11 +205,16 @@ def _layers(body: Any, where: str) -> tuple[LayerOption, ...]:
         for trait, count in item.get("exact", {}).items():
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
                 raise ConfigError(f"{w}.exact.{trait}: expected a whole number of items (0 or more), got {count!r}")
-            exact.append((trait, count))
-        out.append(LayerOption(item["folder"], item.get("name"), item.get("blend", "normal"),
+            exact.append((_nfc(trait), count))
+        out.append(LayerOption(item["folder"], _nfc(item.get("name")), item.get("blend", "normal"),
                                float(item.get("opacity", 1.0)), item.get("dna", True), item.get("metadata", True),
-                               item.get("none"), tuple(exact)))
+                               _nfc(item.get("none")), tuple(exact)))
     return tuple(out)
+
+
+def _nfc(text: str | None) -> str | None:
+    """Names as the layers folder's names are read (NFC), so `Café` typed either way matches."""
+    return None if text is None else unicodedata.normalize("NFC", text)
 
 
 def _stacks(body: Any, path: Path) -> tuple[Stack, ...]:
@@ -206,7 +243,7 @@ def _rules(body: Any, path: Path) -> tuple[RuleOption, ...]:
         kind, pair = next(iter(item.items()))
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) and "/" in x for x in pair)):
             raise ConfigError(f"{w}.{kind}: expected two \"Layer/Trait\" strings, got {pair!r}")
-        a, b = (tuple(x.split("/", 1)) for x in pair)
+        a, b = ((layer, _nfc(trait)) for layer, trait in (x.split("/", 1) for x in pair))
         out.append(RuleOption(kind, a, b))
     return tuple(out)
 
@@ -250,9 +287,13 @@ def validate(cfg: Config, source: str = "options") -> Config:
             if not is_plain_name(lo.folder):  # the layer stays inside the layers folder
                 raise ConfigError(f"{where}: layers[{i}].folder {lo.folder!r} must be the name of one sub-folder "
                                   f"of the layers folder, not a path (no '/', '\\', '..' or drive); e.g. \"01-Background\"")
-        folders = [lo.folder for lo in layers]
-        if len(set(folders)) != len(folders):
-            raise ConfigError(f"{where}: a layer folder is listed twice")
+        spelt: dict[str, str] = {}
+        for lo in layers:  # NFC: `Café` typed and `Cafe\u0301` copied from a Mac name one folder
+            key = unicodedata.normalize("NFC", lo.folder)
+            if key in spelt:
+                other = f" (also as {spelt[key]!r}, the same name in another Unicode form)" if spelt[key] != lo.folder else ""
+                raise ConfigError(f"{where}: the layer folder {lo.folder!r} is listed twice{other}")
+            spelt[key] = lo.folder
         for lo in layers:
             if lo.blend not in BLEND_MODES:
                 raise ConfigError(f"{where}: layer {lo.folder!r}: unknown blend {lo.blend!r}; choose one of {', '.join(BLEND_MODES)}")

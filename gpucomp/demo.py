@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError
+
 LAYER_NAMES = ["Background", "Body", "Clothes", "Eyes", "Mouth", "Head", "Accessory", "Aura",
                "Glasses", "Earring", "Badge", "Halo"]
 COLOR_NAMES = ["Red", "Blue", "Green", "Gold", "Night Sky", "Rose-Pink", "Ash", "Teal", "Amber",
@@ -91,17 +93,31 @@ def trait_counts(layers: int, traits: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(layers)]
 
 
+MAX_LAYERS = 64
+MAX_TRAITS = 10_000
+MIN_SIZE, MAX_SIZE = 8, 4096  # smaller leaves no room for a shape; larger needs GBs of scratch memory
+
+
+def check_args(layers: int, traits: int, size: int, seed: int) -> None:
+    """ConfigError naming the option and its allowed range (the CLI's `demo --layers/--traits/--image-size/--layer-seed`)."""
+    for flag, value, low, high in (("--layers", layers, 1, MAX_LAYERS), ("--traits", traits, max(layers, 1), MAX_TRAITS),
+                                   ("--image-size", size, MIN_SIZE, MAX_SIZE), ("--layer-seed", seed, 0, 2**63 - 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            more = " (at least one trait per layer)" if flag == "--traits" else ""
+            raise ConfigError(f"demo {flag} must be a whole number from {low} to {high}{more}, got {value!r}")
+
+
 def make_layers(out: str | Path, layers: int = 5, traits: int = 30, size: int = 256, seed: int = 0,
                 preset: str = "fast") -> Path:
     """Write a layers folder `out/<NN-Layer>/<Trait>#<weight>.png` and return its path.
 
-    Deterministic in (layers, traits, size, seed). Each layer needs at least one trait.
+    Deterministic in (layers, traits, size, seed). Each layer needs at least one trait; arguments
+    outside the ranges of check_args are a ConfigError, before anything is written.
     """
     from .encode import encode_png
     from .output import atomic_write_bytes
 
-    if layers < 1 or traits < layers:
-        raise ValueError(f"need layers >= 1 and traits >= layers, got layers={layers}, traits={traits}")
+    check_args(layers, traits, size, seed)
     out = Path(out)
     rng = np.random.default_rng(seed)
     for li, count in enumerate(trait_counts(layers, traits)):

@@ -23,9 +23,9 @@ from typing import Sequence
 import numpy as np
 
 from .errors import LayerError
-from .naming import is_plain_name, layer_display_name, natural_key, parse_trait_name, require_utf8
+from .naming import layer_display_name
+from .scan import ScanLimit, Walk, list_layer_folders, why
 
-IMAGE_SUFFIXES = (".png",)
 MAX_PIXELS = 16384 * 16384  # refuse larger declared sizes before decoding (decompression bombs)
 MAX_PROBLEMS_SHOWN = 20  # a folder of broken files lists this many problems, then a count
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -92,14 +92,6 @@ class LayerSet:
         return sum(len(layer.traits) for layer in self.layers)
 
 
-JUNK_FOLDERS = {"__MACOSX"}  # written by macOS zip: resource forks, never art
-
-
-def list_layer_folders(root: Path) -> list[str]:
-    return sorted((p.name for p in root.iterdir()
-                   if p.is_dir() and not p.name.startswith(".") and p.name not in JUNK_FOLDERS), key=natural_key)
-
-
 @dataclass(frozen=True)
 class _PngHeader:
     width: int
@@ -154,6 +146,50 @@ def _walk_chunks(path: Path, data: bytes) -> bytes | None:
         pos = end
 
 
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
+
+
+def _max_png_bytes(w: int, h: int, depth: int, ctype: int) -> int:
+    """The most bytes a PNG of this header can sensibly need: twice its rows stored uncompressed (room
+    for any deflate and chunk overhead) plus 64 MiB of other chunks (colour profiles, text, XMP)."""
+    bits = w * _CHANNELS.get(ctype, 4) * (depth if depth in (1, 2, 4, 8, 16) else 16)
+    return 2 * h * (1 + (bits + 7) // 8) + (64 << 20)
+
+
+def _read_png(path: Path) -> bytes:
+    """The file's bytes, after checking from its type, size and first 33 bytes that it is a regular
+    file, a PNG, not a bomb and not larger than its declared size allows. Stat never blocks, and the
+    open is non-blocking: a file swapped for a named pipe after the stat is refused, not waited on."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise LayerError(f"{path}: not a regular file; replace it with a PNG file")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        raise LayerError(f"{path}: cannot read ({why(err)}); replace it with a PNG file") from None
+    with open(fd, "rb") as f:
+        size = os.fstat(f.fileno())
+        if not stat.S_ISREG(size.st_mode):
+            raise LayerError(f"{path}: not a regular file; replace it with a PNG file")
+        head = f.read(33)
+        _check_head(path, head, size.st_size)
+        data = head + f.read(size.st_size + 1 - len(head))  # never more than the size checked above
+    if len(data) != size.st_size:
+        raise LayerError(f"{path}: the file changed while it was read; run again when nothing is writing to it")
+    return data
+
+
+def _check_head(path: Path, head: bytes, size: int) -> None:
+    if size == 0 or not head:
+        raise LayerError(f"{path}: the file is empty (0 bytes); re-export it as a PNG")
+    if not head.startswith(PNG_SIGNATURE):
+        raise LayerError(f"{path}: not a PNG file (wrong signature); re-export it as a PNG")
+    w, h, depth, ctype = _read_ihdr(path, head)
+    limit = _max_png_bytes(w, h, depth, ctype)
+    if size > limit:
+        raise LayerError(f"{path}: {size} bytes is more than a {w}x{h} PNG can need ({limit}); this looks like a "
+                         f"broken or hostile file, re-export it")
+
+
 def _check_png(path: Path, data: bytes) -> _PngHeader:
     if not data:
         raise LayerError(f"{path}: the file is empty (0 bytes); re-export it as a PNG")
@@ -172,10 +208,7 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
     """Decode one PNG to (H, W, 4) uint8 straight RGBA; errors name the file and the fix."""
     from PIL import Image
 
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise LayerError(f"{path}: cannot read ({err.strerror or err})") from err
+    data = _read_png(path)
     header = _check_png(path, data)
     digest = hashlib.sha256(data).hexdigest()
     try:
@@ -253,104 +286,10 @@ def _crop(arr: np.ndarray) -> tuple[tuple[int, int, int, int] | None, np.ndarray
     return (y0, x0, y1, x1), np.ascontiguousarray(arr[y0:y1, x0:x1])
 
 
-def _trait_files(d: Path) -> list[Path]:
-    """PNG files of a layer folder in natural order; hidden files (`.DS_Store`, macOS `._Hat.png`)
-    and sub-folders are not traits."""
-    files = (p for p in d.iterdir()
-             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_dir())
-    return sorted(files, key=lambda p: natural_key(p.name))
-
-
-def _sub_folders(d: Path) -> list[Path]:
-    return sorted((p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in JUNK_FOLDERS),
-                  key=lambda p: natural_key(p.name))
-
-
-def _nested(d: Path, share: float, delimiter: str, problems: list[str]) -> list[tuple[Path, float, str]]:
-    """nftchef-style weighted sub-folders: a sub-folder `Long#20/` competes with its siblings
-    (files and folders) by weight, then one of its own entries is picked the same way. Returns
-    (file, probability * share, sub-folder path) for every PNG below `d`."""
-    entries: list[tuple[Path, str, float]] = []
-    for p in [*_trait_files(d), *_sub_folders(d)]:
-        try:
-            entries.append((p, *parse_trait_name(p.stem if p.is_file() else p.name, delimiter, str(p))))
-        except LayerError as err:
-            problems.append(str(err))
-    total = sum(w for _, _, w in entries)
-    out = []
-    for p, label, w in entries:
-        part = share * w / total if total > 0 else 0.0
-        if p.is_dir():
-            inner = _nested(p, part, delimiter, problems)
-            if not inner:
-                problems.append(f"{p}: empty sub-folder, no .png traits; add traits or remove it")
-            out += [(f, pw, f"{label}/{sub}" if sub else label) for f, pw, sub in inner]
-        else:
-            out.append((p, part, ""))
-    return out
-
-
-def _check_trait_file(p: Path, root_resolved: Path, delimiter: str) -> tuple[str, float]:
-    if not p.resolve().is_relative_to(root_resolved):
-        raise LayerError(f"{p}: links outside the layers folder ({p.resolve()}); copy the file in instead")
-    name, weight = parse_trait_name(p.stem, delimiter, str(p))
-    try:
-        mode = p.stat().st_mode
-    except OSError as err:
-        raise LayerError(f"{p}: cannot read ({err.strerror or err}); replace it with a PNG file") from err
-    if not stat.S_ISREG(mode):  # a named pipe would block the read forever
-        raise LayerError(f"{p}: not a regular file; replace it with a PNG file")
-    return name, weight
-
-
-def _scan_layer(root: Path, folder: str, display_name: str | None, delimiter: str,
-                problems: list[str]) -> tuple[Layer, list[tuple[Layer, Path, str, float]]]:
-    """One layer's traits by name, before decoding. Per-file problems go to `problems`;
-    a problem with the folder itself is raised."""
-    d = root / folder
-    if not is_plain_name(folder):
-        raise LayerError(f"{d}: layer {folder!r} is not a plain folder name; name a sub-folder of {root} "
-                         f"(no '/', '\\', '..' or absolute path)")
-    if not d.is_dir():
-        raise LayerError(f"{d}: layer folder named in the layer order does not exist")
-    root_resolved = root.resolve()
-    if not d.resolve().is_relative_to(root_resolved):
-        raise LayerError(f"{d}: links outside the layers folder ({d.resolve()}); copy the folder in instead")
-    require_utf8(folder, str(d))
+def _scan_layer(walk: Walk, folder: str, display_name: str | None) -> tuple[Layer, list[tuple[Layer, Path, str, float]]]:
+    """One layer's traits by name, before decoding (scan.Walk.layer)."""
     layer = Layer(folder=folder, name=display_name or layer_display_name(folder))
-    nested = None
-    if _sub_folders(d):  # weighted sub-folders: weights become probabilities scaled to the top level's sum
-        top = [parse_trait_name(p.stem if p.is_file() else p.name, delimiter, str(p))[1]
-               for p in [*_trait_files(d), *_sub_folders(d)]]
-        nested = {f: (w, sub) for f, w, sub in _nested(d, sum(top), delimiter, problems)}
-        files = list(nested)
-    else:
-        files = _trait_files(d)
-    if not files:
-        raise LayerError(f"{d}: empty layer folder, no .png traits; add at least one trait image or drop the layer")
-    seen: dict[str, Path] = {}
-    jobs: list[tuple[Layer, Path, str, float]] = []
-    clean = True
-    names = Counter(parse_trait_name(p.stem, delimiter, str(p))[0] for p in files) if nested else None
-    for p in files:
-        try:
-            name, weight = _check_trait_file(p, root_resolved, delimiter)
-            if nested:
-                weight, sub = nested[p]
-                if names[name] > 1 and sub:  # the same file name in two sub-folders: say which
-                    name = f"{sub}/{name}"
-            if name in seen:
-                raise LayerError(f"{p}: trait name {name!r} is used twice in layer {folder!r} (also {seen[name].name}); rename one")
-        except LayerError as err:
-            problems.append(str(err))
-            clean = False
-            continue
-        seen[name] = p
-        jobs.append((layer, p, name, weight))
-    # Only when every name parsed: a fixed bad name may be the weight that is missing.
-    if clean and not any(w > 0 for (_, _, _, w) in jobs):
-        raise LayerError(f"{d}: every trait has weight 0, so nothing can be picked; give at least one a weight above 0")
-    return layer, jobs
+    return layer, [(layer, t.path, t.name, t.weight) for t in walk.layer(folder)]
 
 
 def _size_problems(layers: list[Layer]) -> tuple[tuple[int, int] | None, list[str]]:
@@ -400,9 +339,12 @@ def load_layers(
     problems: list[str] = []
     jobs: list[tuple[Layer, Path, str, float]] = []
     layers: list[Layer] = []
+    walk = Walk(root, delimiter, problems)
     for folder in folders:
         try:
-            layer, layer_jobs = _scan_layer(root, folder, display_names.get(folder), delimiter, problems)
+            layer, layer_jobs = _scan_layer(walk, folder, display_names.get(folder))
+        except ScanLimit:
+            raise
         except LayerError as err:
             problems.append(str(err))
             continue

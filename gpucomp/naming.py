@@ -29,7 +29,9 @@ def natural_key(name: str) -> tuple:
 
 
 def layer_display_name(folder: str) -> str:
-    """`01_Background` -> `Background`: a leading order number is for stacking, not metadata."""
+    """`01_Background` -> `Background`: a leading order number is for stacking, not metadata. NFC, as
+    trait names are: a folder copied from a Mac (`Cafe\u0301`) shows as the `Café` anyone types."""
+    folder = unicodedata.normalize("NFC", folder)
     return _ORDER_PREFIX.sub("", folder) or folder
 
 

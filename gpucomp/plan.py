@@ -41,6 +41,22 @@ def count_combinations(weights: list[np.ndarray]) -> int:
     return total
 
 
+def _check_weights(weights: list[np.ndarray], names=None) -> None:
+    """Finite weights of 0 or more, a finite sum, and no positive weight whose share of the sum
+    rounds to 0 (it would be counted as a combination but never drawn). The layers loader refuses such
+    files by name; this guards callers of the API."""
+    for li, w in enumerate(weights):
+        w = np.asarray(w, np.float64)
+        layer = repr(names[0][li]) if names else str(li + 1)
+        total = float(np.sum(w)) if w.size else 0.0
+        if w.ndim != 1 or not np.isfinite(w).all() or (w < 0).any() or not np.isfinite(total):
+            raise PlanError(f"layer {layer}: weights must be finite numbers of 0 or more with a finite sum, "
+                            f"got {w.tolist()[:8]}")
+        if total > 0 and ((w > 0) & (w / total < np.finfo(np.float64).tiny)).any():
+            raise PlanError(f"layer {layer}: a weight above 0 is so small next to the others ({w.min(where=w > 0, initial=np.inf):g} "
+                            f"against a sum of {total:g}) that it could never be picked; use weights closer together")
+
+
 def _probabilities(weights: list[np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(w, np.float64) / float(np.sum(w)) for w in weights]
 
@@ -148,6 +164,7 @@ def make_plan(weights: list[np.ndarray], n: int, seed: int, start: int = 1, rule
     """
     if n < 1:
         raise PlanError(f"collection size must be at least 1, got {n}")
+    _check_weights(weights, names)
     if rules or exact:
         return _make_ruled_plan(weights, n, seed, start, rules, exact, names)
     total = count_combinations(weights)
