@@ -48,7 +48,8 @@ def _check_weights(weights: list[np.ndarray], names=None) -> None:
     for li, w in enumerate(weights):
         w = np.asarray(w, np.float64)
         layer = repr(names[0][li]) if names else str(li + 1)
-        total = float(np.sum(w)) if w.size else 0.0
+        with np.errstate(over="ignore", invalid="ignore"):  # an infinite sum is the error reported below
+            total = float(np.sum(w)) if w.size else 0.0
         if w.ndim != 1 or not np.isfinite(w).all() or (w < 0).any() or not np.isfinite(total):
             raise PlanError(f"layer {layer}: weights must be finite numbers of 0 or more with a finite sum, "
                             f"got {w.tolist()[:8]}")

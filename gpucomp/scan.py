@@ -88,7 +88,8 @@ def list_layer_folders(root: Path) -> list[str]:
         same = spelt.setdefault(unicodedata.normalize("NFC", folder), folder)
         if same != folder:
             raise LayerError(f"{root}: layer folders {same!r} and {folder!r} have the same name in different Unicode "
-                             f"forms (composed and decomposed accents); merge them or rename one")
+                             f"forms ({ascii(same)} and {ascii(folder)}: composed and decomposed accents); "
+                             f"merge them or rename one")
     return folders
 
 
@@ -140,6 +141,8 @@ class Walk:
         outside = self._outside(d)
         if outside:
             raise LayerError(f"{d}: links outside the layers folder ({outside}); copy the folder in instead")
+        if _identity(d) == _identity(self.root):
+            raise LayerError(f"{d}: links to the layers folder itself (a loop); remove the link")
         require_utf8(folder, str(d))
         return d
 

@@ -1,5 +1,14 @@
 """The TOML config: a full file loads; unknown tables/keys and wrong types name file and key."""
+import os
+import subprocess
+import sys
+import unicodedata
+from pathlib import Path
+
 import pytest
+from PIL import Image
+
+import gpucomp
 
 from gpucomp.cli import _overrides, build_parser
 from gpucomp.config import from_dict, Config, LayerOption, load_config, to_dict, with_overrides
@@ -150,3 +159,98 @@ def test_cli_flags_override_the_file(tmp_path):
     assert (cfg.preset, cfg.workers, cfg.name_prefix) == ("small", 3, "Blob")  # not given: from the file
     args = build_parser().parse_args(["generate", "L", "-o", "O", "-c", str(path)])
     assert with_overrides(load_config(args.config), **_overrides(args)) == load_config(path)
+
+
+# --- the file itself: read only when it is a plain file of a sane size ------------------------------
+
+def test_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + FULL.encode())  # as Windows Notepad saves it
+    assert load_config(path) == load_config(write(tmp_path, FULL))
+
+
+@pytest.mark.parametrize("bom, codec", [(b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")])
+def test_utf16_config_is_named(tmp_path, bom, codec):
+    path = tmp_path / "wide.toml"
+    path.write_bytes(bom + "[collection]\nsize = 3\n".encode(codec))
+    with pytest.raises(ConfigError, match="UTF-16") as err:
+        load_config(path)
+    assert str(path) in str(err.value) and "save the config as UTF-8" in str(err.value)
+
+
+def test_config_that_is_a_folder_says_so(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder") as err:
+        load_config(tmp_path)
+    assert str(tmp_path) in str(err.value)
+
+
+def test_oversized_config_is_refused_unread(tmp_path, monkeypatch):
+    path = tmp_path / "huge.toml"
+    with open(path, "wb") as f:
+        f.truncate(3 << 30)  # a 3 GB sparse file: read whole, this would take seconds and 3 GB of memory
+    reads = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda *a, **k: reads.append(a) or real_open(*a, **k))
+    with pytest.raises(ConfigError, match="far more than a config holds") as err:
+        load_config(path)
+    assert str(path) in str(err.value) and reads == []
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("a = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deep"),  # RecursionError inside tomllib
+    ("[collection]\nsize = 1" + "0" * 5000 + "\n", "not valid TOML"),  # int() refuses > 4300 digits
+])
+def test_toml_that_breaks_the_parser_is_a_config_error(tmp_path, text, needle):
+    assert needle in config_error(tmp_path, text)
+
+
+# --- names in the config are matched as the layers folder's names are read (NFC) ---------------------
+
+def test_names_in_a_config_are_nfc(tmp_path):
+    nfd = unicodedata.normalize("NFD", "Café")
+    cfg = load_config(write(tmp_path, f'[[layers]]\nfolder = "Hat"\nname = "{nfd}"\nnone = "{nfd}"\n'
+                                      f'exact = {{ "{nfd} Noir" = 2 }}\n[[rules]]\nnever = ["Hat/{nfd}", "Hat/x"]\n'))
+    lo = cfg.layers[0]
+    assert (lo.name, lo.none, lo.exact) == ("Café", "Café", (("Café Noir", 2),))
+    assert cfg.rules[0].a == ("Hat", "Café")
+
+
+def test_one_folder_listed_in_two_unicode_forms_is_refused(tmp_path):
+    nfc, nfd = (unicodedata.normalize(form, "Café") for form in ("NFC", "NFD"))
+    msg = config_error(tmp_path, f'[[layers]]\nfolder = "{nfc}"\n[[layers]]\nfolder = "{nfd}"\n')
+    assert "listed twice" in msg and "another Unicode form" in msg
+
+
+def run_validate(tmp_path, config, timeout=60):
+    """`gpucomp validate` with this config in a subprocess with a deadline (a blocking read fails the
+    test instead of hanging the suite) and 1 GB of address space (reading a device whole fails it too)."""
+    layers = tmp_path / "layers" / "L"
+    layers.mkdir(parents=True, exist_ok=True)
+    Image.new("RGBA", (4, 4)).save(layers / "A.png")
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+            f"from gpucomp.cli import main; sys.exit(main(['validate', {str(tmp_path / 'layers')!r}, '-c', {str(config)!r}]))")
+    env = {**os.environ, "PYTHONPATH": str(Path(gpucomp.__file__).parents[1]), "OPENBLAS_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
+    assert "Traceback" not in p.stderr, p.stderr
+    return p.returncode, p.stdout + p.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_config_that_is_a_named_pipe_is_refused_without_waiting(tmp_path):
+    pipe = tmp_path / "gpucomp.toml"
+    os.mkfifo(pipe)
+    code, out = run_validate(tmp_path, pipe)
+    assert code == 2 and f"{pipe}: not a regular file" in out
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_config_that_is_a_device_is_refused_unread(tmp_path):
+    code, out = run_validate(tmp_path, "/dev/zero")
+    assert code == 2 and "/dev/zero: not a regular file" in out
+
+
+def test_config_with_a_byte_order_mark_validates(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf[collection]\nsize = 1\n")
+    code, out = run_validate(tmp_path, path)
+    assert code == 0 and "a collection of 1 unique items" in out

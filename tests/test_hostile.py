@@ -2,10 +2,16 @@
 LayerError/ConfigError that names the file and the problem, before anything is rendered or written."""
 import io
 import os
+import socket
+import stat
 import struct
+import subprocess
+import sys
+import threading
 import time
 import unicodedata
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +19,10 @@ from PIL import Image
 
 import gpucomp
 from gpucomp.config import load_config, with_overrides, Config
-from gpucomp.errors import ConfigError, LayerError
-from gpucomp.layers import MAX_PROBLEMS_SHOWN, load_layers
+from gpucomp.errors import ConfigError, LayerError, PlanError
+from gpucomp.layers import MAX_PROBLEMS_SHOWN, _max_png_bytes, load_layers
 from gpucomp.plan import make_plan
+from gpucomp.scan import MAX_NESTING, Walk
 
 SIG = b"\x89PNG\r\n\x1a\n"
 
@@ -590,3 +597,370 @@ def test_largest_seed_works(tmp_path):
     cfg = load_config(path)
     plan = make_plan([np.ones(3)], cfg.size, cfg.seed)
     assert len(plan) == 2
+
+
+# --- 6. the file system's odd objects: links, loops, special files, things that change -----------------
+
+def cli(*args, timeout=60):
+    """`python -m gpucomp ARGS` in a subprocess with a deadline: (exit status, stdout + stderr). A case
+    that hangs fails here instead of hanging the suite."""
+    env = {**os.environ, "PYTHONPATH": str(Path(gpucomp.__file__).parents[1])}
+    p = subprocess.run([sys.executable, "-m", "gpucomp", *map(str, args)], capture_output=True, text=True,
+                       env=env, timeout=timeout)
+    return p.returncode, p.stdout + p.stderr
+
+
+def clean_failure(*args, timeout=60):
+    """The command fails with exit status 2 and an `error:` message, never a traceback; returns the output."""
+    code, out = cli(*args, timeout=timeout)
+    assert code == 2 and "error:" in out and "Traceback" not in out, out
+    return out
+
+
+def test_symlink_loop_among_traits_is_named(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    (root / "L" / "B.png").symlink_to("C.png")
+    (root / "L" / "C.png").symlink_to("B.png")
+    out = clean_failure("validate", root)
+    assert f"{root / 'L' / 'B.png'}: cannot read (a link loop" in out and f"{root / 'L' / 'C.png'}: " in out
+
+
+def test_link_to_its_own_folder_does_not_multiply_traits(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    put(root, "L/B.png", opaque(value=9))
+    (root / "L" / "again").symlink_to(".")  # once meant 41 copies of every trait
+    msg = layer_error(root)
+    assert msg.startswith(f"{root / 'L' / 'again'}: leads to {root / 'L'}, a folder already read") and "loop" in msg
+
+
+def test_two_links_to_their_own_folder_fail_at_once(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    for name in ("a", "b"):  # the nested walk used to branch 2**40 ways: minutes
+        (root / "L" / name).symlink_to(".")
+    t0 = time.perf_counter()
+    out = clean_failure("validate", root, timeout=60)
+    assert time.perf_counter() - t0 < 30
+    assert "2 problems" in out and all(f"{root / 'L' / n}: leads to" in out for n in "ab")
+
+
+@pytest.mark.parametrize("link, target", [("L/up", ".."), ("L/Deep#2/top", "../..")], ids=["to-layers-folder", "from-deeper"])
+def test_links_back_up_the_tree_are_loops(tmp_path, link, target):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    put(root, "L/Deep#2/B.png", opaque())
+    (root / link).symlink_to(target)
+    msg = layer_error(root)
+    assert f"{root / link}: leads to" in msg and "already read" in msg
+
+
+def test_layer_folder_that_is_the_layers_folder_is_a_loop(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    (root / "Loop").symlink_to(".")
+    assert layer_error(root) == f"{root / 'Loop'}: links to the layers folder itself (a loop); remove the link"
+
+
+def test_second_link_to_one_sub_folder_is_refused(tmp_path):
+    root = tmp_path / "layers"
+    put(root, "Hair/Long#2/Brown.png", opaque())
+    put(root, "Hair/Short#1/Black.png", opaque())
+    (root / "Hair" / "Longer#5").symlink_to("Long#2")  # would count Brown twice, under two weights
+    msg = layer_error(root)
+    assert msg.startswith(f"{root / 'Hair' / 'Longer#5'}: leads to {root / 'Hair' / 'Long#2'}")
+
+
+def test_sub_folder_linking_outside_is_refused_unlisted(tmp_path, monkeypatch):
+    root = tmp_path / "layers"
+    put(root, "Hair/Long#2/Brown.png", opaque())
+    put(tmp_path, "private/Secret#1.png", opaque())
+    (root / "Hair" / "Out#1").symlink_to(tmp_path / "private", target_is_directory=True)
+    listed = []
+    real = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p: listed.append(Path(p).resolve()) or real(p))
+    msg = layer_error(root)
+    assert f"{root / 'Hair' / 'Out#1'}: links outside the layers folder" in msg
+    assert (tmp_path / "private").resolve() not in listed
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="needs unix sockets")
+def test_socket_among_traits_is_refused(tmp_path, monkeypatch):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    monkeypatch.chdir(root / "L")  # socket paths are limited to ~100 bytes: bind a relative one
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind("Sock#2.png")
+        msg = layer_error(root)
+    assert f"{root / 'L' / 'Sock#2.png'}: not a regular file (a socket)" in msg
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="making a device node needs root")
+def test_device_among_traits_is_refused_unopened(tmp_path, monkeypatch):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    dev = root / "L" / "Zero.png"
+    try:
+        os.mknod(dev, 0o600 | stat.S_IFCHR, os.makedev(1, 5))  # /dev/zero: read whole, it never ends
+    except OSError as err:
+        pytest.skip(f"cannot make a device node here ({err})")
+    opened = []
+    real = os.open
+    monkeypatch.setattr(os, "open", lambda p, *a, **k: opened.append(str(p)) or real(p, *a, **k))
+    msg = layer_error(root)
+    assert f"{dev}: not a regular file (a device)" in msg and str(dev) not in opened
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_pipe_swapped_in_after_the_check_does_not_block(tmp_path, monkeypatch):
+    """A trait replaced by a named pipe between the type check and the open: the open must not wait
+    for a writer (O_NONBLOCK) and the file is refused. The test unblocks a stuck read itself."""
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    pipe = root / "L" / "B.png"
+    os.mkfifo(pipe)
+    real_stat, plain = os.stat, os.stat(root / "L" / "A.png")
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: plain if str(p) == str(pipe) else real_stat(p, *a, **k))
+    result = []
+    worker = threading.Thread(target=lambda: result.append(pytest.raises(LayerError, load_layers, root)), daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():
+        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))  # a writer that closes at once: the read ends
+        worker.join(10)
+        pytest.fail("opening a named pipe among the traits blocked")
+    assert f"{pipe}: not a regular file" in str(result[0].value)
+
+
+def test_unreadable_trait_file(tmp_path, monkeypatch):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    bad = put(root, "L/B.png", opaque())
+    real = os.open
+
+    def deny(p, *a, **k):  # chmod 000 does not stop root, so refuse the open the way the kernel would
+        if str(p) == str(bad):
+            raise PermissionError(13, "Permission denied", str(p))
+        return real(p, *a, **k)
+
+    monkeypatch.setattr(os, "open", deny)
+    assert layer_error(root) == f"{bad}: cannot read (Permission denied); replace it with a PNG file"
+
+
+@pytest.mark.parametrize("where", ["L", "L/Sub#2", "."])
+def test_folder_that_cannot_be_listed(tmp_path, monkeypatch, where):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    put(root, "L/Sub#2/B.png", opaque())
+    locked = (root / where).resolve()
+    real = os.scandir
+
+    def deny(p):
+        if Path(p).resolve() == locked:
+            raise PermissionError(13, "Permission denied", str(p))
+        return real(p)
+
+    monkeypatch.setattr(os, "scandir", deny)
+    msg = layer_error(root)
+    assert f"{root / where if where != '.' else root}: cannot list the folder (Permission denied)" in msg
+
+
+def test_trait_that_vanishes_before_it_is_read(tmp_path, monkeypatch):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    gone = put(root, "L/B.png", opaque())
+    real = Walk.layer
+    monkeypatch.setattr(Walk, "layer", lambda self, folder: [real(self, folder), gone.unlink()][0])
+    assert layer_error(root) == f"{gone}: cannot read (No such file or directory); replace it with a PNG file"
+
+
+def test_trait_that_grows_while_it_is_read(tmp_path, monkeypatch):
+    root = tmp_path / "layers"
+    grows = put(root, "L/A.png", opaque())
+    real = gpucomp.layers._check_head
+
+    def append_after_check(path, head, size):
+        real(path, head, size)
+        with open(path, "ab") as f:
+            f.write(b"more")
+
+    monkeypatch.setattr(gpucomp.layers, "_check_head", append_after_check)
+    assert "changed while it was read" in layer_error(root)
+
+
+@pytest.mark.parametrize("name, needle", [("Hat.png", "empty sub-folder"), ("Hat#2.png", "bad weight '2.png'")])
+def test_folder_named_like_a_png(tmp_path, name, needle):
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    (root / "L" / name).mkdir()
+    msg = layer_error(root)
+    assert f"{root / 'L' / name}: " in msg and needle in msg
+
+
+def test_non_utf8_sub_folder_is_refused(tmp_path, bytes_names):
+    root = tmp_path / "layers"
+    put(root, "Hair/Long#2/A.png", opaque())
+    folder = os.path.join(os.fsencode(root / "Hair"), b"Caf\xe9#1")
+    os.mkdir(folder)
+    with open(os.path.join(folder, b"T.png"), "wb") as f:
+        f.write(opaque())
+    msg = layer_error(root)
+    assert "Caf" in msg and "not valid UTF-8" in msg
+
+
+def test_sub_folders_nested_too_deep(tmp_path):
+    root = tmp_path / "layers"
+    deep = "/".join(["d#1"] * (MAX_NESTING + 1))
+    put(root, f"L/{deep}/T.png", opaque())
+    put(root, "L/Top.png", opaque())
+    msg = layer_error(root)
+    assert f"nested more than {MAX_NESTING} deep" in msg
+    put(tmp_path / "ok", "L/" + "/".join(["d#1"] * MAX_NESTING) + "/T.png", opaque())  # the limit itself loads
+    assert [t.name for t in load_layers(tmp_path / "ok").layers[0].traits] == ["T"]
+
+
+@pytest.mark.parametrize("limit, value", [("MAX_ENTRIES", 40), ("MAX_FOLDERS", 5)])
+def test_walk_stops_at_a_size_no_layers_folder_has(tmp_path, monkeypatch, limit, value):
+    root = tmp_path / "big"
+    for i in range(12):
+        put(root, f"L{i}/Sub#1/T{i}.png", opaque())
+        put(root, f"L{i}/Other#1/U{i}.png", opaque())
+    monkeypatch.setattr(gpucomp.scan, limit, value)
+    msg = layer_error(root)
+    assert msg.startswith(f"{root}: more than ") and "this is not a layers folder" in msg and "stopped in" in msg
+    assert "\n" not in msg  # one message: the walk stopped, it did not go on collecting problems
+
+
+def test_validate_of_the_file_system_root_stops_quickly(tmp_path):
+    t0 = time.perf_counter()
+    clean_failure("validate", "/", "-n", "1", timeout=120)
+    assert time.perf_counter() - t0 < 90
+
+
+# --- 7. weights at the limits of a float ---------------------------------------------------------
+
+BIG, TINY = "1" + "0" * 200, "0." + "0" * 200 + "1"  # 1e200 and 1e-201, written as plain numbers
+
+
+@pytest.mark.parametrize("paths, bad, needle", [
+    ([f"L/Big#{BIG}/X#{BIG}.png", "L/Y.png"], f"L/Big#{BIG}", "too large"),  # 1e200 x 1e200 = inf
+    ([f"L/A#{BIG}.png", f"L/B#{BIG}.png", "L/Sub#1/C.png"], f"L/A#{BIG}.png", "too large"),  # x their sum
+    ([f"L/Small#{TINY}/X#{TINY}.png", "L/Y.png"], f"L/Small#{TINY}/X#{TINY}.png", "too small"),  # 1e-402 = 0
+    ([f"L/A#{TINY}.png", f"L/B#{BIG}.png"], f"L/A#{TINY}.png", "too small next to"),  # share rounds to 0
+], ids=["folder-times-file", "top-level-times-sum", "underflow", "share-underflow"])
+def test_weights_that_stop_being_numbers_are_named(tmp_path, paths, bad, needle):
+    root = tmp_path / "layers"
+    for p in paths:
+        put(root, p, opaque())
+    out = clean_failure("generate", root, "-n", "1", "-o", tmp_path / "out")
+    assert f"{root / bad}: weight" in out and needle in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_deeply_nested_weights_stay_usable(tmp_path):
+    root = tmp_path / "layers"
+    for depth in range(MAX_NESTING + 1):  # at every level a folder of weight 1 beside a file of weight 999
+        put(root, "L/" + "d#1/" * depth + (f"S{depth}#999.png" if depth < MAX_NESTING else "T.png"), opaque())
+    weights = {t.name: t.weight for t in load_layers(root).layers[0].traits}
+    assert weights["S0"] == 999 and 0 < weights["T"] < 1e-40
+
+
+@pytest.mark.parametrize("weights", [[np.array([1.0, np.inf])], [np.array([np.nan, 1.0])], [np.array([1.0, -1.0])],
+                                     [np.array([1e-320, 1e10])], [np.array([1e308, 1e308])]],
+                         ids=["inf", "nan", "negative", "share-underflow", "sum-overflow"])
+def test_planner_refuses_weights_that_are_not_usable_numbers(weights):
+    with pytest.raises(PlanError, match="layer 1"):
+        make_plan(weights, 1, 0)
+
+
+# --- 8. layer folder names in two Unicode forms ---------------------------------------------------
+
+NFC, NFD = (unicodedata.normalize(form, "Café") for form in ("NFC", "NFD"))
+
+
+def test_layer_folder_in_two_unicode_forms_is_refused(tmp_path):
+    root = tmp_path / "layers"
+    put(root, f"{NFC}/A.png", opaque())
+    put(root, f"{NFD}/B.png", opaque())
+    out = clean_failure("validate", root, "-n", "1")
+    assert f"layer folders {NFD!r} and {NFC!r}" in out and "('Cafe\\u0301' and 'Caf\\xe9'" in out
+
+
+def test_decomposed_layer_folder_shows_composed(tmp_path):
+    root = tmp_path / "layers"
+    put(root, f"01-{NFD}/A.png", opaque())
+    out = tmp_path / "out"
+    list(gpucomp.generate(root, out, size=1, backend="cpu"))
+    meta = (out / "metadata" / "1.json").read_bytes()
+    assert f'"trait_type": "{NFC}"'.encode() in meta and NFD.encode() not in meta
+
+
+def test_config_finds_a_folder_spelt_in_the_other_form(tmp_path):
+    root = tmp_path / "layers"
+    put(root, f"{NFD}/A.png", opaque())
+    put(root, "Hat/B.png", opaque())
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[collection]\nsize = 1\n[[layers]]\nfolder = "{NFC}"\n[[layers]]\nfolder = "Hat"\n', encoding="utf-8")
+    code, out = cli("validate", root, "-c", cfg)
+    assert code == 0 and "ok:" in out, out
+
+
+def test_folders_that_share_a_display_name_are_two_layers(tmp_path):
+    """A documented choice: `01-Hat` and `02-Hat` are two layers, both shown as `Hat`."""
+    root = tmp_path / "layers"
+    put(root, "01-Hat/A.png", opaque())
+    put(root, "02-Hat/B.png", opaque())
+    ls = load_layers(root)
+    assert [(la.folder, la.name) for la in ls.layers] == [("01-Hat", "Hat"), ("02-Hat", "Hat")]
+
+
+# --- 9. size and header checked before a file is read --------------------------------------------
+
+def test_huge_file_with_a_valid_header_is_refused_unread(tmp_path, no_pillow):
+    """3 GB (sparse) behind a valid 8x8 header: refused from its size and header, under a memory
+    limit that reading it whole would break."""
+    root = tmp_path / "layers"
+    put(root, "L/A.png", opaque())
+    huge = put(root, "L/Huge.png", opaque())
+    with open(huge, "r+b") as f:
+        f.truncate(3 << 30)
+    code = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+            f"from gpucomp.cli import main; sys.exit(main(['validate', {str(root)!r}, '-n', '1']))")
+    env = {**os.environ, "PYTHONPATH": str(Path(gpucomp.__file__).parents[1]), "OPENBLAS_NUM_THREADS": "1",
+           "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert f"{huge}: 3221225472 bytes is more than a 8x8 PNG can need" in p.stderr
+    msg = layer_error(root)  # and in process: Pillow never sees it (only A.png)
+    assert str(huge) in msg and len(no_pillow) == 1
+
+
+def test_size_allowance_fits_real_files(tmp_path):
+    """Real encoders' files sit far below the allowance; trailing bytes within it are ignored."""
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 256, (64, 64, 4), dtype=np.uint8)  # incompressible: the largest honest file
+    data = pillow_png(noise, compress_level=0)
+    assert len(data) < _max_png_bytes(64, 64, 8, 6) - (64 << 20)
+    px = load_one(tmp_path, data + b"\0" * (1 << 20))
+    assert (px == noise).all()
+
+
+# --- 10. the demo's own options ------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, needle", [
+    (["--layers", "0"], "--layers must be a whole number from 1 to"),
+    (["--traits", "0"], "--traits must be a whole number from 6 to"),
+    (["--layers", "3", "--traits", "2"], "--traits must be a whole number from 3 to"),
+    (["--image-size", "0"], "--image-size must be a whole number from 8 to"),
+    (["--image-size", "-5"], "--image-size must be a whole number from 8 to"),
+    (["--image-size", "100000"], "--image-size must be a whole number from 8 to 4096"),
+    (["--layer-seed", "-1"], "--layer-seed must be a whole number from 0 to"),
+])
+def test_demo_options_out_of_range(tmp_path, capsys, args, needle):
+    from gpucomp.cli import main
+
+    assert main(["demo", "-o", str(tmp_path / "demo"), "-q", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: demo ") and needle in err
+    assert not (tmp_path / "demo" / "layers").exists()
