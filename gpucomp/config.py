@@ -108,20 +108,14 @@ MAX_CONFIG_BYTES = 16 << 20  # a config is a few KB; exact counts for thousands 
 
 
 def _read_config(path: Path) -> str:
-    """The config's text. Its type and size are checked with stat first (stat never blocks): a named
-    pipe or a device is refused instead of waited on, a huge file instead of read. A UTF-8 byte
-    order mark (Windows Notepad writes one) is accepted."""
+    """The config's text. Its type and size are checked with stat before the open (stat never blocks)
+    and again on the open file: a named pipe or a device is refused instead of waited on or read
+    forever, a huge file instead of read. A UTF-8 byte order mark (Windows Notepad writes one) is fine."""
     try:
-        info = os.stat(path)
-        if stat.S_ISDIR(info.st_mode):
-            raise ConfigError(f"{path}: is a folder; pass the config file (e.g. {path / 'gpucomp.toml'})")
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{path}: not a regular file (a pipe, socket or device); pass a .toml config file")
-        if info.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {info.st_size} bytes is far more than a config holds "
-                              f"(at most {MAX_CONFIG_BYTES}); is this the right file?")
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        _check_config_file(path, os.stat(path))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a pipe swapped in after the stat: no wait
         with open(fd, "rb") as f:
+            _check_config_file(path, os.fstat(f.fileno()))
             data = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
@@ -135,6 +129,16 @@ def _read_config(path: Path) -> str:
         return data.decode("utf-8-sig")  # -sig: drops a UTF-8 byte order mark
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text ({err}); save the config as UTF-8") from None
+
+
+def _check_config_file(path: Path, info: os.stat_result) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{path}: is a folder; pass the config file (e.g. {path / 'gpucomp.toml'})")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path}: not a regular file (a pipe, socket or device); pass a .toml config file")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {info.st_size} bytes is far more than a config holds "
+                          f"(at most {MAX_CONFIG_BYTES}); is this the right file?")
 
 
 def load_config(path: str | os.PathLike) -> Config:

@@ -156,6 +156,9 @@ def _max_png_bytes(w: int, h: int, depth: int, ctype: int) -> int:
     return 2 * h * (1 + (bits + 7) // 8) + (64 << 20)
 
 
+_NO_WAIT = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)  # POSIX; Windows has no named pipes in folders
+
+
 def _read_png(path: Path) -> bytes:
     """The file's bytes, after checking from its type, size and first 33 bytes that it is a regular
     file, a PNG, not a bomb and not larger than its declared size allows. Stat never blocks, and the
@@ -163,16 +166,16 @@ def _read_png(path: Path) -> bytes:
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise LayerError(f"{path}: not a regular file; replace it with a PNG file")
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | _NO_WAIT)
     except OSError as err:
         raise LayerError(f"{path}: cannot read ({why(err)}); replace it with a PNG file") from None
     with open(fd, "rb") as f:
         size = os.fstat(f.fileno())
         if not stat.S_ISREG(size.st_mode):
             raise LayerError(f"{path}: not a regular file; replace it with a PNG file")
-        head = f.read(33)
-        _check_head(path, head, size.st_size)
-        data = head + f.read(size.st_size + 1 - len(head))  # never more than the size checked above
+        _check_head(path, f.read(33), size.st_size)
+        f.seek(0)
+        data = f.read(size.st_size + 1)  # never more than the size checked; one more shows a file that grew
     if len(data) != size.st_size:
         raise LayerError(f"{path}: the file changed while it was read; run again when nothing is writing to it")
     return data

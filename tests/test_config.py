@@ -254,3 +254,15 @@ def test_config_with_a_byte_order_mark_validates(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf[collection]\nsize = 1\n")
     code, out = run_validate(tmp_path, path)
     assert code == 0 and "a collection of 1 unique items" in out
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_config_swapped_for_a_pipe_after_the_check_is_refused(tmp_path, monkeypatch):
+    """A pipe opened without a writer reads as empty: without the check on the open file, it would
+    pass as an empty config (all defaults)."""
+    pipe = tmp_path / "gpucomp.toml"
+    os.mkfifo(pipe)
+    real, plain = os.stat, os.stat(write(tmp_path, "", "plain.toml"))
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: plain if str(p) == str(pipe) else real(p, *a, **k))
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(pipe)
