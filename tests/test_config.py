@@ -223,13 +223,13 @@ def test_one_folder_listed_in_two_unicode_forms_is_refused(tmp_path):
 
 def run_validate(tmp_path, config, timeout=60):
     """`gpucomp validate` with this config in a subprocess with a deadline (a blocking read fails the
-    test instead of hanging the suite) and 1 GB of address space (reading a device whole fails it too)."""
+    test instead of hanging the suite) and 2 GB of address space (reading a device whole fails it too)."""
     layers = tmp_path / "layers" / "L"
     layers.mkdir(parents=True, exist_ok=True)
     Image.new("RGBA", (4, 4)).save(layers / "A.png")
-    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
             f"from gpucomp.cli import main; sys.exit(main(['validate', {str(tmp_path / 'layers')!r}, '-c', {str(config)!r}]))")
-    env = {**os.environ, "PYTHONPATH": str(Path(gpucomp.__file__).parents[1]), "OPENBLAS_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(Path(gpucomp.__file__).parents[1]), "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
     assert "Traceback" not in p.stderr, p.stderr
     return p.returncode, p.stdout + p.stderr

@@ -925,10 +925,10 @@ def test_huge_file_with_a_valid_header_is_refused_unread(tmp_path, no_pillow):
     huge = put(root, "L/Huge.png", opaque())
     with open(huge, "r+b") as f:
         f.truncate(3 << 30)
-    code = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+    code = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
             f"from gpucomp.cli import main; sys.exit(main(['validate', {str(root)!r}, '-n', '1']))")
     env = {**os.environ, "PYTHONPATH": str(Path(gpucomp.__file__).parents[1]), "OPENBLAS_NUM_THREADS": "1",
-           "OMP_NUM_THREADS": "1"}
+           "MALLOC_ARENA_MAX": "2"}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert f"{huge}: 3221225472 bytes is more than a 8x8 PNG can need" in p.stderr
