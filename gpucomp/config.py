@@ -122,7 +122,8 @@ def _read_config(path: Path) -> str:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config file ({err.strerror or err})") from None
     if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES} bytes is far more than a config holds; is this the right file?")
+        raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES} bytes is far more than a config holds; "
+                          f"is this the right file?")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ConfigError(f"{path}: saved as UTF-16 (it starts with a UTF-16 byte order mark); save the config as UTF-8")
     try:

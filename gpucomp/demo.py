@@ -99,9 +99,12 @@ MIN_SIZE, MAX_SIZE = 8, 4096  # smaller leaves no room for a shape; larger needs
 
 
 def check_args(layers: int, traits: int, size: int, seed: int) -> None:
-    """ConfigError naming the option and its allowed range (the CLI's `demo --layers/--traits/--image-size/--layer-seed`)."""
-    for flag, value, low, high in (("--layers", layers, 1, MAX_LAYERS), ("--traits", traits, max(layers, 1), MAX_TRAITS),
-                                   ("--image-size", size, MIN_SIZE, MAX_SIZE), ("--layer-seed", seed, 0, 2**63 - 1)):
+    """A ConfigError naming the option (the CLI's `demo --layers/--traits/--image-size/--layer-seed`) and
+    its allowed range."""
+    for flag, value, low, high in (("--layers", layers, 1, MAX_LAYERS),
+                                   ("--traits", traits, max(layers, 1), MAX_TRAITS),
+                                   ("--image-size", size, MIN_SIZE, MAX_SIZE),
+                                   ("--layer-seed", seed, 0, 2**63 - 1)):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             more = " (at least one trait per layer)" if flag == "--traits" else ""
             raise ConfigError(f"demo {flag} must be a whole number from {low} to {high}{more}, got {value!r}")

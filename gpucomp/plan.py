@@ -54,7 +54,8 @@ def _check_weights(weights: list[np.ndarray], names=None) -> None:
             raise PlanError(f"layer {layer}: weights must be finite numbers of 0 or more with a finite sum, "
                             f"got {w.tolist()[:8]}")
         if total > 0 and ((w > 0) & (w / total < np.finfo(np.float64).tiny)).any():
-            raise PlanError(f"layer {layer}: a weight above 0 is so small next to the others ({w.min(where=w > 0, initial=np.inf):g} "
+            smallest = w.min(where=w > 0, initial=np.inf)
+            raise PlanError(f"layer {layer}: a weight above 0 is so small next to the others ({smallest:g} "
                             f"against a sum of {total:g}) that it could never be picked; use weights closer together")
 
 

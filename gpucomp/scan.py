@@ -51,7 +51,7 @@ def why(err: OSError) -> str:
 
 def _kind(mode: int) -> str:
     for test, what in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
-                       (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder")):
+                       (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a file")):
         if test(mode):
             return what
     return "not a plain file"
@@ -288,7 +288,8 @@ class Walk:
         """At least one weight above 0, a finite sum, and no positive weight whose share of the sum
         rounds to 0 (the planner would count the trait but could never pick it)."""
         if not any(t.weight > 0 for t in found):
-            raise LayerError(f"{d}: every trait has weight 0, so nothing can be picked; give at least one a weight above 0")
+            raise LayerError(f"{d}: every trait has weight 0, so nothing can be picked; "
+                             f"give at least one a weight above 0")
         total = sum(t.weight for t in found)
         if not math.isfinite(total):
             self.problems.append(f"{d}: the trait weights add up to more than a number can hold; use smaller weights")

@@ -395,3 +395,11 @@ def test_nested_folder_with_a_bad_weight_names_it(tmp_path):
     save(root / "Hair" / "Long#x" / "Brown.png")
     with pytest.raises(LayerError, match=r"Long#x: bad weight 'x'"):
         load_layers(root)
+
+
+def test_layer_named_in_the_order_that_is_a_file(tmp_path):
+    root = one_layer(tmp_path, "A.png")
+    (root / "Notes").write_text("not a layer")
+    with pytest.raises(LayerError) as err:
+        load_layers(root, order=["Body", "Notes"])
+    assert str(err.value) == f"{root / 'Notes'}: a layer must be a folder, this is a file; name a sub-folder of {root}"
