@@ -161,8 +161,9 @@ def cmd_rerender(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import make_layers
+    from .demo import check_args, make_layers
 
+    check_args(args.layers, args.traits, args.image_size, args.layer_seed)  # before an old demo folder is touched
     root = Path(args.out)
     layers = root / "layers"
     key = f"{args.layers}-{args.traits}-{args.image_size}-{args.layer_seed}"
@@ -192,6 +193,7 @@ def cmd_validate(args) -> int:
 
     cfg = load_config(args.config) if args.config else Config()
     cfg = with_overrides(cfg, size=args.size, delimiter=args.delimiter)
+    print(f"reading layers folder {Path(args.layers).resolve()}", file=sys.stderr)
     ls, stacks = load_stacks(args.layers, cfg)
     for k, (sl, _) in enumerate(stacks):
         if len(stacks) > 1:

@@ -78,15 +78,16 @@ def test_config_file_with_flag_override(demo_layers, tmp_path):
 
 def test_validate(demo_layers, capsys):
     assert main(["validate", str(demo_layers), "-n", "10"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "01-Background -> 'Background'" in out and "64x64" in out and "ok:" in out
+    assert f"reading layers folder {demo_layers.resolve()}" in err  # a long scan says what it scans
 
 
 def test_validate_too_many_items(demo_layers, capsys):
     total = load_layers(demo_layers).combinations
     assert main(["validate", str(demo_layers), "-n", str(total + 1)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error:") and f"only {total} distinct" in err
+    assert "\nerror:" in err and f"only {total} distinct" in err
 
 
 def test_info(capsys):
@@ -169,6 +170,15 @@ def test_demo(tmp_path, capsys):
     assert main(args) == 0  # again: reuses the layers, rewrites the same collection
     with Image.open(images / "1.png") as im:
         assert np.array_equal(np.asarray(im), first)
+
+
+def test_demo_with_a_bad_option_leaves_the_earlier_demo_alone(tmp_path, capsys):
+    root = tmp_path / "demo"
+    assert main(["demo", "-o", str(root), "-q", "--image-size", "32", "-n", "2"]) == 0
+    before = files_under(root / "layers")
+    assert main(["demo", "-o", str(root), "-q", "--image-size", "0", "-n", "2"]) == 2
+    assert "--image-size" in capsys.readouterr().err
+    assert files_under(root / "layers") == before
 
 
 def test_demo_refuses_foreign_layers_folder(tmp_path, capsys):
