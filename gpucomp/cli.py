@@ -29,6 +29,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="start over: discard an earlier collection in the output folder, or write into a non-empty one")
     p.add_argument("--resume", action="store_true",
                    help="insist on resuming an interrupted collection (re-running the same command resumes anyway)")
+    p.add_argument("--gallery", action="store_true", help="also write OUT/gallery/index.html at the end (see `gpucomp gallery`)")
     _add_engine_options(p)
 
 
@@ -136,7 +137,12 @@ def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> i
                    resume=args.resume, stop_timeout=STOP_TIMEOUT, **_overrides(args))
     again = [a for a in sys.argv[1:] if a != "--force"]  # --force would discard what is finished
     hint = f"run the same command again: {shlex.join(['gpucomp', *again])}"
-    return _drive(gen, out, args, hint)
+    rc = _drive(gen, out, args, hint)
+    if rc == 0 and args.gallery:
+        from .gallery import make_gallery
+
+        print(f"gallery: {make_gallery(out, log=_log(args))}")
+    return rc
 
 
 def cmd_resume(args) -> int:
@@ -262,6 +268,27 @@ def cmd_preview(args) -> int:
     return run_preview(args)
 
 
+def _add_gallery_parser(subparsers):
+    """Add the `gallery` subcommand to an argparse subparsers object; returns its parser."""
+    from .gallery import THUMB_DEFAULT, THUMB_MAX, THUMB_MIN
+
+    p = subparsers.add_parser("gallery", help="a static web page of a finished collection: filters, rarity, charts",
+                              description="Write OUT/gallery/index.html and its data (thumbnails, trait index, "
+                                          "metadata): static files, opened from file:// or any static host, offline.")
+    p.add_argument("out", help="gpucomp output folder of a finished collection")
+    p.add_argument("--thumb", type=int, default=THUMB_DEFAULT,
+                   help=f"thumbnail box side in pixels, {THUMB_MIN}..{THUMB_MAX} (default {THUMB_DEFAULT})")
+    p.add_argument("--workers", type=int, default=None, help="thumbnail threads (default: one per CPU core)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    return p
+
+
+def cmd_gallery(args) -> int:
+    from .gallery import cmd_gallery as run_gallery
+
+    return run_gallery(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpucomp", description="Generate image collections from trait layers, fast.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -298,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--name-prefix", help="new item name prefix")
     u.add_argument("--description", help="new description")
     _add_preview_parser(sub)
+    _add_gallery_parser(sub)
     return parser
 
 
@@ -346,7 +374,7 @@ class _TolerantStream:
 
 COMMANDS = {"generate": "cmd_generate", "demo": "cmd_demo", "validate": "cmd_validate", "info": "cmd_info",
             "preview": "cmd_preview", "resume": "cmd_resume", "extend": "cmd_extend", "rerender": "cmd_rerender",
-            "update-metadata": "cmd_update_metadata"}
+            "update-metadata": "cmd_update_metadata", "gallery": "cmd_gallery"}
 
 
 def main(argv=None) -> int:

@@ -79,7 +79,8 @@ def check_finished(out: Path) -> None:
     if not out.is_dir():
         raise OutputError(f"{out}: not a folder; pass a gpucomp output folder (it holds {MANIFEST})")
     if not (out / MANIFEST).is_file():
-        raise _not_finished(out, f"not a gpucomp output (no {MANIFEST})")
+        raise OutputError(f"{out}: not a gpucomp output (no {MANIFEST}); pass the folder that `gpucomp generate -o` "
+                          f"wrote")
     if unfinished(out):
         raise _not_finished(out, "the collection is not finished (an interrupted run, or no provenance.json)")
     for name in ("rarity.json", "rarity.csv"):
