@@ -131,7 +131,7 @@
 
   // ------------------------------------------------------------------ the virtualised grid
 
-  const grid = { cols: 1, rowH: CELL + LABEL + GAP, live: new Map(), free: [], frame: 0 };
+  const grid = { cols: 1, cell: CELL, rowH: CELL + LABEL + GAP, live: new Map(), free: [], frame: 0 };
 
   function resetGrid() {
     for (const [, cell] of grid.live) { cell.remove(); grid.free.push(cell); }
@@ -143,6 +143,10 @@
   function layoutGrid() {
     const g = $("grid");
     grid.cols = Math.max(1, Math.floor((g.clientWidth - GAP) / (CELL + GAP)));
+    grid.cell = Math.max(CELL, Math.floor((g.clientWidth - GAP) / grid.cols) - GAP);  // fill the width
+    grid.rowH = grid.cell + LABEL + GAP;
+    $("sizer").style.setProperty("--cell", `${grid.cell}px`);
+    for (const [k, cell] of grid.live) place(cell, k);
     $("sizer").style.height = `${Math.ceil(view.length / grid.cols) * grid.rowH + GAP}px`;
     renderGrid();
   }
@@ -156,6 +160,10 @@
     a.append(img, el("span", "label"));
     a.addEventListener("click", (ev) => { ev.preventDefault(); openItem(+a.dataset.pos); });
     return a;
+  }
+
+  function place(cell, k) {
+    cell.style.transform = `translate(${GAP + (k % grid.cols) * (grid.cell + GAP)}px, ${GAP + Math.floor(k / grid.cols) * grid.rowH}px)`;
   }
 
   function renderGrid() {
@@ -175,7 +183,7 @@
       const cell = grid.free.pop() || makeCell();
       cell.dataset.pos = pos;
       cell.dataset.number = number;
-      cell.style.transform = `translate(${GAP + (k % grid.cols) * (CELL + GAP)}px, ${GAP + Math.floor(k / grid.cols) * grid.rowH}px)`;
+      place(cell, k);
       cell.firstChild.src = `thumbs/${number}.${D.thumb.format}`;
       cell.lastChild.textContent = `#${number} · rank ${D[rankKey][pos]}`;
       grid.live.set(k, cell);
