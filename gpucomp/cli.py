@@ -141,7 +141,8 @@ def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> i
     if rc == 0 and args.gallery:
         from .gallery import make_gallery
 
-        print(f"gallery: {make_gallery(out, log=_log(args))}")
+        page = make_gallery(out, log=_log(args))
+        print(f"gallery: {page}", file=sys.stderr if args.json else sys.stdout)  # --json: stdout is the summary
     return rc
 
 

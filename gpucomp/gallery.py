@@ -72,15 +72,19 @@ def _not_finished(out: Path, what: str) -> OutputError:
                        f"to finish an interrupted one, or `gpucomp generate` to make one)")
 
 
-def check_finished(out: Path) -> None:
-    """Raise OutputError unless `out` is a gpucomp output whose last run finished."""
-    from .journal import unfinished
-
+def _check_ours(out: Path) -> None:
     if not out.is_dir():
         raise OutputError(f"{out}: not a folder; pass a gpucomp output folder (it holds {MANIFEST})")
     if not (out / MANIFEST).is_file():
         raise OutputError(f"{out}: not a gpucomp output (no {MANIFEST}); pass the folder that `gpucomp generate -o` "
                           f"wrote")
+
+
+def check_finished(out: Path) -> None:
+    """Raise OutputError unless `out` is a gpucomp output whose last run finished."""
+    from .journal import unfinished
+
+    _check_ours(out)
     if unfinished(out):
         raise _not_finished(out, "the collection is not finished (an interrupted run, or no provenance.json)")
     for name in ("rarity.json", "rarity.csv"):
@@ -321,7 +325,11 @@ def write_metadata_chunks(out: Path, index: Index, log: Log | None = None) -> in
     folder = _own_dir(_own_dir(out / GALLERY) / "data")
     n_chunks = -(-len(index.numbers) // META_CHUNK)
     keep, changed = set(), 0
+    last = time.monotonic()
     for c in range(n_chunks):
+        if time.monotonic() - last >= LOG_EVERY:
+            last = time.monotonic()
+            log(f"gallery: metadata {c * META_CHUNK}/{len(index.numbers)}")
         items = []
         for i in range(c * META_CHUNK, min((c + 1) * META_CHUNK, len(index.numbers))):
             path = out / "metadata" / f"{index.numbers[i]}.json"
@@ -398,17 +406,21 @@ def make_gallery(out, thumb: int = THUMB_DEFAULT, workers: int | None = None, lo
                           f"got {thumb!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"gallery workers must be a whole number >= 0 (0: one per core), got {workers!r}")
+    from .lock import OutputLock
+
     log = log or (lambda msg: None)
     out = Path(out)
     t0 = time.monotonic()
-    check_finished(out)
-    index = read_index(out)
-    gdir = _own_dir(out / GALLERY)
-    fmt = make_thumbnails(out, index.numbers, thumb, workers or 0, log)
-    write_metadata_chunks(out, index, log)
-    thumbs = {"size": thumb, "format": fmt, "image": _image_size(out / "images" / f"{index.numbers[0]}.png")}
-    write_index(gdir, index_data(index, _title(out), thumbs))
-    page = write_assets(gdir)
+    _check_ours(out)  # before the lock, which would leave a lock file in any folder
+    with OutputLock(out):  # no run may change the collection meanwhile
+        check_finished(out)
+        index = read_index(out)
+        gdir = _own_dir(out / GALLERY)
+        fmt = make_thumbnails(out, index.numbers, thumb, workers or 0, log)
+        write_metadata_chunks(out, index, log)
+        thumbs = {"size": thumb, "format": fmt, "image": _image_size(out / "images" / f"{index.numbers[0]}.png")}
+        write_index(gdir, index_data(index, _title(out), thumbs))
+        page = write_assets(gdir)
     log(f"gallery: {page} ({time.monotonic() - t0:.1f}s)")
     return page
 

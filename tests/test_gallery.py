@@ -317,3 +317,27 @@ def test_cli_gallery_and_generate_gallery(out, demo_layers, tmp_path, capsys):
     assert main(["generate", str(demo_layers), "-o", str(new), "-n", "6", "--seed", "2", "-q", "--gallery"]) == 0
     assert f"gallery: {new / 'gallery' / 'index.html'}" in capsys.readouterr().out
     assert len(list((new / "gallery" / "thumbs").iterdir())) == 6 + 1
+
+
+def test_a_collection_of_several_stacks(demo_layers, tmp_path):
+    """Items without a layer show its '(none)' trait; what was asked is unknown (no bars for it)."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[collection]\nseed = 4\n[[stacks]]\nsize = 6\nlayers = ["01-Background", "02-Body"]\n'
+                   '[[stacks]]\nsize = 4\nlayers = ["01-Background", "02-Body", "03-Clothes"]\n', encoding="utf-8")
+    out = tmp_path / "out"
+    run(gpucomp.generate(demo_layers, out, str(cfg)))
+    make_gallery(out, thumb=16)
+    data = script_data(out / "gallery" / "data" / "index.js", "GALLERY.load")
+    assert data["weights_known"] is False and data["items"] == 10
+    clothes = data["layers"][2]
+    assert clothes["traits"][0]["name"] == "(none)" and clothes["traits"][0]["weight_percent"] is None
+    assert data["traits"][2][:6] == [0] * 6 and 0 not in data["traits"][2][6:]
+
+
+def test_refused_while_a_run_holds_the_folder(out):
+    from gpucomp.lock import OutputLock
+
+    with OutputLock(out):
+        with pytest.raises(OutputError, match="another gpucomp run is writing to this folder"):
+            make_gallery(out, thumb=16)
+    assert not (out / "gallery").exists()

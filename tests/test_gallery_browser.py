@@ -190,8 +190,12 @@ def test_an_item_opens_with_its_attributes_and_metadata(page, collection, artifa
     page.screenshot(path=str(artifacts / "gallery-item.png"))
     page.keyboard.press("ArrowRight")
     page.wait_for_function("document.getElementById('item-json').textContent.includes('\"edition\": 2')")
+    assert page.evaluate("location.hash") == "#2"  # a link to the item shown
     page.keyboard.press("Escape")
     assert page.is_hidden("#item-view")
+    page.goto((collection / "gallery" / "index.html").as_uri() + "#1500")
+    page.wait_for_function("document.getElementById('item-json').textContent.startsWith('{')")
+    assert json.loads(page.inner_text("#item-json"))["edition"] == 1500
 
 
 def test_sort_by_rank_puts_rank_one_first_and_search_finds_an_item(page, collection):

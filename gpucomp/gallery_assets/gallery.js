@@ -226,6 +226,7 @@
   function openItem(pos) {
     current = pos;
     const number = D.numbers[pos];
+    history.replaceState(null, "", `#${number}`);  // a link to the item
     $("item-view").hidden = false;
     $("item-title").textContent = `#${number}`;
     const img = $("item-image");
@@ -265,6 +266,7 @@
   function closeItem() {
     $("item-view").hidden = true;
     current = -1;
+    history.replaceState(null, "", location.pathname + location.search);
   }
 
   // ------------------------------------------------------------------ charts
@@ -322,22 +324,31 @@
     const msg = $("search-msg");
     msg.textContent = "";
     if (!/^\d+$/.test(text)) { msg.textContent = "type an item number"; return; }
-    const n = Number(text);
+    const n = Number(text), pos = find(n);
+    if (pos < 0) { msg.textContent = `no item #${n}`; return; }
+    if (!$("charts").hidden) toggleCharts();
+    if (!scrollToPos(pos)) msg.textContent = "not among the filtered items";
+    openItem(pos);
+  }
+
+  function find(n) {  // position of item number n, or -1 (numbers are in increasing order)
     let lo = 0, hi = N - 1;
-    while (lo <= hi) {  // numbers are in increasing order
+    while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      if (D.numbers[mid] === n) {
-        if (!$("charts").hidden) toggleCharts();
-        if (!scrollToPos(mid)) msg.textContent = "not among the filtered items";
-        openItem(mid);
-        return;
-      }
+      if (D.numbers[mid] === n) return mid;
       if (D.numbers[mid] < n) lo = mid + 1; else hi = mid - 1;
     }
-    msg.textContent = `no item #${n}`;
+    return -1;
+  }
+
+  function openFromHash() {  // index.html#123 opens item 123
+    const linked = /^#(\d+)$/.exec(location.hash);
+    const pos = linked ? find(Number(linked[1])) : -1;
+    if (pos >= 0 && pos !== current) { scrollToPos(pos); openItem(pos); }
   }
 
   function wire() {
+    window.addEventListener("hashchange", openFromHash);
     $("grid").addEventListener("scroll", scheduleRender, { passive: true });
     window.addEventListener("resize", () => { if ($("charts").hidden) layoutGrid(); });
     $("sort").addEventListener("change", rebuildView);
@@ -381,6 +392,7 @@
     buildFilters();
     wire();
     applyFilters();
+    openFromHash();
     stats.readyMs = performance.now();
     document.body.dataset.ready = "1";
   }
