@@ -280,3 +280,10 @@ def test_a_100k_index_opens_and_filters(page, tmp_path):
     print(f"\n100k synthetic index: page open {open_s * 1000:.0f} ms (script ready at {ready_ms:.0f} ms after "
           f"navigation start), one filter {filter_s * 1000:.0f} ms round trip ({filter_ms:.1f} ms in the page); "
           f"data/index.js {(gdir / 'data' / 'index.js').stat().st_size / 1e6:.1f} MB")
+
+
+def test_a_page_without_its_data_says_what_to_do(page, tmp_path):
+    gallery.write_assets(tmp_path)
+    page.goto((tmp_path / "index.html").as_uri())
+    page.wait_for_function("document.body.classList.contains('failed')")
+    assert "data/index.js is missing" in page.inner_text("#count")
