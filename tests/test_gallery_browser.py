@@ -8,7 +8,8 @@ measures how long the page takes to open and to filter (printed, not asserted).
 
 Skips, with the reason, where Playwright or a Chromium cannot be started; with
 GPUCOMP_REQUIRE_BROWSER=1 (set by .ci/run) that fails instead, so CI really runs these.
-Screenshots are kept under pytest's temporary folder (the path is printed); with
+Screenshots are kept under pytest's temporary folder (the path is printed; GPUCOMP_GALLERY_ARTIFACTS
+chooses another folder); with
 GPUCOMP_GALLERY_SCREENSHOT=PATH the filtered-grid screenshot is also written to PATH, as a
 small palette PNG (how the README's picture is made).
 """
@@ -74,6 +75,11 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory) -> Path:
+    """Where screenshots go: GPUCOMP_GALLERY_ARTIFACTS if set (e.g. a CI artifact folder), else a
+    temporary folder (pytest keeps the last few)."""
+    if dest := os.environ.get("GPUCOMP_GALLERY_ARTIFACTS"):
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        return Path(dest)
     return tmp_path_factory.mktemp("gallery-artifacts")
 
 
