@@ -34,7 +34,8 @@ from typing import Callable
 from PIL import Image, features
 
 from .errors import ConfigError, OutputError
-from .output import MANIFEST, PROVENANCE, atomic_write_bytes, json_bytes
+from .output import (MANIFEST, MAX_METADATA_BYTES, PROVENANCE, atomic_write_bytes, ensure_folder, json_bytes,
+                     open_regular, read_regular, remove_temporaries)
 
 GALLERY = "gallery"
 ASSETS = ("index.html", "gallery.js", "gallery.css")
@@ -95,7 +96,7 @@ def check_finished(out: Path) -> None:
 def _read_report(out: Path) -> dict:
     path = out / "rarity.json"
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
+        report = json.loads(read_regular(path))
         for layer in report["layers"]:  # the fields the page needs
             for t in layer["traits"]:
                 str(layer["name"]), str(t["name"]), int(t["count"])
@@ -126,7 +127,7 @@ def read_index(out: Path) -> Index:
     index = Index(report, traits=[[] for _ in layers])
     path = out / "rarity.csv"
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open_regular(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
             rows = csv.reader(f)
             cols, orc = _columns(next(rows, []), [layer["name"] for layer in layers], path)
             index.openrarity = [] if orc is not None else None
@@ -157,27 +158,13 @@ def _image_shas(out: Path) -> dict[int, str]:
     """Item number -> first 16 hex digits of its image's SHA-256, from provenance.json."""
     path = out / PROVENANCE
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))["items"]
+        items = json.loads(read_regular(path))["items"]
         return {int(x["number"]): str(x["sha256"])[:16] for x in items}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise _not_finished(out, f"{PROVENANCE} is unreadable ({type(err).__name__}: {err})") from err
 
 
 # ---------------------------------------------------------------------------- folders
-
-
-def _own_dir(path: Path) -> Path:
-    """Create `path` (one level) as a real folder; refuse a link or a file there, so nothing is
-    ever written through a link into another place."""
-    try:
-        path.mkdir(exist_ok=True)
-    except OSError as err:
-        if not path.is_symlink():
-            raise OutputError(f"{path}: cannot create the folder ({err.strerror or err})") from err
-    if path.is_symlink() or not path.is_dir():
-        raise OutputError(f"{path}: is a link or not a folder; the gallery writes only into real folders inside "
-                          f"the output folder: remove it and run again")
-    return path
 
 
 def _remove_stale(folder: Path, pattern: re.Pattern, keep: set[str]) -> int:
@@ -194,13 +181,11 @@ def _remove_stale(folder: Path, pattern: re.Pattern, keep: set[str]) -> int:
 
 
 def _read_nofollow(path: Path) -> bytes | None:
-    """The bytes of `path` if it is a regular file (not through a link), else None."""
+    """The bytes of `path` if it is a regular file of ours (not a link, FIFO or device), else None."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        return read_regular(path)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
 
 
 def _write_if_changed(path: Path, data: bytes) -> bool:
@@ -223,7 +208,7 @@ def thumbnail_bytes(src: Path, size: int, fmt: str) -> bytes:
     """The thumbnail of image `src` in a size x size box (aspect kept; never enlarged: the page
     scales small pixel art up without smoothing), alpha kept, encoded as `fmt`."""
     try:
-        with Image.open(src) as im:
+        with open_regular(src) as f, Image.open(f) as im:  # a link, FIFO or device: refused, never waited on
             im.load()
             alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
             im = im.convert("RGBA" if alpha else "RGB")
@@ -261,7 +246,7 @@ def make_thumbnails(out: Path, numbers: list[int], size: int = THUMB_DEFAULT, wo
     the collection are removed. Interrupted work is kept: the state is saved in any case."""
     log = log or (lambda msg: None)
     fmt = thumb_format()
-    folder = _own_dir(_own_dir(out / GALLERY) / "thumbs")
+    folder = ensure_folder(ensure_folder(out / GALLERY) / "thumbs")
     state_path = folder / "thumbs.json"
     shas = _image_shas(out)
     done = _load_state(state_path, size, fmt)
@@ -322,7 +307,7 @@ def write_metadata_chunks(out: Path, index: Index, log: Log | None = None) -> in
     """Stream OUT/metadata/<n>.json into OUT/gallery/data/meta-NNNN.js, META_CHUNK items each, as
     [score, log_rarity, metadata] per item; returns the number of chunk files."""
     log = log or (lambda msg: None)
-    folder = _own_dir(_own_dir(out / GALLERY) / "data")
+    folder = ensure_folder(ensure_folder(out / GALLERY) / "data")
     n_chunks = -(-len(index.numbers) // META_CHUNK)
     keep, changed = set(), 0
     last = time.monotonic()
@@ -334,7 +319,7 @@ def write_metadata_chunks(out: Path, index: Index, log: Log | None = None) -> in
         for i in range(c * META_CHUNK, min((c + 1) * META_CHUNK, len(index.numbers))):
             path = out / "metadata" / f"{index.numbers[i]}.json"
             try:
-                meta = json.loads(path.read_text(encoding="utf-8"))
+                meta = json.loads(read_regular(path, MAX_METADATA_BYTES))
             except (OSError, ValueError) as err:
                 raise OutputError(f"{path}: missing or unreadable ({type(err).__name__}: {err}); run "
                                   f"`gpucomp resume {out}` to check and rewrite it") from err
@@ -362,7 +347,7 @@ def index_data(index: Index, title: str, thumb: dict) -> dict:
 
 
 def write_index(gallery_dir: Path, data: dict) -> Path:
-    path = _own_dir(gallery_dir / "data") / "index.js"
+    path = ensure_folder(gallery_dir / "data") / "index.js"
     _write_if_changed(path, _script("GALLERY.load", data))
     return path
 
@@ -381,7 +366,7 @@ def write_assets(gallery_dir: Path) -> Path:
 def _image_size(path: Path) -> list[int] | None:
     """[width, height] of an image from its header (the page draws small ones without smoothing)."""
     try:
-        with Image.open(path) as im:
+        with open_regular(path) as f, Image.open(f) as im:
             return [im.width, im.height]
     except _LOAD_ERRORS:
         return None
@@ -389,7 +374,7 @@ def _image_size(path: Path) -> list[int] | None:
 
 def _title(out: Path) -> str:
     try:
-        meta = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("metadata", {})
+        meta = json.loads(read_regular(out / MANIFEST)).get("metadata", {})
         prefix = meta.get("name_prefix") if isinstance(meta, dict) else None
     except (OSError, ValueError, AttributeError):
         prefix = None
@@ -415,7 +400,9 @@ def make_gallery(out, thumb: int = THUMB_DEFAULT, workers: int | None = None, lo
     with OutputLock(out):  # no run may change the collection meanwhile
         check_finished(out)
         index = read_index(out)
-        gdir = _own_dir(out / GALLERY)
+        gdir = ensure_folder(out / GALLERY)
+        for folder in (gdir, gdir / "data", gdir / "thumbs"):
+            remove_temporaries(folder)  # what a killed earlier gallery run left
         fmt = make_thumbnails(out, index.numbers, thumb, workers or 0, log)
         write_metadata_chunks(out, index, log)
         thumbs = {"size": thumb, "format": fmt, "image": _image_size(out / "images" / f"{index.numbers[0]}.png")}

@@ -257,7 +257,7 @@ def test_a_link_inside_out_is_never_followed(out, tmp_path, where):
     outside.mkdir()
     (out / where).parent.mkdir(parents=True, exist_ok=True)
     (out / where).symlink_to(outside, target_is_directory=True)
-    with pytest.raises(OutputError, match="is a link or not a folder"):
+    with pytest.raises(OutputError, match="is a symbolic link"):
         make_gallery(out, thumb=32)
     assert list(outside.iterdir()) == []
 
@@ -341,3 +341,21 @@ def test_refused_while_a_run_holds_the_folder(out):
         with pytest.raises(OutputError, match="another gpucomp run is writing to this folder"):
             make_gallery(out, thumb=16)
     assert not (out / "gallery").exists()
+
+
+def test_a_linked_image_or_metadata_file_is_refused_not_followed(out, tmp_path):
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"name": "not ours"}')
+    (out / "metadata" / "3.json").unlink()
+    (out / "metadata" / "3.json").symlink_to(secret)
+    with pytest.raises(OutputError, match="metadata/3.json: missing or unreadable"):
+        make_gallery(out, thumb=16)
+    assert "not ours" not in "".join(p.read_text() for p in (out / "gallery" / "data").glob("meta-*.js"))
+
+
+def test_temporaries_of_a_killed_run_are_removed(out):
+    make_gallery(out, thumb=16)
+    for sub in ("", "data", "thumbs"):
+        (out / "gallery" / sub / ".gpucomp-tmp-0123456789abcdef").write_bytes(b"half")
+    make_gallery(out, thumb=16)
+    assert not list((out / "gallery").rglob(".gpucomp-tmp-*"))
