@@ -372,12 +372,9 @@ def _image_size(path: Path) -> list[int] | None:
         return None
 
 
-def _title(out: Path) -> str:
-    try:
-        meta = json.loads(read_regular(out / MANIFEST)).get("metadata", {})
-        prefix = meta.get("name_prefix") if isinstance(meta, dict) else None
-    except (OSError, ValueError, AttributeError):
-        prefix = None
+def _title(out: Path, manifest: dict) -> str:
+    meta = manifest.get("metadata")
+    prefix = meta.get("name_prefix") if isinstance(meta, dict) else None
     name = out.resolve().name
     return f"{prefix} — {name}" if prefix else name
 
@@ -392,6 +389,7 @@ def make_gallery(out, thumb: int = THUMB_DEFAULT, workers: int | None = None, lo
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"gallery workers must be a whole number >= 0 (0: one per core), got {workers!r}")
     from .lock import OutputLock
+    from .resume import read_manifest
 
     log = log or (lambda msg: None)
     out = Path(out)
@@ -399,6 +397,7 @@ def make_gallery(out, thumb: int = THUMB_DEFAULT, workers: int | None = None, lo
     _check_ours(out)  # before the lock, which would leave a lock file in any folder
     with OutputLock(out):  # no run may change the collection meanwhile
         check_finished(out)
+        manifest = read_manifest(out)  # checked against its schema: a damaged one is named
         index = read_index(out)
         gdir = ensure_folder(out / GALLERY)
         for folder in (gdir, gdir / "data", gdir / "thumbs"):
@@ -406,7 +405,7 @@ def make_gallery(out, thumb: int = THUMB_DEFAULT, workers: int | None = None, lo
         fmt = make_thumbnails(out, index.numbers, thumb, workers or 0, log)
         write_metadata_chunks(out, index, log)
         thumbs = {"size": thumb, "format": fmt, "image": _image_size(out / "images" / f"{index.numbers[0]}.png")}
-        write_index(gdir, index_data(index, _title(out), thumbs))
+        write_index(gdir, index_data(index, _title(out, manifest), thumbs))
         page = write_assets(gdir)
     log(f"gallery: {page} ({time.monotonic() - t0:.1f}s)")
     return page

@@ -60,6 +60,7 @@ def test_index_lists_every_item_with_its_traits_and_rank(out):
     data = script_data(out / "gallery" / "data" / "index.js", "GALLERY.load")
     report = json.loads((out / "rarity.json").read_text(encoding="utf-8"))
     assert data["format"] == gallery.FORMAT and data["items"] == ITEMS
+    assert data["title"] == "Item — out"  # the items' name prefix and the folder
     assert data["numbers"] == list(range(1, ITEMS + 1))
     assert [layer["name"] for layer in data["layers"]] == [layer["name"] for layer in report["layers"]]
     assert data["layers"][0]["traits"][0]["percent"] == report["layers"][0]["traits"][0]["percent"]
@@ -359,3 +360,9 @@ def test_temporaries_of_a_killed_run_are_removed(out):
         (out / "gallery" / sub / ".gpucomp-tmp-0123456789abcdef").write_bytes(b"half")
     make_gallery(out, thumb=16)
     assert not list((out / "gallery").rglob(".gpucomp-tmp-*"))
+
+
+def test_a_damaged_manifest_is_named(out):
+    (out / "gpucomp.json").write_text('{"format": 3}', encoding="utf-8")
+    with pytest.raises(OutputError, match="gpucomp.json: damaged or edited by hand"):
+        make_gallery(out, thumb=16)
