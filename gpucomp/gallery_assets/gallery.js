@@ -117,6 +117,7 @@
       d.append(el("summary", null, `${layer.name} (${layer.traits.length})`));
       layer.traits.forEach((trait, t) => {
         const label = el("label", "trait");
+        label.title = trait.name;  // names cut short by the column width
         const box = el("input");
         box.type = "checkbox";
         box.dataset.layer = l;
