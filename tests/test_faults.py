@@ -536,3 +536,24 @@ def test_preview_killed_then_run_again_makes_the_same_sheets(copy, tmp_path):
     assert len(again) == 4 and not any(n.startswith(".gpucomp-tmp-") for n in again)
     assert cli("preview", copy, "--columns", "4", "--rows", "2", "-o", tmp_path / "fresh")[0] == 0
     assert again == {q.name: q.read_bytes() for q in (tmp_path / "fresh").iterdir()}
+
+
+@pytest.mark.parametrize("argv", [
+    ["resume", "{out}"], ["extend", "{out}", "-n", "3"], ["rerender", "{out}"],
+    ["update-metadata", "{out}", "--base-uri", "ipfs://x"], ["gallery", "{out}"],
+    ["generate", "{layers}", "-o", "{out}", *ARGS],
+])
+def test_every_command_that_changes_a_collection_waits_its_turn(demo_layers, tmp_path, reference, argv):
+    out = tmp_path / "out"
+    p = run_cli(demo_layers, out, "-q", wait=False, env={"GPUCOMP_TEST_SLOW": "0.05"})
+    try:
+        wait_for_images(p, out, 3)
+        assert p.poll() is None, "the first run ended before the second could race it"
+        rc, _, err = cli(*[a.format(out=out, layers=demo_layers) for a in argv])
+        assert_clean_error(rc, err, "another gpucomp run is writing to this folder", f"pid {p.pid}")
+    finally:
+        p.kill()
+        p.communicate()
+    rc, _, err = run_cli(demo_layers, out, "-q")
+    assert rc == 0, err
+    assert snapshot(out) == reference
