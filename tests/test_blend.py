@@ -366,8 +366,9 @@ def test_normal_opacity_one_is_the_old_formula(base):
 
 
 def test_plain_layers_use_the_copy_path():
+    """The NumPy path's sparse form (the kernel's run layout: tests/test_cpu_kernel.py)."""
     ls = make_stack(5, "normal", 1.0, "opaque")
-    be = NumpyBackend()
+    be = NumpyBackend(kernel=False)
     be.prepare(ls)
     assert be.traits[0][0].full_rgb is not None  # full-canvas opaque copy
     assert be.traits[1][0].op_idx.size > 0  # opaque pixels copied, not blended

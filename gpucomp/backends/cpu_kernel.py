@@ -1,0 +1,205 @@
+"""The fused CPU compositing kernel (numba). Importing this module needs numba; the backend
+imports it only through `load()` and keeps the NumPy path when that fails.
+
+One pass over the output rows: each row is composited in a (W, 4) float32 buffer that stays in
+cache across all of an item's layers, reading only the runs each trait covers on that row
+(layout: cpu_spans.py), then rounded straight into the output. Bit for bit the float32 contract
+of `compositing.py`: the same operations in the same order, scalar by scalar; fastmath off (no
+fused multiply-add, no reassociation; tests check the machine code holds no FMA), IEEE division
+without zero checks (error_model="numpy"; the contract's branches keep 0/0 out). The alpha lane
+is always computed; over an opaque base it stays exactly 1.0, so the 3-channel results equal
+the NumPy backend's 3-lane accumulator. nogil: the encode workers call it in parallel.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..compositing import INV, MODES, SA
+
+_JIT = dict(nogil=True, cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+F32 = np.float32
+_SA, _INV = SA.copy(), INV.copy()  # frozen into the machine code as constants
+_0, _HALF, _QUARTER, _1, _2, _4, _12, _16, _255 = (F32(v) for v in (0, 0.5, 0.25, 1, 2, 4, 12, 16, 255))
+(NORMAL, MULTIPLY, SCREEN, OVERLAY, DARKEN, LIGHTEN, DODGE, BURN, HARD, SOFT, DIFFERENCE, EXCLUSION,
+ ADDITIVE) = range(len(MODES))
+
+
+@njit(**_JIT)
+def _screen(b, s):
+    return (b + s) - b * s
+
+
+@njit(**_JIT)
+def _hard(b, s):
+    s2 = _2 * s
+    if s <= _HALF:
+        return b * s2
+    return _screen(b, s2 - _1)
+
+
+@njit(**_JIT)
+def _soft(cb, cs):
+    if cs <= _HALF:
+        return cb - ((_1 - _2 * cs) * cb) * (_1 - cb)
+    d = ((((_16 * cb) - _12) * cb + _4) * cb) if cb <= _QUARTER else np.sqrt(cb)
+    return cb + ((_2 * cs) - _1) * (d - cb)
+
+
+@njit(**_JIT)
+def blend_fn(mode, cb, cs):
+    """B(cb, cs) of the contract for one float32 pair (mode > NORMAL)."""
+    if mode == MULTIPLY:
+        return cb * cs
+    if mode == SCREEN:
+        return _screen(cb, cs)
+    if mode == OVERLAY:
+        return _hard(cs, cb)
+    if mode == DARKEN:
+        return min(cb, cs)
+    if mode == LIGHTEN:
+        return max(cb, cs)
+    if mode == DODGE:
+        return _0 if cb == _0 else (_1 if cs == _1 else min(_1, cb / (_1 - cs)))
+    if mode == BURN:
+        return _1 if cb == _1 else (_0 if cs == _0 else _1 - min(_1, (_1 - cb) / cs))
+    if mode == HARD:
+        return _hard(cb, cs)
+    if mode == SOFT:
+        return _soft(cb, cs)
+    if mode == DIFFERENCE:
+        return abs(cb - cs)
+    if mode == EXCLUSION:
+        return (cb + cs) - (_2 * cb) * cs
+    return min(_1, cb + cs)  # ADDITIVE
+
+
+@njit(**_JIT)
+def _copy(rgb, alpha, px, x0, x1, off):
+    """Opaque run of a plain layer (3 bytes a pixel): acc = pm (acc * 0 + pm, bit for bit)."""
+    d = off - 3 * x0
+    for j in range(3 * x0, 3 * x1):
+        rgb[j] = F32(px[d + j])
+    for x in range(x0, x1):
+        alpha[x] = _1
+
+
+@njit(**_JIT)
+def _over(rgb, alpha, px, x0, x1, off):
+    """Semi-transparent run of a plain layer (4 bytes a pixel): acc = acc * INV[a8] + c8 * SA[a8]."""
+    for x in range(x0, x1):
+        k = off + 4 * (x - x0)
+        a8 = px[k + 3]
+        sa, inv = _SA[a8], _INV[a8]
+        for c in range(3):
+            rgb[3 * x + c] = rgb[3 * x + c] * inv + F32(px[k + c]) * sa
+        alpha[x] = alpha[x] * inv + sa
+
+
+@njit(**_JIT)
+def _blend(rgb, alpha, px, x0, x1, off, mode, as_tab, ias_tab):
+    """Run of a non-plain layer (blend mode and/or opacity; 4 bytes a pixel): the general formula."""
+    for x in range(x0, x1):
+        k = off + 4 * (x - x0)
+        a8 = px[k + 3]
+        as_, ias = as_tab[a8], ias_tab[a8]
+        ab = alpha[x]
+        for c in range(3):
+            acc = rgb[3 * x + c]
+            if mode == NORMAL:
+                add = F32(px[k + c]) * as_
+            else:
+                cs = _SA[px[k + c]]
+                cb = min((acc / ab) / _255, _1) if ab > _0 else _0
+                mix = ((_1 - ab) * cs) + (ab * blend_fn(mode, cb, cs))
+                add = (as_ * mix) * _255
+            rgb[3 * x + c] = acc * ias + add
+        alpha[x] = ab * ias + as_
+
+
+@njit(**_JIT)
+def _finish_opaque(rgb, out, y, channels):
+    """Alpha is exactly 1: out = trunc(c + 0.5) (finalize_opaque); alpha 255 if out has it."""
+    if channels == 3:
+        for j in range(rgb.shape[0]):
+            out[y, j] = np.uint8(np.int32(rgb[j] + _HALF))
+        return
+    for x in range(rgb.shape[0] // 3):
+        for c in range(3):
+            out[y, 4 * x + c] = np.uint8(np.int32(rgb[3 * x + c] + _HALF))
+        out[y, 4 * x + 3] = 255
+
+
+@njit(**_JIT)
+def _finish(rgb, alpha, out, y):
+    """General rounding (compositing.finalize) into a 4-channel row; True if all alpha is 255."""
+    opaque = True
+    for x in range(alpha.shape[0]):
+        a = alpha[x]
+        oa = np.int32(a * _255 + _HALF)
+        out[y, 4 * x + 3] = np.uint8(oa)
+        opaque &= oa == 255
+        for c in range(3):
+            v = np.int32(0)
+            if oa != 0:
+                s = rgb[3 * x + c] if a == _1 else rgb[3 * x + c] / a
+                v = np.int32(min(s, _255) + _HALF)
+            out[y, 4 * x + c] = np.uint8(v)
+    return opaque
+
+
+@njit(**_JIT)
+def _row_layer(rgb, alpha, y, t, pixels, spans, rowptr, tinfo, plain, mode, as_tab, ias_tab):
+    """One trait's runs on canvas row y."""
+    y0 = tinfo[t, 0]
+    if y < y0 or y >= tinfo[t, 1]:
+        return
+    r = tinfo[t, 2] + y - y0
+    for s in range(rowptr[r], rowptr[r + 1]):
+        x0, x1, off = spans[s, 0], spans[s, 1], spans[s, 2]
+        if not plain:
+            _blend(rgb, alpha, pixels, x0, x1, off, mode, as_tab, ias_tab)
+        elif spans[s, 3] == 1:
+            _copy(rgb, alpha, pixels, x0, x1, off)
+        else:
+            _over(rgb, alpha, pixels, x0, x1, off)
+
+
+@njit(**_JIT)
+def composite_item(pixels, spans, rowptr, tinfo, tids, modes, plain, as_tab, ias_tab, out, channels, acc_out):
+    """One item: trait ids per layer (tids) -> out (H, W * channels) uint8, or, when acc_out has
+    rows, the float32 accumulator (H*W, 3|4) instead. Returns True if every output alpha is 255.
+    channels must be 4 unless a full-canvas opaque trait of a plain layer is in the stack."""
+    h, w = out.shape[0], out.shape[1] // channels
+    start = -1  # the topmost full-canvas opaque trait: it hides every layer below it
+    for li in range(tids.shape[0]):
+        if tinfo[tids[li], 3] == 1:
+            start = li
+    rgb = np.zeros(3 * w, np.float32)  # premultiplied colour, 0..255, interleaved
+    alpha = np.zeros(w, np.float32)
+    opaque = True
+    for y in range(h):
+        if start < 0:
+            rgb[:] = _0
+            alpha[:] = _0
+        for li in range(max(start, 0), tids.shape[0]):
+            _row_layer(rgb, alpha, y, tids[li], pixels, spans, rowptr, tinfo, plain[li] == 1, modes[li],
+                       as_tab[li], ias_tab[li])
+        if acc_out.shape[0] > 0:
+            for x in range(w):
+                for c in range(acc_out.shape[1]):
+                    acc_out[y * w + x, c] = rgb[3 * x + c] if c < 3 else alpha[x]
+        elif start >= 0:
+            _finish_opaque(rgb, out, y, channels)
+        else:
+            opaque &= _finish(rgb, alpha, out, y)
+    return opaque
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's disk cache) for the exact argument types the backend passes."""
+    tinfo = np.array([[0, 1, 0, 1]], np.int64)
+    tabs = np.zeros((1, 256), np.float32)
+    composite_item(np.zeros(3, np.uint8), np.array([[0, 1, 0, 1]], np.int64), np.array([0, 1], np.int64),
+                   tinfo, np.zeros(1, np.int64), np.zeros(1, np.int64), np.ones(1, np.uint8), tabs, tabs,
+                   np.zeros((1, 3), np.uint8), 3, np.zeros((0, 4), np.float32))
