@@ -74,77 +74,84 @@ def blend_fn(mode, cb, cs):
     return min(_1, cb + cs)  # ADDITIVE
 
 
+# Loops run over 0-based views (slices) rather than offset indices: numba's negative-index
+# handling otherwise stays in the loop and blocks vectorisation (measured: 2.2 vs 10.5 ms a 2048²
+# copy).
 @njit(**_JIT)
 def _copy(rgb, alpha, px, x0, x1, off):
     """Opaque run of a plain layer (3 bytes a pixel): acc = pm (acc * 0 + pm, bit for bit)."""
-    d = off - 3 * x0
-    for j in range(3 * x0, 3 * x1):
-        rgb[j] = F32(px[d + j])
-    for x in range(x0, x1):
-        alpha[x] = _1
+    n = 3 * (x1 - x0)
+    src, dst = px[off:off + n], rgb[3 * x0:3 * x1]
+    for j in range(n):
+        dst[j] = F32(src[j])
+    alpha[x0:x1] = _1
 
 
 @njit(**_JIT)
 def _over(rgb, alpha, px, x0, x1, off):
     """Semi-transparent run of a plain layer (4 bytes a pixel): acc = acc * INV[a8] + c8 * SA[a8]."""
-    for x in range(x0, x1):
-        k = off + 4 * (x - x0)
-        a8 = px[k + 3]
+    n = x1 - x0
+    src, dst, al = px[off:off + 4 * n], rgb[3 * x0:3 * x1], alpha[x0:x1]
+    for i in range(n):
+        a8 = src[4 * i + 3]
         sa, inv = _SA[a8], _INV[a8]
         for c in range(3):
-            rgb[3 * x + c] = rgb[3 * x + c] * inv + F32(px[k + c]) * sa
-        alpha[x] = alpha[x] * inv + sa
+            dst[3 * i + c] = dst[3 * i + c] * inv + F32(src[4 * i + c]) * sa
+        al[i] = al[i] * inv + sa
 
 
 @njit(**_JIT)
 def _blend(rgb, alpha, px, x0, x1, off, mode, as_tab, ias_tab):
     """Run of a non-plain layer (blend mode and/or opacity; 4 bytes a pixel): the general formula."""
-    for x in range(x0, x1):
-        k = off + 4 * (x - x0)
-        a8 = px[k + 3]
+    n = x1 - x0
+    src, dst, al = px[off:off + 4 * n], rgb[3 * x0:3 * x1], alpha[x0:x1]
+    for i in range(n):
+        a8 = src[4 * i + 3]
         as_, ias = as_tab[a8], ias_tab[a8]
-        ab = alpha[x]
+        ab = al[i]
         for c in range(3):
-            acc = rgb[3 * x + c]
+            acc = dst[3 * i + c]
             if mode == NORMAL:
-                add = F32(px[k + c]) * as_
+                add = F32(src[4 * i + c]) * as_
             else:
-                cs = _SA[px[k + c]]
+                cs = _SA[src[4 * i + c]]
                 cb = min((acc / ab) / _255, _1) if ab > _0 else _0
                 mix = ((_1 - ab) * cs) + (ab * blend_fn(mode, cb, cs))
                 add = (as_ * mix) * _255
-            rgb[3 * x + c] = acc * ias + add
-        alpha[x] = ab * ias + as_
+            dst[3 * i + c] = acc * ias + add
+        al[i] = ab * ias + as_
 
 
 @njit(**_JIT)
 def _finish_opaque(rgb, out, y, channels):
     """Alpha is exactly 1: out = trunc(c + 0.5) (finalize_opaque); alpha 255 if out has it."""
+    o = out[y]
     if channels == 3:
         for j in range(rgb.shape[0]):
-            out[y, j] = np.uint8(np.int32(rgb[j] + _HALF))
+            o[j] = np.uint8(np.int32(rgb[j] + _HALF))
         return
     for x in range(rgb.shape[0] // 3):
         for c in range(3):
-            out[y, 4 * x + c] = np.uint8(np.int32(rgb[3 * x + c] + _HALF))
-        out[y, 4 * x + 3] = 255
+            o[4 * x + c] = np.uint8(np.int32(rgb[3 * x + c] + _HALF))
+        o[4 * x + 3] = 255
 
 
 @njit(**_JIT)
 def _finish(rgb, alpha, out, y):
     """General rounding (compositing.finalize) into a 4-channel row; True if all alpha is 255."""
+    o = out[y]
     opaque = True
     for x in range(alpha.shape[0]):
         a = alpha[x]
         oa = np.int32(a * _255 + _HALF)
-        out[y, 4 * x + 3] = np.uint8(oa)
+        o[4 * x + 3] = np.uint8(oa)
         opaque &= oa == 255
         for c in range(3):
             v = np.int32(0)
             if oa != 0:
                 s = rgb[3 * x + c] if a == _1 else rgb[3 * x + c] / a
                 v = np.int32(min(s, _255) + _HALF)
-            out[y, 4 * x + c] = np.uint8(v)
+            o[4 * x + c] = np.uint8(v)
     return opaque
 
 

@@ -1,0 +1,90 @@
+"""CPU compositing alone, standard workload: the fused kernel against the NumPy sparse path, one
+thread and two, next to the `fast` encode of the same items (the floor), all in one run.
+
+    python benchmarks/bench_composite.py -n 16          # 2048x2048, 8 layers, 100 traits
+    python benchmarks/bench_composite.py --quick
+
+Per-item times are this thread's CPU time (time.thread_time), medians: less sensitive to other
+processes on a shared machine than wall time. Thread scaling is wall time (it has to be).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from common import QUICK, STANDARD, machine, table, workload_layers, write_json
+
+from gpucomp.backends.numpy_backend import NumpyBackend
+from gpucomp.encode import encode_png
+from gpucomp.layers import load_layers
+from gpucomp.plan import make_plan
+
+
+def cpu_ms(fn, items) -> list[float]:
+    out = []
+    for it in items:
+        t0 = time.thread_time()
+        fn(it)
+        out.append((time.thread_time() - t0) * 1e3)
+    return out
+
+
+def threads_rate(fn, items, threads: int) -> float:
+    with ThreadPoolExecutor(threads) as ex:
+        t0 = time.perf_counter()
+        list(ex.map(fn, items))
+        return len(items) / (time.perf_counter() - t0)
+
+
+def prepared(layers: Path, kernel: bool) -> tuple[NumpyBackend, float]:
+    be = NumpyBackend(kernel=kernel)
+    t0 = time.perf_counter()
+    be.prepare(load_layers(layers), release_pixels=True)
+    return be, time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("-n", "--items", type=int, default=16)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    spec = QUICK if args.quick else STANDARD
+    layers = workload_layers(spec)
+    combos = list(make_plan([la.weights for la in load_layers(layers).layers], args.items, seed=2).combos)
+    res: dict = {}
+    rows = []
+    for kernel in (False, True):
+        be, prep = prepared(layers, kernel)
+        name = "fused kernel" if kernel else "NumPy sparse"
+        one = (lambda c, be=be: be.composite([c])[0])
+        one(combos[0])  # compile / warm caches
+        ms = cpu_ms(one, combos)
+        r = {"prepare_s": prep, "trait_mb": be.resident_bytes / 1e6, "ms_median": statistics.median(ms),
+             "items_per_s_1": threads_rate(one, combos, 1), "items_per_s_2": threads_rate(one, combos, 2)}
+        res[name] = r
+        rows.append((name, f"{r['ms_median']:.1f}", f"{r['items_per_s_1']:.1f}", f"{r['items_per_s_2']:.1f}",
+                     f"{r['trait_mb']:.0f}", f"{prep:.1f}"))
+        if kernel:
+            imgs = [one(c) for c in combos]
+        be.close()
+    enc = cpu_ms(lambda im: encode_png(im, "fast", opaque_rgb=True), imgs)
+    res["encode_fast_ms_median"] = statistics.median(enc)
+    rows.append(("encode (fast, ISA-L 2)", f"{statistics.median(enc):.1f}", "-", "-", "-", "-"))
+    print(f"workload: {spec}; {len(combos)} items; machine: {machine()['cpu']}, {machine()['cores']} cores")
+    print(table(rows, ("composite", "CPU ms/item (median)", "items/s 1 thread", "items/s 2 threads",
+                       "trait MB", "prepare s")))
+    k, n = res["fused kernel"], res["NumPy sparse"]
+    print(f"kernel / NumPy speed-up (CPU ms): {n['ms_median'] / k['ms_median']:.2f}x; "
+          f"2-thread scaling of the kernel: {k['items_per_s_2'] / k['items_per_s_1']:.2f}x")
+    write_json(args.json or str(Path(__file__).parent / "results" / f"composite{'-quick' if args.quick else ''}.json"),
+               {"workload": spec, "items": len(combos), "machine": machine(), **res})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
