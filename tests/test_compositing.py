@@ -1,14 +1,24 @@
-"""The NumPy backend against the compositing contract (bit for bit) and the float64 reference."""
+"""The CPU backend against the compositing contract (bit for bit) and the float64 reference,
+on both of its paths: the fused numba kernel and the NumPy fallback."""
+import functools
 import itertools
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from gpucomp.backends.numpy_backend import NumpyBackend
+from gpucomp.backends.numpy_backend import NumpyBackend, kernel_status
 from gpucomp.compositing import composite_dense, finalize, reference
 
 H, W = 23, 37  # not square, not a multiple of anything: catches swapped axes and stride slips
+
+
+@pytest.fixture(params=[False, True], ids=["numpy", "kernel"])
+def Backend(request):
+    """NumpyBackend on one path: the NumPy fallback, or the fused kernel (where numba works)."""
+    if request.param and not kernel_status()[0]:
+        pytest.skip("numba kernel unavailable here")
+    return functools.partial(NumpyBackend, kernel=request.param)
 
 
 def random_trait(rng, h=H, w=W):
@@ -57,9 +67,9 @@ CASES = [  # (seed, with an opaque full-canvas trait, its layer)
 
 
 @pytest.mark.parametrize("seed, with_bg, at", CASES)
-def test_accumulate_is_bit_identical_to_dense(seed, with_bg, at):
+def test_accumulate_is_bit_identical_to_dense(Backend, seed, with_bg, at):
     ls = make_set(seed, with_bg, at)
-    be = NumpyBackend()
+    be = Backend()
     be.prepare(ls)
     for combo in itertools.product(*[range(len(la.traits)) for la in ls.layers]):
         dense = composite_dense((H, W), stack(ls, combo))
@@ -76,9 +86,9 @@ def test_accumulate_is_bit_identical_to_dense(seed, with_bg, at):
 
 @pytest.mark.parametrize("opaque_rgb", [True, False])
 @pytest.mark.parametrize("seed, with_bg, at", CASES)
-def test_composite_is_bit_identical_to_dense_finalize(seed, with_bg, at, opaque_rgb):
+def test_composite_is_bit_identical_to_dense_finalize(Backend, seed, with_bg, at, opaque_rgb):
     ls = make_set(seed, with_bg, at)
-    be = NumpyBackend(opaque_rgb=opaque_rgb)
+    be = Backend(opaque_rgb=opaque_rgb)
     be.prepare(ls)
     combos = list(itertools.product(*[range(len(la.traits)) for la in ls.layers]))
     got = be.composite(combos)
@@ -91,7 +101,7 @@ def test_composite_is_bit_identical_to_dense_finalize(seed, with_bg, at, opaque_
         assert img.any()
 
 
-def test_opaque_union_without_background_is_written_as_rgb():
+def test_opaque_union_without_background_is_written_as_rgb(Backend):
     """Alpha reaches exactly 1 everywhere without a full-canvas trait: finalize's RGB path."""
     rng = np.random.default_rng(7)
     left = rng.integers(0, 256, (H, 20, 4), dtype=np.uint8)
@@ -100,16 +110,16 @@ def test_opaque_union_without_background_is_written_as_rgb():
     top = random_trait(rng)
     ls = layerset([[SimpleNamespace(box=(0, 0, H, 20), pixels=left, opaque_full=False)],
                    [SimpleNamespace(box=(0, 20, H, W), pixels=right, opaque_full=False)], [top]])
-    be = NumpyBackend(opaque_rgb=True)
+    be = Backend(opaque_rgb=True)
     be.prepare(ls)
     img = be.composite([(0, 0, 0)])[0]
     assert img.shape == (H, W, 3)
     assert np.array_equal(img, finalize(composite_dense((H, W), stack(ls, (0, 0, 0)))))
 
 
-def test_accumulator_is_reused_but_results_are_not_shared():
+def test_accumulator_is_reused_but_results_are_not_shared(Backend):
     ls = make_set(5, False)
-    be = NumpyBackend()
+    be = Backend()
     be.prepare(ls)
     a, b = be.composite([(0, 0, 0, 0), (1, 1, 1, 1)])
     assert not np.array_equal(a, b)
@@ -130,9 +140,9 @@ def check_against_reference(img, ref):
 
 
 @pytest.mark.parametrize("seed, with_bg, at", CASES)
-def test_close_to_float64_reference(seed, with_bg, at):
+def test_close_to_float64_reference(Backend, seed, with_bg, at):
     ls = make_set(seed, with_bg, at, layers=5, traits=2)
-    be = NumpyBackend(opaque_rgb=False)
+    be = Backend(opaque_rgb=False)
     be.prepare(ls)
     semi = 0
     for combo in itertools.product(*[range(len(la.traits)) for la in ls.layers]):
@@ -146,7 +156,7 @@ def test_close_to_float64_reference(seed, with_bg, at):
     assert semi > 0 or with_bg  # the semi-transparent case really was exercised
 
 
-def test_low_alpha_stack_close_to_reference():
+def test_low_alpha_stack_close_to_reference(Backend):
     """Many faint layers: the colour is c / a with a small a, where float32 error grows most."""
     rng = np.random.default_rng(9)
     layers = []
@@ -155,7 +165,7 @@ def test_low_alpha_stack_close_to_reference():
         px[..., 3] = rng.integers(1, 6, (H, W))
         layers.append([SimpleNamespace(box=(0, 0, H, W), pixels=px, opaque_full=False)])
     ls = layerset(layers)
-    be = NumpyBackend(opaque_rgb=False)
+    be = Backend(opaque_rgb=False)
     be.prepare(ls)
     combo = (0,) * 8
     img = be.composite([combo])[0]
@@ -164,11 +174,11 @@ def test_low_alpha_stack_close_to_reference():
     assert shown.any() and (img[..., 3] < 255).all()
 
 
-def test_demo_layers_match_dense(demo_layers):
+def test_demo_layers_match_dense(Backend, demo_layers):
     from gpucomp.layers import load_layers
 
     ls = load_layers(demo_layers)
-    be = NumpyBackend()
+    be = Backend()
     be.prepare(ls)
     rng = np.random.default_rng(0)
     for _ in range(10):

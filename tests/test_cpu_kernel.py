@@ -1,0 +1,184 @@
+"""The fused CPU kernel (numba) against the NumPy path and the dense contract, byte for byte;
+its run layout; the switch between the two paths; parallel calls; no FMA in its machine code."""
+import os
+import subprocess
+import sys
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from gpucomp.backends import numpy_backend as nb
+from gpucomp.backends.cpu_spans import trait_runs
+from gpucomp.backends.numpy_backend import NO_JIT_ENV, NumpyBackend
+from gpucomp.compositing import MODES, composite_dense, finalize
+
+pytestmark = pytest.mark.skipif(not nb.kernel_status()[0], reason="numba kernel unavailable here")
+
+OPACITIES = (1.0, 0.6, 0.0)
+
+
+def trait(rng, h, w, full=False, alpha_mix=(0.25, 0.55)):
+    """Random box (or the whole canvas) with transparent, opaque and semi-transparent pixels."""
+    if full:
+        y0, x0, y1, x1 = 0, 0, h, w
+    else:
+        y0, y1 = sorted(rng.choice(h + 1, 2, replace=False))
+        x0, x1 = sorted(rng.choice(w + 1, 2, replace=False))
+    px = rng.integers(0, 256, (y1 - y0, x1 - x0, 4), dtype=np.uint8)
+    k = rng.random(px.shape[:2])
+    px[..., 3] = np.where(k < alpha_mix[0], 0, np.where(k < alpha_mix[1], 255, rng.integers(1, 255, px.shape[:2])))
+    px[0, 0, 3] = 200
+    return SimpleNamespace(box=(int(y0), int(x0), int(y1), int(x1)), pixels=px, opaque_full=False)
+
+
+def background(rng, h, w):
+    px = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+    px[..., 3] = 255
+    return SimpleNamespace(box=(0, 0, h, w), pixels=px, opaque_full=True)
+
+
+def layer_set(seed, h, w, base, mode, opacity):
+    """4 layers: a base (opaque full canvas, semi full canvas or none), two plain layers, then a
+    layer in `mode` at `opacity` with a full-canvas opaque trait (it must hide nothing) and a box."""
+    rng = np.random.default_rng(seed)
+    first = {"opaque": lambda: background(rng, h, w), "semi": lambda: trait(rng, h, w, full=True),
+             "none": lambda: trait(rng, h, w)}[base]
+    top = [background(rng, h, w), trait(rng, h, w)]
+    layers = [SimpleNamespace(traits=[first(), first()]), SimpleNamespace(traits=[trait(rng, h, w)]),
+              SimpleNamespace(traits=[trait(rng, h, w), trait(rng, h, w, alpha_mix=(0.0, 0.0))]),
+              SimpleNamespace(traits=top, blend=mode, opacity=opacity)]
+    return SimpleNamespace(height=h, width=w, layers=layers)
+
+
+def combos_of(ls):
+    return [(a, b, c, d) for a in range(2) for b in range(1) for c in range(2) for d in range(2)]
+
+
+def dense(ls, combo):
+    traits = [la.traits[t] for la, t in zip(ls.layers, combo)]
+    blends = [(getattr(la, "blend", "normal"), getattr(la, "opacity", 1.0)) for la in ls.layers]
+    return composite_dense((ls.height, ls.width), traits, blends)
+
+
+def backends(ls, opaque_rgb):
+    out = []
+    for kernel in (True, False):
+        be = NumpyBackend(opaque_rgb=opaque_rgb, kernel=kernel)
+        be.prepare(ls)
+        out.append(be)
+    assert out[0].pool is not None and out[1].pool is None
+    return out
+
+
+@pytest.mark.parametrize("base", ["opaque", "semi", "none"])
+@pytest.mark.parametrize("opacity", OPACITIES)
+@pytest.mark.parametrize("mode", MODES)
+def test_kernel_equals_numpy_path_and_dense(mode, opacity, base):
+    h, w = 13, 2 * MODES.index(mode) + 17  # odd widths, several of them
+    ls = layer_set(MODES.index(mode) * 10 + OPACITIES.index(opacity), h, w, base, mode, opacity)
+    for opaque_rgb in (True, False):
+        kern, numpy = backends(ls, opaque_rgb)
+        for combo in combos_of(ls):
+            want = finalize(dense(ls, combo), opaque_rgb)
+            got = kern.composite([combo])[0]
+            assert got.shape == want.shape and np.array_equal(got, want), (combo, opaque_rgb)
+            assert np.array_equal(numpy.composite([combo])[0], got)
+            acc_k, acc_n = kern.accumulate(combo).copy(), numpy.accumulate(combo).copy()
+            assert acc_k.shape == acc_n.shape
+            assert np.array_equal(acc_k.view(np.uint32), acc_n.view(np.uint32))  # the float32 bits too
+
+
+def test_runs_split_opaque_from_semi_and_drop_transparent():
+    px = np.zeros((2, 7, 4), np.uint8)
+    px[0, :, 3] = [0, 255, 255, 9, 9, 0, 255]
+    px[1, :, 3] = [5, 0, 0, 0, 0, 0, 0]
+    px[..., :3] = np.arange(2 * 7 * 3, dtype=np.uint8).reshape(2, 7, 3)
+    ys, runs, data = trait_runs(px, plain=True)
+    assert ys.tolist() == [0, 0, 0, 1]
+    assert runs.tolist() == [[1, 3, 1], [3, 5, 0], [6, 7, 1], [0, 1, 0]]
+    want = [px[0, 1, :3], px[0, 2, :3], px[0, 3], px[0, 4], px[0, 6, :3], px[1, 0]]  # RGB if opaque
+    assert np.array_equal(data, np.concatenate(want))
+    ys, runs, data = trait_runs(px, plain=False)  # a blended layer: every covered pixel as RGBA
+    assert runs.tolist() == [[1, 5, 0], [6, 7, 0], [0, 1, 0]] and len(data) == 6 * 4
+
+
+def test_full_canvas_trait_of_a_plain_layer_hides_what_is_below():
+    ls = layer_set(3, 9, 11, "opaque", "normal", 1.0)
+    be = NumpyBackend(kernel=True)
+    be.prepare(ls)
+    full = [bool(f) for f in be.pool.tinfo[:, 3]]
+    assert full == [True, True, False, False, False, True, False]  # both bases and the plain top one
+    assert be.accumulate((0, 0, 0, 0)).shape == (9 * 11, 3)
+
+
+def test_release_pixels_drops_the_dense_form():
+    ls = layer_set(4, 9, 11, "none", "multiply", 0.5)
+    be = NumpyBackend(kernel=True)
+    be.prepare(ls, release_pixels=True)
+    assert all(t.pixels is None for la in ls.layers for t in la.traits)
+    assert be.composite([(1, 0, 1, 1)])[0].any()
+
+
+def test_parallel_calls_give_the_same_bytes():
+    """The encode workers call the kernel from several threads at once (it releases the GIL)."""
+    ls = layer_set(5, 64, 97, "semi", "soft-light", 0.6)
+    be = NumpyBackend(kernel=True)
+    be.prepare(ls)
+    combos = combos_of(ls) * 4
+    want = [be.composite([c])[0] for c in combos]
+    got = [None] * len(combos)
+
+    def work(k):
+        for i in range(k, len(combos), 4):
+            got[i] = be.composite([combos[i]])[0]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
+def test_env_var_selects_the_numpy_path(monkeypatch):
+    monkeypatch.setenv(NO_JIT_ENV, "1")
+    ok, why = nb.kernel_status()
+    assert not ok and NO_JIT_ENV in why
+    be = NumpyBackend()
+    be.prepare(layer_set(1, 5, 7, "none", "normal", 1.0))
+    assert be.pool is None and be.stats()["compositor"] == "numpy"
+    monkeypatch.setenv(NO_JIT_ENV, "0")
+    assert nb.kernel_status()[0]
+
+
+def run_python(code: str, **env) -> str:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_without_numba_the_numpy_path_is_used():
+    out = run_python("import sys; sys.modules['numba'] = None\n"
+                     "from gpucomp.backends.numpy_backend import NumpyBackend, kernel_status\n"
+                     "print(kernel_status()); print(NumpyBackend().uses_kernel)")
+    assert "numba unavailable" in out and out.strip().endswith("False")
+
+
+@pytest.mark.slow
+def test_machine_code_has_no_fma_and_the_disk_cache_works(tmp_path):
+    """fastmath off must keep a*b+c as two roundings (no vfmadd); a second process loads the
+    kernel from numba's cache instead of compiling it."""
+    code = ("import time, warnings; warnings.simplefilter('ignore')\n"
+            "from gpucomp.backends import cpu_kernel as k\n"
+            "t = time.perf_counter(); k.warm_up(); dt = time.perf_counter() - t\n"
+            "asm = ''.join(''.join(f.inspect_asm().values()) for f in (k.composite_item, k._over, k._blend))\n"
+            "print(len(asm), any(op in asm for op in ('vfmadd', 'vfmsub', 'vfnmadd', 'vfnmsub')), dt)")
+    size, fma, _ = run_python(code, NUMBA_CACHE_DIR=str(tmp_path)).split()
+    assert int(size) > 10_000 and fma == "False"
+    assert any(p.suffix == ".nbi" for p in tmp_path.rglob("*"))
+    _, _, warm = run_python(code, NUMBA_CACHE_DIR=str(tmp_path)).split()
+    assert float(warm) < 2.0
