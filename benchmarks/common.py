@@ -65,3 +65,31 @@ def write_json(path: str | None, data: dict) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(data, indent=2))
         print(f"wrote {path}", file=sys.stderr)
+
+
+def sample_composites(images_dir: Path, k: int) -> list:
+    """Decode (untimed) up to k of a run's PNGs: the same composites the run encoded."""
+    import numpy as np
+    from PIL import Image
+
+    paths = sorted(images_dir.glob("*.png"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0)[:k]
+    return [np.asarray(Image.open(p)) for p in paths]
+
+
+def encode_floor(images: list, workers: int, preset: str = "fast", items: int = 0) -> dict:
+    """The floor: items/s of PNG encoding alone (filter + deflate + chunks, what the `encode` stage
+    does minus the hash) on `workers` threads, cycling over `images` for `items` encodes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gpucomp.encode import encode_png
+
+    items = items or max(4 * len(images), 8 * workers)
+    work = [images[i % len(images)] for i in range(items)]
+    encode_png(work[0], preset, opaque_rgb=True)  # warm
+    with ThreadPoolExecutor(workers) as pool:
+        t0 = time.perf_counter()
+        sizes = list(pool.map(lambda im: len(encode_png(im, preset, opaque_rgb=True)), work))
+        dt = time.perf_counter() - t0
+    return {"items": items, "workers": workers, "seconds": dt, "items_per_s": items / dt,
+            "ms_per_item_per_worker": dt * workers / items * 1e3, "avg_png_bytes": sum(sizes) // items}
+
