@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,11 +31,16 @@ print(json.dumps({"items_per_s": s["items_per_s"], "items_per_s_total": s["items
 
 
 def one_run(tree: Path, layers: Path, n: int) -> dict:
+    """One fresh process; adds its CPU seconds (user + system) per item: on a machine shared with
+    other work that moves much less than items/s does."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory(prefix="gpucomp-ab-") as out:
         env = dict(os.environ, PYTHONPATH=str(tree))
         done = subprocess.run([sys.executable, "-c", RUN, str(layers), out, str(n)], env=env, check=True,
                               capture_output=True, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "cpu_s_per_item": round(cpu / n, 4)}
 
 
 def main() -> int:
@@ -55,16 +61,19 @@ def main() -> int:
                 for side, tree in (("base", base), ("head", REPO)):
                     r = one_run(tree, layers, args.items)
                     runs[side].append(r)
-                    print(f"rep {rep + 1} {side}: {r['items_per_s']} items/s render, {r['items_per_s_total']} end to end",
-                          flush=True)
+                    print(f"rep {rep + 1} {side}: {r['items_per_s']} items/s render, {r['items_per_s_total']} end to end, "
+                          f"{r['cpu_s_per_item'] * 1e3:.0f} ms CPU per item", flush=True)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], capture_output=True)
-    med = {side: {k: statistics.median(r[k] for r in rs) for k in ("items_per_s", "items_per_s_total")}
-           for side, rs in runs.items()}
-    rows = [(side, args.items, f"{m['items_per_s']:.2f}", f"{m['items_per_s_total']:.2f}") for side, m in med.items()]
-    print(table(rows, ("tree", "items", "items/s render (median)", "items/s end to end (median)")))
+    keys = ("items_per_s", "items_per_s_total", "cpu_s_per_item")
+    med = {side: {k: statistics.median(r[k] for r in rs) for k in keys} for side, rs in runs.items()}
+    rows = [(side, args.items, f"{m['items_per_s']:.2f}", f"{m['items_per_s_total']:.2f}",
+             f"{m['cpu_s_per_item'] * 1e3:.0f}") for side, m in med.items()]
+    print(table(rows, ("tree", "items", "items/s render (median)", "items/s end to end (median)",
+                       "CPU ms per item (median, incl. load)")))
     ratio = med["head"]["items_per_s_total"] / med["base"]["items_per_s_total"]
-    print(f"head / base, end to end: {ratio:.3f}")
+    print(f"head / base, end to end: {ratio:.3f}; CPU per item head / base: "
+          f"{med['head']['cpu_s_per_item'] / med['base']['cpu_s_per_item']:.3f}")
     write_json(args.json, {"machine": machine(), "base": args.base, "items": args.items, "workload": STANDARD,
                            "runs": runs, "median": med, "ratio_end_to_end": ratio})
     return 0

@@ -104,6 +104,16 @@ def test_runs_split_opaque_from_semi_and_drop_transparent():
     assert runs.tolist() == [[1, 5, 0], [6, 7, 0], [0, 1, 0]] and len(data) == 6 * 4
 
 
+def test_an_opaque_box_is_one_rgb_run_a_row():
+    px = np.random.default_rng(0).integers(0, 256, (3, 5, 4), dtype=np.uint8)
+    px[..., 3] = 255
+    ys, runs, data = trait_runs(px, plain=True)
+    assert ys.tolist() == [0, 1, 2] and runs.tolist() == [[0, 5, 1]] * 3
+    assert np.array_equal(data, px[..., :3].reshape(-1))
+    ys, runs, data = trait_runs(px, plain=False)  # blended: the formula for every pixel
+    assert runs.tolist() == [[0, 5, 0]] * 3 and np.array_equal(data, px.reshape(-1))
+
+
 def test_full_canvas_trait_of_a_plain_layer_hides_what_is_below():
     ls = layer_set(3, 9, 11, "opaque", "normal", 1.0)
     be = NumpyBackend(kernel=True)

@@ -35,6 +35,11 @@ def trait_runs(pixels: np.ndarray, plain: bool) -> tuple[np.ndarray, np.ndarray,
     """(row of each run, runs (R, 3): x0, x1, opaque, the runs' bytes: RGB for an opaque run,
     RGBA for the others, in run order)."""
     a = pixels[..., 3]
+    h, w = a.shape
+    if plain and bool((a == 255).all()):  # an opaque box (a background): one run a row, RGB bytes
+        runs = np.empty((h, 3), np.int64)
+        runs[:] = (0, w, 1)
+        return np.arange(h), runs, pixels[..., :3].reshape(-1)
     cls = (a > 0).view(np.int8)
     if plain:
         cls = cls + (a == 255).view(np.int8)  # 0 transparent, 1 semi, 2 opaque
@@ -43,8 +48,8 @@ def trait_runs(pixels: np.ndarray, plain: bool) -> tuple[np.ndarray, np.ndarray,
     np.not_equal(cls[:, 1:], cls[:, :-1], out=change[:, 1:])
     ys, xs = np.nonzero(change)
     ends = np.empty_like(xs)
-    ends[:-1] = np.where(ys[1:] == ys[:-1], xs[1:], a.shape[1])
-    ends[-1:] = a.shape[1]
+    ends[:-1] = np.where(ys[1:] == ys[:-1], xs[1:], w)
+    ends[-1:] = w
     kind = cls[ys, xs]
     keep = kind > 0
     runs = np.stack([xs[keep], ends[keep], (kind[keep] == 2).astype(xs.dtype)], axis=1)
