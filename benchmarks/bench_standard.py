@@ -22,6 +22,7 @@ import gpucomp
 from gpucomp.layers import load_layers
 from gpucomp.plan import make_plan
 from naive_pillow import naive_items_per_s
+import hashlips
 
 
 def main() -> int:
@@ -33,6 +34,8 @@ def main() -> int:
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--out", help="output folder (default: a temporary folder, removed after)")
+    ap.add_argument("--hashlips-items", type=int, default=8, help="items for the HashLips Art Engine 2 row (0: skip)")
+    ap.add_argument("--hashlips-install", action="store_true", help="npm-install Art Engine 2 into benchmarks/.data first")
     ap.add_argument("--floor-sample", type=int, default=16, help="composites of the run to time the encoder on")
     ap.add_argument("--json", default=None, help="write results here (default benchmarks/results/standard[-quick].json)")
     args = ap.parse_args()
@@ -55,6 +58,7 @@ def main() -> int:
     combos = make_plan([layer.weights for layer in ls.layers], naive_n, seed=2).combos
     naive = naive_items_per_s(ls, combos)
     ratio = s["items_per_s_total"] / naive["items_per_s"]
+    hl = hashlips_row(args, layers, spec)
     of_floor = s["items_per_s_total"] / floor["items_per_s"]
     rows = [
         ("gpucomp " + s["backend"]["backend"] + f" ({s['preset']})", n, f"{s['items_per_s_total']:.2f}",
@@ -66,15 +70,35 @@ def main() -> int:
     ]
     print(f"workload: {spec['layers']} layers, {spec['traits']} traits, {spec['size']}x{spec['size']}; "
           f"machine: {machine()['cpu']}, {machine()['cores']} cores")
+    if "items_per_s" in hl:
+        rows.append(("HashLips Art Engine 2 (node, sharp)", hl["items"], f"{hl['items_per_s']:.3f}", "-",
+                     f"{hl['avg_png_bytes'] / 1e6:.2f}", "-"))
     print(table(rows, ("pipeline", "items", "items/s (end to end)", "items/s (render)", "avg PNG MB", "peak RSS MB")))
     print("stage seconds (summed over workers): " + ", ".join(f"{k} {v:.2f}" for k, v in s["stage_seconds"].items()))
     print(f"end to end / floor: {of_floor:.2f} (encode alone {floor['ms_per_item_per_worker']:.1f} ms per item "
           f"per worker); ratio gpucomp / naive Pillow: {ratio:.1f}x")
+    if "items_per_s" in hl:
+        hl["ratio"] = s["items_per_s_total"] / hl["items_per_s"]
+        print(f"ratio gpucomp / HashLips Art Engine 2: {hl['ratio']:.1f}x")
+    else:
+        print(f"HashLips Art Engine 2: not measured ({hl['skipped']})")
     write_json(args.json or str(Path(__file__).parent / "results" / f"standard{'-quick' if args.quick else ''}.json"),
                {"workload": spec, "items": n, "machine": machine(), "gpucomp": s, "wall_seconds": wall,
                 "peak_rss_mb": peak, "naive_pillow": naive, "ratio_vs_naive": ratio,
-                "floor": floor, "ratio_vs_floor": of_floor})
+                "floor": floor, "ratio_vs_floor": of_floor, "hashlips": hl})
     return 0
+
+
+def hashlips_row(args, layers: Path, spec: dict) -> dict:
+    """HashLips Art Engine 2 on the same layers (optional: Node.js and the npm package)."""
+    if args.hashlips_items <= 0:
+        return {"skipped": "--hashlips-items 0"}
+    if args.hashlips_install and hashlips.available():
+        hashlips.install()
+    why = hashlips.available()
+    if why:
+        return {"skipped": why}
+    return hashlips.hashlips_items_per_s(layers, args.hashlips_items, spec["size"], spec["size"])
 
 
 if __name__ == "__main__":
