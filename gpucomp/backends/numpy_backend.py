@@ -1,6 +1,6 @@
-"""The CPU backend: a real NumPy implementation of the compositing contract.
+"""The CPU backend: the compositing contract on the CPU, by a fused numba kernel or by NumPy.
 
-Per trait we keep, once per run, the canvas indices of its opaque pixels and of its
+NumPy path (the fallback): per trait we keep, once per run, the canvas indices of its opaque pixels and of its
 semi-transparent ones, with their colours as uint8 (7-8 bytes a covered pixel);
 transparent pixels are dropped. Compositing an item is a scatter of the opaque pixels
 plus gather-blend-scatter of the others: bit-identical to the dense formula in
@@ -59,6 +59,7 @@ def compiled_kernel():
             _kernel_state["module"].warm_up()
             _kernel_state["fn"] = _kernel_state["module"].composite_item
     return _kernel_state["fn"]
+
 
 _NO_ACC = np.zeros((0, 4), np.float32)  # the kernel's "round into out" signal
 _VOID = {3: np.dtype("V12"), 4: np.dtype("V16")}  # a float32 pixel as one element: one 12/16-byte move
