@@ -42,11 +42,28 @@ def kernel_status() -> tuple[bool, str]:
     with _kernel_lock:
         if not _kernel_state:
             try:
-                from . import cpu_kernel
-                _kernel_state["module"] = cpu_kernel
+                _kernel_state["module"] = _import_kernel()
             except Exception as err:  # numba missing or broken: the NumPy path still works
                 _kernel_state["why"] = f"numba unavailable ({type(err).__name__}: {err}): NumPy compositing"
     return "module" in _kernel_state, _kernel_state.get("why", "fused numba kernel")
+
+
+def _import_kernel():
+    """cpu_kernel, whose functions numba caches on disk: next to the package, else in the user's
+    cache folder; when neither is writable numba refuses to define them, so use a temporary one
+    (the kernel is then compiled once per process)."""
+    try:
+        from . import cpu_kernel
+    except RuntimeError as err:
+        if "cannot cache" not in str(err):
+            raise
+        import tempfile
+
+        import numba
+
+        numba.config.CACHE_DIR = tempfile.mkdtemp(prefix="gpucomp-numba-")
+        from . import cpu_kernel
+    return cpu_kernel
 
 
 def compiled_kernel():
