@@ -60,7 +60,7 @@ def trait_runs(pixels: np.ndarray, plain: bool) -> tuple[np.ndarray, np.ndarray,
     return ys[keep], runs, px[lanes]
 
 
-def build_pool(per_trait: list[list[tuple]], height: int) -> SpanPool:
+def build_pool(per_trait: list[list[tuple]]) -> SpanPool:
     """Pool per-trait (box or None, ys, runs, bytes, full) into one SpanPool. Each trait's arrays are
     dropped from the lists as they are copied, so peak memory is the pool plus the traits' forms."""
     n_bytes = sum(len(t[3]) for layer in per_trait for t in layer)

@@ -166,7 +166,7 @@ class NumpyBackend:
         if not self.uses_kernel:
             self.traits = forms
             return
-        self.pool = build_pool(forms, self.height)
+        self.pool = build_pool(forms)
         self._layer_args = self._kernel_layer_args()
         self._kernel = compiled_kernel()
 
