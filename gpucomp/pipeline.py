@@ -28,6 +28,7 @@ from .lock import OutputLock
 from .metadata import check_traits, item_metadata, options_for_config
 from .output import (MANIFEST, TMP_PREFIX, atomic_write_bytes, atomic_write_json, check_output, ensure_folder,
                      json_bytes, reset_output, write_collection_metadata)
+from .openrarity import metadata_columns
 from .rarity import from_layerset, write_report
 from .resume import clean_temporaries, differences, find_finished, make_manifest, read_manifest
 from .stats import Progress, Stats
@@ -424,12 +425,14 @@ class Generation:
         matched by display name (and by order among layers of one name) and an item without a
         layer counts as trait '(none)'; what was asked is then not known per layer."""
         segs = cplan.segments
+        # OpenRarity scores what the metadata states (hidden layers and 'none' traits left out)
+        attributes = metadata_columns(segs, g_of, options_for_config(self.cfg).display_types)
         if len({seg.stack for seg in segs}) == 1:
             seg0 = segs[0]
             combos = np.concatenate([s.combos for s in segs])[g_of]
             names, traits, weights = from_layerset(seg0.layerset)
             asked = [_asked(t, w, o, len(cplan)) for t, w, o in zip(traits, weights, seg0.options)]
-            write_report(self.out, names, traits, asked, combos, start=cplan.start)
+            write_report(self.out, names, traits, asked, combos, start=cplan.start, attributes=attributes)
             return
 
         def columns(ls):
@@ -449,7 +452,8 @@ class Generation:
                 lut = np.array([traits[key].index(t.name) for t in layer.traits], np.int32)
                 combos[s.offset:s.offset + len(s.combos), keys.index(key)] = lut[s.combos[:, li]]
         labels = [name if k == 0 else f"{name} ({k + 1})" for name, k in keys]
-        write_report(self.out, labels, [traits[key] for key in keys], None, combos[g_of], start=cplan.start)
+        write_report(self.out, labels, [traits[key] for key in keys], None, combos[g_of], start=cplan.start,
+                     attributes=attributes)
 
     def _summary(self, n, rendered, todo, t_render, ls, preset, workers, backend) -> dict:
         st = self.stats

@@ -15,6 +15,10 @@ Scores (per item, over its L traits, with `count` the number of items sharing th
                                             probability; higher = rarer)
 Rank 1 is the rarest item by `score`; equal scores are ranked by item number.
 
+OpenRarity (gpucomp/openrarity.py), when the caller passes the items' attributes as their
+metadata states them: `openrarity_score`, `openrarity_rank` (ties share a rank: 1, 2, 2, 4) and
+`openrarity_unique_traits` per item in the CSV, and an "openrarity" section in the JSON.
+
 Asked-for vs observed: for a trait asked with probability p = w / sum(w), the count in N
 items is compared with N*p using the binomial standard deviation sqrt(N p (1-p)). Unique
 combinations are drawn by rejecting repeats, which pulls frequencies slightly toward even
@@ -31,6 +35,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import openrarity
 from .output import atomic_open, atomic_write_bytes, atomic_write_json
 
 SIGMA = 3.0  # |z| above this marks a trait as off from what was asked
@@ -38,6 +43,13 @@ TOP = 10  # rarest items listed in the JSON summary and the text
 _PCT = 3  # decimals for percentages
 _Z = 3  # decimals for z-scores and expected counts
 _SCORE = 6  # decimals for item scores
+_OR_SCORE = 10  # decimals for OpenRarity scores (near 1; ties are judged at 1e-9)
+# rarity.csv's OpenRarity columns, after the layer columns (a layer of one of these names is renamed)
+OPENRARITY_COLUMNS = ("openrarity_rank", "openrarity_score", "openrarity_unique_traits")
+OPENRARITY_TEXT = ("OpenRarity 0.7.5 information content: sum over trait names (with the meta-trait "
+                   "meta_trait:trait_count, and 'null' for a missing trait) of log2(items / count), divided by "
+                   "the collection's entropy; names and values lower-cased. Rank 1 = most traits no other item has, "
+                   "then highest score; equal scores (within 1e-9) share a rank")
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -178,16 +190,28 @@ def _rarest(ranks: np.ndarray, top: int) -> np.ndarray:
 
 
 def build_report(layer_names, trait_names, weights, combos, start: int = 1, sigma: float = SIGMA,
-                 top: int = TOP) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
-    """(report dict for rarity.json, scores, ranks, log_rarity)."""
+                 top: int = TOP, open_rarity: "openrarity.Result | None" = None
+                 ) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """(report dict for rarity.json, scores, ranks, log_rarity). With `open_rarity` (its result
+    for these items, in item order) the rarest items also carry their OpenRarity rank and score,
+    and the report has an "openrarity" section."""
     table = trait_table(layer_names, trait_names, weights, combos, sigma)
     combos = np.asarray(combos)
     scores, ranks = item_scores(combos)
     logr = item_log_rarity(combos)
-    rarest = [{"number": start + int(i), "rank": int(ranks[i]), "score": round(float(scores[i]), _SCORE),
+    if open_rarity is not None and open_rarity.scores.shape[0] != combos.shape[0]:
+        raise ValueError(f"OpenRarity result for {open_rarity.scores.shape[0]} items, combos for {combos.shape[0]}")
+
+    def item(i: int) -> dict:
+        row = {"number": start + int(i), "rank": int(ranks[i]), "score": round(float(scores[i]), _SCORE),
                "log_rarity": round(float(logr[i]), _SCORE),
                "traits": [trait_names[li][int(t)] for li, t in enumerate(combos[i])]}
-              for i in _rarest(ranks, top)]
+        if open_rarity is not None:
+            row.update(openrarity_rank=int(open_rarity.ranks[i]),
+                       openrarity_score=round(float(open_rarity.scores[i]), _OR_SCORE))
+        return row
+
+    rarest = [item(i) for i in _rarest(ranks, top)]
     off = [{"layer": layer["index"], "layer_name": layer["name"], "trait": t["name"], "z": t["z"]}
            for layer in table["layers"] for t in layer["traits"] if t["off"]]
     report = {
@@ -197,6 +221,12 @@ def build_report(layer_names, trait_names, weights, combos, start: int = 1, sigm
         "layers": table["layers"],
         "summary": {"score": _stats(scores), "log_rarity": _stats(logr), "off_traits": off, "rarest": rarest},
     }
+    if open_rarity is not None:
+        report["openrarity"] = {
+            "definition": OPENRARITY_TEXT, "entropy": round(open_rarity.entropy, _OR_SCORE),
+            "score": _stats(open_rarity.scores), "columns": list(OPENRARITY_COLUMNS),
+            "rarest": [item(i) for i in _rarest(open_rarity.ranks, top)],
+        }
     return report, scores, ranks, logr
 
 
@@ -231,13 +261,21 @@ def summary_lines(report: dict) -> list[str]:
     for r in rarest:
         lines.append(f"  #{r['rank']:<4} item {r['number']:<8} score {r['score']:>10.3f}  log rarity {r['log_rarity']:>7.3f}  "
                      + " / ".join(r["traits"]))
+    orr = report.get("openrarity")
+    if orr:
+        lines.append("")
+        lines.append(f"{len(orr['rarest'])} rarest items by OpenRarity (the rank marketplaces show; ties share a rank):")
+        for r in orr["rarest"]:
+            lines.append(f"  #{r['openrarity_rank']:<4} item {r['number']:<8} score {r['openrarity_score']:>10.6f}  "
+                         + " / ".join(r["traits"]))
     return lines
 
 
 def csv_header(layer_names: Sequence[str]) -> list[str]:
-    """number, rank, score, log_rarity, then one column per layer; repeated names get ' (2)', ' (3)'..."""
+    """number, rank, score, log_rarity, then one column per layer; repeated names get ' (2)', ' (3)'...
+    (as do layers named like one of the OpenRarity columns, which write_csv may add after these)."""
     header = ["number", "rank", "score", "log_rarity"]
-    taken = set(header)
+    taken = set(header) | set(OPENRARITY_COLUMNS)
     for name in layer_names:
         col, k = name, 2
         while col in taken:
@@ -247,7 +285,8 @@ def csv_header(layer_names: Sequence[str]) -> list[str]:
     return header
 
 
-def _csv_rows(trait_names, combos, scores, ranks, logr, start: int, chunk: int = 4096) -> Iterable[list]:
+def _csv_rows(trait_names, combos, scores, ranks, logr, start: int, open_rarity=None,
+              chunk: int = 4096) -> Iterable[list]:
     names = [np.array(list(t), dtype=object) for t in trait_names]
     for s in range(0, combos.shape[0], chunk):
         e = min(s + chunk, combos.shape[0])
@@ -255,25 +294,36 @@ def _csv_rows(trait_names, combos, scores, ranks, logr, start: int, chunk: int =
         sc = [f"{x:.{_SCORE}f}" for x in scores[s:e].tolist()]
         lr = [f"{x:.{_SCORE}f}" for x in logr[s:e].tolist()]
         rk = ranks[s:e].tolist()
-        for k in range(e - s):
-            yield [start + s + k, rk[k], sc[k], lr[k], *(c[k] for c in cols)]
+        more = [[] for _ in range(e - s)]
+        if open_rarity is not None:
+            more = zip(open_rarity.ranks[s:e].tolist(),
+                       [f"{x:.{_OR_SCORE}f}" for x in open_rarity.scores[s:e].tolist()],
+                       open_rarity.unique[s:e].tolist())
+        for k, extra in enumerate(more):
+            yield [start + s + k, rk[k], sc[k], lr[k], *(c[k] for c in cols), *extra]
 
 
-def write_csv(path, layer_names, trait_names, combos, scores, ranks, logr, start: int = 1) -> None:
+def write_csv(path, layer_names, trait_names, combos, scores, ranks, logr, start: int = 1,
+              open_rarity: "openrarity.Result | None" = None) -> None:
     """Stream one row per item into a temporary file in the same folder, then rename."""
     with atomic_open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(csv_header(layer_names))
-        w.writerows(_csv_rows(trait_names, np.asarray(combos), scores, ranks, logr, start))
+        w.writerow(csv_header(layer_names) + (list(OPENRARITY_COLUMNS) if open_rarity is not None else []))
+        w.writerows(_csv_rows(trait_names, np.asarray(combos), scores, ranks, logr, start, open_rarity))
 
 
 def write_report(out_dir, layer_names, trait_names, weights, combos, start: int = 1, sigma: float = SIGMA,
-                 top: int = TOP) -> dict:
+                 top: int = TOP, attributes: "Sequence[openrarity.Column] | None" = None) -> dict:
     """Write OUT/rarity.json (trait table + summary), OUT/rarity.csv (one row per item) and
-    OUT/rarity.txt (readable summary), each atomically. Returns the JSON report dict."""
+    OUT/rarity.txt (readable summary), each atomically. Returns the JSON report dict.
+    `attributes`: the items' metadata attributes (openrarity.Column, item order); with them the
+    reports add OpenRarity's score and rank."""
     out = Path(out_dir)
-    report, scores, ranks, logr = build_report(layer_names, trait_names, weights, combos, start, sigma, top)
+    combos = np.asarray(combos)
+    open_rarity = None if attributes is None else openrarity.score(attributes, combos.shape[0])
+    report, scores, ranks, logr = build_report(layer_names, trait_names, weights, combos, start, sigma, top,
+                                               open_rarity)
     atomic_write_json(out / "rarity.json", report)
-    write_csv(out / "rarity.csv", layer_names, trait_names, combos, scores, ranks, logr, start)
+    write_csv(out / "rarity.csv", layer_names, trait_names, combos, scores, ranks, logr, start, open_rarity)
     atomic_write_bytes(out / "rarity.txt", ("\n".join(summary_lines(report)) + "\n").encode("utf-8"))
     return report
