@@ -30,6 +30,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="insist on resuming an interrupted collection (re-running the same command resumes anyway)")
     p.add_argument("--gallery", action="store_true", help="also write OUT/gallery/index.html at the end (see `gpucomp gallery`)")
+    p.add_argument("--export", choices=["sugar", "erc1155"],
+                   help="when the collection is finished, also write an upload layout (see `gpucomp export`)")
     _add_engine_options(p)
 
 
@@ -135,15 +137,31 @@ def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> i
     out = out or Path(args.out)
     gen = generate(layers, out, args.config, log=_log(args), progress=None if not args.quiet else False,
                    resume=args.resume, stop_timeout=STOP_TIMEOUT, **_overrides(args))
+    if args.export:  # before anything renders: the layout must fit the collection
+        from .export import check_config
+
+        check_config(gen.cfg, args.export, args.config or "options")
     again = [a for a in sys.argv[1:] if a != "--force"]  # --force would discard what is finished
     hint = f"run the same command again: {shlex.join(['gpucomp', *again])}"
     rc = _drive(gen, out, args, hint)
+    if rc == 0 and args.export:
+        from .export import export
+
+        dest = export(out, args.export, log=_log(args))
+        print(f"export: {dest}", file=sys.stderr if args.json else sys.stdout)  # --json: stdout is the summary
     if rc == 0 and args.gallery:
         from .gallery import make_gallery
 
         page = make_gallery(out, log=_log(args))
         print(f"gallery: {page}", file=sys.stderr if args.json else sys.stdout)  # --json: stdout is the summary
     return rc
+
+
+def cmd_export(args) -> int:
+    from .export import export
+
+    print(f"export: {export(args.out, args.layout, copy=args.copy, log=_log(args))}")
+    return 0
 
 
 def cmd_resume(args) -> int:
@@ -325,6 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--base-uri", help="new image base URI, e.g. ipfs://<CID>")
     u.add_argument("--name-prefix", help="new item name prefix")
     u.add_argument("--description", help="new description")
+    e = sub.add_parser("export", help="write an upload layout of a finished collection (Sugar assets/, ERC-1155 ids)",
+                       description="sugar: OUT/assets/N.png + N.json (numbered from 0) and collection.json/.png, as "
+                                   "Metaplex's Sugar uploads them; erc1155: OUT/erc1155/<64 hex digits>.json, the "
+                                   "names an ERC-1155 {id} URI asks for. Hard links to the finished files (copies "
+                                   "with --copy, or where links are refused); run it again after rerender or "
+                                   "update-metadata.")
+    e.add_argument("out", help="the collection's output folder")
+    e.add_argument("--layout", required=True, choices=["sugar", "erc1155"], help="which layout to write")
+    e.add_argument("--copy", action="store_true", help="copy the files instead of hard-linking them")
+    e.add_argument("--quiet", "-q", action="store_true", help="no info lines")
     _add_preview_parser(sub)
     _add_gallery_parser(sub)
     return parser
@@ -375,7 +403,7 @@ class _TolerantStream:
 
 COMMANDS = {"generate": "cmd_generate", "demo": "cmd_demo", "validate": "cmd_validate", "info": "cmd_info",
             "preview": "cmd_preview", "resume": "cmd_resume", "extend": "cmd_extend", "rerender": "cmd_rerender",
-            "update-metadata": "cmd_update_metadata", "gallery": "cmd_gallery"}
+            "update-metadata": "cmd_update_metadata", "gallery": "cmd_gallery", "export": "cmd_export"}
 
 
 def main(argv=None) -> int:

@@ -182,6 +182,12 @@ def load_config(path: str | os.PathLike) -> Config:
             raise ConfigError(f"{path}: collection.size is {values['size']} but the [[stacks]] sizes add up to {total}; "
                               f"drop collection.size (it is their sum)")
         values["size"] = total
+    if "start" not in values:  # [metadata] format = "solana": numbered from 0, as Sugar's assets are
+        from .metadata import default_start
+
+        start = default_start(values.get("metadata"))
+        if start is not None:
+            values["start"] = start
     return validate(Config(**values), str(path))
 
 
@@ -319,6 +325,12 @@ def with_overrides(cfg: Config, **overrides: Any) -> Config:
     if bad:
         raise ConfigError(f"unknown option(s): {', '.join(sorted(bad))}")
     given = {k: v for k, v in overrides.items() if v is not None}
+    if "metadata" in given and "start" not in given and cfg.start == Config.start:
+        from .metadata import default_start
+
+        start = default_start(given["metadata"])  # a solana table given here: numbered from 0 unless start is set
+        if start is not None:
+            given["start"] = start
     return validate(replace(cfg, **given))
 
 

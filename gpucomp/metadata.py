@@ -1,6 +1,16 @@
-"""Token metadata: ERC-721/OpenSea (default) or Solana Metaplex, from one set of options
-(the [metadata] table plus name_prefix/description/base_uri from [collection]), and
-`update_metadata`, which rewrites an output's metadata for new options without re-rendering.
+"""Token metadata: ERC-721/OpenSea (default), Solana Metaplex, ERC-1155 or Tezos TZIP-21, from one
+set of options (the [metadata] table plus name_prefix/description/base_uri from [collection]), the
+chains' limits checked before anything renders, and `update_metadata`, which rewrites an output's
+metadata for new options without re-rendering.
+
+Field names follow each standard: Metaplex's Token Metadata JSON (what Sugar uploads: `image` and
+`properties.files[].uri` are file names when no base URI is set, on-chain name <= 32 bytes, symbol
+<= 10 bytes, URI <= 200 bytes, <= 5 creators whose shares add up to 100, fee 0..10000 basis points);
+the ERC-1155 metadata JSON schema (`name`, `description`, `image`, `decimals`; clients fetch
+`{id}` as 64 lower-case hex digits, see export.py); TZIP-21 (`artifactUri`, `displayUri`,
+`thumbnailUri`, `formats[{uri, mimeType}]`, `creators` as addresses, `decimals: 0`,
+`isBooleanAmount`, `royalties {decimals, shares}`, attributes as `{name, value}`).
+Trait values are written as their names ("07" stays "07"); only a display type makes them numbers.
 """
 from __future__ import annotations
 
@@ -19,15 +29,23 @@ from .testhooks import fault
 from .output import (MANIFEST, MAX_METADATA_BYTES, TMP_PREFIX, atomic_write_bytes, atomic_write_json, json_bytes,
                      output_state, read_regular, write_collection_metadata)
 
-FORMATS = ("erc721", "solana")
+FORMATS = ("erc721", "solana", "erc1155", "tezos")
+OMITTABLE = ("dna", "edition", "compiler")  # fields gpucomp adds beyond the standards; `omit` leaves them out
 DISPLAY_TYPES = ("number", "boost_number", "boost_percentage", "date")
 # Top-level keys that one of the formats writes itself: `extra` may not replace them.
 RESERVED = ("name", "symbol", "description", "seller_fee_basis_points", "image", "external_url", "dna",
-            "edition", "attributes", "properties", "compiler")
-TABLE_KEYS = ("format", "external_url", "symbol", "seller_fee_basis_points", "creators", "extra", "display_types")
+            "edition", "attributes", "properties", "compiler", "decimals", "artifactUri", "displayUri",
+            "thumbnailUri", "formats", "creators", "isBooleanAmount", "royalties", "externalUri")
+TABLE_KEYS = ("format", "external_url", "symbol", "seller_fee_basis_points", "creators", "extra", "display_types",
+              "omit", "collection_name")
 BASE_KEYS = ("name_prefix", "description", "base_uri")  # these live in [collection]
-SYMBOL_MAX = 10  # Metaplex on-chain limit
+# Metaplex Token Metadata on-chain limits, in UTF-8 bytes (Sugar's validate checks the same)
+SYMBOL_MAX = 10
+NAME_MAX = 32
+URI_MAX = 200
+CREATORS_MAX = 5
 _BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}")
+_TEZOS = re.compile(r"(tz[1-4]|KT1)[1-9A-HJ-NP-Za-km-z]{33}")
 _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
@@ -44,16 +62,24 @@ class MetadataOptions:
     creators: tuple[tuple[str, int], ...] = ()  # (address, share %)
     extra: dict = field(default_factory=dict)  # extra top-level fields for every item
     display_types: dict = field(default_factory=dict)  # trait_type -> one of DISPLAY_TYPES
+    omit: tuple[str, ...] = ()  # of OMITTABLE: fields left out of every item
+    collection_name: str = ""  # the collection's own name (Sugar's collection.json); "" = name_prefix
 
     def to_dict(self) -> dict:
-        """JSON form for the manifest; same shape as the TOML table (plus the three [collection] keys)."""
-        return {
+        """JSON form for the manifest; same shape as the TOML table (plus the three [collection] keys).
+        `omit` and `collection_name` only when set, so manifests of earlier collections read the same."""
+        d = {
             "format": self.format, "name_prefix": self.name_prefix, "description": self.description,
             "base_uri": self.base_uri, "external_url": self.external_url, "symbol": self.symbol,
             "seller_fee_basis_points": self.seller_fee_basis_points,
             "creators": [{"address": a, "share": s} for a, s in self.creators],
             "extra": copy.deepcopy(self.extra), "display_types": dict(self.display_types),
         }
+        if self.omit:
+            d["omit"] = list(self.omit)
+        if self.collection_name:
+            d["collection_name"] = self.collection_name
+        return d
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "manifest") -> "MetadataOptions":
@@ -81,8 +107,42 @@ def options_for_config(cfg, source: str = "config") -> MetadataOptions:
     base = {k: getattr(cfg, k) for k in BASE_KEYS}
     table = getattr(cfg, "metadata", None)
     if isinstance(table, MetadataOptions):
-        return replace(table, **base)
-    return options_from_table(table or {}, base, source)
+        opts = replace(table, **base)
+    else:
+        opts = options_from_table(table or {}, base, source)
+    start, size = getattr(cfg, "start", 1), getattr(cfg, "size", 1)  # Config has both; plain holders may not
+    check_numbers(opts, start, start + max(size, 1) - 1, source)
+    return opts
+
+
+def default_start(table: Any) -> int | None:
+    """The first item number a [metadata] table implies when [collection] sets none: 0 for solana
+    (Sugar's assets are numbered from 0), None (the usual 1) otherwise."""
+    fmt = table.format if isinstance(table, MetadataOptions) else table.get("format") if isinstance(table, dict) else None
+    return 0 if fmt == "solana" else None
+
+
+def _utf8(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def check_numbers(opts: MetadataOptions, first: int, last: int, source: str = "options") -> None:
+    """The limits that depend on the item numbers first..last (Metaplex's on-chain name and URI
+    lengths), checked before anything renders. Raises ConfigError naming the key and the limit."""
+    if opts.format != "solana":
+        return
+    name = f"{opts.name_prefix} #{last}"  # the longest number gives the longest name
+    if _utf8(name) > NAME_MAX:
+        room = NAME_MAX - _utf8(f" #{last}")
+        raise ConfigError(f"{source}: collection.name_prefix: solana names are at most {NAME_MAX} bytes on chain, "
+                          f"and item {last} would be {name!r} ({_utf8(name)} bytes); shorten the prefix to at most "
+                          f"{max(room, 0)} bytes")
+    if opts.base_uri:
+        for uri in (f"{opts.base_uri.rstrip('/')}/{last}.json", _image_uri(last, opts, True)):
+            if _utf8(uri) > URI_MAX:
+                raise ConfigError(f"{source}: collection.base_uri: solana URIs are at most {URI_MAX} bytes on chain, "
+                                  f"and {uri!r} is {_utf8(uri)}; use a shorter base URI (or none: Sugar fills in "
+                                  f"the links it uploads)")
 
 
 def _reject_unknown(d: dict, known, source: str, prefix: str) -> None:
@@ -113,25 +173,61 @@ def _build(values: dict, source: str, label: Callable[[str], str]) -> MetadataOp
         v["extra"] = _extra(values["extra"], where("extra"))
     if "display_types" in values:
         v["display_types"] = _display_types(values["display_types"], where("display_types"))
+    if "omit" in values:
+        v["omit"] = _omit(values["omit"], where("omit"))
+    if "collection_name" in values:
+        v["collection_name"] = _typed(values["collection_name"], str, where("collection_name"))
     opts = MetadataOptions(**v)
 
     if opts.format not in FORMATS:
-        raise ConfigError(f"{where('format')}: must be {' or '.join(FORMATS)}, got {opts.format!r}")
+        raise ConfigError(f"{where('format')}: must be one of {', '.join(FORMATS)}, got {opts.format!r}")
     if not 0 <= opts.seller_fee_basis_points <= 10000:
         raise ConfigError(f"{where('seller_fee_basis_points')}: must be 0 to 10000 (100%), "
                           f"got {opts.seller_fee_basis_points}")
     if opts.format == "solana":
-        if len(opts.symbol) > SYMBOL_MAX:
-            raise ConfigError(f"{where('symbol')}: at most {SYMBOL_MAX} characters for solana, got {opts.symbol!r}")
+        _check_solana(opts, where)
+    if opts.format == "tezos":
         for i, (address, _) in enumerate(opts.creators):
-            if not _BASE58.fullmatch(address):
-                raise ConfigError(f"{where('creators')}[{i}].address: not a Solana address "
-                                  f"(base58, 32 to 44 characters): {address!r}")
-        total = sum(s for _, s in opts.creators)
-        if opts.creators and total != 100:
-            raise ConfigError(f"{where('creators')}: shares must add up to 100 for solana, got {total} "
-                              f"({' + '.join(str(s) for _, s in opts.creators)})")
+            if not _TEZOS.fullmatch(address):
+                raise ConfigError(f"{where('creators')}[{i}].address: not a Tezos address (tz1, tz2, tz3, tz4 or KT1 "
+                                  f"and 33 base58 characters): {address!r}")
+        _check_shares(opts, where, "tezos royalties")
     return opts
+
+
+def _check_solana(opts: MetadataOptions, where: Callable[[str], str]) -> None:
+    if _utf8(opts.symbol) > SYMBOL_MAX:
+        raise ConfigError(f"{where('symbol')}: at most {SYMBOL_MAX} bytes for solana (an on-chain limit), "
+                          f"got {opts.symbol!r} ({_utf8(opts.symbol)} bytes)")
+    if _utf8(opts.collection_name or opts.name_prefix) > NAME_MAX:
+        key = "collection_name" if opts.collection_name else "name_prefix"
+        raise ConfigError(f"{where(key)}: the collection's name is at most {NAME_MAX} bytes for solana (an on-chain "
+                          f"limit), got {opts.collection_name or opts.name_prefix!r}; set a shorter "
+                          f"metadata.collection_name")
+    if len(opts.creators) > CREATORS_MAX:
+        raise ConfigError(f"{where('creators')}: at most {CREATORS_MAX} creators for solana (an on-chain limit), "
+                          f"got {len(opts.creators)}")
+    for i, (address, _) in enumerate(opts.creators):
+        if not _BASE58.fullmatch(address):
+            raise ConfigError(f"{where('creators')}[{i}].address: not a Solana address "
+                              f"(base58, 32 to 44 characters): {address!r}")
+    _check_shares(opts, where, "solana")
+
+
+def _check_shares(opts: MetadataOptions, where: Callable[[str], str], what: str) -> None:
+    total = sum(s for _, s in opts.creators)
+    if opts.creators and total != 100:
+        raise ConfigError(f"{where('creators')}: shares must add up to 100 for {what}, got {total} "
+                          f"({' + '.join(str(s) for _, s in opts.creators)})")
+
+
+def _omit(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
+        raise ConfigError(f"{where}: expected an array of field names like [\"dna\", \"compiler\"], got {value!r}")
+    for x in value:
+        if x not in OMITTABLE:
+            raise ConfigError(f"{where}: {x!r} cannot be left out; these can: {', '.join(OMITTABLE)}")
+    return tuple(dict.fromkeys(value))
 
 
 def _creators(value: Any, where: str) -> tuple[tuple[str, int], ...]:
@@ -248,18 +344,22 @@ def _image_uri(number: int, opts: MetadataOptions, solana: bool) -> str:
     return f"{opts.base_uri.rstrip('/')}/{number}.png"
 
 
-def item_metadata(number: int, attributes: list[tuple[str, str]], dna: str, opts: MetadataOptions) -> dict:
-    """One item's metadata. Key order is fixed, so the same inputs give the same bytes."""
+def _attributes(attributes: list[tuple[str, str]], opts: MetadataOptions, key: str) -> list[dict]:
     attrs = []
     for trait_type, value in attributes:
         kind = opts.display_types.get(trait_type)
         if kind:
-            attrs.append({"display_type": kind, "trait_type": trait_type,
-                          "value": trait_number(trait_type, value, kind)})
+            attrs.append({"display_type": kind, key: trait_type, "value": trait_number(trait_type, value, kind)})
         else:
-            attrs.append({"trait_type": trait_type, "value": value})
+            attrs.append({key: trait_type, "value": value})
+    return attrs
+
+
+def item_metadata(number: int, attributes: list[tuple[str, str]], dna: str, opts: MetadataOptions) -> dict:
+    """One item's metadata. Key order is fixed, so the same inputs give the same bytes."""
     name = f"{opts.name_prefix} #{number}"
     if opts.format == "solana":
+        attrs = _attributes(attributes, opts, "trait_type")
         image = _image_uri(number, opts, True)
         meta = {"name": name, "symbol": opts.symbol, "description": opts.description,
                 "seller_fee_basis_points": opts.seller_fee_basis_points, "image": image}
@@ -269,13 +369,39 @@ def item_metadata(number: int, attributes: list[tuple[str, str]], dna: str, opts
         meta["attributes"] = attrs
         meta["properties"] = {"files": [{"uri": image, "type": "image/png"}], "category": "image",
                               "creators": [{"address": a, "share": s} for a, s in opts.creators]}
+    elif opts.format == "tezos":
+        meta = _tezos(number, name, _attributes(attributes, opts, "name"), dna, opts)
     else:
         # Same fields and order as before formats existed (output.item_metadata): old outputs stay byte-identical.
-        meta = {"name": name, "description": opts.description, "image": _image_uri(number, opts, False),
-                "dna": dna, "edition": number, "attributes": attrs, "compiler": "gpucomp"}
+        meta = {"name": name, "description": opts.description, "image": _image_uri(number, opts, False)}
+        if opts.format == "erc1155":
+            meta["decimals"] = 0  # one indivisible token per id
+        meta.update({"dna": dna, "edition": number, "attributes": _attributes(attributes, opts, "trait_type"),
+                     "compiler": "gpucomp"})
         if opts.external_url:
             meta["external_url"] = opts.external_url
+    for key in opts.omit:
+        meta.pop(key, None)
     meta.update(copy.deepcopy(opts.extra))
+    return meta
+
+
+def _tezos(number: int, name: str, attrs: list[dict], dna: str, opts: MetadataOptions) -> dict:
+    """TZIP-21: the image is the artifact, the display and the thumbnail (gpucomp makes one PNG)."""
+    image = _image_uri(number, opts, False)
+    meta: dict = {"name": name}
+    if opts.symbol:
+        meta["symbol"] = opts.symbol
+    meta.update({"description": opts.description, "decimals": 0, "isBooleanAmount": True,
+                 "artifactUri": image, "displayUri": image, "thumbnailUri": image,
+                 "formats": [{"uri": image, "mimeType": "image/png"}],
+                 "creators": [a for a, _ in opts.creators]})
+    if opts.creators and opts.seller_fee_basis_points:
+        # shares of the sale price with 6 decimals: basis points (1e-4) x percent (1e-2)
+        meta["royalties"] = {"decimals": 6, "shares": {a: opts.seller_fee_basis_points * s for a, s in opts.creators}}
+    if opts.external_url:
+        meta["externalUri"] = opts.external_url
+    meta.update({"dna": dna, "edition": number, "attributes": attrs, "compiler": "gpucomp"})
     return meta
 
 
@@ -284,7 +410,6 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
     for the stored options with `changes` applied (any MetadataOptions field). Images are not
     touched. Returns how many item files changed."""
     # lazily: these pull in NumPy, and config.py imports this module
-    from .journal import MAX_RECORDS_BYTES, PROVENANCE
     from .resume import clean_temporaries, read_manifest
 
     out = Path(out)
@@ -305,19 +430,13 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
                               f"with `gpucomp resume {out}` first, then update its metadata")
         mpath = out / MANIFEST
         manifest = read_manifest(out)  # checked against its schema: a damaged one is named, not a traceback
-        section, plan = manifest["metadata"], manifest["plan"]
+        plan = manifest["plan"]
         clean_temporaries(out, TMP_PREFIX)  # what a killed update-metadata (or any run) left
-        # Manifests may hold the [metadata] table as "table" beside the [collection] keys; other
-        # keys of the section are not options and are kept as they are.
-        table = section.get("table") if isinstance(section.get("table"), dict) else {}
-        old = MetadataOptions.from_dict({**table, **{k: v for k, v in section.items() if k in known}}, str(mpath))
+        old = stored_options(manifest, str(mpath))
         opts = _build({**old.to_dict(), **changes}, "update-metadata", lambda k: k)
-        # provenance.json is written when a run finishes and lists every item in item order.
-        try:
-            numbers = [_int(x["number"]) for x in json.loads(read_regular(out / PROVENANCE, MAX_RECORDS_BYTES))["items"]]
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise OutputError(f"{out / PROVENANCE}: missing or unreadable ({err}), so the collection is not "
-                              f"finished; {fix}, then update the metadata") from err
+        numbers = finished_numbers(out, f"{fix}, then update the metadata")
+        if numbers:
+            check_numbers(opts, min(numbers), max(numbers), "update-metadata")
         names = _trait_names(plan)
         if opts.display_types:  # the same check generate makes: numeric, distinct trait names
             check_traits(opts, [(layer, list(dict.fromkeys(traits))) for layer, traits in names.items()],
@@ -326,10 +445,10 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
         def build(n: int) -> bytes:
             path = out / "metadata" / f"{n}.json"
             attributes, dna = _read_item(path, n, names, fix)
-            if opts.format == "erc721" and dna is None:
-                raise OutputError(f"{path}: has no dna (solana metadata leaves it out) and erc721 metadata needs it; "
-                                  f"set format = \"erc721\" in [metadata] and re-run `gpucomp generate` into {out}, "
-                                  f"which rewrites the metadata")
+            if opts.format != "solana" and "dna" not in opts.omit and dna is None:
+                raise OutputError(f"{path}: has no dna (it was left out) and {opts.format} metadata with dna needs it; "
+                                  f"add \"dna\" to metadata.omit, or set format = \"{opts.format}\" in [metadata] "
+                                  f"and re-run `gpucomp generate` into {out}, which rewrites the metadata")
             return json_bytes(item_metadata(n, attributes, dna, opts))
 
         # Build everything once before writing, so a bad file or option leaves the output as it was.
@@ -353,6 +472,28 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
                               f"the cause and run update-metadata again") from err
     log(f"metadata: {rewritten} of {len(numbers)} files rewritten ({opts.format})")
     return rewritten
+
+
+def stored_options(manifest: dict, source: str) -> MetadataOptions:
+    """The options a collection's manifest (read_manifest) records."""
+    known = [f.name for f in fields(MetadataOptions)]
+    section = manifest["metadata"]
+    # Manifests may hold the [metadata] table as "table" beside the [collection] keys; other
+    # keys of the section are not options.
+    table = section.get("table") if isinstance(section.get("table"), dict) else {}
+    return MetadataOptions.from_dict({**table, **{k: v for k, v in section.items() if k in known}}, source)
+
+
+def finished_numbers(out: Path, fix: str) -> list[int]:
+    """Every item number of a finished collection, in item order: provenance.json is written when
+    a run finishes and lists them all."""
+    from .journal import MAX_RECORDS_BYTES, PROVENANCE
+
+    try:
+        return [_int(x["number"]) for x in json.loads(read_regular(out / PROVENANCE, MAX_RECORDS_BYTES))["items"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise OutputError(f"{out / PROVENANCE}: missing or unreadable ({err}), so the collection is not "
+                          f"finished; {fix}") from err
 
 
 def _store(manifest: dict, opts: MetadataOptions) -> None:
@@ -417,7 +558,7 @@ def _read_item(path: Path, n: int, names: dict[str, list[str]], fix: str) -> tup
         meta = json.loads(read_regular(path, MAX_METADATA_BYTES))
         attributes = []
         for a in meta["attributes"]:
-            trait_type, value = a["trait_type"], a["value"]
+            trait_type, value = a["trait_type"] if "trait_type" in a else a["name"], a["value"]  # TZIP-21: name
             if not isinstance(trait_type, str) or isinstance(value, bool) or not isinstance(value, (str, int, float)):
                 raise ValueError(f"attribute {a!r} is not a trait")
             attributes.append((trait_type, _as_name(trait_type, value, names)))

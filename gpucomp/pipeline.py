@@ -25,7 +25,7 @@ from .encode import deflate_engine, encode_deflated, encode_filtered, encode_png
 from .errors import ConfigError, GpucompError, Interrupted, OutputError
 from .journal import JOURNAL, Journal, load_records, rewrite_journal, unfinished, write_provenance
 from .lock import OutputLock
-from .metadata import check_traits, item_metadata, options_for_config
+from .metadata import check_numbers, check_traits, item_metadata, options_for_config
 from .output import (MANIFEST, TMP_PREFIX, atomic_write_bytes, atomic_write_json, check_output, ensure_folder,
                      json_bytes, reset_output, write_collection_metadata)
 from .openrarity import metadata_columns
@@ -140,6 +140,7 @@ class Generation:
         with st.timer("plan"):
             cplan = plan_collection(cfg, stacks, extensions)
         check_traits(options_for_config(cfg), metadata_layers(stacks), "config")
+        check_numbers(options_for_config(cfg), cplan.start, cplan.start + len(cplan) - 1, "config")  # extend too
         # Only now, with layers and plan known to be good, is anything written.
         try:
             out.mkdir(parents=True, exist_ok=True)

@@ -242,14 +242,14 @@ def test_options_from_table_errors():
     src = "collection.toml"
     cases = [
         ({"fromat": "solana"}, f"^{src}: unknown key metadata.fromat; known: format, external_url, symbol, "
-                               "seller_fee_basis_points, creators, extra, display_types$"),
+                               "seller_fee_basis_points, creators, extra, display_types, omit, collection_name$"),
         ({"creators": [{"address": SOL_A, "share": "x"}]},
          rf"^{src}: metadata.creators\[0\].share: expected int, got str 'x'$"),
         ({"seller_fee_basis_points": True}, f"^{src}: metadata.seller_fee_basis_points: expected int, got bool True$"),
         ({"seller_fee_basis_points": 10001}, f"^{src}: metadata.seller_fee_basis_points: must be 0 to 10000"),
-        ({"format": "eth"}, f"^{src}: metadata.format: must be erc721 or solana, got 'eth'$"),
+        ({"format": "eth"}, f"^{src}: metadata.format: must be one of erc721, solana, erc1155, tezos, got 'eth'$"),
         ({"symbol": 5}, f"^{src}: metadata.symbol: expected str, got int 5$"),
-        ({"format": "solana", "symbol": "ELEVENCHARS"}, f"^{src}: metadata.symbol: at most 10 characters"),
+        ({"format": "solana", "symbol": "ELEVENCHARS"}, f"^{src}: metadata.symbol: at most 10 bytes for solana"),
         ({"extra": [1]}, f"^{src}: metadata.extra: expected a table"),
     ]
     for table, message in cases:

@@ -1,0 +1,181 @@
+"""Upload layouts made from a finished collection's files: `gpucomp export OUT --layout LAYOUT`
+(also `gpucomp generate ... --export LAYOUT`, which runs it once the collection is finished).
+
+- sugar: OUT/assets/ as Metaplex's Sugar uploads it: N.png + N.json for every item, numbered 0..N-1
+  without gaps, plus collection.json (and collection.png, the first item's image unless a
+  collection.png is already there: Sugar then makes the on-chain collection NFT from the pair).
+- erc1155: OUT/erc1155/<id>.json, the id as 64 lower-case hex digits, zero-padded, which is what
+  an ERC-1155 client puts for `{id}` in the contract's URI (images stay in images/).
+
+The renderer writes only images/ and metadata/; these folders are derived from those files at the
+end, so nothing here touches how items render or resume. Files are hard links to the finished ones
+(no second copy of a large collection, and made in a moment), each made under a temporary name and
+renamed into place, so a name in the folder only ever shows a complete file and a link already
+there is replaced, never written through. Where the file system refuses hard links (or with
+`copy=True`) the files are copied through output.atomic_open instead. A hard link shares the file:
+rerender and update-metadata replace images and metadata with new files, so export again after
+them (old links keep the old content; nothing is written into them).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import shutil
+import stat
+from pathlib import Path
+from typing import Callable
+
+from .errors import OutputError
+from .lock import OutputLock
+from .metadata import MetadataOptions, finished_numbers, stored_options
+from .output import (MANIFEST, TMP_PREFIX, atomic_open, atomic_write_json, ensure_folder, open_regular, output_state,
+                     remove_temporaries)
+
+LAYOUTS = {"sugar": "assets", "erc1155": "erc1155"}  # layout -> folder inside OUT
+FORMATS = {"sugar": ("solana",), "erc1155": ("erc1155", "erc721")}  # metadata formats each layout takes
+_NO_LINKS = (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
+def export(out, layout: str, copy: bool = False, log: Callable[[str], None] | None = None) -> Path:
+    """Write OUT/<folder> for `layout` from the finished collection in OUT; returns the folder."""
+    from .journal import unfinished
+    from .resume import read_manifest
+
+    out = Path(out)
+    log = log or (lambda msg: None)
+    if layout not in LAYOUTS:
+        raise OutputError(f"export: unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if output_state(out) != "ours":
+        raise OutputError(f"{out}: not a gpucomp output (no {MANIFEST}); export works on a folder written by "
+                          f"`gpucomp generate`")
+    with OutputLock(out):
+        if unfinished(out):
+            raise OutputError(f"{out}: the collection is not finished; finish it with `gpucomp resume {out}`, "
+                              f"then export")
+        opts = stored_options(read_manifest(out), str(out / MANIFEST))
+        numbers = finished_numbers(out, f"run `gpucomp resume {out}`, then export")
+        _check(out, layout, opts, numbers)
+        dest = ensure_folder(out / LAYOUTS[layout])
+        remove_temporaries(dest)  # what a killed export left
+        names = _place_all(out, dest, layout, numbers, copy, log)
+        if layout == "sugar":
+            atomic_write_json(dest / "collection.json", collection_metadata(opts))
+            names |= {"collection.json", "collection.png"}
+            if not _is_regular(dest / "collection.png"):  # the user's own cover is kept
+                _place(out / "images" / f"{numbers[0]}.png", dest / "collection.png", copy)
+        stale = _remove_stale(dest, names)
+    log(f"export: {len(numbers)} items into {dest} ({layout}" + (f"; {stale} stale files removed)" if stale else ")"))
+    return dest
+
+
+def check_config(cfg, layout: str, source: str = "config") -> None:
+    """Before a `generate --export LAYOUT` renders: will the finished collection fit the layout?"""
+    from .errors import ConfigError
+    from .metadata import options_for_config
+
+    if layout not in LAYOUTS:
+        raise ConfigError(f"export: unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    opts = options_for_config(cfg, source)
+    if opts.format not in FORMATS[layout]:
+        raise ConfigError(f"{source}: metadata.format: the {layout} layout needs {' or '.join(FORMATS[layout])}, "
+                          f"got {opts.format!r}")
+    if layout == "sugar" and cfg.start != 0:
+        raise ConfigError(f"{source}: collection.start: Sugar numbers items from 0, got start = {cfg.start}; "
+                          f"remove start (format = \"solana\" starts at 0) or set it to 0")
+
+
+def _check(out: Path, layout: str, opts: MetadataOptions, numbers: list[int]) -> None:
+    if opts.format not in FORMATS[layout]:
+        raise OutputError(f"{out}: the {layout} layout needs metadata.format = {' or '.join(FORMATS[layout])}, but this "
+                          f"collection's is {opts.format!r}; set it in [metadata] and run `gpucomp generate` again "
+                          f"(the images are kept, the metadata is rewritten)")
+    if layout == "sugar" and numbers != list(range(len(numbers))):
+        first = min(numbers) if numbers else 0
+        raise OutputError(f"{out}: Sugar needs items numbered 0 to {len(numbers) - 1} without gaps, and this collection "
+                          f"starts at {first}; generate it with start = 0 in [collection] (the default for "
+                          f"format = \"solana\") into a new folder")
+
+
+def erc1155_name(number: int) -> str:
+    """The file name an ERC-1155 client asks for when it substitutes {id}: 64 lower-case hex digits."""
+    if not 0 <= number < 1 << 256:
+        raise ValueError(f"ERC-1155 ids are 256-bit unsigned integers, got {number}")
+    return f"{number:064x}.json"
+
+
+def _place_all(out: Path, dest: Path, layout: str, numbers: list[int], copy: bool, log) -> set[str]:
+    names: set[str] = set()
+    linking = not copy
+    for n in numbers:
+        if layout == "sugar":
+            pairs = [(out / "images" / f"{n}.png", f"{n}.png"), (out / "metadata" / f"{n}.json", f"{n}.json")]
+        else:
+            pairs = [(out / "metadata" / f"{n}.json", erc1155_name(n))]
+        for src, name in pairs:
+            if not _place(src, dest / name, not linking) and linking:
+                linking = False
+                log(f"export: this file system does not take hard links in {dest}; copying instead")
+            names.add(name)
+    return names
+
+
+def _place(src: Path, dst: Path, copy: bool) -> bool:
+    """dst becomes the content of src: a hard link (True) or, with `copy` or where links are
+    refused, a copy (False). Either appears under its name in one rename."""
+    if not _is_regular(src):
+        raise OutputError(f"{src}: missing or not a plain file; run `gpucomp resume {src.parent.parent}`, which "
+                          f"repairs the collection, then export again")
+    if not copy:
+        tmp = dst.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            os.link(src, tmp, follow_symlinks=False)
+        except OSError as err:
+            if err.errno not in _NO_LINKS:
+                raise OutputError(f"{dst}: cannot link {src} ({err.strerror or err})") from err
+        else:
+            try:
+                os.replace(tmp, dst)
+            except OSError as err:
+                os.unlink(tmp)
+                raise OutputError(f"{dst}: cannot write ({err.strerror or err})") from err
+            return True
+    try:
+        with open_regular(src) as f, atomic_open(dst) as g:
+            shutil.copyfileobj(f, g, 1 << 20)
+    except OSError as err:
+        raise OutputError(f"{dst}: cannot copy {src} there ({err.strerror or err})") from err
+    return False
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _remove_stale(dest: Path, keep: set[str]) -> int:
+    """Item files an earlier, larger export left (items the collection no longer has)."""
+    n = 0
+    try:
+        for p in dest.iterdir():
+            item = p.stem.isdigit() or (len(p.stem) == 64 and all(c in "0123456789abcdef" for c in p.stem))
+            if p.name not in keep and p.suffix in (".png", ".json") and item and not p.is_dir():
+                p.unlink()
+                n += 1
+    except OSError as err:
+        raise OutputError(f"{dest}: cannot remove an earlier export's files ({err.strerror or err})") from err
+    return n
+
+
+def collection_metadata(opts: MetadataOptions) -> dict:
+    """Sugar's collection.json: the collection NFT, described like an item (Metaplex's fields)."""
+    meta = {"name": opts.collection_name or opts.name_prefix, "symbol": opts.symbol, "description": opts.description,
+            "seller_fee_basis_points": opts.seller_fee_basis_points, "image": "collection.png"}
+    if opts.external_url:
+        meta["external_url"] = opts.external_url
+    meta["attributes"] = []
+    meta["properties"] = {"files": [{"uri": "collection.png", "type": "image/png"}], "category": "image",
+                          "creators": [{"address": a, "share": s} for a, s in opts.creators]}
+    return meta
