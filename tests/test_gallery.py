@@ -68,7 +68,7 @@ def test_index_lists_every_item_with_its_traits_and_rank(out):
     with open(out / "rarity.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     assert data["ranks"] == [int(r["rank"]) for r in rows]
-    assert data["openrarity"] is None  # no such column in today's report
+    assert data["openrarity"] == [int(r["openrarity_rank"]) for r in rows]  # the report's OpenRarity column
     for i, n in enumerate(data["numbers"]):  # the trait indices name the item's attributes
         names = [data["layers"][li]["traits"][col[i]]["name"] for li, col in enumerate(data["traits"])]
         assert names == [a["value"] for a in metadata(out, n)["attributes"]]
@@ -237,7 +237,7 @@ def test_damaged_outputs_name_the_file(out, damage, match):
         lines = (out / "rarity.csv").read_text(encoding="utf-8").splitlines()
         k = 2 if damage == "csv-trait" else 0
         cells = lines[k].split(",")
-        cells[-1] = "Nobody"
+        cells[lines[0].split(",").index("openrarity_rank") - 1] = "Nobody"  # the last layer's column
         lines[k] = ",".join(cells)
         (out / "rarity.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     elif damage == "json":
