@@ -210,7 +210,13 @@ def test_sort_by_rank_puts_rank_one_first_and_search_finds_an_item(page, collect
         by_rank = sorted(csv.DictReader(f), key=lambda r: int(r["rank"]))
     page.select_option("#sort", "rank")
     assert shown_numbers(page)[:5] == [int(r["number"]) for r in by_rank[:5]]
-    assert page.eval_on_selector("#sort", "s => [...s.options].map(o => o.value)") == ["number", "rank"]  # no OpenRarity
+    # the report has OpenRarity's rank (rarity.csv's openrarity_rank column): the page offers it too
+    assert page.eval_on_selector("#sort", "s => [...s.options].map(o => o.value)") == ["number", "rank", "openrarity"]
+    page.select_option("#sort", "openrarity")
+    with open(collection / "rarity.csv", encoding="utf-8", newline="") as f:
+        by_openrarity = sorted(csv.DictReader(f), key=lambda r: (int(r["openrarity_rank"]), int(r["number"])))
+    assert shown_numbers(page)[0] in [int(r["number"]) for r in by_openrarity
+                                      if r["openrarity_rank"] == by_openrarity[0]["openrarity_rank"]]
     page.fill("#search", "1234")
     page.press("#search", "Enter")
     page.wait_for_function("document.getElementById('item-json').textContent.startsWith('{')")
