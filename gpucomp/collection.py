@@ -29,15 +29,31 @@ class Segment:
     offset: int = 0
 
     def names(self, row: int) -> list[str]:
-        return [layer.traits[j].name for layer, j in zip(self.layerset.layers, self.combos[row].tolist())]
+        return [t.name for t in self.traits(row)]
+
+    def traits(self, row: int) -> list:
+        return [layer.traits[j] for layer, j in zip(self.layerset.layers, self.combos[row].tolist())]
+
+    @property
+    def render_layerset(self) -> LayerSet:
+        """The layers the backend draws (render_view.py): the stack itself unless traits draw parts."""
+        return self.layerset.render.layerset if self.layerset.render is not None else self.layerset
+
+    def render_combos(self, rows) -> np.ndarray:
+        """Trait indices into render_layerset for local rows `rows` (an index array)."""
+        combos = self.combos[rows]
+        return combos if self.layerset.render is None else self.layerset.render.combos(combos)
+
+    def render_combo(self, row: int) -> np.ndarray:
+        return self.combos[row] if self.layerset.render is None else self.render_combos([row])[0]
 
     def dna_names(self, row: int) -> list[str]:
         return [n for n, o in zip(self.names(row), self.options) if o.dna]
 
     def attributes(self, row: int) -> list[tuple[str, str]]:
-        """(trait_type, value) for metadata: hidden layers and 'none' traits left out."""
-        return [(layer.name, n) for layer, o, n in zip(self.layerset.layers, self.options, self.names(row))
-                if o.metadata and n != o.none]
+        """(trait_type, value) for metadata: hidden layers, 'none' and empty traits left out."""
+        return [(layer.name, t.name) for layer, o, t in zip(self.layerset.layers, self.options, self.traits(row))
+                if o.metadata and t.name != o.none and not t.empty]
 
     def identity(self, row: int) -> tuple:
         return tuple((layer.name, n) for layer, o, n in zip(self.layerset.layers, self.options, self.names(row)) if o.dna)
@@ -74,7 +90,7 @@ class CollectionPlan:
 
 def metadata_layers(stacks) -> list[tuple[str, list[str]]]:
     """(trait_type, trait names that can appear in metadata) of every stack, for metadata checks."""
-    return [(layer.name, [t.name for t in layer.traits if t.name != o.none])
+    return [(layer.name, [t.name for t in layer.traits if t.name != o.none and not t.empty])
             for sl, lopts in stacks for layer, o in zip(sl.layers, lopts) if o.metadata]
 
 
@@ -114,6 +130,7 @@ def stack_layerset(loaded: dict[str, Layer], root, width: int, height: int, opti
     """A LayerSet view of one stack: the loaded layers in its order, with its display names and
     blend options; trait objects (and their pixels) are shared between stacks."""
     from .naming import layer_display_name
+    from .render_view import render_view
 
     layers = []
     for o in options:
@@ -123,7 +140,9 @@ def stack_layerset(loaded: dict[str, Layer], root, width: int, height: int, opti
                               f"use one of its trait names ({', '.join(t.name for t in src.traits[:5])}...)")
         layers.append(Layer(folder=o.folder, name=o.name or layer_display_name(o.folder), traits=src.traits,
                             blend=o.blend, opacity=o.opacity))
-    return LayerSet(root=root, layers=layers, width=width, height=height)
+    stack = LayerSet(root=root, layers=layers, width=width, height=height)
+    stack.render = render_view(stack, options)
+    return stack
 
 
 def _rules_for(stack_rules, layerset: LayerSet, options, dna_index: dict[int, int], where: str):

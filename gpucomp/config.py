@@ -25,6 +25,19 @@ BLEND_MODES = ("normal", "multiply", "screen", "overlay", "darken", "lighten", "
 
 
 @dataclass(frozen=True)
+class TraitOption:
+    """Options of one trait (`traits = { "Gold Crown" = { z = 1, blend = "screen", opacity = 0.5 } }`):
+    None keeps what the file name or the layer says."""
+
+    z: int | None = None  # stacking position: drawn after every part of a lower z, in all layers
+    blend: str | None = None
+    opacity: float | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in (("z", self.z), ("blend", self.blend), ("opacity", self.opacity)) if v is not None}
+
+
+@dataclass(frozen=True)
 class LayerOption:
     folder: str  # sub-folder of the layers folder
     name: str | None = None  # display name in metadata (default: folder without its order prefix)
@@ -34,6 +47,7 @@ class LayerOption:
     metadata: bool = True  # False: left out of the attributes
     none: str | None = None  # a trait name meaning "nothing here": left out of the attributes
     exact: tuple[tuple[str, int], ...] = ()  # (trait name, exact number of items)
+    traits: tuple[tuple[str, TraitOption], ...] = ()  # per-trait z, blend, opacity
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,7 @@ class Config:
     base_uri: str = "ipfs://REPLACE-WITH-CID"
     layers: tuple[LayerOption, ...] = ()  # bottom first; empty = every folder in natural order
     delimiter: str = "#"
+    empty_name: str = "NONE"  # nftchef's emptyLayerName: a trait of this name draws nothing and is not listed
     preset: str = "fast"
     opaque_rgb: bool = True  # write results that are opaque everywhere as RGB (smaller, faster)
     workers: int = 0  # encode/composite threads; 0 = one per CPU core
@@ -88,7 +103,7 @@ SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
     "collection": {"size": ("size", int), "seed": ("seed", int), "start": ("start", int),
                    "name_prefix": ("name_prefix", str), "description": ("description", str),
                    "base_uri": ("base_uri", str), "shuffle": ("shuffle", bool)},
-    "input": {"delimiter": ("delimiter", str)},
+    "input": {"delimiter": ("delimiter", str), "empty_name": ("empty_name", str)},
     "output": {"preset": ("preset", str), "opaque_rgb": ("opaque_rgb", bool)},
     "run": {"workers": ("workers", int), "backend": ("backend", str), "batch_size": ("batch_size", int),
             "vram_budget": ("vram_budget", str), "cache": ("cache", str)},
@@ -192,7 +207,7 @@ def load_config(path: str | os.PathLike) -> Config:
 
 
 LAYER_KEYS = {"folder": str, "name": str, "blend": str, "opacity": (int, float), "dna": bool, "metadata": bool,
-              "none": str, "exact": dict}
+              "none": str, "exact": dict, "traits": dict}
 
 
 def _layers(body: Any, where: str) -> tuple[LayerOption, ...]:
@@ -219,7 +234,28 @@ def _layers(body: Any, where: str) -> tuple[LayerOption, ...]:
             exact.append((_nfc(trait), count))
         out.append(LayerOption(item["folder"], _nfc(item.get("name")), item.get("blend", "normal"),
                                float(item.get("opacity", 1.0)), item.get("dna", True), item.get("metadata", True),
-                               _nfc(item.get("none")), tuple(exact)))
+                               _nfc(item.get("none")), tuple(exact), _trait_options(item.get("traits", {}), w)))
+    return tuple(out)
+
+
+TRAIT_KEYS = {"z": int, "blend": str, "opacity": (int, float)}
+
+
+def _trait_options(body: dict, where: str) -> tuple[tuple[str, TraitOption], ...]:
+    out = []
+    for trait, opts in body.items():
+        w = f"{where}.traits.{trait}"
+        if not isinstance(opts, dict):
+            raise ConfigError(f"{w}: expected a table such as {{ z = 1, blend = \"screen\", opacity = 0.5 }}")
+        unknown = set(opts) - set(TRAIT_KEYS)
+        if unknown:
+            raise ConfigError(f"{w}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(TRAIT_KEYS)}")
+        for key, typ in TRAIT_KEYS.items():
+            if key in opts and (not isinstance(opts[key], typ) or isinstance(opts[key], bool)):
+                raise ConfigError(f"{w}.{key}: expected {'a number' if key == 'opacity' else typ.__name__}, "
+                                  f"got {type(opts[key]).__name__} {opts[key]!r}")
+        op = opts.get("opacity")
+        out.append((_nfc(trait), TraitOption(opts.get("z"), opts.get("blend"), None if op is None else float(op))))
     return tuple(out)
 
 
@@ -310,6 +346,16 @@ def validate(cfg: Config, source: str = "options") -> Config:
                 raise ConfigError(f"{where}: layer {lo.folder!r}: unknown blend {lo.blend!r}; choose one of {', '.join(BLEND_MODES)}")
             if not 0.0 <= lo.opacity <= 1.0:
                 raise ConfigError(f"{where}: layer {lo.folder!r}: opacity must be between 0 and 1, got {lo.opacity}")
+            for trait, to in lo.traits:
+                if to.blend is not None and to.blend not in BLEND_MODES:
+                    raise ConfigError(f"{where}: layer {lo.folder!r}, trait {trait!r}: unknown blend {to.blend!r}; "
+                                      f"choose one of {', '.join(BLEND_MODES)}")
+                if to.opacity is not None and not 0.0 <= to.opacity <= 1.0:
+                    raise ConfigError(f"{where}: layer {lo.folder!r}, trait {trait!r}: opacity must be between 0 "
+                                      f"and 1, got {to.opacity}")
+                if to.z is not None and abs(to.z) > 1_000_000:
+                    raise ConfigError(f"{where}: layer {lo.folder!r}, trait {trait!r}: z {to.z} is out of range "
+                                      f"(-1000000 to 1000000)")
     from .budget import parse_budget
     from .metadata import options_for_config
 
@@ -335,8 +381,11 @@ def with_overrides(cfg: Config, **overrides: Any) -> Config:
 
 
 def layer_dict(lo: LayerOption) -> dict:
-    return {"folder": lo.folder, "name": lo.name, "blend": lo.blend, "opacity": lo.opacity, "dna": lo.dna,
-            "metadata": lo.metadata, "none": lo.none, "exact": dict(lo.exact)}
+    d = {"folder": lo.folder, "name": lo.name, "blend": lo.blend, "opacity": lo.opacity, "dna": lo.dna,
+         "metadata": lo.metadata, "none": lo.none, "exact": dict(lo.exact)}
+    if lo.traits:  # only when given: manifests of collections without them stay as they were
+        d["traits"] = {name: to.to_dict() for name, to in lo.traits}
+    return d
 
 
 def to_dict(cfg: Config) -> dict:
@@ -356,7 +405,8 @@ def from_dict(d: dict) -> Config:
     def layers(items):
         return tuple(LayerOption(x["folder"], x.get("name"), x.get("blend", "normal"), float(x.get("opacity", 1.0)),
                                  x.get("dna", True), x.get("metadata", True), x.get("none"),
-                                 tuple(x.get("exact", {}).items())) for x in items)
+                                 tuple(x.get("exact", {}).items()),
+                                 _trait_options(x.get("traits", {}), "manifest")) for x in items)
 
     known = {f.name for f in fields(Config)}
     values = {k: v for k, v in d.items() if k in known}

@@ -10,6 +10,10 @@ class LayerError(GpucompError, ValueError):
     """A layers folder or trait file is unusable."""
 
 
+class LayerWarning(UserWarning):
+    """Something in a layers folder was left out (files that are not images); the run goes on."""
+
+
 class ConfigError(GpucompError, ValueError):
     """A config file or option has a bad key, type or value."""
 

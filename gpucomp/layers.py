@@ -22,9 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import LayerError
-from .naming import layer_display_name
-from .scan import ScanLimit, Walk, list_layer_folders, why
+from .errors import LayerError, LayerWarning
+from .naming import layer_display_name, natural_key
+from .scan import Found, ScanLimit, Walk, list_layer_folders, why
 
 MAX_PIXELS = 16384 * 16384  # refuse larger declared sizes before decoding (decompression bombs)
 MAX_PROBLEMS_SHOWN = 20  # a folder of broken files lists this many problems, then a count
@@ -45,8 +45,26 @@ class Trait:
     box: tuple[int, int, int, int] | None
     pixels: np.ndarray
     sha256: str
-    canvas: tuple[int, int]  # (height, width) of the uncropped image
+    canvas: tuple[int, int] | None  # (height, width) of the uncropped image; None for a trait of parts
     opaque_full: bool  # covers the whole canvas with alpha 255 (a plain background)
+    # None: a plain trait (these pixels, at its layer's place). Otherwise the images it draws together
+    # (nftchef parts, `z<N>,`, `?blend=`), bottom first within its layer; () draws nothing (`NONE`).
+    # Such a trait's own pixels are empty: collection.render_view stacks its parts for the backends.
+    parts: tuple["TraitPart", ...] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.parts == ()
+
+
+@dataclass(eq=False)
+class TraitPart:
+    """One image of a trait made of parts, with the options its file name gave (None: inherited)."""
+
+    image: Trait
+    z: int | None
+    blend: str | None
+    opacity: float | None
 
 
 @dataclass(eq=False)
@@ -68,6 +86,7 @@ class LayerSet:
     layers: list[Layer]
     width: int
     height: int
+    render: "object | None" = None  # render_view.RenderView when traits draw parts (set per stack)
 
     @property
     def combinations(self) -> int:
@@ -207,10 +226,65 @@ def _check_png(path: Path, data: bytes) -> _PngHeader:
     return header
 
 
-def _decode(path: Path) -> tuple[np.ndarray, str]:
-    """Decode one PNG to (H, W, 4) uint8 straight RGBA; errors name the file and the fix."""
+MAX_OTHER_BYTES = 256 << 20  # a JPEG or WebP trait; far above any real one at 16384x16384
+OTHER_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """A regular file's bytes (non-blocking open, type checked on the open file, at most `limit`)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise LayerError(f"{path}: not a regular file; replace it with an image file")
+        fd = os.open(path, os.O_RDONLY | _NO_WAIT)
+    except OSError as err:
+        raise LayerError(f"{path}: cannot read ({why(err)}); replace it with an image file") from None
+    with open(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise LayerError(f"{path}: not a regular file; replace it with an image file")
+        if info.st_size > limit:
+            raise LayerError(f"{path}: {info.st_size} bytes is more than a trait image needs ({limit}); re-export it")
+        data = f.read(limit + 1)
+    if not data:
+        raise LayerError(f"{path}: the file is empty (0 bytes); re-export it")
+    return data
+
+
+def _decode_other(path: Path) -> tuple[np.ndarray, str]:
+    """A JPEG (read as opaque: it has no alpha) or WebP trait to (H, W, 4) uint8 straight RGBA. The
+    declared size is checked from the header before any pixel is decoded."""
     from PIL import Image
 
+    want = OTHER_FORMATS[path.suffix.lower()]
+    data = _read_regular(path, MAX_OTHER_BYTES)
+    try:
+        with _WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data), formats=[want])
+        with opened as im:
+            w, h = im.size
+            if w * h > _pixel_limit():
+                raise LayerError(f"{path}: declared size {w}x{h} is larger than gpucomp accepts ({_pixel_limit()} "
+                                 f"pixels); re-export it at the collection's canvas size")
+            if getattr(im, "n_frames", 1) > 1:
+                raise LayerError(f"{path}: animated image with {im.n_frames} frames; export a single still frame")
+            im.load()
+            rgba = im.convert("RGB").convert("RGBA") if want == "JPEG" else im.convert("RGBA")
+            arr = np.array(rgba, dtype=np.uint8)
+    except LayerError:
+        raise
+    except Exception as err:  # Pillow raises many types for broken files
+        raise LayerError(f"{path}: cannot decode it as {want} ({type(err).__name__}: {err}); the file is damaged "
+                         f"or not a {want} file, re-export it") from err
+    return arr, hashlib.sha256(data).hexdigest()
+
+
+def _decode(path: Path) -> tuple[np.ndarray, str]:
+    """Decode one trait image to (H, W, 4) uint8 straight RGBA; errors name the file and the fix."""
+    from PIL import Image
+
+    if path.suffix.lower() in OTHER_FORMATS:
+        return _decode_other(path)
     data = _read_png(path)
     header = _check_png(path, data)
     digest = hashlib.sha256(data).hexdigest()
@@ -289,16 +363,21 @@ def _crop(arr: np.ndarray) -> tuple[tuple[int, int, int, int] | None, np.ndarray
     return (y0, x0, y1, x1), np.ascontiguousarray(arr[y0:y1, x0:x1])
 
 
-def _scan_layer(walk: Walk, folder: str, display_name: str | None) -> tuple[Layer, list[tuple[Layer, Path, str, float]]]:
+def _scan_layer(walk: Walk, folder: str, display_name: str | None) -> tuple[Layer, list[tuple[Layer, Found]]]:
     """One layer's traits by name, before decoding (scan.Walk.layer)."""
     layer = Layer(folder=folder, name=display_name or layer_display_name(folder))
-    return layer, [(layer, t.path, t.name, t.weight) for t in walk.layer(folder)]
+    return layer, [(layer, t) for t in walk.layer(folder)]
+
+
+def images_of(t: Trait) -> list[Trait]:
+    """The decoded images a trait draws: itself, or its parts' images."""
+    return [t] if t.parts is None else [part.image for part in t.parts]
 
 
 def _size_problems(layers: list[Layer]) -> tuple[tuple[int, int] | None, list[str]]:
     """The canvas most traits share (first seen wins a tie), and one problem per trait that differs:
     with one odd file out, the odd one is reported, not everything else."""
-    traits = [t for layer in layers for t in layer.traits]
+    traits = [im for layer in layers for t in layer.traits for im in images_of(t)]
     if not traits:
         return None, []
     size = Counter(t.canvas for t in traits).most_common(1)[0][0]
@@ -308,6 +387,37 @@ def _size_problems(layers: list[Layer]) -> tuple[tuple[int, int] | None, list[st
         f"({ref.canvas[1]}x{ref.canvas[0]}); every trait must share one canvas size"
         for t in traits if t.canvas != size
     ]
+
+
+EMPTY_SHA256 = hashlib.sha256(b"gpucomp empty trait").hexdigest()
+
+
+def _no_pixels() -> np.ndarray:
+    return np.zeros((0, 0, 4), np.uint8)
+
+
+def _build_trait(found: Found, decoded: dict[Path, Trait]) -> Trait:
+    """The user-facing trait: a decoded image itself (plain), or a trait of parts whose digest
+    covers every part's bytes and options (so a changed part or `z<N>,` re-renders its items)."""
+    if found.parts is None:
+        im = decoded[found.path]
+        return Trait(found.name, found.weight, found.path, im.box, im.pixels, im.sha256, im.canvas, im.opaque_full)
+    parts = tuple(TraitPart(decoded[p.path], p.z, p.blend, p.opacity) for p in found.parts)
+    h = hashlib.sha256(b"parts")
+    for part in parts:
+        h.update(f"{part.image.sha256}:{part.z}:{part.blend}:{part.opacity}\0".encode())
+    digest = h.hexdigest() if parts else EMPTY_SHA256
+    return Trait(found.name, found.weight, found.path, None, _no_pixels(), digest, None, False, parts)
+
+
+def _warn_others(root: Path, others: list[Path]) -> None:
+    if not others:
+        return
+    others = sorted(others, key=lambda p: natural_key(str(p.relative_to(root))))
+    shown = ", ".join(str(p.relative_to(root)) for p in others[:MAX_PROBLEMS_SHOWN])
+    more = f" and {len(others) - MAX_PROBLEMS_SHOWN} more" if len(others) > MAX_PROBLEMS_SHOWN else ""
+    warnings.warn(LayerWarning(f"{root}: {len(others)} file(s) in the layer folders are not images gpucomp reads "
+                               f"(.png, .jpg, .jpeg, .webp) and are left out: {shown}{more}"), stacklevel=3)
 
 
 def _combined_error(root: Path, problems: list[str]) -> LayerError:
@@ -328,6 +438,7 @@ def load_layers(
     delimiter: str = "#",
     workers: int | None = None,
     progress=None,
+    empty_name: str = "NONE",
 ) -> LayerSet:
     """Read and validate a layers folder. `order` lists layer folder names bottom first;
     without it every sub-folder is used in natural order of its name. Every problem found
@@ -340,9 +451,11 @@ def load_layers(
         raise LayerError(f"{root}: no layer folders inside; expected {root}/<Layer>/<Trait>#<weight>.png")
     display_names = display_names or {}
     problems: list[str] = []
-    jobs: list[tuple[Layer, Path, str, float]] = []
+    jobs: list[tuple[Layer, Found]] = []
     layers: list[Layer] = []
-    walk = Walk(root, delimiter, problems)
+    from .config import BLEND_MODES
+
+    walk = Walk(root, delimiter, problems, empty_name, BLEND_MODES)
     for folder in folders:
         try:
             layer, layer_jobs = _scan_layer(walk, folder, display_names.get(folder))
@@ -353,25 +466,31 @@ def load_layers(
             continue
         layers.append(layer)
         jobs.extend(layer_jobs)
+    paths = list(dict.fromkeys(p for _, found in jobs if found.parts != () for p in found.files))
 
     # Each decode holds ~3 canvases of memory (file, Pillow image, array) until it is cropped: 16
     # at once is ~0.8 GB at 2048x2048, ~3 GB at 4096x4096.
     workers = workers or min(16, os.cpu_count() or 1)
-    done = 0
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow's PNG decoder releases the GIL
-        for (layer, p, name, weight), result in zip(jobs, pool.map(lambda j: _try_decode(j[1]), jobs)):
-            done += 1
+    decoded: dict[Path, Trait] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow's decoders release the GIL
+        for done, (p, result) in enumerate(zip(paths, pool.map(_try_decode, paths)), 1):
             if progress:
-                progress(done, len(jobs))
+                progress(done, len(paths))
             if isinstance(result, LayerError):
                 problems.append(str(result))
                 continue
             box, pixels, canvas, full, digest = result
-            layer.traits.append(Trait(name=name, weight=weight, path=p, box=box, pixels=pixels, sha256=digest,
-                                      canvas=canvas, opaque_full=full))
+            decoded[p] = Trait(name=p.name, weight=0.0, path=p, box=box, pixels=pixels, sha256=digest,
+                               canvas=canvas, opaque_full=full)
+    for layer, found in jobs:
+        if all(p in decoded for p in (found.files if found.parts != () else ())):
+            layer.traits.append(_build_trait(found, decoded))
     size, size_problems = _size_problems(layers)
     problems += size_problems
     if problems:
         raise _combined_error(root, problems)
+    if size is None:
+        raise LayerError(f"{root}: every trait is empty ({empty_name}); add at least one trait image")
     h, w = size
+    _warn_others(root, walk.others)
     return LayerSet(root=root, layers=layers, width=w, height=h)

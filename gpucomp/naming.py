@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from dataclasses import dataclass
 from pathlib import PureWindowsPath
 
 from .errors import LayerError
@@ -85,3 +86,60 @@ def parse_trait_name(stem: str, delimiter: str, source: str) -> tuple[str, float
     if not name:
         raise LayerError(f"{source}: the trait has no name before {'__w' if newer else delimiter!r}")
     return name, weight
+
+
+_Z_PREFIX = re.compile(r"z(-?\d+),")  # nftchef's stacking prefix, `z-1,Back piece#10.png`
+BLEND_ALIASES = {"source-over": "normal", "normal": "normal"}  # canvas operation names nftchef and HashLips write
+
+
+@dataclass(frozen=True)
+class EntryName:
+    """One file or folder name of a layers folder, taken apart (nftchef conventions included).
+
+    `weight` is None when the name has no delimiter (nftchef: a *required* entry); `z` is None
+    without a `z<N>,` prefix; `blend`/`opacity` come from a `?blend=…&opacity=<percent>` suffix."""
+
+    name: str
+    weight: float | None
+    z: int | None = None
+    blend: str | None = None
+    opacity: float | None = None
+
+
+def parse_entry(stem: str, delimiter: str, source: str, blend_modes: tuple[str, ...] = ()) -> EntryName:
+    """Split `z-1,Name#10?blend=multiply&opacity=50` (a file's stem or a folder's name) into its
+    parts. The `z<N>,` prefix counts at the start of the name only (nftchef matches it anywhere,
+    so `Jazz,Blue` crashed there; here it is a name). The query must follow the weight, as in
+    nftchef; a query holding the delimiter is an error saying so."""
+    z = None
+    m = _Z_PREFIX.match(stem)
+    if m:
+        z, stem = int(m.group(1)), stem[m.end():]
+    blend = opacity = None
+    if "?" in stem:
+        stem, _, query = stem.partition("?")
+        blend, opacity = _parse_query(query, delimiter, source, blend_modes)
+    weighted = delimiter in stem or _HASHLIPS_WEIGHT.fullmatch(stem) is not None
+    name, weight = parse_trait_name(stem, delimiter, source)
+    return EntryName(name, weight if weighted else None, z, blend, opacity)
+
+
+def _parse_query(query: str, delimiter: str, source: str, blend_modes: tuple[str, ...]) -> tuple[str | None, float | None]:
+    if delimiter in query:
+        raise LayerError(f"{source}: the weight must come before the '?' options (nftchef reads "
+                         f"'Name{delimiter}10?blend=multiply.png', not 'Name?blend=multiply{delimiter}10.png'); rename it")
+    blend = opacity = None
+    for setting in query.split("&"):
+        key, _, value = setting.partition("=")
+        if key == "blend":
+            blend = BLEND_ALIASES.get(value, value)
+            if blend_modes and blend not in blend_modes:
+                raise LayerError(f"{source}: blend {value!r} is not one gpucomp draws; use one of "
+                                 f"{', '.join(('source-over',) + tuple(blend_modes))}")
+        elif key == "opacity":
+            if not re.fullmatch(r"\d+(\.\d+)?", value) or float(value) > 100:
+                raise LayerError(f"{source}: opacity {value!r} must be a percentage from 0 to 100 (opacity=50)")
+            opacity = float(value) / 100
+        else:
+            raise LayerError(f"{source}: unknown option {key!r} after '?'; write ?blend=<mode>&opacity=<percent>")
+    return blend, opacity

@@ -82,7 +82,7 @@ def load_stacks(layers_dir, cfg: Config, progress=None):
             raise LayerError(f"{root}: layers folder not found; pass the folder that holds one sub-folder per layer")
         stack_opts = [[LayerOption(f) for f in list_layer_folders(root)]]
     folders = list(dict.fromkeys(o.folder for opts in stack_opts for o in opts)) or None
-    ls = load_layers(layers_dir, order=folders, delimiter=cfg.delimiter, progress=progress)
+    ls = load_layers(layers_dir, order=folders, delimiter=cfg.delimiter, progress=progress, empty_name=cfg.empty_name)
     loaded = {layer.folder: layer for layer in ls.layers}
     stacks = [(stack_layerset(loaded, ls.root, ls.width, ls.height, opts), opts) for opts in stack_opts]
     return ls, stacks
@@ -345,9 +345,9 @@ class Generation:
                 with st.timer("prepare"):
                     if getattr(backend, "renders_in_workers", False):
                         # the CPU backend keeps its own sparse copy: dense pixels can go unless a later stack needs them
-                        backend.prepare(seg.layerset, release_pixels=len(cplan.segments) == 1)
+                        backend.prepare(seg.render_layerset, release_pixels=len(cplan.segments) == 1)
                     else:
-                        backend.prepare(seg.layerset)
+                        backend.prepare(seg.render_layerset)
                 yield from self._render_segment(backend, seg, rows, pos_of, pool, pending, write, drain, workers, preset)
             if not self._stop.is_set():
                 yield from drain(0)
@@ -385,7 +385,7 @@ class Generation:
         if getattr(backend, "renders_in_workers", False):
             def render_and_write(row: int) -> Item:
                 with self.stats.timer("composite"):
-                    pixels = backend.composite([seg.combos[row]])[0]
+                    pixels = backend.composite([seg.render_combo(row)])[0]
                 return write(int(pos_of[seg.offset + row]), pixels)
 
             for row in rows:  # a NumPy array: no per-item list
@@ -394,7 +394,7 @@ class Generation:
                 pending.add(pool.submit(render_and_write, int(row)))
                 yield from drain(limit)
             return
-        batches = backend.render(seg.combos[rows], self.stats, preset.filter, deflate=self._deflate(preset) == "gpu")
+        batches = backend.render(seg.render_combos(rows), self.stats, preset.filter, deflate=self._deflate(preset) == "gpu")
         try:
             for idx, images in batches:
                 limit = max(limit, 2 * len(images))

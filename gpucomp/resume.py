@@ -28,6 +28,7 @@ def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir) 
     """`ls` is every loaded layer (for the art hashes), `stacks` the (LayerSet, options) per stack."""
     from .config import to_dict
     from .metadata import options_for_config
+    from .render_view import trait_digest
 
     return {
         "gpucomp": __version__,
@@ -44,7 +45,8 @@ def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir) 
         "plan_sha256": cplan.digest(),
         "art": {"width": ls.width, "height": ls.height, "preset": cfg.preset, "opaque_rgb": cfg.opaque_rgb,
                 "blend": [[[o.folder, o.blend, o.opacity] for o in opts] for _, opts in stacks],
-                "traits": {layer.folder: {t.name: t.sha256 for t in layer.traits} for layer in ls.layers}},
+                "traits": {layer.folder: {t.name: trait_digest(layer.folder, t, stacks) for t in layer.traits}
+                           for layer in ls.layers}},
         "encoder": encoder,
         "metadata": {**options_for_config(cfg).to_dict(),
                      "layers": [[[o.folder, o.metadata, o.none] for o in opts] for _, opts in stacks]},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import re
 import stat
 import sys
 import unicodedata
@@ -20,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LayerError
-from .naming import is_plain_name, natural_key, parse_trait_name, require_utf8
+from .naming import DEFAULT_WEIGHT, EntryName, is_plain_name, natural_key, parse_entry, require_utf8
 
-IMAGE_SUFFIXES = (".png",)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 JUNK_FOLDERS = {"__MACOSX"}  # written by macOS zip: resource forks, never art
+JUNK_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini"}  # written by Windows Explorer: never art, not warned about
 MAX_ENTRIES = 100_000  # files and folders listed below one layers folder; real collections hold a few thousand
 MAX_FOLDERS = 10_000  # sub-folders below one layers folder (each is listed: slower than a file)
 MAX_NESTING = 16  # weighted sub-folders inside sub-folders (nftchef layouts use two or three)
@@ -34,12 +36,86 @@ class ScanLimit(LayerError):
 
 
 @dataclass(frozen=True)
+class Part:
+    """One file a trait draws, with the options its name carries: `z` (None: no `z<N>,` on it or
+    on a folder above it), `blend` and `opacity` (None: the trait's or the layer's)."""
+
+    path: Path
+    z: int | None = None
+    blend: str | None = None
+    opacity: float | None = None
+
+
+@dataclass(frozen=True)
 class Found:
-    """A trait file before decoding: its path, its name in the metadata and its weight."""
+    """A trait before decoding: its file (its folder, for a trait made of parts), its name in the
+    metadata and its weight. `parts` is None for a plain trait (its file, drawn at its layer's
+    place); otherwise the files it draws together, bottom first within its layer, () for an empty
+    trait (nftchef's `NONE`)."""
 
     path: Path
     name: str
     weight: float
+    parts: tuple[Part, ...] | None = None
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.path,) if self.parts is None else tuple(p.path for p in self.parts)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """A picked folder during the walk: nftchef's address of it, its inherited z, its label
+    (`Long` or `Long/Inner`) and the folders above it."""
+
+    address: str
+    z: int | None
+    label: str
+    chain: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class _Drawn:
+    address: str  # nftchef's DNA entry for the file: `<address>:<z flag><file name>`
+    part: Part
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    path: Path
+    name: str
+    weight: float
+    sub: str  # label of the folders above (names a trait whose name is used twice)
+    seq: tuple[_Drawn, ...] | None  # None: a plain trait
+    empty: bool
+
+
+def _drawn(p: Path, e: EntryName, address: str, at: "_Where | None") -> _Drawn:
+    z = e.z if e.z is not None else (at.z if at else None)
+    flag = f"z{z}," if z is not None else ""
+    return _Drawn(f"{address}:{flag}{p.name}", Part(p, z, e.blend, e.opacity))
+
+
+def _utf16(text: str) -> bytes:
+    return text.encode("utf-16-be", "surrogatepass")  # JavaScript compares strings by UTF-16 code units
+
+
+def nftchef_order(seq: tuple[_Drawn, ...]) -> tuple[Part, ...]:
+    """The order nftchef draws one layer's files in (its `sortLayers`): shorter addresses first
+    (stable over the walk order), then negative z by z, z = 0 in string order of the DNA entries
+    (so `1.10` before `1.2`), positive z by z."""
+    by_depth = sorted(seq, key=lambda d: len(d.address.split(":")[0]))
+    z = [(d, d.part.z or 0) for d in by_depth]
+    front = sorted((x for x in z if x[1] < 0), key=lambda x: x[1])
+    normal = sorted((x for x in z if x[1] == 0), key=lambda x: _utf16(x[0].address))
+    end = sorted((x for x in z if x[1] > 0), key=lambda x: x[1])
+    return tuple(d.part for d, _ in (*front, *normal, *end))
+
+
+def _split_label(label: str) -> tuple[str, str]:
+    """`Long/Inner` -> (`Inner`, `Long`): a folder trait's name and the label of the folders above."""
+    sub, _, name = label.rpartition("/")
+    return name, sub
 
 
 def why(err: OSError) -> str:
@@ -97,10 +173,15 @@ class Walk:
     """One load's walk of a layers folder: per-file problems are collected in `problems`, and
     entries are counted across all its layers."""
 
-    def __init__(self, root: Path, delimiter: str, problems: list[str]):
+    def __init__(self, root: Path, delimiter: str, problems: list[str], empty_name: str = "NONE",
+                 blend_modes: tuple[str, ...] = ()):
         self.root, self.delimiter, self.problems = root, delimiter, problems
+        self.empty_name = empty_name  # nftchef's emptyLayerName: a trait of this name draws nothing
+        self.blend_modes = blend_modes  # accepted in `?blend=` (empty: any)
         self.real_root = Path(os.path.realpath(root))
         self.entries = self.folders = 0
+        self.id_cache: dict[Path, dict[str, int]] = {}
+        self.others: list[Path] = []  # files in the layer folders that are not images: warned about once
 
     def _outside(self, p: Path) -> Path | None:
         """Where p really is, when that is outside the layers folder; None when it is inside."""
@@ -115,14 +196,18 @@ class Walk:
         files, dirs = self.listing(d)
         if dirs:  # weighted sub-folders: weights become probabilities scaled to the top level's sum
             seen = {_identity(self.root): self.root, _identity(d): d}  # a link back up is a loop
-            entries = self._weighted(d, files, dirs, None, (), seen)
+            leaves = self._weighted(d, files, dirs, None, (), seen)
         else:
-            entries = [(p, "", None) for p in files]
-        if not entries:
+            leaves = []
+            for p in files:
+                e = self._entry(p, False)
+                if e is not None:
+                    leaves.append(self._file_leaf(p, e, DEFAULT_WEIGHT if e.weight is None else e.weight, "", (), None))
+        if not leaves:
             if len(self.problems) > before:  # e.g. one sub-folder with a bad weight: that is the news
                 return []
-            raise LayerError(f"{d}: empty layer folder, no .png traits; add at least one trait image or drop the layer")
-        return self._traits(d, folder, entries)
+            raise LayerError(f"{d}: empty layer folder, no image traits; add at least one trait image or drop the layer")
+        return self._traits(d, folder, leaves, clean=len(self.problems) == before)
 
     def _layer_dir(self, folder: str) -> Path:
         root = self.root
@@ -158,8 +243,8 @@ class Walk:
 
     def listing(self, d: Path) -> tuple[list[Path], list[Path]]:
         """(trait files, sub-folders) of d, each in natural order of their names. Hidden names
-        (`.DS_Store`, `._Hat.png`) and junk folders are skipped. A file is any `.png` name that is
-        not a folder: its type is checked later, so that a pipe or a broken link is named, not skipped."""
+        (`.DS_Store`, `._Hat.png`) and junk folders are skipped; other files that are not images
+        go to `others` (one warning names them). A file is any image name that is not a folder: its type is checked later, so that a pipe or a broken link is named, not skipped."""
         entries = _list(d)
         self.entries += len(entries)
         self.folders += 1
@@ -177,38 +262,116 @@ class Walk:
                     dirs.append(p)
             elif p.suffix.lower() in IMAGE_SUFFIXES:
                 files.append(p)
+            elif e.name.casefold() not in JUNK_FILES:
+                self.others.append(p)
         return sorted(files, key=_natural), sorted(dirs, key=_natural)
 
     def _weighted(self, d: Path, files: list[Path], dirs: list[Path], share: float | None,
-                  chain: tuple[Path, ...], seen: dict) -> list[tuple[Path, str, float]]:
-        """nftchef-style weighted sub-folders: a sub-folder `Long#20/` competes with its siblings
-        (files and folders) by weight, then one of its own entries is picked the same way. Returns
-        (file, sub-folder path, probability * share) for every PNG below d; at the top, `share` is
-        the sum of the top level's weights. `chain` is the sub-folders above d, `seen` every folder
-        read in this layer (by device and inode)."""
+                  chain: tuple[Path, ...], seen: dict) -> list[_Leaf]:
+        """A layer folder's top level with weighted sub-folders: every entry (file or folder)
+        competes by its weight (no weight means 1, as in HashLips); a folder that wins is walked
+        the nftchef way (`_pick_folder`). Returns one leaf per trait, its weight scaled to
+        probability * the sum of the top level's weights."""
         entries = []
         for p, is_folder in [*((f, False) for f in files), *((f, True) for f in dirs)]:
-            try:
-                label, w = parse_trait_name(p.name if is_folder else p.stem, self.delimiter, str(p))
-            except LayerError as err:
-                self.problems.append(str(err))
-                continue
-            entries.append((p, label, w, is_folder))
+            e = self._entry(p, is_folder)
+            if e is not None:
+                entries.append((p, e, DEFAULT_WEIGHT if e.weight is None else e.weight, is_folder))
         total = sum(w for _, _, w, _ in entries)
         share = total if share is None else share
         out = []
-        for p, label, w, is_folder in entries:
+        for p, e, w, is_folder in entries:
             part = share * w / total if total > 0 else 0.0  # this order of operations is in every manifest
             if not self._scaled_ok(p, w, share, part, chain):
                 continue
             if not is_folder:
-                out.append((p, "", part))
+                out.append(self._file_leaf(p, e, part, "", (), None))
                 continue
-            inner = self._sub_folder(p, part, (*chain, p), seen)
-            out += [(f, f"{label}/{sub}" if sub else label, pw) for f, sub, pw in inner]
+            at = _Where(f"0.{self._ids(d).get(p.name, 0)}", e.z, e.name, (*chain, p))
+            out += self._pick_folder(p, part, at, (), seen)
         return out
 
-    def _sub_folder(self, p: Path, share: float, chain: tuple[Path, ...], seen: dict) -> list[tuple[Path, str, float]]:
+    def _entry(self, p: Path, is_folder: bool) -> EntryName | None:
+        try:
+            return parse_entry(p.name if is_folder else p.stem, self.delimiter, str(p), self.blend_modes)
+        except LayerError as err:
+            self.problems.append(str(err))
+            return None
+
+    def _file_leaf(self, p: Path, e: EntryName, weight: float, sub: str, seq: tuple, at: "_Where | None") -> _Leaf:
+        """A weighted file that wins a pick: appended to what its folders drew (nftchef's walk
+        order); `NONE` (the empty-trait name) draws nothing of its own."""
+        if self.empty_name and e.name == self.empty_name:
+            if at is not None and seq:  # the folder's own parts are still drawn: the trait is the folder
+                name, above = _split_label(at.label)
+                return _Leaf(p, name, weight, above, seq, False)
+            return _Leaf(p, e.name, weight, sub, (), True)
+        if not seq and (at is None or at.z is None) and e.z is None and e.blend is None and e.opacity is None:
+            return _Leaf(p, e.name, weight, sub, None, False)  # a plain trait: drawn at its layer's place
+        address = f"{at.address if at else '0'}.{self._ids(p.parent).get(p.name, 0)}"
+        return _Leaf(p, e.name, weight, sub, seq + (_drawn(p, e, address, at),), False)
+
+    def _pick_folder(self, p: Path, share: float, at: "_Where", seq: tuple, seen: dict) -> list[_Leaf]:
+        """nftchef's walk of a folder that won a pick: its files without a weight are parts drawn
+        together (a trait named after the folder), its weighted entries compete for one more pick."""
+        listed = self._open_sub_folder(p, at.chain, seen)
+        if listed is None:
+            return []
+        files, dirs = listed
+        ids = self._ids(p)
+        required, weighted = [], []
+        for q, is_folder in sorted([*((f, False) for f in files), *((f, True) for f in dirs)],
+                                   key=lambda x: ids.get(x[0].name, 0)):
+            e = self._entry(q, is_folder)
+            if e is None:
+                continue
+            (required if e.weight is None else weighted).append((q, e, is_folder))
+        for q, e, is_folder in required:  # nftchef unshifts required files: they come out reversed
+            address = f"{at.address}.{ids.get(q.name, 0)}"
+            seq = (self._required_folder(q, e, at, address, seen) if is_folder else (_drawn(q, e, address, at),)) + seq
+        total = sum(e.weight for _, e, _ in weighted)
+        if total <= 0:  # nothing to pick (nftchef picks nothing when the weights add up to 0)
+            name, above = _split_label(at.label)
+            return [_Leaf(p, name, share, above, seq, not seq)]
+        out = []
+        for q, e, is_folder in sorted(weighted, key=lambda x: (x[2], natural_key(x[0].name))):
+            part = share * e.weight / total
+            if not self._scaled_ok(q, e.weight, share, part, at.chain):
+                continue
+            if is_folder:
+                inner = _Where(f"{at.address}.{ids.get(q.name, 0)}", at.z if e.z is None else e.z,
+                               f"{at.label}/{e.name}", (*at.chain, q))
+                out += self._pick_folder(q, part, inner, seq, seen)
+            else:
+                out.append(self._file_leaf(q, e, part, at.label, seq, at))
+        return out
+
+    def _required_folder(self, q: Path, e: EntryName, at: "_Where", address: str, seen: dict) -> tuple:
+        """A folder without a weight inside a picked folder: nftchef walks it always. Its files are
+        parts of the trait; a pick inside it would be a second trait of this layer (nftchef's
+        branching into another trait type), which gpucomp does not model: an error says so."""
+        inner = _Where(address, at.z if e.z is None else e.z, at.label, (*at.chain, q))
+        listed = self._open_sub_folder(q, inner.chain, seen)
+        if listed is None:
+            return ()
+        files, dirs = listed
+        ids = self._ids(q)
+        seq: tuple = ()
+        for r, is_folder in sorted([*((f, False) for f in files), *((f, True) for f in dirs)],
+                                   key=lambda x: ids.get(x[0].name, 0)):
+            f = self._entry(r, is_folder)
+            if f is None:
+                continue
+            if f.weight is not None:
+                self.problems.append(f"{r}: a weighted entry inside {q.name!r}, a folder without a weight: nftchef "
+                                     f"would pick it as a second trait of this layer, which gpucomp does not do; "
+                                     f"make it a layer of its own, or give {q.name!r} a weight")
+                continue
+            addr = f"{address}.{ids.get(r.name, 0)}"
+            seq = (self._required_folder(r, f, inner, addr, seen) if is_folder else (_drawn(r, f, addr, inner),)) + seq
+        return seq
+
+    def _open_sub_folder(self, p: Path, chain: tuple[Path, ...], seen: dict) -> tuple[list[Path], list[Path]] | None:
         problem = None
         if len(chain) > MAX_NESTING:
             problem = f"{p}: weighted sub-folders nested more than {MAX_NESTING} deep; flatten the layer"
@@ -219,7 +382,7 @@ class Walk:
                        f"link to one folder); remove the link")
         if problem:
             self.problems.append(problem)
-            return []
+            return None
         seen[ident] = p
         try:
             files, dirs = self.listing(p)
@@ -227,11 +390,20 @@ class Walk:
             raise
         except LayerError as err:
             self.problems.append(str(err))
-            return []
+            return None
         if not files and not dirs:
-            self.problems.append(f"{p}: empty sub-folder, no .png traits; add traits or remove it")
-            return []
-        return self._weighted(p, files, dirs, share, chain, seen)
+            self.problems.append(f"{p}: empty sub-folder, no image traits; add traits or remove it")
+            return None
+        return files, dirs
+
+    def _ids(self, d: Path) -> dict[str, int]:
+        """nftchef's id of each entry of d: its index in the byte-ordered listing (Linux readdir
+        order there), hidden names and names holding `.ini` left out. Part order depends on it."""
+        if d not in self.id_cache:
+            names = sorted((e.name for e in _list(d)
+                            if not re.match(r"\.[^/.]", e.name) and ".ini" not in e.name), key=os.fsencode)
+            self.id_cache[d] = {n: i for i, n in enumerate(names)}
+        return self.id_cache[d]
 
     def _scaled_ok(self, p: Path, w: float, share: float, part: float, chain: tuple[Path, ...]) -> bool:
         """A weight scaled through nested folders must stay a finite number, and above 0 unless it or
@@ -245,44 +417,40 @@ class Walk:
                              f"relative to its siblings')")
         return False
 
-    def _traits(self, d: Path, folder: str, entries: list[tuple[Path, str, float | None]]) -> list[Found]:
-        nested = any(w is not None for _, _, w in entries)
-        names = Counter(parse_trait_name(p.stem, self.delimiter, str(p))[0] for p, _, _ in entries) if nested else None
+    def _traits(self, d: Path, folder: str, leaves: list[_Leaf], clean: bool) -> list[Found]:
+        names = Counter(leaf.name for leaf in leaves)
         seen: dict[str, Path] = {}
         found: list[Found] = []
-        clean = True
-        for p, sub, nested_weight in entries:
+        for leaf in leaves:
+            name = f"{leaf.sub}/{leaf.name}" if names[leaf.name] > 1 and leaf.sub else leaf.name
+            parts = None if leaf.seq is None else () if leaf.empty else nftchef_order(leaf.seq)
+            trait = Found(leaf.path, name, leaf.weight, parts)
             try:
-                name, weight = self._check_file(p)
-                if nested_weight is not None:
-                    weight = nested_weight
-                    if names[name] > 1 and sub:  # the same file name in two sub-folders: say which
-                        name = f"{sub}/{name}"
+                for p in trait.files if parts != () else (leaf.path,):
+                    self._check_file(p)
                 if name in seen:
-                    raise LayerError(f"{p}: trait name {name!r} is used twice in layer {folder!r} "
+                    raise LayerError(f"{leaf.path}: trait name {name!r} is used twice in layer {folder!r} "
                                      f"(also {seen[name].name}); rename one")
             except LayerError as err:
                 self.problems.append(str(err))
                 clean = False
                 continue
-            seen[name] = p
-            found.append(Found(p, name, weight))
+            seen[name] = leaf.path
+            found.append(trait)
         if clean:  # only when every name parsed: a fixed bad name may be the weight that is missing
             self._check_weights(d, found)
         return found
 
-    def _check_file(self, p: Path) -> tuple[str, float]:
+    def _check_file(self, p: Path) -> None:
         outside = self._outside(p)
         if outside:
             raise LayerError(f"{p}: links outside the layers folder ({outside}); copy the file in instead")
-        name, weight = parse_trait_name(p.stem, self.delimiter, str(p))
         try:
             mode = os.stat(p).st_mode  # stat, unlike open, never blocks on a pipe or a device
         except OSError as err:
-            raise LayerError(f"{p}: cannot read ({why(err)}); replace it with a PNG file") from None
-        if not stat.S_ISREG(mode):
+            raise LayerError(f"{p}: cannot read ({why(err)}); replace it with an image file") from None
+        if not stat.S_ISREG(mode) and not (stat.S_ISDIR(mode) and p.suffix.lower() not in IMAGE_SUFFIXES):
             raise LayerError(f"{p}: not a regular file ({_kind(mode)}); replace it with a PNG file")
-        return name, weight
 
     def _check_weights(self, d: Path, found: list[Found]) -> None:
         """At least one weight above 0, a finite sum, and no positive weight whose share of the sum

@@ -19,7 +19,7 @@ from PIL import Image
 
 import gpucomp
 from gpucomp.config import load_config, with_overrides, Config
-from gpucomp.errors import ConfigError, LayerError, PlanError
+from gpucomp.errors import ConfigError, LayerError, LayerWarning, PlanError
 from gpucomp.layers import MAX_PROBLEMS_SHOWN, _max_png_bytes, load_layers
 from gpucomp.plan import make_plan
 from gpucomp.scan import MAX_NESTING, Walk
@@ -541,7 +541,8 @@ def test_junk_files_are_ignored(tmp_path):
     put(root, "L/Hat.psd", b"8BPS")
     put(root, ".git/config", b"[core]")
     put(root, "__MACOSX/L/._Hat#2.png", b"junk")  # unzipped from a Mac
-    ls = load_layers(root)
+    with pytest.warns(LayerWarning, match=r": 2 file\(s\).*left out: L/Hat.psd, L/notes.txt$"):  # named, not skipped
+        ls = load_layers(root)
     assert [la.folder for la in ls.layers] == ["L"]
     assert [t.name for t in ls.layers[0].traits] == ["Hat"]
 
@@ -816,7 +817,7 @@ def test_sub_folders_nested_too_deep(tmp_path):
     put(root, "L/Top.png", opaque())
     msg = layer_error(root)
     assert f"nested more than {MAX_NESTING} deep" in msg
-    put(tmp_path / "ok", "L/" + "/".join(["d#1"] * MAX_NESTING) + "/T.png", opaque())  # the limit itself loads
+    put(tmp_path / "ok", "L/" + "/".join(["d#1"] * MAX_NESTING) + "/T#1.png", opaque())  # the limit itself loads
     assert [t.name for t in load_layers(tmp_path / "ok").layers[0].traits] == ["T"]
 
 
@@ -861,7 +862,7 @@ def test_weights_that_stop_being_numbers_are_named(tmp_path, paths, bad, needle)
 def test_deeply_nested_weights_stay_usable(tmp_path):
     root = tmp_path / "layers"
     for depth in range(MAX_NESTING + 1):  # at every level a folder of weight 1 beside a file of weight 999
-        put(root, "L/" + "d#1/" * depth + (f"S{depth}#999.png" if depth < MAX_NESTING else "T.png"), opaque())
+        put(root, "L/" + "d#1/" * depth + (f"S{depth}#999.png" if depth < MAX_NESTING else "T#1.png"), opaque())
     weights = {t.name: t.weight for t in load_layers(root).layers[0].traits}
     assert weights["S0"] == 999 and 0 < weights["T"] < 1e-40
 

@@ -384,9 +384,12 @@ def test_nested_weighted_folders(tmp_path):
                  "Hair/Short#60/Brown.png", "Hair/Short#60/Dyed#0/Pink.png"):
         save(root / path)
     traits = {t.name: t.weight for t in load_layers(root).layers[0].traits}
-    assert traits == {"Bald": 20.0, "Black": 5.0, "Long/Brown": 15.0, "Short/Brown": 60.0, "Pink": 0.0}
-    (root / "Hair" / "Short#60" / "Dyed#0" / "Pink.png").unlink()
-    with pytest.raises(LayerError, match="Dyed#0: empty sub-folder"):
+    # Short#60 holds a file without a weight: a part of the trait `Short` (nftchef), not a rival of
+    # Dyed#0, whose weight 0 never wins; so `Brown` is used once and keeps its plain name.
+    assert traits == {"Bald": 20.0, "Black": 5.0, "Brown": 15.0, "Short": 60.0}
+    save(root / "Hair" / "Long#20" / "Grey#0" / "Grey.png")
+    (root / "Hair" / "Long#20" / "Empty#1").mkdir()
+    with pytest.raises(LayerError, match="Empty#1: empty sub-folder"):
         load_layers(root)
 
 

@@ -1,0 +1,120 @@
+"""Render layers: the plain stack the backends draw, for a stack whose traits have parts, z
+positions or options of their own.
+
+The plan, uniqueness, DNA and metadata work on user-facing traits, one per layer. A trait may
+draw several images (nftchef parts), at other stacking positions (`z<N>,`, a trait's `z` in the
+config) and with its own blend and opacity. The backends draw one trait per layer with one blend
+per layer. So such a stack is expanded into *render layers*, one per drawing slot
+
+    (z, user layer, k-th image of the trait at that z, blend, opacity)
+
+sorted in that order (blend and opacity only separate slots that no item uses together), each
+holding the images that can be drawn there plus an empty trait. A planned combination maps to a
+render combination through one lookup table per render layer. nftchef draws a stable sort of all
+files by z, ties in layer order, each layer's files in its own order: exactly this slot order.
+Stacks without any of this have no view: the backends get the stack itself, unchanged.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .compositing import MODES
+from .errors import ConfigError
+from .layers import EMPTY_SHA256, Layer, LayerSet, Trait
+
+
+@dataclass(eq=False)
+class RenderView:
+    """Render layers of one stack and how planned combinations map to them."""
+
+    layerset: LayerSet  # render layers, bottom first
+    owner: np.ndarray  # (R,) index of the user layer each render layer draws for
+    luts: list[np.ndarray]  # per render layer: render trait index for each trait of its owner
+
+    def combos(self, user: np.ndarray) -> np.ndarray:
+        """(n, L) planned trait indices -> (n, R) int32 render trait indices."""
+        user = np.asarray(user)
+        out = np.empty((user.shape[0], len(self.luts)), np.int32)
+        for r, lut in enumerate(self.luts):
+            out[:, r] = lut[user[:, self.owner[r]]]
+        return out
+
+
+def _empty(height: int, width: int) -> Trait:
+    return Trait("", 0.0, Path(), None, np.zeros((0, 0, 4), np.uint8), EMPTY_SHA256, (height, width), False)
+
+
+def needs_view(layerset: LayerSet, options) -> bool:
+    """True when some trait draws parts or has options of its own (empty traits are plain: transparent)."""
+    return any(o.traits for o in options) or any(t.parts for layer in layerset.layers for t in layer.traits)
+
+
+def _slots(t: Trait, li: int, layer_opts, trait_opts) -> list[tuple[tuple, Trait]]:
+    """(slot key, image) for every image the trait draws, in its drawing order."""
+    parts = [(t, None, None, None)] if t.parts is None else [(p.image, p.z, p.blend, p.opacity) for p in t.parts]
+    to = trait_opts.get(t.name)
+    seen: Counter = Counter()
+    out = []
+    for image, z, blend, opacity in parts:
+        z = z if z is not None else (to.z if to and to.z is not None else 0)
+        blend = blend or (to.blend if to and to.blend else layer_opts.blend)
+        opacity = opacity if opacity is not None else (to.opacity if to and to.opacity is not None else layer_opts.opacity)
+        out.append(((z, li, seen[z], MODES.index(blend), float(opacity)), image))
+        seen[z] += 1
+    return out
+
+
+def render_view(layerset: LayerSet, options) -> RenderView | None:
+    """The render layers of a stack (see the module doc), or None when it needs none."""
+    if not needs_view(layerset, options):
+        return None
+    drawn: dict[tuple[int, int], list[tuple[tuple, Trait]]] = {}
+    for li, (layer, o) in enumerate(zip(layerset.layers, options)):
+        trait_opts = dict(o.traits)
+        unknown = set(trait_opts) - {t.name for t in layer.traits}
+        if unknown:
+            raise ConfigError(f"layer {o.folder!r}: traits {', '.join(sorted(map(repr, unknown)))} named in its "
+                              f"`traits` options are not traits of this layer")
+        for ti, t in enumerate(layer.traits):
+            drawn[li, ti] = _slots(t, li, o, trait_opts)
+    keys = sorted({key for slots in drawn.values() for key, _ in slots})
+    layers, owner, luts = [], [], []
+    for key in keys:
+        li = key[1]
+        user = layerset.layers[li]
+        images: dict[int, int] = {}
+        traits: list[Trait] = []
+        lut = np.full(len(user.traits), -1, np.int32)
+        for ti in range(len(user.traits)):
+            image = next((im for k, im in drawn[li, ti] if k == key), None)
+            if image is None:
+                continue
+            if id(image) not in images:
+                images[id(image)] = len(traits)
+                traits.append(image)
+            lut[ti] = images[id(image)]
+        if (lut < 0).any():  # some traits draw nothing here
+            lut[lut < 0] = len(traits)
+            traits.append(_empty(layerset.height, layerset.width))
+        layers.append(Layer(user.folder, user.name, traits, MODES[key[3]], key[4]))
+        owner.append(li)
+        luts.append(lut)
+    view = LayerSet(layerset.root, layers, layerset.width, layerset.height)
+    return RenderView(view, np.array(owner, np.int64), luts)
+
+
+def trait_digest(folder: str, trait: Trait, stacks) -> str:
+    """A trait's art digest for the manifest: its files' digest, combined with the options the
+    config gives it (any stack), so changing a trait's z, blend or opacity re-renders its items."""
+    given = [o.traits for _, opts in stacks for o in opts if o.folder == folder and o.traits]
+    opts = [to.to_dict() for traits in given for name, to in traits if name == trait.name]
+    if not opts:
+        return trait.sha256
+    text = json.dumps([trait.sha256, opts], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
