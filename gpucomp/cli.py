@@ -281,6 +281,27 @@ def cmd_update_metadata(args) -> int:
     return 0
 
 
+def cmd_import_config(args) -> int:
+    from .errors import ConfigError
+    from .import_config import import_config
+
+    text, notes = import_config(args.config_js)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not args.out:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.out, "w" if args.force else "x", encoding="utf-8") as f:
+            f.write(text)
+    except FileExistsError:
+        raise ConfigError(f"{args.out}: already exists; pass --force to replace it") from None
+    except OSError as err:
+        raise ConfigError(f"{args.out}: cannot write ({err.strerror or err})") from None
+    print(f"wrote {args.out}; use it with: gpucomp generate <layers> -c {args.out} -o <out>", file=sys.stderr)
+    return 0
+
+
 def cmd_preview(args) -> int:
     from .preview import cmd_preview as run_preview
 
@@ -355,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", "-q", action="store_true", help="no info lines")
     _add_preview_parser(sub)
     _add_gallery_parser(sub)
+    i = sub.add_parser("import-config", help="convert a HashLips / nftchef config.js into a gpucomp TOML")
+    i.add_argument("config_js", help="the engine's src/config.js (read, never run)")
+    i.add_argument("-o", "--out", help="TOML file to write (default: print it)")
+    i.add_argument("--force", action="store_true", help="replace an existing --out file")
     return parser
 
 
@@ -403,7 +428,8 @@ class _TolerantStream:
 
 COMMANDS = {"generate": "cmd_generate", "demo": "cmd_demo", "validate": "cmd_validate", "info": "cmd_info",
             "preview": "cmd_preview", "resume": "cmd_resume", "extend": "cmd_extend", "rerender": "cmd_rerender",
-            "update-metadata": "cmd_update_metadata", "gallery": "cmd_gallery", "export": "cmd_export"}
+            "update-metadata": "cmd_update_metadata", "gallery": "cmd_gallery", "export": "cmd_export",
+            "import-config": "cmd_import_config"}
 
 
 def main(argv=None) -> int:
