@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import LayerError, LayerWarning
-from .naming import layer_display_name, natural_key
+from .naming import layer_display_name, natural_key, offset_of
 from .scan import Found, ScanLimit, Walk, list_layer_folders, why
 
 MAX_PIXELS = 16384 * 16384  # refuse larger declared sizes before decoding (decompression bombs)
@@ -377,7 +377,8 @@ def images_of(t: Trait) -> list[Trait]:
 def _size_problems(layers: list[Layer]) -> tuple[tuple[int, int] | None, list[str]]:
     """The canvas most traits share (first seen wins a tie), and one problem per trait that differs:
     with one odd file out, the odd one is reported, not everything else."""
-    traits = [im for layer in layers for t in layer.traits for im in images_of(t)]
+    images = [im for layer in layers for t in layer.traits for im in images_of(t)]
+    traits = [im for im in images if im.canvas is not None]
     if not traits:
         return None, []
     size = Counter(t.canvas for t in traits).most_common(1)[0][0]
@@ -386,6 +387,10 @@ def _size_problems(layers: list[Layer]) -> tuple[tuple[int, int] | None, list[st
         f"{t.path}: size {t.canvas[1]}x{t.canvas[0]} differs from {ref.path} "
         f"({ref.canvas[1]}x{ref.canvas[0]}); every trait must share one canvas size"
         for t in traits if t.canvas != size
+    ] + [
+        f"{t.path}: placed at x={t.box[1]}, y={t.box[0]} (its visible part) it runs past the {size[1]}x{size[0]} "
+        f"canvas to x={t.box[3]}, y={t.box[2]}; make it smaller or lower its __x/__y"
+        for t in images if t.canvas is None and t.box is not None and (t.box[2] > size[0] or t.box[3] > size[1])
     ]
 
 
@@ -480,6 +485,10 @@ def load_layers(
                 problems.append(str(result))
                 continue
             box, pixels, canvas, full, digest = result
+            offset = offset_of(p.stem)
+            if offset is not None:  # placed on the canvas at (x, y): its own size is not the canvas's
+                x, y = offset
+                box, canvas, full = None if box is None else (box[0] + y, box[1] + x, box[2] + y, box[3] + x), None, False
             decoded[p] = Trait(name=p.name, weight=0.0, path=p, box=box, pixels=pixels, sha256=digest,
                                canvas=canvas, opaque_full=full)
     for layer, found in jobs:

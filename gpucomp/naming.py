@@ -33,6 +33,7 @@ def layer_display_name(folder: str) -> str:
     """`01_Background` -> `Background`: a leading order number is for stacking, not metadata. NFC, as
     trait names are: a folder copied from a Mac (`Cafe\u0301`) shows as the `Café` anyone types."""
     folder = unicodedata.normalize("NFC", folder)
+    folder = re.sub(r"__z-?\d+(?=__|$)", "", folder) or folder  # Art Engine 2's `Eyes__z10`: a position, not a name
     return _ORDER_PREFIX.sub("", folder) or folder
 
 
@@ -88,7 +89,8 @@ def parse_trait_name(stem: str, delimiter: str, source: str) -> tuple[str, float
     return name, weight
 
 
-_Z_PREFIX = re.compile(r"z(-?\d+),")  # nftchef's stacking prefix, `z-1,Back piece#10.png`
+_Z_PREFIX = re.compile(r"z(-?\d+),")
+_ENGINE2_PARAM = re.compile(r"__([zxy])(-?\d+)(?=__|$)")  # `Name__w10__z5__x10__y20`; `__w` is parse_trait_name's  # nftchef's stacking prefix, `z-1,Back piece#10.png`
 BLEND_ALIASES = {"source-over": "normal", "normal": "normal"}  # canvas operation names nftchef and HashLips write
 
 
@@ -104,6 +106,8 @@ class EntryName:
     z: int | None = None
     blend: str | None = None
     opacity: float | None = None
+    offset: tuple[int, int] | None = None  # (x, y) from `__x`/`__y` (HashLips Art Engine 2): where the image goes
+    engine2: bool = False  # the name carries Art Engine 2 parameters (`__w`, `__z`, `__x`, `__y`)
 
 
 def parse_entry(stem: str, delimiter: str, source: str, blend_modes: tuple[str, ...] = ()) -> EntryName:
@@ -119,9 +123,30 @@ def parse_entry(stem: str, delimiter: str, source: str, blend_modes: tuple[str, 
     if "?" in stem:
         stem, _, query = stem.partition("?")
         blend, opacity = _parse_query(query, delimiter, source, blend_modes)
+    params = {k: int(v) for k, v in _ENGINE2_PARAM.findall(stem)}
+    stem = _ENGINE2_PARAM.sub("", stem) if params else stem
+    if "z" in params:
+        z = params["z"]
+    offset = (params.get("x", 0), params.get("y", 0)) if "x" in params or "y" in params else None
+    if offset and min(offset) < 0:
+        raise LayerError(f"{source}: offset __x{offset[0]}__y{offset[1]} places the image outside the canvas; "
+                         f"use offsets of 0 or more")
     weighted = delimiter in stem or _HASHLIPS_WEIGHT.fullmatch(stem) is not None
     name, weight = parse_trait_name(stem, delimiter, source)
-    return EntryName(name, weight if weighted else None, z, blend, opacity)
+    return EntryName(name, weight if weighted else None, z, blend, opacity, offset,
+                     bool(params) or _HASHLIPS_WEIGHT.fullmatch(stem) is not None)
+
+
+def offset_of(stem: str) -> tuple[int, int] | None:
+    """(x, y) from a file name's `__x<N>`/`__y<N>` (HashLips Art Engine 2), None without them."""
+    params = {k: int(v) for k, v in _ENGINE2_PARAM.findall(stem.partition("?")[0])}
+    return (params.get("x", 0), params.get("y", 0)) if "x" in params or "y" in params else None
+
+
+def layer_z(folder: str) -> int | None:
+    """A layer folder's `__z<N>` (HashLips Art Engine 2): the stacking position of all its images."""
+    found = _ENGINE2_PARAM.findall(folder)
+    return next((int(v) for k, v in found if k == "z"), None)
 
 
 def _parse_query(query: str, delimiter: str, source: str, blend_modes: tuple[str, ...]) -> tuple[str | None, float | None]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LayerError
-from .naming import DEFAULT_WEIGHT, EntryName, is_plain_name, natural_key, parse_entry, require_utf8
+from .naming import DEFAULT_WEIGHT, EntryName, is_plain_name, layer_z, natural_key, parse_entry, require_utf8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 JUNK_FOLDERS = {"__MACOSX"}  # written by macOS zip: resource forks, never art
@@ -88,6 +88,7 @@ class _Leaf:
     sub: str  # label of the folders above (names a trait whose name is used twice)
     seq: tuple[_Drawn, ...] | None  # None: a plain trait
     empty: bool
+    engine2: bool = False  # a top-level file named the Art Engine 2 way (`__w`, `__z`, `__x`, `__y`)
 
 
 def _drawn(p: Path, e: EntryName, address: str, at: "_Where | None") -> _Drawn:
@@ -110,6 +111,32 @@ def nftchef_order(seq: tuple[_Drawn, ...]) -> tuple[Part, ...]:
     normal = sorted((x for x in z if x[1] == 0), key=lambda x: _utf16(x[0].address))
     end = sorted((x for x in z if x[1] > 0), key=lambda x: x[1])
     return tuple(d.part for d, _ in (*front, *normal, *end))
+
+
+def _merge_engine2(leaves: list[_Leaf], ids: dict[str, int], z: int | None) -> list[_Leaf]:
+    """HashLips Art Engine 2 conventions at a layer's top level: files named the Art Engine 2 way that
+    share an option name (`Eyes__z10.png`, `Eyes__z-5.png`) are one trait drawn together, with the
+    largest weight given; a layer folder's `__z<N>` places every file without its own `__z`."""
+    groups: dict[str, list[_Leaf]] = {}
+    for leaf in leaves:
+        if leaf.engine2 and not leaf.sub:
+            groups.setdefault(leaf.name, []).append(leaf)
+    out = []
+    for leaf in leaves:
+        group = groups.get(leaf.name) if leaf.engine2 and not leaf.sub else None
+        if group and len(group) > 1:
+            if leaf is not group[0]:
+                continue
+            seq = tuple(d for g in group for d in (g.seq or (_Drawn(f"0.{ids.get(g.path.name, 0)}:{g.path.name}",
+                                                                      Part(g.path)),)))
+            leaf = _Leaf(leaf.path, leaf.name, max(g.weight for g in group), "", seq, False, True)
+        if z is not None and not leaf.empty:
+            seq = leaf.seq or (_Drawn(f"0.{ids.get(leaf.path.name, 0)}:{leaf.path.name}", Part(leaf.path)),)
+            seq = tuple(_Drawn(d.address, Part(d.part.path, z, d.part.blend, d.part.opacity))
+                        if d.part.z is None else d for d in seq)
+            leaf = _Leaf(leaf.path, leaf.name, leaf.weight, leaf.sub, seq, False, leaf.engine2)
+        out.append(leaf)
+    return out
 
 
 def _split_label(label: str) -> tuple[str, str]:
@@ -306,14 +333,20 @@ class Walk:
                 name, above = _split_label(at.label)
                 return _Leaf(p, name, weight, above, seq, False)
             return _Leaf(p, e.name, weight, sub, (), True)
+        top = at is None and e.engine2
         if not seq and (at is None or at.z is None) and e.z is None and e.blend is None and e.opacity is None:
-            return _Leaf(p, e.name, weight, sub, None, False)  # a plain trait: drawn at its layer's place
+            return _Leaf(p, e.name, weight, sub, None, False, top)  # a plain trait: drawn at its layer's place
         address = f"{at.address if at else '0'}.{self._ids(p.parent).get(p.name, 0)}"
-        return _Leaf(p, e.name, weight, sub, seq + (_drawn(p, e, address, at),), False)
+        return _Leaf(p, e.name, weight, sub, seq + (_drawn(p, e, address, at),), False, top)
 
     def _pick_folder(self, p: Path, share: float, at: "_Where", seq: tuple, seen: dict) -> list[_Leaf]:
         """nftchef's walk of a folder that won a pick: its files without a weight are parts drawn
         together (a trait named after the folder), its weighted entries compete for one more pick."""
+        if p.name == "edge-cases" and not at.chain[:-1]:
+            self.problems.append(f"{p}: an Art Engine 2 `edge-cases` folder (options replaced when another layer has "
+                                 f"a value) is not read by gpucomp; move it out of the layer folder (use [[rules]] "
+                                 f"or a trait of its own instead)")
+            return []
         listed = self._open_sub_folder(p, at.chain, seen)
         if listed is None:
             return []
@@ -418,6 +451,7 @@ class Walk:
         return False
 
     def _traits(self, d: Path, folder: str, leaves: list[_Leaf], clean: bool) -> list[Found]:
+        leaves = _merge_engine2(leaves, self._ids(d), layer_z(folder))
         names = Counter(leaf.name for leaf in leaves)
         seen: dict[str, Path] = {}
         found: list[Found] = []

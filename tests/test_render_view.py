@@ -281,3 +281,63 @@ def test_rerender_after_a_part_changed_redoes_only_its_items(nftchef, tmp_path):
         assert np.abs(got - expected(attrs, pixels)).max() <= 1.0
     assert all(before[f"{n}.png"] == (out / "images" / f"{n}.png").stat().st_mtime_ns
                for n in {e["edition"] for e in meta} - purple)
+
+
+# --- HashLips Art Engine 2 naming: __w, __z on layer folders and files, __x/__y, one option name drawn together
+
+
+def small(path, seed, shape):
+    rng = np.random.default_rng(seed)
+    px = rng.integers(0, 256, shape + (4,), dtype=np.uint8)
+    px[..., 3] = rng.choice(np.array([0, 100, 255], np.uint8), shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(px, "RGBA").save(path)
+    return px
+
+
+def placed(px, x, y):
+    full = np.zeros((H, W, 4), np.uint8)
+    full[y:y + px.shape[0], x:x + px.shape[1]] = px
+    return SimpleNamespace(box=(0, 0, H, W), pixels=full)
+
+
+def test_art_engine_2_project(tmp_path):
+    root = tmp_path / "layers"
+    bg = {n: art(root / "01-Background__z-10" / f"{n}__w{w}.png", k, opaque=True)
+          for k, (n, w) in enumerate((("Blue", 1), ("Red", 3)))}
+    front = art(root / "02-Eyes__z10" / "Round__w2.png", 5)
+    back = small(root / "02-Eyes__z10" / "Round__z-1__x2__y3.png", 6, (4, 5))
+    art(root / "02-Eyes__z10" / "Wide__w1.png", 7)
+    body = art(root / "03-Body" / "Body.png", 8)
+    cap = small(root / "04-Hat" / "Cap__w1__x4__y0.png", 9, (3, 6))
+    ls = load_layers(root)
+    assert [la.name for la in ls.layers] == ["Background", "Eyes", "Body", "Hat"]
+    round_ = next(t for t in ls.layers[1].traits if t.name == "Round")
+    assert round_.weight == 2 and [(p.image.path.name, p.z) for p in round_.parts] == [
+        ("Round__z-1__x2__y3.png", -1), ("Round__w2.png", 10)]  # by z
+    out = tmp_path / "out"
+    list(gpucomp.generate(root, out, size=4, seed=1, backend="cpu"))
+    for entry in json.loads((out / "_metadata.json").read_text()):
+        attrs = {a["trait_type"]: a["value"] for a in entry["attributes"]}
+        full = lambda px: SimpleNamespace(box=(0, 0, H, W), pixels=px)  # noqa: E731
+        eyes = ([placed(back, 2, 3)], [full(front)]) if attrs["Eyes"] == "Round" else (
+            [], [full(np.asarray(Image.open(root / "02-Eyes__z10" / "Wide__w1.png")))])
+        stack = [full(bg[attrs["Background"]]), *eyes[0], full(body), placed(cap, 4, 0), *eyes[1]]
+        got = np.asarray(Image.open(out / "images" / f"{entry['edition']}.png").convert("RGBA")).astype(np.float64)
+        assert np.abs(got - reference((H, W), stack)).max() <= 1.0, attrs
+
+
+def test_a_placed_image_past_the_canvas_is_named(tmp_path):
+    root = tmp_path / "layers"
+    art(root / "Bg" / "Blue.png", 1)
+    small(root / "Hat" / "Cap__x8__y0.png", 2, (3, 6))
+    with pytest.raises(LayerError, match=r"Cap__x8__y0.png: placed at x=\d+, y=\d+ .* runs past the 10x10 canvas"):
+        load_layers(root)
+
+
+def test_edge_cases_folders_are_refused_not_read_as_a_trait(tmp_path):
+    root = tmp_path / "layers"
+    art(root / "Hat" / "Cap__w1.png", 1)
+    art(root / "Hat" / "edge-cases" / "Cap__tBody__vRobot.png", 2)
+    with pytest.raises(LayerError, match="edge-cases.*not read by gpucomp"):
+        load_layers(root)
