@@ -81,7 +81,8 @@ class _Converter:
         for trait, opts in subs.items():
             opts = self.typed(opts, dict, f"{where}.sublayerOptions.{trait}")
             # nftchef resets what a sublayerOptions entry leaves out to source-over and 1
-            traits[trait] = {"blend": self.blend(opts.get("blend"), f"{where}.sublayerOptions.{trait}.blend") or "normal",
+            blend = self.blend(opts.get("blend"), f"{where}.sublayerOptions.{trait}.blend") or "normal"
+            traits[trait] = {"blend": blend,
                              "opacity": float(self.typed(opts.get("opacity", 1), (int, float), f"{where} opacity"))}
             if "trait" in opts:
                 self.notes.append(f"{where}.sublayerOptions.{trait}.trait (another trait_type): not converted")
@@ -144,7 +145,8 @@ def convert(text: str, source: str) -> tuple[str, list[str]]:
     extra = conv.typed(conv.values.get("extraMetadata"), dict, "extraMetadata")
     for key, note in UNSUPPORTED.items():
         v = conv.values.get(key)
-        if v not in (None, {}, [], False) and not (key == "background" and isinstance(v, dict) and not v.get("generate")):
+        off = key == "background" and isinstance(v, dict) and not v.get("generate")
+        if v not in (None, {}, [], False) and not off:
             conv.notes.append(note)
     return _toml(collection, inputs, extra, stacks, conv.notes, source), conv.notes
 

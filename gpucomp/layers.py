@@ -488,7 +488,8 @@ def load_layers(
             offset = offset_of(p.stem)
             if offset is not None:  # placed on the canvas at (x, y): its own size is not the canvas's
                 x, y = offset
-                box, canvas, full = None if box is None else (box[0] + y, box[1] + x, box[2] + y, box[3] + x), None, False
+                box = None if box is None else (box[0] + y, box[1] + x, box[2] + y, box[3] + x)
+                canvas, full = None, False
             decoded[p] = Trait(name=p.name, weight=0.0, path=p, box=box, pixels=pixels, sha256=digest,
                                canvas=canvas, opaque_full=full)
     for layer, found in jobs:

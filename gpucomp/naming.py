@@ -89,8 +89,8 @@ def parse_trait_name(stem: str, delimiter: str, source: str) -> tuple[str, float
     return name, weight
 
 
-_Z_PREFIX = re.compile(r"z(-?\d+),")
-_ENGINE2_PARAM = re.compile(r"__([zxy])(-?\d+)(?=__|$)")  # `Name__w10__z5__x10__y20`; `__w` is parse_trait_name's  # nftchef's stacking prefix, `z-1,Back piece#10.png`
+_Z_PREFIX = re.compile(r"z(-?\d+),")  # nftchef's stacking prefix, `z-1,Back piece#10.png`
+_ENGINE2_PARAM = re.compile(r"__([zxy])(-?\d+)(?=__|$)")  # `Name__w10__z5__x10__y20` (`__w`: parse_trait_name)
 BLEND_ALIASES = {"source-over": "normal", "normal": "normal"}  # canvas operation names nftchef and HashLips write
 
 
@@ -149,7 +149,8 @@ def layer_z(folder: str) -> int | None:
     return next((int(v) for k, v in found if k == "z"), None)
 
 
-def _parse_query(query: str, delimiter: str, source: str, blend_modes: tuple[str, ...]) -> tuple[str | None, float | None]:
+def _parse_query(query: str, delimiter: str, source: str,
+                 blend_modes: tuple[str, ...]) -> tuple[str | None, float | None]:
     if delimiter in query:
         raise LayerError(f"{source}: the weight must come before the '?' options (nftchef reads "
                          f"'Name{delimiter}10?blend=multiply.png', not 'Name?blend=multiply{delimiter}10.png'); rename it")

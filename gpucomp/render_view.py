@@ -64,7 +64,8 @@ def _slots(t: Trait, li: int, layer_opts, trait_opts) -> list[tuple[tuple, Trait
     for image, z, blend, opacity in parts:
         z = z if z is not None else (to.z if to and to.z is not None else 0)
         blend = blend or (to.blend if to and to.blend else layer_opts.blend)
-        opacity = opacity if opacity is not None else (to.opacity if to and to.opacity is not None else layer_opts.opacity)
+        if opacity is None:
+            opacity = to.opacity if to and to.opacity is not None else layer_opts.opacity
         out.append(((z, li, seen[z], MODES.index(blend), float(opacity)), image))
         seen[z] += 1
     return out

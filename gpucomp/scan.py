@@ -271,7 +271,8 @@ class Walk:
     def listing(self, d: Path) -> tuple[list[Path], list[Path]]:
         """(trait files, sub-folders) of d, each in natural order of their names. Hidden names
         (`.DS_Store`, `._Hat.png`) and junk folders are skipped; other files that are not images
-        go to `others` (one warning names them). A file is any image name that is not a folder: its type is checked later, so that a pipe or a broken link is named, not skipped."""
+        go to `others` (one warning names them). A file is any image name that is not a folder: its
+        type is checked later, so that a pipe or a broken link is named, not skipped."""
         entries = _list(d)
         self.entries += len(entries)
         self.folders += 1
