@@ -372,3 +372,17 @@ def test_gpu_render_layers_match_cpu_byte_for_byte(nftchef, tmp_path):
     assert a["backend"]["backend"] == "cpu" and b["backend"]["backend"] == "cuda"
     for n in range(1, 31):
         assert (tmp_path / "cpu/images" / f"{n}.png").read_bytes() == (tmp_path / "gpu/images" / f"{n}.png").read_bytes()
+
+
+def test_changed_trait_options_are_not_resumed_into_an_old_collection(tmp_path):
+    root = tmp_path / "layers"
+    for k, n in enumerate(["1-Bg/Bg.png", "2-Hat/Cap.png", "2-Hat/Top.png"]):
+        art(root / n, k, opaque=(k == 0))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[layers]]\nfolder = "1-Bg"\n[[layers]]\nfolder = "2-Hat"\ntraits = { Cap = { opacity = 0.5 } }\n')
+    out = tmp_path / "out"
+    list(gpucomp.generate(root, out, cfg, size=2, backend="cpu"))
+    assert list(gpucomp.generate(root, out, cfg, size=2, backend="cpu")) == []
+    cfg.write_text(cfg.read_text().replace("0.5", "0.25"))
+    with pytest.raises(gpucomp.errors.OutputError, match="trait art changed \\(2-Hat/Cap\\)"):
+        list(gpucomp.generate(root, out, cfg, size=2, backend="cpu"))
