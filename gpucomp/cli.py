@@ -285,7 +285,7 @@ def cmd_import_config(args) -> int:
     from .errors import ConfigError
     from .import_config import import_config
 
-    text, notes = import_config(args.config_js)
+    text, notes = import_config(args.config_js, args.layers)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if not args.out:
@@ -380,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("config_js", help="the engine's src/config.js (read, never run)")
     i.add_argument("-o", "--out", help="TOML file to write (default: print it)")
     i.add_argument("--force", action="store_true", help="replace an existing --out file")
+    i.add_argument("--layers", help="layers folder: converts nftchef's incompatible/forcedCombinations to [[rules]]")
     return parser
 
 

@@ -6,7 +6,8 @@ Converted: `layerConfigurations` (`growEditionSizeTo` is cumulative: each config
 or nftchef's `trait` (display name), `options.bypassDNA` (dna = false), `blend` and `opacity`
 (HashLips under `options`, nftchef on the entry itself), nftchef's `sublayerOptions` (per-trait blend
 and opacity), `namePrefix`, `description`, `baseUri`, `startIndex`, `shuffleLayerConfigurations`,
-`rarityDelimiter`, `emptyLayerName`, `extraMetadata`. What has no equivalent is listed in notes
+`rarityDelimiter`, `emptyLayerName`, `extraMetadata`, and with the layers folder nftchef's `incompatible`
+and `forcedCombinations` (as never / always rules). What has no equivalent is listed in notes
 (comments at the top of the TOML, and printed), never dropped without a word.
 """
 from __future__ import annotations
@@ -20,8 +21,8 @@ from .jsconfig import Unreadable, read_js_config
 
 UNSUPPORTED = {
     "background": "background.generate (a generated background colour): add a Background layer folder instead",
-    "incompatible": "incompatible: write [[rules]] never = [\"Layer/Trait\", \"Layer/Trait\"] for each pair",
-    "forcedCombinations": "forcedCombinations: write [[rules]] always = [\"Layer/Trait\", \"Layer/Trait\"] for each pair",
+    "incompatible": "incompatible: pass --layers to convert it to [[rules]] never = [...]",
+    "forcedCombinations": "forcedCombinations: pass --layers to convert it to [[rules]] always = [...]",
     "traitValueOverrides": "traitValueOverrides: rename the trait files instead",
     "extraAttributes": "extraAttributes: not converted",
     "outputJPEG": "outputJPEG: gpucomp writes PNG",
@@ -119,10 +120,45 @@ class _Converter:
         return out, before
 
 
-def convert(text: str, source: str) -> tuple[str, list[str]]:
-    """(TOML text, notes) for a config.js's text."""
+def _trait_layers(layers_dir: Path, folders: list[str], delimiter: str) -> dict[str, list[str]]:
+    """Trait name -> the layer folders that have it (names only: nothing is decoded)."""
+    from .scan import Walk
+
+    found: dict[str, list[str]] = {}
+    walk = Walk(Path(layers_dir), delimiter, [])
+    for folder in folders:
+        for trait in walk.layer(folder):
+            found.setdefault(trait.name, []).append(folder)
+    return found
+
+
+def _rules(conv: "_Converter", key: str, kind: str, where: dict[str, list[str]]) -> list[dict]:
+    """nftchef's `incompatible` (never) or `forcedCombinations` (always) as [[rules]], each name looked
+    up in the layers folder; a name found in no layer, or in several, is a note instead of a rule."""
+    table = conv.typed(conv.values.get(key), dict, key) or {}
+    out = []
+    for a, bs in table.items():
+        for b in conv.typed(bs, list, f"{key}.{a}") or []:
+            la, lb = where.get(a, []), where.get(str(b), [])
+            if len(la) == 1 and len(lb) == 1:
+                out.append({kind: [f"{la[0]}/{a}", f"{lb[0]}/{b}"]})
+            else:
+                why = "in no layer" if not la or not lb else "in several layers"
+                conv.notes.append(f"{key}: {a!r} with {b!r} not converted: a name is {why}; write the rule by hand")
+    return out
+
+
+def convert(text: str, source: str, layers_dir: str | Path | None = None) -> tuple[str, list[str]]:
+    """(TOML text, notes) for a config.js's text. With `layers_dir`, nftchef's `incompatible` and
+    `forcedCombinations` become [[rules]] (their names are looked up in the layer folders)."""
     conv = _Converter(read_js_config(text, source), source)
     stacks, size = conv.stacks()
+    rules = []
+    if layers_dir is not None:
+        folders = list(dict.fromkeys(layer["folder"] for _, layers, _ in stacks for layer in layers))
+        delimiter = conv.typed(conv.values.get("rarityDelimiter"), str, "rarityDelimiter") or "#"
+        where = _trait_layers(Path(layers_dir), folders, delimiter)
+        rules = _rules(conv, "incompatible", "never", where) + _rules(conv, "forcedCombinations", "always", where)
     prefixes = [p for _, _, p in stacks if p is not None]
     prefix = conv.typed(conv.values.get("namePrefix"), str, "namePrefix") or (prefixes[0] if prefixes else None)
     if len(set(prefixes)) > 1:
@@ -144,11 +180,13 @@ def convert(text: str, source: str) -> tuple[str, list[str]]:
             inputs[toml_key] = v
     extra = conv.typed(conv.values.get("extraMetadata"), dict, "extraMetadata")
     for key, note in UNSUPPORTED.items():
+        if layers_dir is not None and key in ("incompatible", "forcedCombinations"):
+            continue
         v = conv.values.get(key)
         off = key == "background" and isinstance(v, dict) and not v.get("generate")
         if v not in (None, {}, [], False) and not off:
             conv.notes.append(note)
-    return _toml(collection, inputs, extra, stacks, conv.notes, source), conv.notes
+    return _toml(collection, inputs, extra, stacks, rules, conv.notes, source), conv.notes
 
 
 def _q(value) -> str:
@@ -166,7 +204,7 @@ def _q(value) -> str:
     raise ConfigError(f"cannot write {value!r} into TOML")
 
 
-def _toml(collection, inputs, extra, stacks, notes, source) -> str:
+def _toml(collection, inputs, extra, stacks, rules, notes, source) -> str:
     lines = [f"# Converted by `gpucomp import-config` from {Path(source).name} (HashLips art engine / nftchef).",
              "# Keep it: gpucomp generate <layers folder> -c <this file> -o <output folder>"]
     lines += [f"# note: {n}" for n in notes]
@@ -182,10 +220,12 @@ def _toml(collection, inputs, extra, stacks, notes, source) -> str:
         for size, layers, _ in stacks:
             lines += ["", "[[stacks]]", f"size = {size}", "layers = ["]
             lines += [f"  {_q(layer)}," for layer in layers] + ["]"]
+    for rule in rules:
+        lines += ["", "[[rules]]"] + [f"{k} = {_q(v)}" for k, v in rule.items()]
     return "\n".join(lines) + "\n"
 
 
-def import_config(path: str | Path) -> tuple[str, list[str]]:
+def import_config(path: str | Path, layers_dir: str | Path | None = None) -> tuple[str, list[str]]:
     """Read a config.js (the same file checks as a TOML config) and convert it."""
     path = Path(path)
-    return convert(_read_config(path), str(path))
+    return convert(_read_config(path), str(path), layers_dir)

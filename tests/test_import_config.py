@@ -201,3 +201,28 @@ def test_converted_hashlips_project_renders_as_hashlips_draws_it(tmp_path):
         key = tuple(v for t, v in attrs if t != "Shine")
         assert key not in keys
         keys.add(key)
+
+
+def test_incompatible_and_forced_become_rules_with_the_layers_folder(tmp_path):
+    root = tmp_path / "layers"
+    for path in ("Background/Red#1.png", "Background/Blue#1.png", "Hair/Dark Long#1.png", "Hair/Short#1.png",
+                 "Hat/Cap#1.png", "Hat/Crown#1.png"):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((4, 4, 4), 200, np.uint8), "RGBA").save(root / path)
+    js = '''const layerConfigurations = [{ growEditionSizeTo: 3,
+      layersOrder: [{ name: "Background" }, { name: "Hair" }, { name: "Hat" }] }];
+    const incompatible = { Red: ["Dark Long"], floral: ["Cap"] };
+    const forcedCombinations = { Blue: ["Crown"] };'''
+    text, notes = convert(js, "config.js", root)
+    toml = tomllib.loads(text)
+    assert toml["rules"] == [{"never": ["Background/Red", "Hair/Dark Long"]}, {"always": ["Background/Blue", "Hat/Crown"]}]
+    assert any("'floral' with 'Cap' not converted: a name is in no layer" in n for n in notes)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    out = tmp_path / "out"
+    list(gpucomp.generate(root, out, cfg, backend="cpu", seed=1))
+    for entry in json.loads((out / "_metadata.json").read_text()):
+        attrs = {a["trait_type"]: a["value"] for a in entry["attributes"]}
+        assert not (attrs["Background"] == "Red" and attrs["Hair"] == "Dark Long")
+        assert attrs["Background"] != "Blue" or attrs["Hat"] == "Crown"
+    assert "incompatible: pass --layers" in " ".join(convert(js, "config.js")[1])
