@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import gpucomp.plan as plan_module
 from gpucomp.errors import PlanError
-from gpucomp.plan import ENUMERATE_LIMIT, _reject, count_combinations, dna, make_plan
+from gpucomp.plan import ENUMERATE_LIMIT, _reject, _unique_rows, _unique_rows_bytes, count_combinations, dna, make_plan
+from gpucomp.rules import Rule
 from stats_helpers import check_counts
 
 
@@ -94,6 +96,88 @@ def test_draw_at_the_top_never_picks_a_trailing_zero_weight():
 def test_dna_is_sha1_of_indexed_names():
     assert dna(["Red", "Hat"]) == hashlib.sha1(b"0:Red-1:Hat").hexdigest()
     assert dna(["Red", "Hat"]) != dna(["Hat", "Red"])
+
+
+# --- uniqueness across draw rounds -----------------------------------------------------------------
+#
+# The sampler draws in rounds; a row of a later round must be checked against every row kept
+# in earlier rounds, not only against its own round. Random inputs rarely need a second round,
+# so these inputs are chosen to need several, and the rounds are counted to prove it.
+
+def scripted(rounds):
+    """A `draw(size)` that returns the given rounds in order, whatever size is asked."""
+    it = iter(rounds)
+    return lambda size: np.asarray(next(it), np.int32)
+
+
+def cells(keys, sizes=(10, 10)):
+    """Rows (a, b) for the mixed-radix keys a + 10 * b."""
+    return [[k % sizes[0], k // sizes[0]] for k in keys]
+
+
+@pytest.mark.parametrize("unique_rows", ["int64 keys", "bytes keys"])
+def test_a_later_round_never_repeats_a_row_kept_in_an_earlier_round(unique_rows):
+    """Round 1 holds 20 distinct rows (repeated to 1024 draws), too few for n = 30; round 2
+    starts with those same 20 rows and only then brings 15 new ones. Without the check against
+    earlier rounds the first 10 rows of round 2, all repeats, would be taken."""
+    first = cells(list(range(20)) * 52)[:1024]
+    second = cells(list(range(20)) + list(range(20, 35)) + [0] * 989)
+    if unique_rows == "int64 keys":
+        out = _unique_rows(scripted([first, second]), 30, [10, 10], 100)
+    else:
+        out = _unique_rows_bytes(scripted([first, second]), 30, [10, 10])
+    assert out.tolist() == cells(range(30))  # first occurrences, in draw order
+
+
+def test_a_row_repeated_inside_a_later_round_is_kept_once():
+    first = cells(list(range(20)) * 52)[:1024]
+    second = cells([25, 25, 3, 26, 25] + [26] * 1019)
+    out = _unique_rows(scripted([first, second]), 22, [10, 10], 100)
+    assert out.tolist() == cells(list(range(20)) + [25, 26])
+
+
+class Rounds:
+    """Counts the draw rounds of plan._unique_rows / _unique_rows_bytes (monkeypatched in)."""
+
+    def __init__(self, monkeypatch):
+        self.counts = []
+        for name in ("_unique_rows", "_unique_rows_bytes"):
+            monkeypatch.setattr(plan_module, name, self.wrap(getattr(plan_module, name)))
+
+    def wrap(self, f):
+        def counted(draw, n, *args):
+            k = len(self.counts)
+            self.counts.append(0)
+
+            def counting(size):
+                self.counts[k] += 1
+                return draw(size)
+
+            return f(counting, n, *args)
+        return counted
+
+
+HEAVY = w(50, *([1.0] * 99))  # trait 0 is a third of the draws: 2n draws give fewer than n distinct rows
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("case", ["plain", "rules", "past int64"])
+def test_plans_that_need_several_draw_rounds_stay_unique(monkeypatch, case, seed):
+    """Public make_plan on inputs where the first round cannot find n distinct rows: every path
+    through the round loop (int64 keys, under rules, bytes keys past 2**62 combinations).
+    With earlier rounds unchecked each of these plans holds about 100 repeats."""
+    rounds = Rounds(monkeypatch)
+    if case == "plain":
+        weights, n, kwargs = [HEAVY, HEAVY], 2000, {}
+    elif case == "rules":
+        weights, n, kwargs = [HEAVY, HEAVY], 2000, {"rules": [Rule("never", (0, 1), (1, 1))]}
+    else:  # 60 layers that (almost) never change and 45 x 45 cells: 2**60 * 2025 combinations
+        weights, n, kwargs = [w(1e12, 1)] * 60 + [np.ones(45)] * 2, 1700, {}
+        assert count_combinations(weights) >= 2**62
+    combos = make_plan(weights, n, seed=seed, **kwargs).combos
+    assert rounds.counts and rounds.counts[0] >= 2  # the case really needs a second round
+    assert combos.shape == (n, len(weights))
+    assert np.unique(combos, axis=0).shape[0] == n
 
 
 # --- distribution ---------------------------------------------------------------------------------
