@@ -773,3 +773,118 @@ def test_re_running_an_interrupted_extend_points_to_resume(demo_layers, tmp_path
     assert "gpucomp resume" in capsys.readouterr().err
     assert main(["resume", str(out), "-q"]) == 0
     assert len(list((out / "images").glob("*.png"))) == 27
+
+
+# ---------------------------------------------------------------- golden plans
+#
+# A collection's manifest keeps its seed and the SHA-256 of its plan (CollectionPlan.digest);
+# `resume`, `extend` and `rerender` plan it again from the seed and compare. So every way a
+# plan uses the generator (the seed derived per stack, the draws that avoid another stack's
+# items, the redraws around exact counts, the dna = false layers, the shuffled numbering, each
+# extension) is part of the file format: a change refuses every collection already rendered
+# with such a plan, or, unchecked, would mix two collections in one folder. The digests below
+# were taken from the code that rendered the first such collections; a test that fails here is
+# a compatibility break, which needs a plan version in the manifest, not a new digest.
+# The layers are plain objects (names and weights only), so no PNG is read.
+
+def _golden_layers():
+    from types import SimpleNamespace as NS
+
+    def traits(*pairs):
+        return [NS(name=name, weight=float(weight)) for name, weight in pairs]
+
+    return {f: NS(folder=f, traits=t) for f, t in [
+        ("01-Background", traits(("Red", 1), ("Blue", 2), ("Green", 3), ("Gold", 0.5))),
+        ("02-Body", traits(("Round", 2), ("Square", 1), ("Tall", 1))),
+        ("03-Sparkle", traits(("Spark", 1), ("Glow", 2), ("Off", 3))),
+        ("10-Hat", traits(("None", 4), ("Cap", 1), ("Crown", 1), ("Halo", 0))),
+    ]}
+
+
+def _golden_configs():
+    from dataclasses import replace
+
+    from gpucomp.config import Config, LayerOption, RuleOption, Stack
+
+    def rule(kind, a, b):
+        return RuleOption(kind, tuple(a.split("/")), tuple(b.split("/")))
+
+    bg, body, sparkle, hat = (LayerOption(f) for f in _golden_layers())
+    return {
+        # dna = false layer with an exact count, a `none` trait with an exact count, rules naming
+        # layers by display name and by folder
+        "one stack": Config(seed=7, stacks=(Stack(12, (
+            bg, body, replace(sparkle, dna=False, exact=(("Spark", 5),)),
+            replace(hat, none="None", exact=(("Crown", 4),)))),),
+            rules=(rule("never", "Background/Red", "Hat/Cap"), rule("always", "02-Body/Tall", "Background/Green"))),
+        # stack 2 has stack 1's dna layers and must draw more to avoid its items; a rule whose
+        # other end is missing from stacks 1 and 2 bans Square there; numbering shuffled from 0
+        "three stacks shuffled": Config(seed=8, shuffle=True, start=0, stacks=(
+            Stack(6, (bg, body)), Stack(2, (bg, body, replace(sparkle, dna=False))), Stack(5, (bg, body, hat))),
+            rules=(rule("always", "Body/Square", "Hat/Crown"),)),
+        # stack 2's exact count keeps items that collide with stack 1: they are redrawn around it
+        "exact count redrawn": Config(seed=9, stacks=(
+            Stack(5, (bg, body)), Stack(5, (bg, replace(body, exact=(("Tall", 2),)))))),
+    }
+
+
+def golden_plan(name: str, extensions=()):
+    from gpucomp.collection import plan_collection, stack_layerset
+
+    cfg = _golden_configs()[name]
+    loaded = _golden_layers()
+    stacks = [(stack_layerset(loaded, "layers", 8, 8, list(st.layers)), list(st.layers)) for st in cfg.stacks]
+    return plan_collection(cfg, stacks, list(extensions))
+
+
+def extensions_of(seed: int, *stack_sizes):
+    """Extensions as `gpucomp extend` records them: seed derived from the collection's seed and
+    the extension's position."""
+    from gpucomp.collection import derived_seed
+
+    return [{"stack": k, "size": n, "seed": derived_seed(seed, "extension", i)} for i, (k, n) in enumerate(stack_sizes)]
+
+
+GOLDEN_PLANS = {
+    "one stack": "78be12a7d647eea565e2c46f95863550c81604e01d35fccfcc1d58f88a699496",
+    "three stacks shuffled": "10806252ac76dde20fc8e9439452aa098145953c23721a60f8c7b8551405fa34",
+    "exact count redrawn": "982fcff182002b0c713a5538a343c278bb8ad2bdf950eec10a5a02e6b113b437",
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_PLANS))
+def test_collection_plans_are_unchanged(name):
+    plan = golden_plan(name)
+    assert plan.digest() == GOLDEN_PLANS[name]
+    assert plan.digest() == golden_plan(name).digest()
+
+
+GOLDEN_EXTENDED = [  # (collection, extensions as (stack, size), digest after each extension)
+    ("one stack", [(0, 3), (0, 2)], ["c15f83f825d2be65e8d1c2c440396f2f3f50bc3c6c57c621d7dbcb529c83f2f8",
+                                     "5270f2d810995073e04ea755326c20ade129c28b1cd844f83c9b45977008bbfc"]),
+    ("three stacks shuffled", [(2, 2)], ["cf02996aa01217ad325950b847a0f1203b74c4435b13db517479e65c28b2fbdd"]),
+]
+
+
+@pytest.mark.parametrize("name, ext, digests", GOLDEN_EXTENDED)
+def test_extended_plans_are_unchanged(name, ext, digests):
+    """Each extension leaves the plan before it as it was (the pipeline compares that prefix
+    with the manifest before it records the extension), and adds a golden part."""
+    seed = _golden_configs()[name].seed
+    base = golden_plan(name).digest()
+    for k in range(1, len(ext) + 1):
+        plan = golden_plan(name, extensions_of(seed, *ext[:k]))
+        assert plan.digest(len(plan.segments) - k) == base
+        assert plan.digest() == digests[k - 1]
+    added = sum(n for _, n in ext)
+    assert plan.numbers[-added:].tolist() == list(range(plan.start + len(plan) - added, plan.start + len(plan)))
+
+
+def test_derived_seeds_are_unchanged():
+    """Stack k > 0, the shuffle, each extension, the dna = false layers and the exact-count
+    redraws each draw from a seed derived from the collection's: part of every golden plan."""
+    from gpucomp.collection import derived_seed
+
+    assert [derived_seed(7, "stack", 1), derived_seed(7, "shuffle"), derived_seed(7, "extension", 0),
+            derived_seed(7, "free"), derived_seed(7, "repair")] == [
+        1489528886332813234, 2922461637172715622, 1966680263746285649, 657222881079866395, 7928530909740850768]

@@ -180,6 +180,16 @@ def test_plans_that_need_several_draw_rounds_stay_unique(monkeypatch, case, seed
     assert np.unique(combos, axis=0).shape[0] == n
 
 
+def test_plan_past_int64_keys_is_unchanged():
+    """Golden digest of the bytes-key path (2**60 * 2025 combinations), which the digests in
+    test_rules.py (taken before rules existed) do not reach: a collection is resumed by planning
+    it again from its seed and comparing the plan's hash, so a change here refuses old collections."""
+    weights = [w(1e12, 1)] * 60 + [np.ones(45)] * 2
+    assert count_combinations(weights) >= 2**62
+    combos = make_plan(weights, 1700, seed=11).combos
+    assert hashlib.sha256(combos.tobytes()).hexdigest() == "535c95de47aa1ecdf8b2beed9ba137a1e43d2990aad2524cf90c69f73b4739d2"
+
+
 # --- distribution ---------------------------------------------------------------------------------
 
 MARGINAL_WEIGHTS = [w(1, 2, 3, 4, 10, 0), w(5, 0, 1, 1, 3, 10, 0.5), w(1, 1, 1, 1, 1, 1, 1, 8),

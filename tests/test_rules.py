@@ -240,6 +240,65 @@ def test_plans_without_rules_or_exact_counts_are_unchanged():
             assert hashlib.sha256(combos.tobytes()).hexdigest() == digest
 
 
+RULED_GOLDEN = [  # (what it exercises, weights, n, seed, make_plan keywords, sha256 of the combos)
+    ("rules, component drawn by rejection, a free layer",
+     [w(1, 2, 3, 4, 5), w(2, 1, 0, 4), w(1, 1, 1), w(3, 1), w(1, 1, 2, 2, 3, 3)], 20, 5,
+     dict(rules=[never((0, 0), (1, 1)), always((0, 2), (1, 3)), always((1, 3), (2, 0))]),
+     "0498a788f7babeb4a8948cfbeccfab942e6e48b05ecbda01fe00040c8d1f102a"),
+    ("rules, component drawn from its cdf (share < REJECT_SHARE)",
+     [w(100, 1, 1, 1), w(1, 100, 1), w(1, 2, 3, 4), w(*range(1, 9))], 30, 6,
+     dict(rules=[always((0, 0), (1, 0)), never((1, 1), (2, 1))]),
+     "4b4ec1b1e52067da9bf1ac6a0c304f3250295835e487aa1ad0789fca988dfcef"),
+    ("rules, n > allowed / 4: Gumbel top-k over every allowed combination",
+     W4, 40, 7, dict(rules=[never(RED, CAP), always(GOLD, (3, 1))]),
+     "f2494e3e781b59c39e0be4d3408ac6d0f24ff050b64d79aed853c397510719e2"),
+    ("rules, drawing stalls on uneven weights and falls back to enumeration",
+     [w(1e9, *([1.0] * 199)), w(1, 1, 1, 1, 1)], 200, 8, dict(rules=[never((0, 1), (1, 0))]),
+     "078d1091b67db3a612ff272b04789ff39edde677fdd5377d6d7da0d774884a1b"),
+    ("rules past 2**62 combinations (bytes keys)",
+     [w(1e12, 1)] * 60 + [np.ones(45)] * 2, 1700, 11, dict(rules=[never((60, 0), (61, 0))]),
+     "6160793156d0a38046856df5f142ff84f2987123d980e551d45aaf22b167682e"),
+    ("exact counts (one overriding weight 0, one of 0) on two layers",
+     [w(1, 2, 3, 4, 0), w(5, 1, 1, 2, 4), w(1, 1, 1), w(1, 2, 1, 2, 1, 2)], 60, 9,
+     dict(exact={(0, 3): 20, (0, 4): 5, (1, 0): 0, (2, 1): 30}),
+     "dbe4d3fa47103f5e15f4d17a618ea028148c8b673a0174103682ff540b2b501f"),
+    ("exact counts whose first random class table breaks a cap: repaired by swaps",
+     W4, 28, 2, dict(exact={(2, 1): 16, (3, 0): 17}),
+     "28d938b23ef71883930a407e31c9978a41814943e47a47d75dc3b7fd779f5907"),
+    ("exact counts with rules",
+     [np.ones(6)] * 4, 200, 10,
+     dict(rules=[always((0, 0), (1, 1)), never((1, 1), (3, 0)), always((2, 2), (3, 3))],
+          exact={(0, 0): 15, (1, 1): 40, (2, 2): 20, (3, 3): 60}),
+     "4def0a06e9d1a85e6138f5283a77c59eec78d7c8e0664d77da8af791e6d4c658"),
+]
+
+
+@pytest.mark.parametrize("what, weights, n, seed, kwargs, digest", RULED_GOLDEN, ids=[c[0] for c in RULED_GOLDEN])
+def test_plans_with_rules_or_exact_counts_are_unchanged(what, weights, n, seed, kwargs, digest):
+    """Golden digests, taken from the code that made the first collections with rules and exact
+    counts. A collection is not stored as a list of items: its manifest keeps the seed and the
+    plan's SHA-256, and `resume`, `extend` and `rerender` make the plan again from the seed and
+    compare. Any change in how these plans use the generator (another draw order, one more
+    draw, another fallback) therefore refuses every such collection already rendered (or, if
+    the digest were not compared, would mix two collections in one folder): a compatibility
+    break, which needs a new plan version in the manifest, not a new digest here.
+    `names` only changes messages, so it must not change the plan either."""
+    for extra in ({}, {"names": None}):
+        combos = make_plan(weights, n, seed, **kwargs, **extra).combos
+        assert combos.dtype == np.int32 and combos.shape == (n, len(weights))
+        assert hashlib.sha256(combos.tobytes()).hexdigest() == digest
+
+
+def test_the_golden_cases_take_the_paths_they_name():
+    """Guards the list above: each case still reaches the sampler path it is there for."""
+    reject, cdf, enum, stall = (RULED_GOLDEN[i] for i in range(4))
+    assert share(reject[1][:4], reject[4]["rules"]) >= REJECT_SHARE
+    assert share(cdf[1][:3], cdf[4]["rules"]) < REJECT_SHARE
+    assert 4 * enum[2] > count_allowed(enum[1], enum[4]["rules"])
+    assert 4 * stall[2] <= count_allowed(stall[1], stall[4]["rules"])  # drawn first, then enumerated
+    assert math.prod(len(x) for x in RULED_GOLDEN[4][1]) >= 2**62
+
+
 # --- distribution -------------------------------------------------------------------------------------
 
 def share(weights, rules):
