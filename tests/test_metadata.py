@@ -14,7 +14,7 @@ from gpucomp.config import Config
 from gpucomp.demo import make_layers
 from gpucomp.errors import ConfigError, OutputError
 from gpucomp.lock import OutputLock
-from gpucomp.metadata import (TABLE_KEYS, MetadataOptions, check_traits, item_metadata, options_for_config, options_from_table,
+from gpucomp.metadata import (FORMATS, TABLE_KEYS, MetadataOptions, check_traits, item_metadata, options_for_config, options_from_table,
                               update_metadata)
 from gpucomp.output import json_bytes
 
@@ -484,3 +484,127 @@ def test_update_metadata_checks_display_types_like_generate(tmp_path):
     with pytest.raises(ConfigError, match="Body"):
         update_metadata(out, {"display_types": {"Body": "number"}})  # trait names are not numbers
     assert (out / "metadata" / "1.json").read_bytes() == before
+
+
+# --- attribute order: the layers' order, never the alphabet ----------------------------------------
+#
+# Every other fixture names its layers in alphabetical order (Background, Body, Clothes, Eyes), so
+# a sort by name anywhere between the plan and the files would go unseen. Here the folders'
+# natural order (1, 2, 10) is neither the alphabetical order of their display names nor the
+# string order of the folder names, and a config puts them in yet another order.
+
+ORDER_LAYERS = {"1-Zebra": ["Black", "White"], "2-Apple": ["Red", "Green"], "10-Mango": ["Ring", "Dot", "Star"]}
+
+
+@pytest.fixture(scope="module")
+def order_layers(tmp_path_factory):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("order") / "layers"
+    for li, (folder, traits) in enumerate(ORDER_LAYERS.items()):
+        (root / folder).mkdir(parents=True)
+        for ti, name in enumerate(traits):
+            px = [(40 * li + 60 * ti, 90 * ti, 30 * li, 255 if li == 0 else 128)] * 16
+            im = Image.new("RGBA", (4, 4))
+            im.putdata(px)
+            im.save(root / folder / f"{name}.png")
+    return root
+
+
+def layer_order_files(out):
+    """Layer names in the order each output file shows them: {item: [trait_type...]} from the
+    item files and from _metadata.json, rarity.json's layers, rarity.csv's header, rarity.txt."""
+    items = {n: [a["trait_type"] for a in m["attributes"]] for n, m in read_meta(out).items()}
+    combined = json.loads((out / "_metadata.json").read_text(encoding="utf-8"))
+    rarity = json.loads((out / "rarity.json").read_text(encoding="utf-8"))
+    header = (out / "rarity.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+    text = [line.split(": ", 1)[1] for line in (out / "rarity.txt").read_text(encoding="utf-8").splitlines()
+            if line.startswith("Layer ")]
+    return {
+        "items": items,
+        "combined": {m["edition"]: [a["trait_type"] for a in m["attributes"]] for m in combined},
+        "combined_numbers": [m["edition"] for m in combined],
+        "rarity_json": [layer["name"] for layer in rarity["layers"]],
+        "rarity_csv": header[4:],
+        "rarity_txt": text,
+    }
+
+
+def check_values_follow_the_layers(out):
+    """Each item's attribute values, the CSV row and rarity.json's rarest items put every trait
+    under its own layer."""
+    meta = read_meta(out)
+    rows = (out / "rarity.csv").read_text(encoding="utf-8").splitlines()
+    header = rows[0].split(",")
+    rarity = json.loads((out / "rarity.json").read_text(encoding="utf-8"))
+    traits_of = {layer["name"]: [t["name"] for t in layer["traits"]] for layer in rarity["layers"]}
+    for row in rows[1:]:
+        cells = dict(zip(header, row.split(",")))
+        attrs = {a["trait_type"]: a["value"] for a in meta[int(cells["number"])]["attributes"]}
+        assert {k: v for k, v in cells.items() if k in attrs} == attrs
+    for item in rarity["summary"]["rarest"]:
+        assert [t in traits_of[name] for name, t in zip(traits_of, item["traits"])] == [True] * len(traits_of)
+
+
+def test_attributes_follow_the_natural_order_of_the_layer_folders(order_layers, tmp_path):
+    out = tmp_path / "out"
+    gpucomp.run(order_layers, out, size=6, seed=2)
+    want = ["Zebra", "Apple", "Mango"]  # 1, 2, 10: not Apple, Mango, Zebra and not 1, 10, 2
+    got = layer_order_files(out)
+    assert got["items"] == {n: want for n in range(1, 7)}
+    assert got["combined"] == got["items"] and got["combined_numbers"] == list(range(1, 7))
+    assert got["rarity_json"] == got["rarity_csv"] == got["rarity_txt"] == want
+    check_values_follow_the_layers(out)
+
+
+def test_attributes_follow_the_order_of_the_config(order_layers, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(textwrap.dedent("""
+        [[layers]]
+        folder = "10-Mango"
+        [[layers]]
+        folder = "1-Zebra"
+        name = "Yak"
+        [[layers]]
+        folder = "2-Apple"
+    """), encoding="utf-8")
+    out = tmp_path / "out"
+    gpucomp.run(order_layers, out, cfg, size=6, seed=2)
+    want = ["Mango", "Yak", "Apple"]
+    got = layer_order_files(out)
+    assert got["items"] == got["combined"] == {n: want for n in range(1, 7)}
+    assert got["rarity_json"] == got["rarity_csv"] == got["rarity_txt"] == want
+    check_values_follow_the_layers(out)
+
+
+def test_attributes_of_stacks_follow_each_stacks_order(order_layers, tmp_path):
+    """Each item lists its own stack's layers in that stack's order; the rarity report lists
+    the layers in the order they first appear, stack after stack."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(textwrap.dedent("""
+        [collection]
+        shuffle = true
+        [[stacks]]
+        size = 3
+        layers = ["2-Apple", "1-Zebra"]
+        [[stacks]]
+        size = 4
+        layers = ["10-Mango", "1-Zebra", "2-Apple"]
+    """), encoding="utf-8")
+    out = tmp_path / "out"
+    gpucomp.run(order_layers, out, cfg, seed=5)
+    got = layer_order_files(out)
+    orders = sorted(map(tuple, got["items"].values()))
+    assert orders == [("Apple", "Zebra")] * 3 + [("Mango", "Zebra", "Apple")] * 4
+    assert got["combined"] == got["items"] and got["combined_numbers"] == list(range(1, 8))
+    assert got["rarity_json"] == got["rarity_csv"] == got["rarity_txt"] == ["Apple", "Zebra", "Mango"]
+    check_values_follow_the_layers(out)
+
+
+def test_item_metadata_keeps_the_order_it_is_given():
+    attrs = [("Zebra", "7"), ("Apple", "Red"), ("Mango", "2.5")]
+    for fmt in FORMATS:
+        opts = MetadataOptions(format=fmt, display_types={"Zebra": "number"})
+        meta = item_metadata(1, attrs, DNA, opts)
+        assert [a["trait_type"] for a in meta["attributes"]] == ["Zebra", "Apple", "Mango"]
+        assert [a["value"] for a in meta["attributes"]] == [7, "Red", "2.5"]
