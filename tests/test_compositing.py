@@ -187,3 +187,161 @@ def test_demo_layers_match_dense(Backend, demo_layers):
         traits = stack(ls, combo)
         assert np.array_equal(img, finalize(composite_dense((ls.height, ls.width), traits)))
         check_against_reference(img, reference((ls.height, ls.width), traits))
+
+
+# --- the final rounding, on its own ---------------------------------------------------------------
+#
+# out_a = trunc(a * 255 + 0.5), out_c = 0 if out_a == 0 else trunc(min(c / a, 255) + 0.5), every
+# operation in float32. The backends and the spec share `finalize`, so comparing them cannot catch
+# a change of rounding; these expected values are worked out by hand from the contract. The
+# interesting inputs are exact halves with an even integer part, where rounding half to even
+# (np.rint, Python's round) goes down and trunc(x + 0.5) goes up, and their float32 neighbours.
+
+F = np.float32
+BELOW_HALF = np.nextafter(F(0.5), F(0))  # 0.49999997 = 0.5 - 2**-25
+
+
+def below(x):
+    return np.nextafter(F(x), F(0))
+
+
+def above(x):
+    return np.nextafter(F(x), F(1000))
+
+
+# alphas whose float32 product with 255 is exactly the value named (found by search, checked below)
+ALPHA_64_5 = F(0.2529412)  # a * 255 == 64.5
+ALPHA_0_5 = F(0.0019607844)  # a * 255 == 0.5
+ALPHA_BELOW_HALF = F(0.0019607842)  # a * 255 == 0.49999997
+
+
+def test_the_chosen_alphas_give_the_products_named():
+    assert F(ALPHA_64_5 * F(255)) == F(64.5)
+    assert F(ALPHA_0_5 * F(255)) == F(0.5)
+    assert F(ALPHA_BELOW_HALF * F(255)) == BELOW_HALF
+    assert F(F(0.5) * F(255)) == F(127.5) and F(F(50.25) / F(0.5)) == F(100.5)
+
+
+# (premultiplied colour, alpha) -> (colour out, alpha out), by hand
+NON_OPAQUE_CASES = [
+    ((F(50.25), F(0.5)), (101, 128)),  # c / a = 100.5 -> 101 (half-even: 100); a * 255 = 127.5 -> 128
+    ((below(50.25), F(0.5)), (100, 128)),  # c / a = 100.5 - 2**-17 -> 100
+    ((above(50.25), F(0.5)), (101, 128)),
+    ((F(50.75), F(0.5)), (102, 128)),  # 101.5 -> 102
+    ((F(0.25), F(0.5)), (1, 128)),  # c / a = 0.5 -> 1 (half-even: 0)
+    ((F(200), F(0.5)), (255, 128)),  # c / a = 400: min(., 255) first, never a wrapped byte
+    ((F(127.75), F(0.5)), (255, 128)),  # c / a = 255.5 -> min -> 255
+    ((F(10), ALPHA_64_5), (40, 65)),  # a * 255 = 64.5 -> 65 (half-even: 64); 10 / a = 39.53... -> 40
+    ((F(0), ALPHA_64_5), (0, 65)),
+    ((F(0.001), ALPHA_0_5), (1, 1)),  # a * 255 = 0.5 -> 1; c / a = 0.51 -> 1
+    ((F(0.001), ALPHA_BELOW_HALF), (1, 1)),  # 0.49999997 + 0.5 rounds to 1.0 in float32 -> 1, as on the GPU
+    ((F(100), F(0.0009)), (0, 0)),  # a * 255 = 0.2295 -> 0: colour 0 whatever c / a is
+    ((F(100.5), F(1)), (101, 255)),  # alpha exactly 1 in a non-opaque image: c itself, 100.5 -> 101
+    ((below(100.5), F(1)), (100, 255)),
+    ((F(254.5), below(1)), (255, 255)),  # a * 255 = 254.99998 -> 255; 254.5 / a = 254.50002 -> 255
+    ((BELOW_HALF, F(1)), (1, 255)),  # 0.49999997 + 0.5 == 1.0 in float32
+]
+
+
+def accumulator(cases):
+    """(1, len(cases), 4) float32 accumulator, colour c in all three channels."""
+    return np.array([[[c, c, c, a] for (c, a), _ in cases]], np.float32)
+
+
+def test_non_opaque_results_round_half_up_after_unpremultiplying():
+    out = finalize(accumulator(NON_OPAQUE_CASES), opaque_rgb=True)
+    assert out.dtype == np.uint8 and out.shape == (1, len(NON_OPAQUE_CASES), 4)
+    want = [[c, c, c, a] for _, (c, a) in NON_OPAQUE_CASES]
+    assert out[0].tolist() == want
+
+
+# colour of a pixel whose alpha is exactly 1 -> byte, by hand
+OPAQUE_CASES = [(F(100.5), 101), (below(100.5), 100), (above(100.5), 101), (F(0.5), 1), (BELOW_HALF, 1),
+                (F(0), 0), (F(101.5), 102), (F(254.5), 255), (F(255), 255), (below(0.5 - 2**-25), 0)]
+
+
+@pytest.mark.parametrize("opaque_rgb", [True, False])
+def test_opaque_results_round_half_up(opaque_rgb):
+    acc = np.array([[[c, c, c, 1.0] for c, _ in OPAQUE_CASES]], np.float32)
+    out = finalize(acc, opaque_rgb)
+    want = [[b, b, b] + ([] if opaque_rgb else [255]) for _, b in OPAQUE_CASES]
+    assert out[0].tolist() == want
+
+
+def plain_layer(traits, blend="normal", opacity=1.0):
+    return SimpleNamespace(traits=traits, blend=blend, opacity=opacity)
+
+
+def pixel_trait(rgba_row, box):
+    px = np.array([rgba_row], np.uint8)
+    return SimpleNamespace(box=box, pixels=px, opaque_full=False)
+
+
+def test_backend_rounds_exact_halves_up():
+    """Through NumpyBackend.composite: a layer at opacity 0.5 over an opaque base averages the
+    two colours exactly (as = 0.5, ias = 0.5), so odd sums land on halves: 100 and 101 give
+    100.5 -> 101, 0 and 1 give 0.5 -> 1. Alone (no base), opacity 0.2529412 gives alpha
+    0.2529412, 64.5 on the 0..255 scale -> 65, and the colour c * a / a -> c."""
+    h, w = 1, 3
+    base = SimpleNamespace(box=(0, 0, 1, 3), pixels=np.array([[[100, 0, 7, 255], [0, 0, 0, 255], [9, 9, 9, 255]]],
+                                                             np.uint8), opaque_full=True)
+    top = SimpleNamespace(box=(0, 0, 1, 3), pixels=np.array([[[101, 1, 7, 255], [255, 2, 3, 255], [10, 12, 9, 255]]],
+                                                            np.uint8), opaque_full=False)
+    be = NumpyBackend(opaque_rgb=True)
+    be.prepare(SimpleNamespace(height=h, width=w, layers=[plain_layer([base]), plain_layer([top], opacity=0.5)]))
+    assert be.composite([(0, 0)])[0].tolist() == [[[101, 1, 7], [128, 1, 2], [10, 11, 9]]]
+    # 255 / 2 = 127.5 -> 128, 2 / 2 = 1, 3 / 2 = 1.5 -> 2, 19 / 2 = 9.5 -> 10, 21 / 2 = 10.5 -> 11
+    alone = pixel_trait([[40, 41, 255, 255]], (0, 0, 1, 1))
+    be = NumpyBackend(opaque_rgb=True)
+    be.prepare(SimpleNamespace(height=1, width=2, layers=[plain_layer([alone], opacity=float(ALPHA_64_5))]))
+    assert be.composite([(0,)])[0].tolist() == [[[40, 41, 255, 65], [0, 0, 0, 0]]]
+
+
+FINAL8_SHIM = r"""
+#include <cmath>
+#define __device__
+#define __forceinline__ inline
+struct float4 { float x, y, z, w; };
+struct uchar4 { unsigned char x, y, z, w; };
+static inline uchar4 make_uchar4(unsigned char x, unsigned char y, unsigned char z, unsigned char w) {
+    return uchar4{x, y, z, w};
+}
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+"""
+FINAL8_DRIVER = r"""
+extern "C" void run(int n, const float* acc, unsigned char* out) {
+    for (int i = 0; i < n; ++i) {
+        uchar4 o = final8(float4{acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]});
+        out[4 * i] = o.x; out[4 * i + 1] = o.y; out[4 * i + 2] = o.z; out[4 * i + 3] = o.w;
+    }
+}
+"""
+
+
+def test_cuda_kernel_final_rounding_on_the_host(tmp_path):
+    """kernels/composite.cu's final8, compiled for the host (IEEE float32, no contraction), on
+    the same hand-computed cases: the GPU rounds as the contract says, not only as NumPy does."""
+    import ctypes
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    src = (Path(__file__).resolve().parent.parent / "kernels" / "composite.cu").read_text()
+    body = re.search(r"__device__ __forceinline__ uchar4 final8\(float4 acc\) \{.*?\n\}\n", src, re.S)
+    assert body, "final8 not found in kernels/composite.cu"
+    (tmp_path / "final8.cpp").write_text(FINAL8_SHIM + body.group(0) + FINAL8_DRIVER)
+    r = subprocess.run([cxx, "-O2", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC",
+                        str(tmp_path / "final8.cpp"), "-o", str(tmp_path / "final8.so")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    run = ctypes.CDLL(str(tmp_path / "final8.so")).run
+    cases = NON_OPAQUE_CASES + [((c, F(1)), (b, 255)) for c, b in OPAQUE_CASES]
+    acc = np.ascontiguousarray(accumulator(cases).reshape(-1, 4))
+    out = np.zeros((len(cases), 4), np.uint8)
+    run(ctypes.c_int(len(cases)), ctypes.c_void_p(acc.ctypes.data), ctypes.c_void_p(out.ctypes.data))
+    assert out.tolist() == [[c, c, c, a] for _, (c, a) in cases]
