@@ -180,14 +180,24 @@ def test_plans_that_need_several_draw_rounds_stay_unique(monkeypatch, case, seed
     assert np.unique(combos, axis=0).shape[0] == n
 
 
-def test_plan_past_int64_keys_is_unchanged():
-    """Golden digest of the bytes-key path (2**60 * 2025 combinations), which the digests in
-    test_rules.py (taken before rules existed) do not reach: a collection is resumed by planning
-    it again from its seed and comparing the plan's hash, so a change here refuses old collections."""
-    weights = [w(1e12, 1)] * 60 + [np.ones(45)] * 2
-    assert count_combinations(weights) >= 2**62
-    combos = make_plan(weights, 1700, seed=11).combos
-    assert hashlib.sha256(combos.tobytes()).hexdigest() == "535c95de47aa1ecdf8b2beed9ba137a1e43d2990aad2524cf90c69f73b4739d2"
+PLAIN_GOLDEN = [  # (what it exercises, weights, n, seed, sha256 of the combos)
+    ("enumerated: total / 4 < n <= total / 2", [w(1, 2, 3, 4), w(1, 5, 1), w(2, 1)], 8, 3,
+     "df242236d559598970d42cc00b33b10436ecdfd08d1d8bc8e24d3064fb75876d"),
+    ("drawn in rounds, a late round brings only a few % new rows", [w(400, *([1.0] * 99))] * 2, 1500, 0,
+     "9aaf445efa0d4a664e2eadd9520625b29c3c28a3faa54a6c20973eb609335ac2"),
+    ("past 2**62 combinations: bytes keys", [w(1e12, 1)] * 60 + [np.ones(45)] * 2, 1700, 11,
+     "535c95de47aa1ecdf8b2beed9ba137a1e43d2990aad2524cf90c69f73b4739d2"),
+]
+
+
+@pytest.mark.parametrize("what, weights, n, seed, digest", PLAIN_GOLDEN, ids=[c[0] for c in PLAIN_GOLDEN])
+def test_plans_near_the_sampler_thresholds_are_unchanged(what, weights, n, seed, digest):
+    """Golden digests for what the digests in test_rules.py (taken before rules existed) do not
+    reach: the enumeration threshold, the stall threshold and the bytes-key path. A collection is
+    resumed by planning it again from its seed and comparing the plan's hash, so moving a
+    threshold or changing a path refuses collections already rendered: a compatibility break."""
+    combos = make_plan(weights, n, seed=seed).combos
+    assert hashlib.sha256(combos.tobytes()).hexdigest() == digest
 
 
 # --- distribution ---------------------------------------------------------------------------------
