@@ -112,3 +112,9 @@ def test_natural_key_orders_numbers_by_value(numbers, zeros):
 
 def test_natural_key_huge_numbers_compare_by_value():
     assert natural_key("x" + "9" * 5000) < natural_key("x1" + "0" * 5000)
+
+
+def test_natural_key_ignores_leading_zeros_of_each_number():
+    """`010` is ten, after `9` and before `0011`, whatever the zeros; equal values tie by name."""
+    names = ["Hat 0011", "Hat 010", "Hat 9", "Hat 00009"]
+    assert sorted(names, key=natural_key) == ["Hat 00009", "Hat 9", "Hat 010", "Hat 0011"]
