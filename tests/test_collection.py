@@ -888,3 +888,28 @@ def test_derived_seeds_are_unchanged():
     assert [derived_seed(7, "stack", 1), derived_seed(7, "shuffle"), derived_seed(7, "extension", 0),
             derived_seed(7, "free"), derived_seed(7, "repair")] == [
         1489528886332813234, 2922461637172715622, 1966680263746285649, 657222881079866395, 7928530909740850768]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4])
+def test_items_redrawn_around_exact_counts_obey_the_rules(seed):
+    """Stack 2 has stack 1's dna layers and an exact count, so items it shares with stack 1 are
+    redrawn around the exact trait (collection._repair): only 9 combinations are allowed and
+    stack 1 takes 4, so redraws happen for these seeds. The redraws must keep every rule, the
+    exact count and uniqueness across both stacks."""
+    from dataclasses import replace
+
+    from gpucomp.collection import plan_collection, stack_layerset
+    from gpucomp.config import Config, LayerOption, RuleOption, Stack
+
+    loaded = _golden_layers()
+    bg, body = LayerOption("01-Background"), LayerOption("02-Body")
+    cfg = Config(seed=seed, stacks=(Stack(4, (bg, body)), Stack(4, (bg, replace(body, exact=(("Tall", 1),))))),
+                 rules=(RuleOption("always", ("Background", "Blue"), ("Body", "Round")),
+                        RuleOption("never", ("Background", "Green"), ("Body", "Square"))))
+    stacks = [(stack_layerset(loaded, "layers", 8, 8, list(st.layers)), list(st.layers)) for st in cfg.stacks]
+    plan = plan_collection(cfg, stacks)
+    got = [dict(seg.attributes(i)) for seg in plan.segments for i in range(len(seg.combos))]
+    assert len({tuple(d.items()) for d in got}) == 8
+    assert not [d for d in got if d["Background"] == "Blue" and d["Body"] != "Round"]
+    assert not [d for d in got if d["Background"] == "Green" and d["Body"] == "Square"]
+    assert [d["Body"] for d in got[4:]].count("Tall") == 1
