@@ -268,13 +268,8 @@ def test_opaque_results_round_half_up(opaque_rgb):
     assert out[0].tolist() == want
 
 
-def plain_layer(traits, blend="normal", opacity=1.0):
-    return SimpleNamespace(traits=traits, blend=blend, opacity=opacity)
-
-
-def pixel_trait(rgba_row, box):
-    px = np.array([rgba_row], np.uint8)
-    return SimpleNamespace(box=box, pixels=px, opaque_full=False)
+def layer_of(traits, opacity=1.0):
+    return SimpleNamespace(traits=traits, blend="normal", opacity=opacity)
 
 
 def test_backend_rounds_exact_halves_up():
@@ -288,12 +283,12 @@ def test_backend_rounds_exact_halves_up():
     top = SimpleNamespace(box=(0, 0, 1, 3), pixels=np.array([[[101, 1, 7, 255], [255, 2, 3, 255], [10, 12, 9, 255]]],
                                                             np.uint8), opaque_full=False)
     be = NumpyBackend(opaque_rgb=True)
-    be.prepare(SimpleNamespace(height=h, width=w, layers=[plain_layer([base]), plain_layer([top], opacity=0.5)]))
+    be.prepare(SimpleNamespace(height=h, width=w, layers=[layer_of([base]), layer_of([top], opacity=0.5)]))
     assert be.composite([(0, 0)])[0].tolist() == [[[101, 1, 7], [128, 1, 2], [10, 11, 9]]]
     # 255 / 2 = 127.5 -> 128, 2 / 2 = 1, 3 / 2 = 1.5 -> 2, 19 / 2 = 9.5 -> 10, 21 / 2 = 10.5 -> 11
-    alone = pixel_trait([[40, 41, 255, 255]], (0, 0, 1, 1))
+    alone = SimpleNamespace(box=(0, 0, 1, 1), pixels=np.array([[[40, 41, 255, 255]]], np.uint8), opaque_full=False)
     be = NumpyBackend(opaque_rgb=True)
-    be.prepare(SimpleNamespace(height=1, width=2, layers=[plain_layer([alone], opacity=float(ALPHA_64_5))]))
+    be.prepare(SimpleNamespace(height=1, width=2, layers=[layer_of([alone], opacity=float(ALPHA_64_5))]))
     assert be.composite([(0,)])[0].tolist() == [[[40, 41, 255, 65], [0, 0, 0, 0]]]
 
 
