@@ -297,7 +297,8 @@ def plan_stack(stack_index: int, layerset: LayerSet, options, size: int, seed: i
                             f"other items, {size} asked; lower the number or add traits")
         want = min(total, want + (size - len(keep)) * 2)
     if exclude and exact:
-        bad = [i for i in range(len(combos)) if i not in set(keep)]
+        kept = set(keep)  # once: a set per row made this quadratic (minutes for 100k items)
+        bad = [i for i in range(len(combos)) if i not in kept]
         fixed = [{t for (k, t) in exact if k == kk} for kk in range(len(dna_layers))]
         taken = exclude.copy()
         for r in combos[keep].tolist():

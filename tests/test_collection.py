@@ -913,3 +913,30 @@ def test_items_redrawn_around_exact_counts_obey_the_rules(seed):
     assert not [d for d in got if d["Background"] == "Blue" and d["Body"] != "Round"]
     assert not [d for d in got if d["Background"] == "Green" and d["Body"] == "Square"]
     assert [d["Body"] for d in got[4:]].count("Tall") == 1
+
+
+def test_redrawing_around_exact_counts_scales_linearly():
+    """A stack (or an extension: its exact counts become 0) with exact counts after another
+    stack checks every item against the others. That check once built a set per item, so
+    100,000 items took minutes; it must grow about linearly: 8x the items, well under 20x the
+    time (quadratic was about 50x). Times are compared within one run, so machine load cancels."""
+    import time
+    from dataclasses import replace
+    from types import SimpleNamespace as NS
+
+    from gpucomp.collection import plan_collection, stack_layerset
+    from gpucomp.config import Config, LayerOption, Stack
+
+    loaded = {f: NS(folder=f, traits=[NS(name=f"t{i}", weight=1.0) for i in range(30)]) for f in "abcd"}
+    a, b, c, d = (LayerOption(f) for f in loaded)
+
+    def seconds(n: int) -> float:
+        cfg = Config(seed=1, stacks=(Stack(10, (a, b, c, d)), Stack(n, (a, b, c, replace(d, exact=(("t0", 5),))))))
+        stacks = [(stack_layerset(loaded, "layers", 8, 8, list(st.layers)), list(st.layers)) for st in cfg.stacks]
+        t = time.perf_counter()
+        plan = plan_collection(cfg, stacks)
+        assert len(plan) == n + 10
+        return time.perf_counter() - t
+
+    small = min(seconds(2000) for _ in range(2))
+    assert seconds(16000) < 20 * small
