@@ -476,3 +476,13 @@ def test_exact_count_for_a_weight_zero_trait_and_zero_count_for_a_weighted_one()
     assert int((got[:, 1] == 2).sum()) == 7 and not (got[:, 0] == 2).any()
     assert (got[got[:, 1] == 2, 2] == 1).all()
     assert count_allowed(W4, [always(HALO, SHUT)], {HALO: 7, GOLD: 0}) == 2 * 4 * 2 * 4 - 2 * 1 * 1 * 4
+
+
+def test_a_forced_trait_may_have_exactly_as_many_items_as_the_trait_forcing_it():
+    """"Red" always with "Smile", both asked for 5 items: feasible (the 5 Smiles are the 5 Reds),
+    the boundary of the refusal above (asked for 5 and only 4)."""
+    for rules in ([always(RED, SMILE)], [always(RED, CAP), always(CAP, SMILE)]):
+        combos = make_plan(W4, 20, seed=3, rules=rules, exact={RED: 5, SMILE: 5}, names=NAMES).combos
+        red, smile = combos[:, 0] == 0, combos[:, 3] == 0
+        assert red.sum() == smile.sum() == 5 and (red == smile).all()
+        assert np.unique(combos, axis=0).shape[0] == 20
