@@ -118,3 +118,10 @@ def test_natural_key_ignores_leading_zeros_of_each_number():
     """`010` is ten, after `9` and before `0011`, whatever the zeros; equal values tie by name."""
     names = ["Hat 0011", "Hat 010", "Hat 9", "Hat 00009"]
     assert sorted(names, key=natural_key) == ["Hat 00009", "Hat 9", "Hat 010", "Hat 0011"]
+
+
+@pytest.mark.parametrize("stem", ["Cafe\u0301#3", "Caf\u00e9#3", " Cafe\u0301 #3"])
+def test_a_decomposed_name_is_the_same_trait_as_a_composed_one(stem):
+    """macOS writes `é` as `e` + a combining accent: the name must come out composed (NFC), or
+    metadata would hold two different `Café` traits. Random text rarely hits this."""
+    assert parse_trait_name(stem, "#", "src.png") == ("Caf\u00e9", 3.0)
