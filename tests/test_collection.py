@@ -822,6 +822,8 @@ def _golden_configs():
         "three stacks shuffled": Config(seed=8, shuffle=True, start=0, stacks=(
             Stack(6, (bg, body)), Stack(2, (bg, body, replace(sparkle, dna=False))), Stack(5, (bg, body, hat))),
             rules=(rule("always", "Body/Square", "Hat/Crown"),)),
+        # stack 2 draws more items than it needs to avoid stack 1's, and keeps the first new ones
+        "extra draws kept in order": Config(seed=0, stacks=(Stack(6, (bg, body)), Stack(3, (bg, body)))),
         # stack 2's exact count keeps items that collide with stack 1: they are redrawn around it
         "exact count redrawn": Config(seed=9, stacks=(
             Stack(5, (bg, body)), Stack(5, (bg, replace(body, exact=(("Tall", 2),)))))),
@@ -849,6 +851,7 @@ GOLDEN_PLANS = {
     "one stack": "78be12a7d647eea565e2c46f95863550c81604e01d35fccfcc1d58f88a699496",
     "three stacks shuffled": "10806252ac76dde20fc8e9439452aa098145953c23721a60f8c7b8551405fa34",
     "exact count redrawn": "982fcff182002b0c713a5538a343c278bb8ad2bdf950eec10a5a02e6b113b437",
+    "extra draws kept in order": "0270deba064001e1cebadf3b8b1868925c0b9ac18138fce5a7c5d1652857a0bb",
 }
 
 
