@@ -17,6 +17,7 @@ from gpucomp.lock import OutputLock
 from gpucomp.metadata import (FORMATS, TABLE_KEYS, MetadataOptions, check_traits, item_metadata, options_for_config, options_from_table,
                               update_metadata)
 from gpucomp.output import json_bytes
+from gpucomp.rarity import OPENRARITY_COLUMNS
 
 SOL_A = "7EcDhSYGxXyscszYEp35KHN8vvw3svAuLKTzXwCFLtV"
 SOL_B = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM"
@@ -525,7 +526,7 @@ def layer_order_files(out):
         "combined": {m["edition"]: [a["trait_type"] for a in m["attributes"]] for m in combined},
         "combined_numbers": [m["edition"] for m in combined],
         "rarity_json": [layer["name"] for layer in rarity["layers"]],
-        "rarity_csv": header[4:],
+        "rarity_csv": [c for c in header[4:] if c not in OPENRARITY_COLUMNS],  # those follow the layers
         "rarity_txt": text,
     }
 
@@ -606,5 +607,6 @@ def test_item_metadata_keeps_the_order_it_is_given():
     for fmt in FORMATS:
         opts = MetadataOptions(format=fmt, display_types={"Zebra": "number"})
         meta = item_metadata(1, attrs, DNA, opts)
-        assert [a["trait_type"] for a in meta["attributes"]] == ["Zebra", "Apple", "Mango"]
+        key = "name" if fmt == "tezos" else "trait_type"  # TZIP-21 names the trait type `name`
+        assert [a[key] for a in meta["attributes"]] == ["Zebra", "Apple", "Mango"]
         assert [a["value"] for a in meta["attributes"]] == [7, "Red", "2.5"]
