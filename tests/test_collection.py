@@ -785,13 +785,13 @@ def test_re_running_an_interrupted_extend_points_to_resume(demo_layers, tmp_path
 # with such a plan, or, unchecked, would mix two collections in one folder. The digests below
 # were taken from the code that rendered the first such collections; a test that fails here is
 # a compatibility break, which needs a plan version in the manifest, not a new digest.
-# The layers are plain objects (names and weights only), so no PNG is read.
+# The layers are plain objects (names and weights of plain traits: no parts), so no PNG is read.
 
 def _golden_layers():
     from types import SimpleNamespace as NS
 
     def traits(*pairs):
-        return [NS(name=name, weight=float(weight)) for name, weight in pairs]
+        return [NS(name=name, weight=float(weight), parts=None, empty=False) for name, weight in pairs]
 
     return {f: NS(folder=f, traits=t) for f, t in [
         ("01-Background", traits(("Red", 1), ("Blue", 2), ("Green", 3), ("Gold", 0.5))),
@@ -930,7 +930,8 @@ def test_redrawing_around_exact_counts_scales_linearly():
     from gpucomp.collection import plan_collection, stack_layerset
     from gpucomp.config import Config, LayerOption, Stack
 
-    loaded = {f: NS(folder=f, traits=[NS(name=f"t{i}", weight=1.0) for i in range(30)]) for f in "abcd"}
+    traits = [NS(name=f"t{i}", weight=1.0, parts=None, empty=False) for i in range(30)]
+    loaded = {f: NS(folder=f, traits=traits) for f in "abcd"}
     a, b, c, d = (LayerOption(f) for f in loaded)
 
     def seconds(n: int) -> float:
