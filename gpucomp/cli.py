@@ -214,7 +214,7 @@ def cmd_demo(args) -> int:
 def cmd_validate(args) -> int:
     from .collection import metadata_layers, plan_collection
     from .config import Config, load_config, with_overrides
-    from .pipeline import load_stacks
+    from .folder import load_stacks
 
     cfg = load_config(args.config) if args.config else Config()
     cfg = with_overrides(cfg, size=args.size, delimiter=args.delimiter)

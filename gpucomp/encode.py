@@ -147,6 +147,19 @@ def encode_deflated(item) -> bytes:
     return _png(item.width, item.height, item.channels, *item.idat_pieces())
 
 
+def encode_rendered(item, preset: Preset) -> bytes:
+    """PNG bytes from what a backend handed back for one item (rendered.Rendered), by its type."""
+    from .rendered import Deflated, Filtered
+
+    if isinstance(item, Deflated):
+        return encode_deflated(item)
+    if isinstance(item, Filtered):
+        return encode_filtered(item.rows, item.width, item.height, item.channels, preset)
+    if isinstance(item, np.ndarray):
+        return encode_png(item, preset)
+    raise TypeError(f"a backend returned {type(item).__name__}; expected pixels, Filtered or Deflated")
+
+
 def _png(width: int, height: int, channels: int, *idat) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPE[channels], 0, 0, 0)
     return b"".join((PNG_SIGNATURE, *_chunk(b"IHDR", ihdr), *_chunk(b"IDAT", *idat), *_chunk(b"IEND")))

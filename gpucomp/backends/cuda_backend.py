@@ -18,20 +18,11 @@ from ..cache import PrefixCache
 from ..config import MAX_BATCH  # CUDA grid limit: one item per grid row
 from .. import gpu_deflate as gd
 from ..compositing import INV, SA, is_plain, layer_blend
+from ..rendered import Filtered
 from ..schedule import Lookahead, Residency, grouped_order, prefix_depth
 
 THREADS = 256
 D2H = 2  # cudaMemcpyDeviceToHost
-
-
-@dataclass
-class Filtered:
-    """PNG scanlines already filtered on the GPU: (H, 1 + W*C) uint8, filter byte first."""
-
-    rows: np.ndarray
-    width: int
-    height: int
-    channels: int
 
 
 def device_report() -> list[str]:

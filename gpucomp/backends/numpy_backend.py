@@ -122,6 +122,8 @@ class NumpyBackend:
 
     name = "cpu"
     renders_in_workers = True  # composite inside the encode workers: no hand-off of pixels
+    gpu_deflate = False  # composite() returns pixels; the encoder deflates them
+    fallbacks: tuple = ()  # nothing to fall back from
 
     def __init__(self, opaque_rgb: bool = True, kernel: bool | None = None):
         """`kernel`: True forces the fused kernel (error if numba is unusable), False the NumPy

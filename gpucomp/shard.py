@@ -1,0 +1,269 @@
+"""Renders one shard: a set of item positions of a collection, with one backend on one device,
+into the output folder, journaling every finished item.
+
+A single-process run is one shard whose journal is OUT/gpucomp.journal; with Ray (ray_run.py)
+each shard is rendered by a worker process with a journal of its own. An item's bytes depend
+only on the plan: never on which shard, worker, batch or thread renders it. The folder itself
+(lock, manifest, plan, what is finished, the final files) is folder.py's job.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .encode import Preset, encode_rendered
+from .errors import OutputError
+from .journal import Journal, file_sha256
+from .output import atomic_write_bytes, json_bytes, open_regular
+from .testhooks import fault  # noqa: F401 (GPUCOMP_TEST_KILL / GPUCOMP_TEST_SLOW points, also for folder.py)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One finished item: its number, traits (layer display name -> trait name) and files."""
+
+    number: int
+    traits: dict
+    image: Path
+    metadata: Path
+
+
+@dataclass(frozen=True)
+class Done:
+    """One item a shard wrote: small and picklable (a Ray worker returns a list of them)."""
+
+    position: int
+    number: int
+    sha256: bytes
+    png_bytes: int
+
+
+class ItemIndex:
+    """The items of a collection plan by position p = number - start (positions index the
+    per-item state: hashes, what is finished); g is an item's index in plan order."""
+
+    def __init__(self, cplan, meta_options, single_stack: bool):
+        self.cplan, self.options, self.single_stack = cplan, meta_options, single_stack
+        self.start, self.n = cplan.start, len(cplan)
+        self.g_of = np.argsort(cplan.numbers, kind="stable")
+        self.pos_of = np.empty(self.n, np.int64)
+        self.pos_of[self.g_of] = np.arange(self.n)
+        self.numbers = range(self.start, self.start + self.n)  # lazy: no per-item Python objects
+
+    def locate(self, p: int):
+        return self.cplan.locate(int(self.g_of[p]))
+
+    def meta_bytes(self, p: int) -> bytes:
+        from .metadata import item_metadata
+        from .plan import dna
+
+        seg, row = self.locate(p)
+        # With several stacks a trait name alone is ambiguous: qualify it by its layer.
+        key = seg.dna_names(row) if self.single_stack else [f"{a}/{b}" for a, b in seg.identity(row)]
+        return json_bytes(item_metadata(self.numbers[p], seg.attributes(row), dna(key), self.options))
+
+    def item(self, p: int, out: Path) -> Item:
+        seg, row = self.locate(p)
+        number = self.numbers[p]
+        return Item(number, dict(seg.attributes(row)), out / "images" / f"{number}.png",
+                    out / "metadata" / f"{number}.json")
+
+    def by_segment(self, positions: np.ndarray):
+        """(segment, rows in it, their positions) for `positions`, in plan order: items of one
+        segment share the backend's prepared layers, and plan order keeps the GPU cache warm."""
+        g = np.sort(self.g_of[np.asarray(positions, np.int64)])
+        for seg in self.cplan.segments:
+            lo, hi = seg.offset, seg.offset + len(seg.combos)
+            sel = g[(g >= lo) & (g < hi)]
+            if len(sel):
+                yield seg, sel - lo, self.pos_of[sel]
+
+
+@dataclass
+class ShardContext:
+    """What every shard of one run needs, the same in every process (a Ray worker gets it once)."""
+
+    out: Path
+    index: ItemIndex
+    preset: Preset
+    deflate: str  # the run's deflate engine: 'gpu', 'isal' or 'zlib'
+    release_pixels: bool  # one stack only: the CPU backend may drop dense pixels once indexed
+
+
+def human_bytes(n: float) -> str:
+    """A size in a unit that fits: '312 KB', '4.1 MB', '1.2 GB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} bytes"
+
+
+def write_error(path: Path, err: OSError, item_bytes: int, remaining: int) -> OutputError:
+    """The error for a failed write in OUT: what failed, about how much space is missing, how to go on."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        need = f" (about {human_bytes(item_bytes * remaining * 1.02)} more needed for the {remaining} items left)" \
+            if remaining else ""
+        return OutputError(f"{path}: no space left on the device{need}; finished items are kept: free space, "
+                           f"then re-run the same command to resume")
+    return OutputError(f"{path}: cannot write ({err.strerror or err}); finished items are kept: "
+                       f"fix the cause, then re-run the same command to resume")
+
+
+class ShardRenderer:
+    """Renders shards with one backend: composite (or take the backend's batches), encode in a
+    thread pool, write atomically, journal. One renderer serves many shards (a Ray worker
+    keeps one), preparing the backend again only when a segment has other layers."""
+
+    def __init__(self, ctx: ShardContext, backend, stats, workers: int, stop: threading.Event | None = None,
+                 stop_timeout: float | None = None):
+        self.ctx, self.backend, self.stats, self.workers = ctx, backend, stats, max(1, workers)
+        self.stop = stop or threading.Event()
+        self.stop_timeout = stop_timeout  # after stop(): how long to wait for items in flight (None: all)
+        self.gpu_deflate = ctx.deflate == "gpu" and backend.gpu_deflate
+        self.abandoned = 0  # items still in flight when a stopped shard gave up waiting
+        self._prepared = None
+        self._count = threading.Lock()
+
+    def render(self, positions: np.ndarray, journal: Journal) -> Iterator[Done]:
+        """Render `positions`, yielding each item once its files are in place and journaled. After
+        `stop` is set it submits nothing more and waits `stop_timeout` for the items in flight."""
+        self.journal, self.total, self.written = journal, len(positions), 0
+        self.pending: set[Future] = set()
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gpucomp")
+        wait_pool = True
+        try:
+            for seg, rows, pos in self.ctx.index.by_segment(positions):
+                if self.stop.is_set():
+                    break
+                yield from self._drain(0)  # the backend is about to switch to this segment's layers
+                self._prepare(seg.render_layerset)
+                yield from self._submit(seg, rows, pos)
+            if not self.stop.is_set():
+                yield from self._drain(0)
+            if self.stop.is_set():
+                wait_pool = self._abandon()
+        except BaseException:
+            for f in self.pending:
+                f.cancel()
+            raise
+        finally:
+            self.pool.shutdown(wait=wait_pool, cancel_futures=True)
+
+    def _prepare(self, layerset) -> None:
+        if layerset is self._prepared:
+            return
+        with self.stats.timer("prepare"):
+            if self.backend.renders_in_workers:  # the CPU backend keeps its own sparse copy
+                self.backend.prepare(layerset, release_pixels=self.ctx.release_pixels)
+            else:
+                self.backend.prepare(layerset)
+        self._prepared = layerset
+
+    def _drain(self, block_until: int) -> Iterator[Done]:
+        while len(self.pending) > block_until:
+            finished, _ = wait(self.pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            if not finished and self.stop.is_set():
+                return  # stop(): render() cancels what is queued and waits a bounded time
+            self.pending.difference_update(finished)
+            for f in finished:
+                yield f.result()
+
+    def _abandon(self) -> bool:
+        """Cancel what is queued, wait a bounded time for what runs; True when nothing is left."""
+        for f in self.pending:
+            f.cancel()
+        _, running = wait(self.pending, timeout=self.stop_timeout)
+        self.abandoned = len(running)
+        return not running
+
+    def _submit(self, seg, rows: np.ndarray, pos: np.ndarray) -> Iterator[Done]:
+        """Hand one segment's items to the pool: the CPU backend composites inside the workers,
+        the CUDA backend yields batches that the workers only encode."""
+        limit = 2 * self.workers
+        if self.backend.renders_in_workers:
+            for row, p in zip(rows.tolist(), pos.tolist()):
+                if self.stop.is_set():
+                    return
+                self.pending.add(self.pool.submit(self._composite_and_write, seg, row, p))
+                yield from self._drain(limit)
+            return
+        batches = self.backend.render(seg.render_combos(rows), self.stats, self.ctx.preset.filter,
+                                      deflate=self.gpu_deflate)
+        try:
+            for idx, outputs in batches:
+                limit = max(limit, 2 * len(outputs))
+                for j, rendered in zip(idx.tolist(), outputs):
+                    self.pending.add(self.pool.submit(self._write, int(pos[j]), rendered))
+                del outputs
+                yield from self._drain(limit)
+                if self.stop.is_set():
+                    return
+        finally:
+            batches.close()
+
+    def _composite_and_write(self, seg, row: int, p: int) -> Done:
+        with self.stats.timer("composite"):
+            pixels = self.backend.composite([seg.render_combo(row)])[0]
+        return self._write(p, pixels)
+
+    def _write(self, p: int, rendered) -> Done:
+        """Encode, write image then metadata (each atomically), then journal the item."""
+        ctx, st = self.ctx, self.stats
+        number = ctx.index.numbers[p]
+        with st.timer("encode"):
+            png = encode_rendered(rendered, ctx.preset)
+            digest = hashlib.sha256(png).digest()
+        img_path = ctx.out / "images" / f"{number}.png"
+        with st.timer("write"):
+            try:
+                atomic_write_bytes(img_path, png)
+                fault(f"image:{number}")
+                atomic_write_bytes(ctx.out / "metadata" / f"{number}.json", ctx.index.meta_bytes(p))
+            except OSError as err:
+                raise write_error(img_path, err, len(png), self.total - self.written) from err
+            self.journal.record(number, digest.hex())
+        st.count("png_bytes", len(png))
+        with self._count:
+            self.written += 1
+        return Done(p, number, digest, len(png))
+
+
+def read_journal(path: Path) -> dict[int, bytes]:
+    """number -> SHA-256 from a journal's complete, well-formed lines (later lines win); a torn
+    or damaged line is skipped: that item is re-verified or re-rendered."""
+    records: dict[int, bytes] = {}
+    with open_regular(path) as f:  # never follows a link, never blocks on a FIFO
+        for raw in f:
+            parts = raw.decode("ascii", "replace").split()
+            if raw.endswith(b"\n") and len(parts) == 2 and parts[0].isdecimal() and len(parts[1]) == 64:
+                try:
+                    records[int(parts[0])] = bytes.fromhex(parts[1])
+                except ValueError:
+                    pass
+    return records
+
+
+def journaled(ctx: ShardContext, path: Path, positions: np.ndarray) -> tuple[list[Done], np.ndarray]:
+    """A shard run again (a retried Ray task): the items its journal at `path` records whose image
+    still hashes to the record, and the positions left to render."""
+    try:
+        records = read_journal(path)
+    except FileNotFoundError:
+        return [], positions
+    done, left = [], []
+    for p in positions.tolist():
+        number = ctx.index.numbers[p]
+        image = ctx.out / "images" / f"{number}.png"
+        sha = records.get(number)
+        if sha is not None and file_sha256(image) == sha:
+            done.append(Done(p, number, sha, image.stat().st_size))
+        else:
+            left.append(p)
+    return done, np.array(left, np.int64)
