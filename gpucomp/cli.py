@@ -42,6 +42,10 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="items per GPU launch (default: from the VRAM budget)")
     p.add_argument("--vram-budget", help="VRAM budget: fraction of free memory (0.8) or size (8GiB)")
     p.add_argument("--cache", choices=["auto", "on", "off"], help="GPU prefix cache (default auto)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="render on Ray: alone, every GPU of this machine; with a cluster's ADDRESS, that cluster "
+                        "(the output folder must be on a path every node sees); needs gpucomp[ray]")
+    p.add_argument("--ray-workers", type=int, help="Ray workers (default: one per GPU, one per CPU without GPUs)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info lines")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -52,6 +56,7 @@ def _overrides(args) -> dict:
         "description": args.description, "base_uri": args.base_uri, "preset": args.preset,
         "opaque_rgb": False if args.rgba else None, "backend": args.backend, "workers": args.workers,
         "batch_size": args.batch_size, "vram_budget": args.vram_budget, "cache": args.cache, "delimiter": args.delimiter,
+        "ray": args.ray, "ray_workers": args.ray_workers,
         "force": True if args.force else None, "shuffle": True if args.shuffle else None,
     }
 
@@ -68,6 +73,8 @@ def _print_summary(s: dict, out: Path, as_json: bool) -> None:
         print(f"provenance hash: {s['provenance_hash']}")
     print(f"stages (summed over workers): {stages}")
     print(f"avg PNG {s['avg_png_bytes'] / 1e6:.2f} MB ({s['preset']}, {s['deflate']}), backend {s['backend']['backend']}")
+    for d in s["backend"].get("ray", {}).get("devices", []):
+        print(f"ray worker {d['worker']} ({d['device']} on {d['host']}): {d['items']} items, {d['items_per_s']} items/s")
     if "cache" in s["backend"]:
         c = s["backend"]["cache"]
         print(f"prefix cache: {c['hits']} hits / {c['misses']} misses ({c['hit_rate']:.0%}), {c['evictions']} evictions")
@@ -125,7 +132,8 @@ def _log(args):
 def _from_output_options(args) -> dict:
     """Keyword arguments of resume/extend/rerender: where the layers are, logging, run options."""
     run = {k: v for k, v in (("workers", args.workers), ("backend", args.backend), ("batch_size", args.batch_size),
-                             ("vram_budget", args.vram_budget), ("cache", args.cache)) if v is not None}
+                             ("vram_budget", args.vram_budget), ("cache", args.cache), ("ray", args.ray),
+                             ("ray_workers", args.ray_workers)) if v is not None}
     return dict(layers=args.layers, log=_log(args), progress=None if not args.quiet else False,
                 stop_timeout=STOP_TIMEOUT, **run)
 

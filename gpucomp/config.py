@@ -87,6 +87,8 @@ class Config:
     batch_size: int = 0  # items per GPU launch; 0 = chosen from the VRAM budget
     vram_budget: str = "0.8"  # fraction of free VRAM, or a size such as "8GiB"
     cache: str = "auto"  # GPU prefix cache: auto (when it saves traffic) | on | off
+    ray: str = ""  # "" = render in this process; "local" = Ray on this machine; else a Ray cluster address
+    ray_workers: int = 0  # Ray workers; 0 = one per GPU (one per CPU without GPUs)
     force: bool = False
     shuffle: bool = False  # number the items in a seeded random order (mixes the stacks)
     stacks: tuple[Stack, ...] = ()  # several layer configurations; sizes add up to `size`
@@ -106,7 +108,8 @@ SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
     "input": {"delimiter": ("delimiter", str), "empty_name": ("empty_name", str)},
     "output": {"preset": ("preset", str), "opaque_rgb": ("opaque_rgb", bool)},
     "run": {"workers": ("workers", int), "backend": ("backend", str), "batch_size": ("batch_size", int),
-            "vram_budget": ("vram_budget", str), "cache": ("cache", str)},
+            "vram_budget": ("vram_budget", str), "cache": ("cache", str), "ray": ("ray", str),
+            "ray_workers": ("ray_workers", int)},
 }
 
 
@@ -310,8 +313,10 @@ def validate(cfg: Config, source: str = "options") -> Config:
         raise ConfigError(f"{source}: backend must be auto, cuda or cpu, got {cfg.backend!r}")
     if cfg.cache not in ("auto", "on", "off"):
         raise ConfigError(f"{source}: cache must be auto, on or off, got {cfg.cache!r}")
-    if cfg.workers < 0 or cfg.batch_size < 0:
-        raise ConfigError(f"{source}: workers and batch_size must be 0 (auto) or more")
+    if not isinstance(cfg.ray, str):
+        raise ConfigError(f"{source}: ray must be an address (a string), \"local\" or True, got {cfg.ray!r}")
+    if cfg.workers < 0 or cfg.batch_size < 0 or cfg.ray_workers < 0:
+        raise ConfigError(f"{source}: workers, batch_size and ray_workers must be 0 (auto) or more")
     if cfg.batch_size > MAX_BATCH:
         raise ConfigError(f"{source}: batch_size {cfg.batch_size} is more than a CUDA launch takes ({MAX_BATCH} items); "
                           f"lower it, or use 0 to size batches from the GPU memory budget")
@@ -377,6 +382,8 @@ def with_overrides(cfg: Config, **overrides: Any) -> Config:
         start = default_start(given["metadata"])  # a solana table given here: numbered from 0 unless start is set
         if start is not None:
             given["start"] = start
+    if isinstance(given.get("ray"), bool):  # Python API: ray=True means Ray on this machine
+        given["ray"] = "local" if given["ray"] else ""
     return validate(replace(cfg, **given))
 
 

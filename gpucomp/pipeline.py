@@ -120,7 +120,7 @@ class Generation:
         folder = CollectionFolder(self.out, self.cfg, self.layers_dir, self.request, self.log, self.stats)
         try:
             with folder:
-                runner = LocalShards(self.cfg, self.log, self.stats, self.backend)
+                runner = self._runner()
                 planned = folder.plan()
                 self.cfg = planned.cfg
                 encoder = runner.start(planned)
@@ -136,6 +136,16 @@ class Generation:
             raise
         except OSError as err:  # the manifest, journal, final files or lock: same promise as item writes
             raise write_error(Path(err.filename or self.out), err, 0, 0) from err
+
+    def _runner(self):
+        """Where the shards render: on Ray workers (`ray`), or here as one shard."""
+        if self.cfg.ray:
+            from .ray_run import RayShards
+
+            if self.backend is not None:
+                raise ConfigError("a backend object renders in this process; it cannot be used with ray")
+            return RayShards(self.cfg, self.log, self.stats)
+        return LocalShards(self.cfg, self.log, self.stats, self.backend)
 
     def _collect(self, job: Job, runner) -> Iterator[Item]:
         """Items as the shards finish them: progress, hashes for provenance, the early disk-space

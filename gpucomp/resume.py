@@ -21,7 +21,7 @@ from .output import (MANIFEST, MAX_METADATA_BYTES, TMP_PREFIX, atomic_write_byte
                      remove_temporaries)
 
 FORMAT = 3
-RUN_FIELDS = ("workers", "backend", "batch_size", "vram_budget", "cache", "force")  # never change the output
+RUN_FIELDS = ("workers", "backend", "batch_size", "vram_budget", "cache", "ray", "ray_workers", "force")  # never change the output
 
 
 def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir) -> dict:

@@ -1,0 +1,112 @@
+"""Rendering on Ray (gpucomp/ray_run.py) with a local Ray instance (2 CPUs, NumPy backend): the
+same bytes as one process; a worker SIGKILLed mid-shard is restarted and its shard retried; a
+killed driver's run is resumed; a worker that cannot see the output folder fails clearly.
+One Ray instance serves the whole module (starting one takes seconds)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import gpucomp
+from gpucomp.errors import OutputError
+from gpucomp.pipeline import resume as api_resume
+
+ray = pytest.importorskip("ray")
+
+ARGS = dict(size=60, seed=9)
+ROOT = Path(gpucomp.__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray instance; its workers see GPUCOMP_TEST_* hooks: items slowed a little (so a
+    kill lands mid-shard) and an output folder named `unseen-out` hidden from them."""
+    env = {"PYTHONPATH": str(ROOT), "GPUCOMP_TEST_SLOW": "0.02", "GPUCOMP_TEST_UNSEEN": "unseen-out"}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def reference(demo_layers, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "out"
+    gpucomp.run(demo_layers, out, workers=2, **ARGS)
+    return snapshot(out)
+
+
+def snapshot(out: Path) -> dict:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name != "summary.json"}
+
+
+def shard_worker_pids() -> list[int]:
+    """Processes Ray titles `ray::ShardWorker...` (a worker process of ours)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmd.startswith(b"ray::ShardWorker"):
+                pids.append(int(d.name))
+    return pids
+
+
+def wait_until_no_workers(timeout: float = 30) -> None:
+    t0 = time.monotonic()
+    while shard_worker_pids() and time.monotonic() - t0 < timeout:
+        time.sleep(0.1)
+
+
+def test_ray_renders_the_bytes_of_one_process(cluster, demo_layers, tmp_path, reference):
+    out = tmp_path / "out"
+    gen = gpucomp.generate(demo_layers, out, ray=True, **ARGS)
+    items = list(gen)
+    assert sorted(i.number for i in items) == list(range(1, 61))
+    assert snapshot(out) == reference
+    devices = gen.summary["backend"]["ray"]["devices"]
+    assert len(devices) == 2 and sum(d["items"] for d in devices) == 60  # both workers took shards
+    assert not list(out.glob("gpucomp.shard-*")) and not (out / "gpucomp.journal").exists()
+
+
+def test_a_worker_killed_mid_shard_is_restarted_and_its_shard_retried(cluster, demo_layers, tmp_path, reference):
+    out = tmp_path / "out"
+    gen = gpucomp.generate(demo_layers, out, ray=True, **ARGS)
+    killed = None
+    for n, _ in enumerate(gen, 1):
+        if n == 8:
+            killed = shard_worker_pids()[0]
+            os.kill(killed, signal.SIGKILL)
+    assert killed is not None
+    assert snapshot(out) == reference
+    pids = {d["pid"] for d in gen.summary["backend"]["ray"]["devices"]}
+    assert killed not in pids  # the worker that finished the run is the restarted one
+
+
+def test_a_killed_driver_is_resumed_to_the_same_bytes(cluster, demo_layers, tmp_path, reference):
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GPUCOMP_TEST_KILL="shard-taken:3")
+    p = subprocess.run([sys.executable, "-m", "gpucomp", "generate", str(demo_layers), "-o", str(out), "-n", "60",
+                        "--seed", "9", "--ray", cluster, "-q"], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    assert (out / "gpucomp.journal").exists()
+    wait_until_no_workers()  # the dead driver's workers go with it
+    gen = api_resume(out, ray=True)
+    list(gen)
+    assert 0 < gen.summary["resumed_from"] < 60
+    assert snapshot(out) == reference
+
+
+def test_a_worker_that_cannot_see_the_output_folder_fails_clearly(cluster, demo_layers, tmp_path):
+    out = tmp_path / "unseen-out"
+    with pytest.raises(OutputError, match="cannot see the output folder .*shared filesystem") as info:
+        gpucomp.run(demo_layers, out, ray=True, **ARGS)
+    assert "Traceback" not in str(info.value)
+    assert not (out / ".gpucomp.lock").exists()
+    assert json.loads((out / "gpucomp.json").read_text())["plan"]["size"] == 60  # resumable once it is shared
