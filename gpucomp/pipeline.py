@@ -82,7 +82,8 @@ class LocalShards:
         return self.backend.stats()
 
     def close(self) -> None:
-        self.backend.close()
+        if self.backend is not None:
+            self.backend.close()
 
 
 class Generation:
@@ -121,21 +122,26 @@ class Generation:
         try:
             with folder:
                 runner = self._runner()
-                planned = folder.plan()
-                self.cfg = planned.cfg
-                encoder = runner.start(planned)
-                job = folder.open(planned, encoder, runner.workers)
-                self.finished_before = job.index.n - len(job.todo)
-                yield from self._collect(job, runner)
-                self.provenance = folder.finish(job)
-                self.summary = self._summary(job, runner)
-                self.summary["provenance_hash"] = self.provenance
-                runner.close()
-                folder.write_summary(self.summary)
+                try:
+                    yield from self._run(folder, runner)
+                finally:
+                    runner.close()
         except OutputError:
             raise
         except OSError as err:  # the manifest, journal, final files or lock: same promise as item writes
             raise write_error(Path(err.filename or self.out), err, 0, 0) from err
+
+    def _run(self, folder: CollectionFolder, runner) -> Iterator[Item]:
+        planned = folder.plan()
+        self.cfg = planned.cfg
+        encoder = runner.start(planned)
+        job = folder.open(planned, encoder, runner.workers)
+        self.finished_before = job.index.n - len(job.todo)
+        yield from self._collect(job, runner)
+        self.provenance = folder.finish(job)
+        self.summary = self._summary(job, runner)
+        self.summary["provenance_hash"] = self.provenance
+        folder.write_summary(self.summary)
 
     def _runner(self):
         """Where the shards render: on Ray workers (`ray`), or here as one shard."""

@@ -113,6 +113,7 @@ class RayShards:
         self.cfg, self.log, self.stats = cfg, log, stats
         self.abandoned = 0
         self.taken = 0  # shards returned
+        self._workers: list = []
         self.devices: dict[int, dict] = {}
         self._started_ray = False
 
@@ -135,6 +136,11 @@ class RayShards:
                         else {"num_cpus": per_cpu if n <= cpus else cpus / n})
         self.workers, self.threads = n, cfg.workers or per_cpu
         self.deflate = deflate_engine(get_preset(cfg.preset), gpu=self.gpu)
+        # Start the workers now: their processes start and import while this one verifies OUT.
+        run = {k: getattr(cfg, k) for k in ("backend", "opaque_rgb", "batch_size", "vram_budget", "cache")}
+        remote = ray.remote(ShardWorker).options(max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES,
+                                                 **self.options)
+        self._workers = [remote.remote(run, self.threads) for _ in range(n)]
         self.log(f"ray: {n} {'GPU' if self.gpu else 'CPU'} workers, {self.threads} encoder threads each "
                  f"({int(gpus)} GPUs, {cpus} CPUs in the cluster); png: {cfg.preset} ({self.deflate} deflate)")
         return self.deflate
@@ -161,18 +167,12 @@ class RayShards:
         ray, cfg = self.ray, self.cfg
         ctx = ShardContext(job.out.resolve(), job.index, get_preset(cfg.preset), self.deflate,
                            release_pixels=len({id(s.render_layerset) for s in job.index.cplan.segments}) == 1)
-        run = {k: getattr(cfg, k) for k in ("backend", "opaque_rgb", "batch_size", "vram_budget", "cache")}
-        remote = ray.remote(ShardWorker).options(max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES,
-                                                 **self.options)
         self._ctx_ref = ray.put(ctx)  # the traits go to each node once; kept while workers may restart
-        workers = [remote.remote(run, self.threads) for _ in range(self.workers)]
         shards = deque(shards_of(job.todo, self.workers, 512 if self.gpu else 64))
         try:
-            yield from self._dispatch(job, workers, shards, stop, stop_timeout)
+            yield from self._dispatch(job, self._workers, shards, stop, stop_timeout)
         finally:
-            for w in workers:
-                ray.kill(w)  # a stopped or failed run: what they finished is in their shard journals
-            self._ctx_ref = None
+            self._kill()
 
     def _dispatch(self, job: Job, workers: list, shards: deque, stop, stop_timeout) -> Iterator[Done]:
         """Keep every worker busy until no shard is left; a shard's items as it returns."""
@@ -223,6 +223,9 @@ class RayShards:
             raise OutputError(f"a Ray worker failed rendering items {positions[0]}..{positions[-1]} (positions): "
                               f"{cause!r}; finished items are kept: re-run the same command to resume") from err
         except ray.exceptions.RayActorError as err:
+            if "No module named 'gpucomp'" in str(err):
+                raise ConfigError("the Ray workers cannot import gpucomp: install it (the same version as here) on "
+                                  "every node of the cluster") from None
             raise OutputError(f"a Ray worker died {MAX_RETRIES + 1} times rendering one shard ({type(err).__name__}); "
                               f"finished items are kept: re-run the same command to resume") from err
 
@@ -237,8 +240,16 @@ class RayShards:
     def backend_stats(self) -> dict:
         devices = [{**d, "items_per_s": round(d["items"] / d["seconds"], 2) if d["seconds"] else None}
                    for _, d in sorted(self.devices.items())]
-        return {"backend": "cuda" if self.gpu else "cpu", "ray": {"workers": self.workers, "devices": devices}}
+        return {"backend": "cuda" if self.gpu else "cpu",
+                "ray": {"workers": self.workers, "shards": self.taken, "devices": devices}}
+
+    def _kill(self) -> None:
+        """End the workers (a stopped or failed run: what they finished is in their shard journals)."""
+        for w in self._workers:
+            self.ray.kill(w)
+        self._workers, self._ctx_ref = [], None
 
     def close(self) -> None:
+        self._kill()
         if self._started_ray:
             self.ray.shutdown()

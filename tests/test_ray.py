@@ -13,10 +13,15 @@ from pathlib import Path
 import pytest
 
 import gpucomp
-from gpucomp.errors import OutputError
+from gpucomp.cli import build_parser
+from gpucomp.config import load_config
+from gpucomp.errors import ConfigError, OutputError
 from gpucomp.pipeline import resume as api_resume
 
-ray = pytest.importorskip("ray")
+try:
+    import ray
+except ImportError:  # the cluster tests skip; the option tests below still run
+    ray = None
 
 ARGS = dict(size=60, seed=9)
 ROOT = Path(gpucomp.__file__).resolve().parents[1]
@@ -26,6 +31,8 @@ ROOT = Path(gpucomp.__file__).resolve().parents[1]
 def cluster():
     """A local Ray instance; its workers see GPUCOMP_TEST_* hooks: items slowed a little (so a
     kill lands mid-shard) and an output folder named `unseen-out` hidden from them."""
+    if ray is None:
+        pytest.skip("ray is not installed (pip install 'gpucomp[ray]')")
     env = {"PYTHONPATH": str(ROOT), "GPUCOMP_TEST_SLOW": "0.02", "GPUCOMP_TEST_UNSEEN": "unseen-out"}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
     yield ray.get_runtime_context().gcs_address
@@ -110,3 +117,35 @@ def test_a_worker_that_cannot_see_the_output_folder_fails_clearly(cluster, demo_
     assert "Traceback" not in str(info.value)
     assert not (out / ".gpucomp.lock").exists()
     assert json.loads((out / "gpucomp.json").read_text())["plan"]["size"] == 60  # resumable once it is shared
+
+
+# ---------------------------------------------------------------- options (no cluster needed)
+
+def test_ray_is_a_run_option_of_the_cli_the_api_and_the_config(tmp_path):
+    p = build_parser()
+    assert p.parse_args(["generate", "l", "-o", "o", "--ray"]).ray == "local"
+    assert p.parse_args(["resume", "o", "--ray", "10.0.0.1:6379", "--ray-workers", "3"]).ray == "10.0.0.1:6379"
+    for cmd in (["extend", "o", "-n", "1"], ["rerender", "o"]):
+        assert p.parse_args([*cmd, "--ray"]).ray == "local"
+    (tmp_path / "c.toml").write_text('[run]\nray = "ray://head:10001"\nray_workers = 8\n')
+    cfg = load_config(tmp_path / "c.toml")
+    assert (cfg.ray, cfg.ray_workers) == ("ray://head:10001", 8)
+    from gpucomp.config import Config, with_overrides
+
+    assert with_overrides(Config(), ray=True).ray == "local" and with_overrides(Config(), ray=False).ray == ""
+    with pytest.raises(ConfigError, match="ray_workers must be 0"):
+        with_overrides(Config(), ray_workers=-1)
+
+
+def test_ray_options_never_reach_the_manifest(demo_layers, tmp_path):
+    """A collection made with and without Ray is one collection: resumable either way."""
+    gpucomp.run(demo_layers, tmp_path / "out", size=3, seed=1)
+    source = json.loads((tmp_path / "out" / "gpucomp.json").read_text())["source"]["config"]
+    assert "ray" not in source and "ray_workers" not in source
+
+
+def test_without_ray_installed_the_error_says_what_to_install(demo_layers, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'gpucomp\[ray\]'"):
+        gpucomp.run(demo_layers, tmp_path / "out", size=3, ray=True)
+    assert not (tmp_path / "out" / ".gpucomp.lock").exists()
