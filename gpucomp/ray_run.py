@@ -196,7 +196,8 @@ class RayShards:
 
     def _take(self, job: Job, ref, k: int, positions: np.ndarray) -> Iterator[Done]:
         """A finished shard: its items into OUT/gpucomp.journal, then its own journal dropped."""
-        done, info = self._result(ref, positions)
+        first, last = job.index.numbers[int(positions[0])], job.index.numbers[int(positions[-1])]
+        done, info = self._result(ref, f"items {first}..{last}")
         for d in done:
             job.journal.record(d.number, d.sha256.hex())
         shard_journal(job.out, positions).unlink(missing_ok=True)
@@ -212,21 +213,21 @@ class RayShards:
             self.stats.count(name, v)
         yield from done
 
-    def _result(self, ref, positions: np.ndarray):
+    def _result(self, ref, what: str):
         ray = self.ray
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as err:
-            cause = getattr(err, "cause", None)
+            cause = err.cause
             if isinstance(cause, GpucompError):
                 raise type(cause)(str(cause)) from None
-            raise OutputError(f"a Ray worker failed rendering items {positions[0]}..{positions[-1]} (positions): "
-                              f"{cause!r}; finished items are kept: re-run the same command to resume") from err
+            raise OutputError(f"a Ray worker failed rendering {what}: {cause!r}; finished items are kept: re-run the "
+                              f"same command to resume") from err
         except ray.exceptions.RayActorError as err:
             if "No module named 'gpucomp'" in str(err):
                 raise ConfigError("the Ray workers cannot import gpucomp: install it (the same version as here) on "
                                   "every node of the cluster") from None
-            raise OutputError(f"a Ray worker died {MAX_RETRIES + 1} times rendering one shard ({type(err).__name__}); "
+            raise OutputError(f"a Ray worker died {MAX_RETRIES + 1} times rendering {what} ({type(err).__name__}); "
                               f"finished items are kept: re-run the same command to resume") from err
 
     def _wind_down(self, job: Job, in_flight: dict, stop_timeout) -> Iterator[Done]:

@@ -101,7 +101,7 @@ def test_the_loser_of_two_concurrent_extends_is_told_another_run_holds_the_lock(
 
 # ---------------------------------------------------------------- layouts that feed back
 
-def test_an_output_folder_inside_the_layers_folder_is_refused(demo_layers, tmp_path):
+def test_an_output_folder_inside_the_layers_folder_is_refused(demo_layers, tmp_path, monkeypatch):
     layers = tmp_path / "layers"
     shutil.copytree(demo_layers, layers)
     before = sorted(str(p) for p in layers.rglob("*"))
@@ -111,11 +111,8 @@ def test_an_output_folder_inside_the_layers_folder_is_refused(demo_layers, tmp_p
     assert sorted(str(p) for p in layers.rglob("*")) == before  # nothing written
     with pytest.raises(OutputError, match="inside the layers folder"):
         gpucomp.run(layers, layers / "out", size=5)
-    os.chdir(layers)  # `cd layers && gpucomp generate . -o out`
-    try:
-        assert main(["generate", ".", "-o", "out", "-n", "5", "-q"]) == 2
-    finally:
-        os.chdir(tmp_path)
+    monkeypatch.chdir(layers)  # `cd layers && gpucomp generate . -o out`
+    assert main(["generate", ".", "-o", "out", "-n", "5", "-q"]) == 2
     assert not (layers / "out").exists()
 
 
