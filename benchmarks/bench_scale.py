@@ -45,6 +45,8 @@ def main() -> int:
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--ray-workers", default="1,2", help="Ray worker counts to measure (default 1,2)")
+    ap.add_argument("--one-last", action="store_true",
+                    help="measure the one-process run after the Ray runs (a second sample with the order reversed)")
     ap.add_argument("--json", default=None, help="write results here (default benchmarks/results/scale[-quick].json)")
     args = ap.parse_args()
     import ray
@@ -55,7 +57,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="gpucomp-scale-"))
     runs = {}
     try:
-        runs["one process"] = one_run(layers, tmp / "one", n, args)
+        if not args.one_last:
+            runs["one process"] = one_run(layers, tmp / "one", n, args)
         t0 = time.perf_counter()
         gpus = 1 if args.backend == "cuda" else 0
         root = str(Path(__file__).resolve().parent.parent)  # the workers import this checkout's gpucomp
@@ -66,6 +69,8 @@ def main() -> int:
             runs[f"ray, {k} worker{'s' if k > 1 else ''}"] = one_run(layers, tmp / f"ray{k}", n, args, ray=True,
                                                                      ray_workers=k)
         ray.shutdown()
+        if args.one_last:
+            runs["one process"] = one_run(layers, tmp / "one", n, args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report(runs, spec, n, ray_init, args)
