@@ -149,3 +149,17 @@ def test_without_ray_installed_the_error_says_what_to_install(demo_layers, tmp_p
     with pytest.raises(ConfigError, match=r"pip install 'gpucomp\[ray\]'"):
         gpucomp.run(demo_layers, tmp_path / "out", size=3, ray=True)
     assert not (tmp_path / "out" / ".gpucomp.lock").exists()
+
+
+def test_the_cli_summary_lists_every_ray_worker(capsys, tmp_path):
+    from gpucomp.cli import _print_summary
+
+    devices = [{"worker": 1, "host": "a", "pid": 1, "device": "GPU 0", "items": 600, "seconds": 6.0, "items_per_s": 100.0},
+               {"worker": 2, "host": "b", "pid": 2, "device": "GPU 1", "items": 400, "seconds": 5.0, "items_per_s": 80.0}]
+    s = {"items": 1000, "rendered": 1000, "resumed_from": 0, "seconds": 7.0, "items_per_s": 160.0,
+         "items_per_s_total": 142.9, "stage_seconds": {"encode": 1.0}, "avg_png_bytes": 4_000_000, "preset": "fast",
+         "deflate": "isal", "backend": {"backend": "cuda", "ray": {"workers": 2, "shards": 8, "devices": devices}}}
+    _print_summary(s, tmp_path, as_json=False)
+    out = capsys.readouterr().out
+    assert "ray worker 1 (GPU 0 on a): 600 items, 100.0 items/s" in out
+    assert "ray worker 2 (GPU 1 on b): 400 items, 80.0 items/s" in out
