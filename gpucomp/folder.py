@@ -181,7 +181,7 @@ class CollectionFolder:
         return Planned(cfg, Path(layers_dir), ls, stacks, cplan, extensions)
 
     def _old_manifest(self) -> dict | None:
-        if self.lock is None or self.cfg.force or not (self.out / MANIFEST).exists():
+        if self.lock is None or self.cfg.force or not os.path.lexists(self.out / MANIFEST):
             return None
         return read_manifest(self.out)
 
@@ -248,7 +248,7 @@ class CollectionFolder:
             reset_output(out)
             clear_shard_journals(out)
             return False, set()
-        if not (out / MANIFEST).exists():
+        if not os.path.lexists(out / MANIFEST):
             return False, set()
         old = read_manifest(out)
         if self.request.extend:  # the old plan is the new one without the extension
