@@ -174,14 +174,87 @@ def _rules_for(stack_rules, layerset: LayerSet, options, dna_index: dict[int, in
     return tuple(out), banned
 
 
-def check_rule_layers(rules, stacks, source: str) -> None:
-    """A rule naming a layer no stack has is a typo, not a rule for another stack."""
-    for r in rules:
-        for ref in (r.a, r.b):
-            if all(_find_layer(ls, ref[0]) is None for ls, _ in stacks):
-                known = ", ".join(dict.fromkeys(x for ls, _ in stacks for layer in ls.layers for x in (layer.folder, layer.name)))
-                raise PlanError(f"{source}: rule {r.text}: no layer is named {ref[0]!r} (by folder or display name); "
-                                f"known: {known}")
+def check_rule_layers(rules, stacks, source: str, links=()) -> None:
+    """A rule or link naming a layer no stack has is a typo, not one for another stack."""
+    named = [(f"rule {r.text}", ref[0]) for r in rules for ref in (r.a, r.b)]
+    named += [(f"link {link.text}", ref) for link in links for ref in link.layers]
+    for what, ref in named:
+        if all(_find_layer(ls, ref) is None for ls, _ in stacks):
+            known = ", ".join(dict.fromkeys(x for ls, _ in stacks for layer in ls.layers for x in (layer.folder, layer.name)))
+            raise PlanError(f"{source}: {what}: no layer is named {ref!r} (by folder or display name); known: {known}")
+    for link in links:
+        for ls, _ in stacks:
+            found = [_find_layer(ls, ref) for ref in link.layers]
+            twice = [ref for ref, li in zip(link.layers, found) if li is not None and found.count(li) > 1]
+            if twice:
+                raise PlanError(f"{source}: link {link.text}: {' and '.join(map(repr, twice))} name the same layer")
+
+
+# --- links -----------------------------------------------------------------------------------------
+#
+# A link makes same-named traits of its layers come together: in the planner's terms, "always"
+# rules both ways between every two same-named traits. Counting, contradiction checks, exact counts
+# and sampling then stay those of rules (exact). A trait whose name another linked layer lacks
+# goes with that layer's traits whose names this layer lacks. The first layer listed decides the
+# chances: the other layers' weights of traits it also has are set to 1 (0 still leaves them out).
+
+
+def _link_layers(link, layerset: LayerSet, dna_index: dict[int, int], where: str) -> list[int]:
+    """Indices in `layerset` of the link's layers this stack has (in the link's order)."""
+    out = []
+    for ref in link.layers:
+        li = _find_layer(layerset, ref)
+        if li is None:
+            continue
+        if li not in dna_index:
+            raise PlanError(f"{where}: link {link.text}: layer {ref!r} has dna = false; links apply to dna layers only")
+        out.append(li)
+    return out
+
+
+def _links_for(links, layerset: LayerSet, dna_index: dict[int, int], weights: list[np.ndarray]) -> tuple:
+    """Planner rules (dna-layer index space) for the links; sets the followers' weights in place."""
+    from .rules import Rule
+
+    out = []
+    for link, idx in links:
+        index = [{t.name: k for k, t in enumerate(layerset.layers[li].traits)} for li in idx]
+        for j in range(1, len(idx)):
+            w = weights[dna_index[idx[j]]]
+            for name, k in index[j].items():
+                if w[k] > 0 and any(name in index[i] for i in range(j)):
+                    w[k] = 1.0
+        for i in range(len(idx)):
+            for j in range(i + 1, len(idx)):
+                for name in index[i].keys() & index[j].keys():
+                    a, b = (dna_index[idx[i]], index[i][name]), (dna_index[idx[j]], index[j][name])
+                    out += [Rule("always", a, b), Rule("always", b, a)]
+    return tuple(out)
+
+
+def _check_links(links, layerset: LayerSet, dna_index: dict[int, int], pickable: list[np.ndarray], where: str) -> None:
+    """The contradictions a link makes on its own, named in its terms (the rule checks find the rest)."""
+    for link, idx in links:
+        traits = [{t.name: bool(pickable[dna_index[li]][k]) for k, t in enumerate(layerset.layers[li].traits)}
+                  for li in idx]
+        for i in range(len(idx)):
+            for j in range(len(idx)):
+                if i == j:
+                    continue
+                mine, other = traits[i], traits[j]
+                li, lj = (layerset.layers[x].folder for x in (idx[i], idx[j]))
+                for name, ok in mine.items():
+                    if ok and name in other and not other[name]:
+                        raise PlanError(f"{where}: link {link.text}: {li}/{name} can never be picked: it comes with "
+                                        f"{lj}/{name}, which has weight 0 or exact count 0; give both weight 0 "
+                                        f"or both a weight")
+                alone = [n for n, ok in mine.items() if ok and n not in other]
+                partners = [n for n, ok in other.items() if ok and n not in mine]
+                if alone and not partners:
+                    raise PlanError(f"{where}: link {link.text}: {li}/{alone[0]} can never be picked: layer {lj!r} has "
+                                    f"no trait named {alone[0]!r}, and each of its traits comes with the {li} trait of "
+                                    f"its own name; add {lj}/{alone[0]} (an empty image will do) or give "
+                                    f"{li}/{alone[0]} weight 0")
 
 
 def _repair(combos: np.ndarray, bad: list[int], weights, fixed: list[set], rules, taken: set, key, rng,
@@ -248,12 +321,13 @@ def _independent(layer: Layer, exact: dict[int, int], n: int, rng: np.random.Gen
 
 
 def plan_stack(stack_index: int, layerset: LayerSet, options, size: int, seed: int, rules, where: str,
-               exclude: "Identities | None" = None, extension: bool = False) -> np.ndarray:
+               exclude: "Identities | None" = None, extension: bool = False, links=()) -> np.ndarray:
     """(size, L) combos for one stack. With `exclude` (identities already used by other segments)
     the stack draws extra unique items and keeps the first `size` that are new, which is the
     same distribution conditioned on not repeating them; with exact counts, which extra items
     would break, colliding items are redrawn around their exact traits instead. An `extension`
-    adds no item with an exact-count trait, so every exact count holds for the whole collection."""
+    adds no item with an exact-count trait, so every exact count holds for the whole collection.
+    `links` (LinkOptions) become rules between same-named traits (see _links_for)."""
     from .rules import count_allowed
 
     dna_layers = [li for li, o in enumerate(options) if o.dna]
@@ -263,6 +337,8 @@ def plan_stack(stack_index: int, layerset: LayerSet, options, size: int, seed: i
     weights = [layerset.layers[li].weights.copy() for li in dna_layers]
     names = [[t.name for t in layerset.layers[li].traits] for li in dna_layers]
     plan_rules, banned = _rules_for(rules, layerset, options, dna_index, where)
+    linked = [(link, idx) for link in links if len(idx := _link_layers(link, layerset, dna_index, where)) > 1]
+    plan_rules += _links_for(linked, layerset, dna_index, weights)
     for k, t in banned:
         weights[k][t] = 0.0
     exact, free_exact = {}, {}
@@ -274,6 +350,11 @@ def plan_stack(stack_index: int, layerset: LayerSet, options, size: int, seed: i
             exact.update({(dna_index[li], t): c for t, c in e.items()})
         else:
             free_exact[li] = e
+    if linked:
+        pickable = [w > 0 for w in weights]
+        for (k, t), c in exact.items():
+            pickable[k][t] = c > 0
+        _check_links(linked, layerset, dna_index, pickable, where)
     label = ([layerset.layers[li].name for li in dna_layers], names)
     kwargs = dict(rules=plan_rules, exact=exact or None, names=label) if plan_rules or exact else {}
 
@@ -321,7 +402,8 @@ def plan_stack(stack_index: int, layerset: LayerSet, options, size: int, seed: i
 
 def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), source: str = "plan") -> CollectionPlan:
     """Plan every stack, then any extensions ({stack, size, seed} dicts, numbered after the rest)."""
-    check_rule_layers(cfg.rules, stacks, source)
+    links = cfg.links
+    check_rule_layers(cfg.rules, stacks, source, links)
     segments: list[Segment] = []
     seen = Identities() if len(stacks) > 1 or extensions else None
     offset = 0
@@ -339,7 +421,7 @@ def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), sou
     for k, ((ls, options), size) in enumerate(zip(stacks, cfg.stack_sizes)):
         where = source if len(stacks) == 1 else f"{source}: stack {k + 1}"
         seed = cfg.seed if k == 0 else derived_seed(cfg.seed, "stack", k)
-        add(k, plan_stack(k, ls, options, size, seed, cfg.rules, where, exclude=seen or None))
+        add(k, plan_stack(k, ls, options, size, seed, cfg.rules, where, exclude=seen or None, links=links))
     base = offset
     numbers = np.arange(cfg.start, cfg.start + base, dtype=np.int64)
     if cfg.shuffle:
@@ -348,6 +430,6 @@ def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), sou
         k = int(e.get("stack", 0))
         ls, options = stacks[k]
         add(k, plan_stack(k, ls, options, int(e["size"]), int(e["seed"]), cfg.rules, f"{source}: extension",
-                          exclude=seen, extension=True))
+                          exclude=seen, extension=True, links=links))
     numbers = np.concatenate([numbers, np.arange(cfg.start + base, cfg.start + offset, dtype=np.int64)])
     return CollectionPlan(segments, numbers.astype(np.int64), cfg.start, cfg.seed)

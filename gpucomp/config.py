@@ -70,6 +70,17 @@ class RuleOption:
 
 
 @dataclass(frozen=True)
+class LinkOption:
+    """Layers whose traits are chosen together by name (`[[links]] layers = ["Body", "Arms"]`)."""
+
+    layers: tuple[str, ...]  # layer folders or display names; the first one's weights decide
+
+    @property
+    def text(self) -> str:
+        return " + ".join(self.layers)
+
+
+@dataclass(frozen=True)
 class Config:
     size: int = 100
     seed: int = 0
@@ -93,6 +104,7 @@ class Config:
     shuffle: bool = False  # number the items in a seeded random order (mixes the stacks)
     stacks: tuple[Stack, ...] = ()  # several layer configurations; sizes add up to `size`
     rules: tuple[RuleOption, ...] = ()
+    links: tuple[LinkOption, ...] = ()
     metadata: dict = field(default_factory=dict, hash=False)  # the [metadata] table (see metadata.py)
 
     @property
@@ -180,13 +192,16 @@ def load_config(path: str | os.PathLike) -> Config:
         if table == "rules":
             values["rules"] = _rules(body, path)
             continue
+        if table == "links":
+            values["links"] = _links(body, path)
+            continue
         if table == "metadata":
             if not isinstance(body, dict):
                 raise ConfigError(f"{path}: [metadata] must be a table")
             values["metadata"] = body
             continue
         if table not in SCHEMA:
-            raise ConfigError(f"{path}: unknown table [{table}]; known: {', '.join(sorted([*SCHEMA, 'layers', 'stacks', 'rules', 'metadata']))}")
+            raise ConfigError(f"{path}: unknown table [{table}]; known: {', '.join(sorted([*SCHEMA, 'layers', 'stacks', 'rules', 'links', 'metadata']))}")
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: [{table}] must be a table")
         for key, value in body.items():
@@ -298,6 +313,24 @@ def _rules(body: Any, path: Path) -> tuple[RuleOption, ...]:
     return tuple(out)
 
 
+def _links(body: Any, path: Path) -> tuple[LinkOption, ...]:
+    example = '[[links]] layers = ["Body", "Arms"]'
+    if not isinstance(body, list):
+        raise ConfigError(f"{path}: links must be an array of tables: {example}")
+    out = []
+    for i, item in enumerate(body):
+        w = f"{path}: links[{i}]"
+        if not isinstance(item, dict) or set(item) != {"layers"}:
+            raise ConfigError(f"{w}: each [[links]] entry needs exactly layers = [...] (two or more layers): {example}")
+        names = item["layers"]
+        if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(x, str) and x for x in names)):
+            raise ConfigError(f"{w}.layers: expected two or more layer names, got {names!r}")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{w}.layers: a layer is named twice in {names!r}")
+        out.append(LinkOption(tuple(_nfc(x) for x in names)))
+    return tuple(out)
+
+
 def validate(cfg: Config, source: str = "options") -> Config:
     from .encode import PRESETS
 
@@ -400,6 +433,7 @@ def to_dict(cfg: Config) -> dict:
     d["layers"] = [layer_dict(lo) for lo in cfg.layers]
     d["stacks"] = [{"size": st.size, "layers": [layer_dict(lo) for lo in st.layers]} for st in cfg.stacks]
     d["rules"] = [{r.kind: ["/".join(r.a), "/".join(r.b)]} for r in cfg.rules]
+    d["links"] = [list(link.layers) for link in cfg.links]
     if not isinstance(cfg.metadata, dict):  # MetadataOptions given in Python: store its table form
         from .metadata import BASE_KEYS
 
@@ -421,4 +455,5 @@ def from_dict(d: dict) -> Config:
     values["stacks"] = tuple(Stack(x["size"], layers(x["layers"])) for x in d.get("stacks", []))
     values["rules"] = tuple(RuleOption(k, tuple(v[0].split("/", 1)), tuple(v[1].split("/", 1)))
                             for r in d.get("rules", []) for k, v in r.items())
+    values["links"] = tuple(LinkOption(tuple(x)) for x in d.get("links", []))
     return validate(Config(**values), "manifest")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +41,7 @@ def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir) 
                  "traits": [[t.name, t.weight] for t in layer.traits]} for layer, o in zip(sl.layers, opts)]}
                 for (sl, opts), size in zip(stacks, cfg.stack_sizes)],
             "rules": [r.text for r in cfg.rules],
+            **({"links": [list(link.layers) for link in cfg.links]} if cfg.links else {}),
             "extensions": list(extensions),
         },
         "plan_sha256": cplan.digest(),
@@ -61,6 +63,13 @@ class _Row(tuple):
     """Schema of a fixed-length list: one spec per position."""
 
 
+@dataclass(frozen=True)
+class _Optional:
+    """A key that manifests written before it existed lack (its absence means "none")."""
+
+    spec: object
+
+
 # The manifest's shape, checked on every read so that a damaged or hand-edited one is named, not
 # a traceback. A dict is required keys -> specs; [spec] a list of spec; _Row(...) a fixed-length
 # list; {str: spec} an object of any keys; a type, or a tuple of types, a value.
@@ -69,7 +78,7 @@ _LAYER = {"folder": str, "name": str, "dna": bool, "exact": {str: int}, "traits"
 _SCHEMA = {
     "format": int,
     "plan": {"seed": int, "size": int, "start": int, "shuffle": bool,
-             "stacks": [{"size": int, "layers": [_LAYER]}], "rules": [str],
+             "stacks": [{"size": int, "layers": [_LAYER]}], "rules": [str], "links": _Optional([[str]]),
              "extensions": [{"stack": int, "size": int, "seed": int}]},
     "plan_sha256": str,
     "art": {"width": int, "height": int, "preset": str, "opaque_rgb": bool,
@@ -104,6 +113,10 @@ def _schema_problem(value, spec, where: str) -> str | None:
         if not isinstance(value, dict):
             return f"{where or 'the file'} should be an object, not {_kind(value)}"
         for key, sub in spec.items():
+            if isinstance(sub, _Optional):
+                if key not in value:
+                    continue
+                sub = sub.spec
             if key not in value:
                 return f"{where + '.' if where else ''}{key} is missing"
             problem = _schema_problem(value[key], sub, f"{where + '.' if where else ''}{key}")
@@ -194,8 +207,8 @@ def differences(old: dict, new: dict, art: bool = True) -> list[str]:
                 out.append(f"traits or weights of layer {y['folder']!r}{where} changed")
             elif (x.get("dna"), x.get("exact")) != (y["dna"], y["exact"]):
                 out.append(f"dna or exact counts of layer {y['folder']!r}{where} changed")
-    for key, what in (("rules", "rules"), ("extensions", "extensions")):
-        if op.get(key) != np_[key]:
+    for key, what in (("rules", "rules"), ("links", "links"), ("extensions", "extensions")):
+        if op.get(key, []) != np_.get(key, []):
             out.append(f"the {what} changed")
     if not out and old.get("plan_sha256") != new["plan_sha256"]:
         out.append("the same inputs now give another plan (was NumPy upgraded?)")
