@@ -22,6 +22,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--description", help="collection description for metadata")
     p.add_argument("--base-uri", help="image base URI for metadata, e.g. ipfs://<CID>")
     p.add_argument("--shuffle", action="store_true", help="number the items in a seeded random order")
+    p.add_argument("--from", dest="from_list", metavar="FILE",
+                   help="render exactly these items, in this order: a CSV (one column per layer), a "
+                        "_metadata.json (or an output folder holding one) or a list of DNAs; the list decides the size")
     p.add_argument("--preset", choices=list(PRESETS), help="PNG preset (default fast)")
     p.add_argument("--rgba", action="store_true", help="always write RGBA, even for fully opaque results")
     p.add_argument("--delimiter", help="trait weight delimiter in file names (default '#')")
@@ -58,6 +61,7 @@ def _overrides(args) -> dict:
         "batch_size": args.batch_size, "vram_budget": args.vram_budget, "cache": args.cache, "delimiter": args.delimiter,
         "ray": args.ray, "ray_workers": args.ray_workers,
         "force": True if args.force else None, "shuffle": True if args.shuffle else None,
+        "from_list": args.from_list,
     }
 
 
@@ -225,7 +229,11 @@ def cmd_validate(args) -> int:
     from .folder import load_stacks
 
     cfg = load_config(args.config) if args.config else Config()
-    cfg = with_overrides(cfg, size=args.size, delimiter=args.delimiter)
+    cfg = with_overrides(cfg, size=args.size, delimiter=args.delimiter, from_list=args.from_list)
+    if cfg.from_list:
+        from .itemlist import with_list_size
+
+        cfg = with_list_size(cfg, args.size)
     print(f"reading layers folder {Path(args.layers).resolve()}", file=sys.stderr)
     ls, stacks = load_stacks(args.layers, cfg)
     for k, (sl, _) in enumerate(stacks):
@@ -356,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-c", "--config")
     v.add_argument("-n", "--size", type=int)
     v.add_argument("--delimiter")
+    v.add_argument("--from", dest="from_list", metavar="FILE")
     sub.add_parser("info", help="backends, devices and encoders available here")
     for name, text in (("resume", "finish an interrupted collection (or check a finished one) from its manifest"),
                        ("extend", "add new unique items to an existing collection"),

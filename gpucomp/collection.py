@@ -66,6 +66,7 @@ class CollectionPlan:
     start: int
     seed: int
     sizes: list[int] = field(default_factory=list)
+    given: dict | None = None  # `--from` list: {"kind", "sha256", "items"} (the manifest's plan.from)
 
     def __len__(self) -> int:
         return int(self.numbers.shape[0])
@@ -418,7 +419,13 @@ def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), sou
             for i in range(len(combos)):
                 seen.add(seg.identity(i))
 
+    given = None
+    if cfg.from_list:
+        given = _given_items(cfg, stacks[0])
+        add(0, given[0])
     for k, ((ls, options), size) in enumerate(zip(stacks, cfg.stack_sizes)):
+        if given is not None:
+            break
         where = source if len(stacks) == 1 else f"{source}: stack {k + 1}"
         seed = cfg.seed if k == 0 else derived_seed(cfg.seed, "stack", k)
         add(k, plan_stack(k, ls, options, size, seed, cfg.rules, where, exclude=seen or None, links=links))
@@ -432,4 +439,20 @@ def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), sou
         add(k, plan_stack(k, ls, options, int(e["size"]), int(e["seed"]), cfg.rules, f"{source}: extension",
                           exclude=seen, extension=True, links=links))
     numbers = np.concatenate([numbers, np.arange(cfg.start + base, cfg.start + offset, dtype=np.int64)])
-    return CollectionPlan(segments, numbers.astype(np.int64), cfg.start, cfg.seed)
+    return CollectionPlan(segments, numbers.astype(np.int64), cfg.start, cfg.seed,
+                          given=given[1] if given is not None else None)
+
+
+def _given_items(cfg, stack) -> tuple[np.ndarray, dict]:
+    """The combos of a `--from` list on the (only) stack, and its record for the manifest. The list
+    is the plan: weights, rules, links and exact counts apply to extensions only."""
+    from .itemlist import check_unique, list_combos, read_list
+
+    items = read_list(cfg.from_list)
+    if len(items) != cfg.size:
+        raise PlanError(f"--from {items.path}: lists {len(items)} items, but the collection size is {cfg.size}; "
+                        f"leave the size out (the list decides it)")
+    layerset, options = stack
+    combos = list_combos(items, layerset, options, cfg.delimiter)
+    check_unique(items, combos, options)
+    return combos, {"kind": items.kind, "sha256": items.sha256, "items": len(items)}

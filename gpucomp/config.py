@@ -105,6 +105,7 @@ class Config:
     stacks: tuple[Stack, ...] = ()  # several layer configurations; sizes add up to `size`
     rules: tuple[RuleOption, ...] = ()
     links: tuple[LinkOption, ...] = ()
+    from_list: str = ""  # `generate --from FILE`: render exactly these items, in this order (itemlist.py)
     metadata: dict = field(default_factory=dict, hash=False)  # the [metadata] table (see metadata.py)
 
     @property
@@ -360,6 +361,9 @@ def validate(cfg: Config, source: str = "options") -> Config:
     if cfg.stacks and cfg.size != sum(cfg.stack_sizes):
         raise ConfigError(f"{source}: the collection size is the sum of the [[stacks]] sizes ({sum(cfg.stack_sizes)}), "
                           f"not {cfg.size}; change the stack sizes instead of the size")
+    if cfg.from_list and (cfg.stacks or cfg.shuffle):
+        raise ConfigError(f"{source}: --from renders the listed items in the listed order with one set of layers; "
+                          f"it cannot be combined with {'[[stacks]]' if cfg.stacks else 'shuffle'}")
     if cfg.size > MAX_SIZE:
         raise ConfigError(f"{source}: size {cfg.size} is more than gpucomp supports ({MAX_SIZE}); lower it")
     if cfg.seed < 0:  # numpy's generator takes only non-negative seeds

@@ -224,6 +224,10 @@ def generate(layers_dir, out_dir, config: Config | str | os.PathLike | None = No
     else:
         cfg = load_config(config)
     cfg = with_overrides(cfg, **overrides)
+    if cfg.from_list:
+        from .itemlist import with_list_size
+
+        cfg = with_list_size(cfg, overrides.get("size"))
     return Generation(layers_dir, out_dir, cfg, log=log, progress=progress, resume=resume, stop_timeout=stop_timeout)
 
 

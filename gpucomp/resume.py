@@ -42,6 +42,7 @@ def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir) 
                 for (sl, opts), size in zip(stacks, cfg.stack_sizes)],
             "rules": [r.text for r in cfg.rules],
             **({"links": [list(link.layers) for link in cfg.links]} if cfg.links else {}),
+            **({"from": cplan.given} if cplan.given is not None else {}),
             "extensions": list(extensions),
         },
         "plan_sha256": cplan.digest(),
@@ -79,6 +80,7 @@ _SCHEMA = {
     "format": int,
     "plan": {"seed": int, "size": int, "start": int, "shuffle": bool,
              "stacks": [{"size": int, "layers": [_LAYER]}], "rules": [str], "links": _Optional([[str]]),
+             "from": _Optional({"kind": str, "sha256": str, "items": int}),
              "extensions": [{"stack": int, "size": int, "seed": int}]},
     "plan_sha256": str,
     "art": {"width": int, "height": int, "preset": str, "opaque_rgb": bool,
@@ -207,7 +209,8 @@ def differences(old: dict, new: dict, art: bool = True) -> list[str]:
                 out.append(f"traits or weights of layer {y['folder']!r}{where} changed")
             elif (x.get("dna"), x.get("exact")) != (y["dna"], y["exact"]):
                 out.append(f"dna or exact counts of layer {y['folder']!r}{where} changed")
-    for key, what in (("rules", "rules"), ("links", "links"), ("extensions", "extensions")):
+    for key, what in (("rules", "rules"), ("links", "links"), ("from", "--from list of items"),
+                      ("extensions", "extensions")):
         if op.get(key, []) != np_.get(key, []):
             out.append(f"the {what} changed")
     if not out and old.get("plan_sha256") != new["plan_sha256"]:
