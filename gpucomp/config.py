@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .formats import OutputFormat, check_available, parse_formats
 from .naming import is_plain_name
+from .resize import Size, parse_sizes
 
 MAX_SIZE = 10_000_000  # the plan holds every combination in memory; far above any real collection
 MAX_BATCH = 65535  # items per CUDA launch: one item per grid row, and a grid has at most 65535 rows
@@ -107,6 +109,10 @@ class Config:
     links: tuple[LinkOption, ...] = ()
     from_list: str = ""  # `generate --from FILE`: render exactly these items, in this order (itemlist.py)
     metadata: dict = field(default_factory=dict, hash=False)  # the [metadata] table (see metadata.py)
+    # [output] format and [[output.sizes]] (formats.py, resize.py); the first format is the primary image.
+    # Python callers may also pass "webp", ["png", "webp"] and a list of size tables: validate parses them.
+    formats: tuple[OutputFormat, ...] = (OutputFormat("png"),)
+    sizes: tuple[Size, ...] = ()
 
     @property
     def stack_sizes(self) -> list[int]:
@@ -201,13 +207,16 @@ def load_config(path: str | os.PathLike) -> Config:
                 raise ConfigError(f"{path}: [metadata] must be a table")
             values["metadata"] = body
             continue
+        if table == "output" and isinstance(body, dict):
+            body = _output_media(body, values, path)
         if table not in SCHEMA:
             raise ConfigError(f"{path}: unknown table [{table}]; known: {', '.join(sorted([*SCHEMA, 'layers', 'stacks', 'rules', 'links', 'metadata']))}")
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: [{table}] must be a table")
         for key, value in body.items():
             if key not in SCHEMA[table]:
-                raise ConfigError(f"{path}: unknown key {table}.{key}; known: {', '.join(SCHEMA[table])}")
+                known = [*SCHEMA[table], *(("format", "sizes", "webp", "jpeg", "avif") if table == "output" else ())]
+                raise ConfigError(f"{path}: unknown key {table}.{key}; known: {', '.join(known)}")
             name, typ = SCHEMA[table][key]
             values[name] = _check_type(value, typ, f"{path}: {table}.{key}")
     if "stacks" in values:
@@ -223,6 +232,32 @@ def load_config(path: str | os.PathLike) -> Config:
         if start is not None:
             values["start"] = start
     return validate(Config(**values), str(path))
+
+
+FORMAT_TABLES = ("webp", "jpeg", "avif", "png")
+
+
+def _output_media(body: dict, values: dict, path: Path) -> dict:
+    """Take format, the per-format tables and sizes out of [output] (parsed into values); returns the rest."""
+    where = f"{path}: output"
+    tables = {k: body[k] for k in FORMAT_TABLES if k in body}
+    values["formats"] = parse_formats(body.get("format", "png"), tables, where)
+    if "sizes" in body:
+        values["sizes"] = parse_sizes(body["sizes"], tuple(f.name for f in values["formats"]), where)
+    return {k: v for k, v in body.items() if k not in ("format", "sizes", *FORMAT_TABLES)}
+
+
+def _media(cfg: "Config", source: str) -> "Config":
+    """Formats and sizes given in Python as names and tables, parsed; every format checked against Pillow."""
+    formats = cfg.formats
+    if not (isinstance(formats, tuple) and formats and all(isinstance(f, OutputFormat) for f in formats)):
+        names = list(formats) if isinstance(formats, (tuple, list)) else formats
+        formats = parse_formats(names, {}, f"{source}: output")
+    sizes = cfg.sizes
+    if not all(isinstance(s, Size) for s in sizes):
+        sizes = parse_sizes(list(sizes), tuple(f.name for f in formats), f"{source}: output")
+    check_available(formats, source)
+    return replace(cfg, formats=formats, sizes=sizes) if (formats, sizes) != (cfg.formats, cfg.sizes) else cfg
 
 
 LAYER_KEYS = {"folder": str, "name": str, "blend": str, "opacity": (int, float), "dna": bool, "metadata": bool,
@@ -402,6 +437,7 @@ def validate(cfg: Config, source: str = "options") -> Config:
     from .metadata import options_for_config
 
     parse_budget(cfg.vram_budget, source)
+    cfg = _media(cfg, source)
     options_for_config(cfg, source)  # the [metadata] table, checked after CLI overrides
     return cfg
 
@@ -438,6 +474,10 @@ def to_dict(cfg: Config) -> dict:
     d["stacks"] = [{"size": st.size, "layers": [layer_dict(lo) for lo in st.layers]} for st in cfg.stacks]
     d["rules"] = [{r.kind: ["/".join(r.a), "/".join(r.b)]} for r in cfg.rules]
     d["links"] = [list(link.layers) for link in cfg.links]
+    d["formats"] = [f.to_dict() for f in cfg.formats]
+    d["sizes"] = [s.to_dict() for s in cfg.sizes]
+    if d["formats"] == [{"name": "png"}] and not d["sizes"]:  # today's default: the config reads as before
+        del d["formats"], d["sizes"]
     if not isinstance(cfg.metadata, dict):  # MetadataOptions given in Python: store its table form
         from .metadata import BASE_KEYS
 
@@ -460,4 +500,9 @@ def from_dict(d: dict) -> Config:
     values["rules"] = tuple(RuleOption(k, tuple(v[0].split("/", 1)), tuple(v[1].split("/", 1)))
                             for r in d.get("rules", []) for k, v in r.items())
     values["links"] = tuple(LinkOption(tuple(x)) for x in d.get("links", []))
+    formats = d.get("formats", [{"name": "png"}])  # earlier manifests: one PNG
+    values["formats"] = parse_formats([f["name"] for f in formats],
+                                      {f["name"]: {k: v for k, v in f.items() if k != "name"} for f in formats
+                                       if f["name"] != "png"}, "manifest: output")
+    values["sizes"] = tuple(Size.from_dict(s) for s in d.get("sizes", []))
     return validate(Config(**values), "manifest")

@@ -73,6 +73,7 @@ def parse_formats(value: Any, tables: dict, where: str) -> tuple[OutputFormat, .
         if name not in SETTINGS or name == "png":
             raise ConfigError(f"{where}: unknown table [output.{name}]; settings tables: webp, jpeg, avif "
                               f"(PNG is set by [output] preset)")
+        _settings(name, tables[name], f"{where}.{name}")  # checked even while its format is not listed
     return tuple(OutputFormat(n, _settings(n, tables.get(n, {}), f"{where}.{n}")) for n in names)
 
 

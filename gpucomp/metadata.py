@@ -64,6 +64,9 @@ class MetadataOptions:
     display_types: dict = field(default_factory=dict)  # trait_type -> one of DISPLAY_TYPES
     omit: tuple[str, ...] = ()  # of OMITTABLE: fields left out of every item
     collection_name: str = ""  # the collection's own name (Sugar's collection.json); "" = name_prefix
+    # Each item's image files (media.media_entries): (path under images/ with {n}, MIME type, size name or
+    # ""), primary first; empty = one PNG, `{n}.png`. From [output], not from [metadata].
+    media: tuple[tuple[str, str, str], ...] = ()
 
     def to_dict(self) -> dict:
         """JSON form for the manifest; same shape as the TOML table (plus the three [collection] keys).
@@ -79,6 +82,8 @@ class MetadataOptions:
             d["omit"] = list(self.omit)
         if self.collection_name:
             d["collection_name"] = self.collection_name
+        if self.media:
+            d["media"] = [list(m) for m in self.media]
         return d
 
     @classmethod
@@ -101,15 +106,26 @@ def options_from_table(table: Any, base: dict, source: str) -> MetadataOptions:
     return _build(values, source, lambda k: f"collection.{k}" if k in BASE_KEYS else f"metadata.{k}")
 
 
+def _media(value: Any, where: str) -> tuple[tuple[str, str, str], ...]:
+    if not (isinstance(value, (list, tuple)) and all(isinstance(m, (list, tuple)) and len(m) == 3 and
+                                                      all(isinstance(x, str) for x in m) for m in value)):
+        raise ConfigError(f"{where}: expected a list of [path, MIME type, size name], got {value!r}")
+    return tuple(tuple(m) for m in value)
+
+
 def options_for_config(cfg, source: str = "config") -> MetadataOptions:
     """The options a run uses: cfg.metadata (a [metadata] table or MetadataOptions; absent means
     the defaults) with name_prefix, description and base_uri from cfg, so CLI overrides apply."""
+    from .media import media_entries, output_files
+
     base = {k: getattr(cfg, k) for k in BASE_KEYS}
     table = getattr(cfg, "metadata", None)
     if isinstance(table, MetadataOptions):
         opts = replace(table, **base)
     else:
         opts = options_from_table(table or {}, base, source)
+    if hasattr(cfg, "formats"):  # a Config (plain holders of the metadata keys have no [output])
+        opts = replace(opts, media=media_entries(output_files(cfg.formats, cfg.sizes)))
     start, size = getattr(cfg, "start", 1), getattr(cfg, "size", 1)  # Config has both; plain holders may not
     check_numbers(opts, start, start + max(size, 1) - 1, source)
     return opts
@@ -177,6 +193,8 @@ def _build(values: dict, source: str, label: Callable[[str], str]) -> MetadataOp
         v["omit"] = _omit(values["omit"], where("omit"))
     if "collection_name" in values:
         v["collection_name"] = _typed(values["collection_name"], str, where("collection_name"))
+    if "media" in values:
+        v["media"] = _media(values["media"], where("media"))
     opts = MetadataOptions(**v)
 
     if opts.format not in FORMATS:
@@ -338,10 +356,25 @@ def check_traits(opts: MetadataOptions, layers: list[tuple[str, list[str]]], sou
             seen[x] = trait
 
 
-def _image_uri(number: int, opts: MetadataOptions, solana: bool) -> str:
+def _image_uri(number: int, opts: MetadataOptions, solana: bool, path: str | None = None) -> str:
+    """The URI of an item's primary image, or of the file at `path` (a media path with {n})."""
+    name = (path or _files(opts)[0][0]).replace("{n}", str(number))
     if solana and not opts.base_uri:
-        return f"{number}.png"  # Metaplex's uploader (Sugar) takes file names and fills in the links
-    return f"{opts.base_uri.rstrip('/')}/{number}.png"
+        return name  # Metaplex's uploader (Sugar) takes file names and fills in the links
+    return f"{opts.base_uri.rstrip('/')}/{name}"
+
+
+def _files(opts: MetadataOptions) -> tuple[tuple[str, str, str], ...]:
+    return opts.media or (("{n}.png", "image/png", ""),)
+
+
+def _sized(opts: MetadataOptions, names: tuple[str, ...]) -> str | None:
+    """The path of the first file of the first size named in `names` (Tezos display/thumbnail)."""
+    for name in names:
+        for path, _, size in _files(opts):
+            if size == name:
+                return path
+    return None
 
 
 def _attributes(attributes: list[tuple[str, str]], opts: MetadataOptions, key: str) -> list[dict]:
@@ -367,7 +400,8 @@ def item_metadata(number: int, attributes: list[tuple[str, str]], dna: str, opts
             meta["external_url"] = opts.external_url
         meta["edition"] = number
         meta["attributes"] = attrs
-        meta["properties"] = {"files": [{"uri": image, "type": "image/png"}], "category": "image",
+        files = [{"uri": _image_uri(number, opts, True, path), "type": mime} for path, mime, _ in _files(opts)]
+        meta["properties"] = {"files": files, "category": "image",
                               "creators": [{"address": a, "share": s} for a, s in opts.creators]}
     elif opts.format == "tezos":
         meta = _tezos(number, name, _attributes(attributes, opts, "name"), dna, opts)
@@ -387,14 +421,18 @@ def item_metadata(number: int, attributes: list[tuple[str, str]], dna: str, opts
 
 
 def _tezos(number: int, name: str, attrs: list[dict], dna: str, opts: MetadataOptions) -> dict:
-    """TZIP-21: the image is the artifact, the display and the thumbnail (gpucomp makes one PNG)."""
+    """TZIP-21: the primary image is the artifact; the display and thumbnail are the sizes named
+    "display" and "thumbnail" (or "thumb") when [[output.sizes]] has them, else the artifact too."""
     image = _image_uri(number, opts, False)
+    display, thumb = _sized(opts, ("display",)), _sized(opts, ("thumbnail", "thumb"))
     meta: dict = {"name": name}
     if opts.symbol:
         meta["symbol"] = opts.symbol
     meta.update({"description": opts.description, "decimals": 0, "isBooleanAmount": True,
-                 "artifactUri": image, "displayUri": image, "thumbnailUri": image,
-                 "formats": [{"uri": image, "mimeType": "image/png"}],
+                 "artifactUri": image, "displayUri": _image_uri(number, opts, False, display),
+                 "thumbnailUri": _image_uri(number, opts, False, thumb),
+                 "formats": [{"uri": _image_uri(number, opts, False, path), "mimeType": mime}
+                             for path, mime, _ in _files(opts)],
                  "creators": [a for a, _ in opts.creators]})
     if opts.creators and opts.seller_fee_basis_points:
         # shares of the sale price with 6 decimals: basis points (1e-4) x percent (1e-2)

@@ -1,0 +1,57 @@
+"""Which files each item has: every [output] format at full size, and each [[output.sizes]] copy.
+
+Paths are relative to OUT/images/ and hold `{n}` for the item number:
+- full size: `{n}.<ext>` for each format; the first format listed is the *primary* image, the one
+  metadata `image` names and the journal and provenance.json hash;
+- sized copies: `<size name>/{n}.<ext>`, in the size's formats (default: every format).
+The same relative paths under `base_uri` are the URIs metadata gives (upload images/ as one folder).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .formats import MIME_TYPES, OutputFormat, encode
+from .resize import Size, resize
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    path: str  # relative to OUT/images/, with {n}
+    format: OutputFormat
+    size: Size | None  # None: full size
+
+    def name(self, number: int) -> str:
+        return self.path.replace("{n}", str(number))
+
+
+def output_files(formats: tuple[OutputFormat, ...], sizes: tuple[Size, ...]) -> tuple[OutputFile, ...]:
+    """Every file of an item, primary first."""
+    files = [OutputFile(f"{{n}}.{f.ext}", f, None) for f in formats]
+    for s in sizes:
+        for f in formats:
+            if not s.formats or f.name in s.formats:
+                files.append(OutputFile(f"{s.name}/{{n}}.{f.ext}", f, s))
+    return tuple(files)
+
+
+def media_entries(files: tuple[OutputFile, ...]) -> tuple[tuple[str, str, str], ...]:
+    """(relative path, MIME type, size name or "") per file: what metadata.py needs to name them.
+    Empty for today's default (one PNG), so metadata options of earlier collections read the same."""
+    entries = tuple((f.path, MIME_TYPES[f.format.name], f.size.name if f.size else "") for f in files)
+    return () if entries == (("{n}.png", "image/png", ""),) else entries
+
+
+def render_files(pixels: np.ndarray, files: tuple[OutputFile, ...], preset: str, opaque_rgb: bool) -> list[bytes]:
+    """The bytes of each file (in `files` order) from one composite; each size is resized once."""
+    resized: dict[str, np.ndarray] = {}
+    out = []
+    for f in files:
+        px = pixels
+        if f.size is not None:
+            if f.size.name not in resized:
+                resized[f.size.name] = resize(pixels, f.size)
+            px = resized[f.size.name]
+        out.append(encode(px, f.format, preset, opaque_rgb))
+    return out

@@ -1,0 +1,115 @@
+"""An item's files ([output] formats and [[output.sizes]]): their paths, their bytes from one composite,
+the config that asks for them, and the metadata that names them on each chain."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gpucomp.config import Config, from_dict, load_config, to_dict, with_overrides
+from gpucomp.errors import ConfigError
+from gpucomp.media import media_entries, output_files, render_files
+from gpucomp.metadata import MetadataOptions, item_metadata, options_for_config
+
+
+def config(tmp_path, text: str) -> Config:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+PIXEL_ART = '''
+[output]
+format = ["png", "webp"]
+webp = { lossless = true }
+[[output.sizes]]
+name = "x4"
+scale = 4
+format = "png"
+[[output.sizes]]
+name = "thumbnail"
+width = 4
+'''
+
+
+def test_files_are_primary_first_then_each_size_in_its_formats(tmp_path):
+    cfg = config(tmp_path, PIXEL_ART)
+    files = output_files(cfg.formats, cfg.sizes)
+    assert [f.path for f in files] == ["{n}.png", "{n}.webp", "x4/{n}.png", "thumbnail/{n}.png", "thumbnail/{n}.webp"]
+    assert files[3].name(17) == "thumbnail/17.png"
+    assert media_entries(files)[1] == ("{n}.webp", "image/webp", "")
+    assert media_entries(output_files(Config().formats, ())) == ()  # the default: metadata reads as before
+
+
+def test_every_file_decodes_to_its_copy_of_the_one_composite(tmp_path):
+    cfg = config(tmp_path, PIXEL_ART)
+    files = output_files(cfg.formats, cfg.sizes)
+    px = np.random.default_rng(3).integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    blobs = render_files(px, files, "fast", True)
+    decoded = [np.asarray(Image.open(io.BytesIO(b))) for b in blobs]
+    assert np.array_equal(decoded[0], px) and np.array_equal(decoded[1], px)  # PNG and lossless WebP
+    assert np.array_equal(decoded[2], np.repeat(np.repeat(px, 4, 0), 4, 1))  # nearest x4: exact
+    assert decoded[3].shape == (4, 4, 4) and np.array_equal(decoded[3], decoded[4])  # one resize, two formats
+
+
+def test_config_round_trips_through_the_manifest_form(tmp_path):
+    cfg = config(tmp_path, PIXEL_ART)
+    back = from_dict(to_dict(cfg))
+    assert back.formats == cfg.formats and back.sizes == cfg.sizes
+    assert "formats" not in to_dict(Config())  # a default config's stored form is unchanged
+    old = to_dict(Config())
+    assert from_dict(old).formats == Config().formats  # earlier manifests: one PNG
+
+
+def test_python_callers_may_name_formats_and_give_size_tables():
+    cfg = with_overrides(Config(), formats=["webp", "png"], sizes=[{"name": "t", "width": 8}])
+    assert [f.name for f in cfg.formats] == ["webp", "png"] and cfg.formats[0].settings["quality"] == 90
+    assert cfg.sizes[0].width == 8
+    with pytest.raises(ConfigError, match="unknown format 'tiff'"):
+        with_overrides(Config(), formats="tiff")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[output]\nformat = "gif"', "output.format: unknown format 'gif'"),
+    ('[output]\nformat = "png"\n[output.jpeg]\nquality = 200', "output.jpeg.quality: must be between 1 and 95"),
+    ('[output]\nsizes = 3', "output.sizes: expected [[output.sizes]] tables"),
+    ('[output]\nformats = "png"', "unknown key output.formats; known: preset, opaque_rgb, format, sizes"),
+])
+def test_bad_output_tables_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        config(tmp_path, text)
+    assert message in str(err.value)
+
+
+def meta(cfg: Config, fmt: str, number: int = 7, base_uri: str = "ipfs://CID") -> dict:
+    cfg = with_overrides(cfg, base_uri=base_uri, metadata={"format": fmt})
+    return item_metadata(number, [("Hat", "Cap")], "d", options_for_config(cfg))
+
+
+def test_image_names_the_first_format_on_every_chain():
+    cfg = with_overrides(Config(), formats=["webp", "png"])
+    for fmt in ("erc721", "erc1155"):
+        assert meta(cfg, fmt)["image"] == "ipfs://CID/7.webp"
+    sol = meta(cfg, "solana", base_uri="")
+    assert sol["image"] == "7.webp"
+    assert sol["properties"]["files"] == [{"uri": "7.webp", "type": "image/webp"}, {"uri": "7.png", "type": "image/png"}]
+    tz = meta(cfg, "tezos")
+    assert tz["artifactUri"] == tz["displayUri"] == tz["thumbnailUri"] == "ipfs://CID/7.webp"
+    assert tz["formats"][1] == {"uri": "ipfs://CID/7.png", "mimeType": "image/png"}
+
+
+def test_tezos_display_and_thumbnail_are_the_sizes_named_so(tmp_path):
+    cfg = config(tmp_path, PIXEL_ART + '[[output.sizes]]\nname = "display"\nwidth = 6\nformat = "webp"\n')
+    tz = meta(cfg, "tezos")
+    assert tz["artifactUri"] == "ipfs://CID/7.png"
+    assert tz["displayUri"] == "ipfs://CID/display/7.webp"
+    assert tz["thumbnailUri"] == "ipfs://CID/thumbnail/7.png"
+    assert len(tz["formats"]) == 6
+
+
+def test_default_output_metadata_is_unchanged():
+    opts = options_for_config(with_overrides(Config(), base_uri="ipfs://CID"))
+    assert opts.media == () and "media" not in opts.to_dict()
+    assert item_metadata(3, [], "d", opts)["image"] == "ipfs://CID/3.png"
+    stored = MetadataOptions.from_dict(options_for_config(with_overrides(Config(), formats="webp")).to_dict())
+    assert stored.media == (("{n}.webp", "image/webp", ""),)  # update-metadata keeps the files
