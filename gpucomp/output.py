@@ -243,18 +243,29 @@ def reset_output(out: Path) -> None:
     from .errors import OutputError
 
     try:
-        for sub, ext in (("images", ".png"), ("metadata", ".json")):
+        for sub, exts in (("images", IMAGE_SUFFIXES), ("metadata", (".json",))):
             folder = out / sub
             if os.path.islink(folder):
                 folder.unlink()  # the link only: what it points to is not ours to delete
             elif folder.is_dir():
-                for p in folder.iterdir():
-                    if p.suffix == ext and p.stem.isdigit():
-                        p.unlink()
+                _remove_items(folder, exts)
+                if sub == "images":  # the sized copies' folders (images/<size name>/), real folders only
+                    for p in folder.iterdir():
+                        if is_real_folder(p):
+                            _remove_items(p, exts)
         for name in RESULT_FILES:
             (out / name).unlink(missing_ok=True)
     except OSError as err:
         raise OutputError(f"{out}: cannot clear the earlier collection ({err.strerror or err})") from err
+
+
+IMAGE_SUFFIXES = (".png", ".webp", ".jpg", ".avif")  # formats.EXTENSIONS: what --force clears
+
+
+def _remove_items(folder: Path, suffixes: tuple[str, ...]) -> None:
+    for p in folder.iterdir():
+        if p.suffix in suffixes and p.stem.isdigit() and not p.is_dir():
+            p.unlink()
 
 
 def write_collection_metadata(out: Path, numbers) -> None:

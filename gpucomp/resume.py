@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +26,22 @@ FORMAT = 3
 RUN_FIELDS = ("workers", "backend", "batch_size", "vram_budget", "cache", "ray", "ray_workers", "force")  # never change the output
 
 
+def output_settings(cfg) -> dict:
+    """The manifest's art.output: formats (with their settings) and sizes. Absent from the manifest for
+    one PNG at the canvas size, so earlier manifests (which lack it) mean exactly that."""
+    return {"formats": [f.to_dict() for f in cfg.formats], "sizes": [s.to_dict() for s in cfg.sizes]}
+
+
+DEFAULT_OUTPUT = {"formats": [{"name": "png"}], "sizes": []}
+
+
 def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir) -> dict:
     """`ls` is every loaded layer (for the art hashes), `stacks` the (LayerSet, options) per stack."""
     from .config import to_dict
     from .metadata import options_for_config
     from .render_view import trait_digest
 
-    return {
+    manifest = {
         "gpucomp": __version__,
         "format": FORMAT,
         "plan": {
@@ -56,6 +66,9 @@ def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir) 
         "source": {"layers_dir": str(Path(layers_dir).resolve()),
                    "config": {k: v for k, v in to_dict(cfg).items() if k not in RUN_FIELDS}},
     }
+    if output_settings(cfg) != DEFAULT_OUTPUT:
+        manifest["art"]["output"] = output_settings(cfg)
+    return manifest
 
 
 MAX_MANIFEST_BYTES = 256 << 20  # plan, trait lists and art hashes: no per-item data
@@ -103,7 +116,7 @@ def read_manifest(out: Path) -> dict:
         raise OutputError(f"{path}: unreadable ({why}); {fix}") from err
     if isinstance(manifest, dict) and manifest.get("format") not in (FORMAT, None):
         return manifest  # another format: `differences` names it, with the version that wrote it
-    problem = (_schema_problem(manifest, _SCHEMA, "") or _plan_problem(manifest["plan"])
+    problem = (_schema_problem(manifest, _SCHEMA, "") or _output_problem(manifest["art"]) or _plan_problem(manifest["plan"])
                or _config_problem(manifest["source"]["config"]))
     if problem:
         raise OutputError(f"{path}: damaged or edited by hand: {problem}; {fix}")
@@ -144,6 +157,14 @@ def _schema_problem(value, spec, where: str) -> str | None:
     if not isinstance(value, types):
         return f"{where} should be {_names(types)}, not {_kind(value)}"
     return None
+
+
+def _output_problem(art: dict) -> str | None:
+    """art.output is optional (earlier manifests lack it); when there, its shape is checked here and its
+    values by rebuilding the config (source.config holds the same settings)."""
+    if "output" not in art:
+        return None
+    return _schema_problem(art["output"], {"formats": [{"name": str}], "sizes": [{"name": str}]}, "art.output")
 
 
 def _plan_problem(plan: dict) -> str | None:
@@ -221,11 +242,25 @@ def differences(old: dict, new: dict, art: bool = True) -> list[str]:
                           ("opaque_rgb", "opaque_rgb"), ("blend", "blend modes or opacities")):
             if oa.get(key) != na[key]:
                 out.append(f"{what} was {oa.get(key)!r}, now {na[key]!r}" if key != "blend" else f"{what} changed")
+        if output_of(old) != output_of(new):
+            out.append(f"the output formats or sizes changed ({_describe(output_of(old))} -> {_describe(output_of(new))})")
         changed = changed_traits(old, new)
         if changed:
             shown = ", ".join(f"{f}/{t}" for f, t in sorted(changed)[:5]) + (" ..." if len(changed) > 5 else "")
             out.append(f"trait art changed ({shown}); `gpucomp rerender` re-renders the items that use it")
     return out
+
+
+def output_of(manifest: dict) -> dict:
+    """A manifest's output settings; DEFAULT_OUTPUT (one PNG) for one without them."""
+    art = manifest.get("art", {})
+    return art.get("output", DEFAULT_OUTPUT) if isinstance(art, dict) else DEFAULT_OUTPUT
+
+
+def _describe(output: dict) -> str:
+    sizes = [s.get("name", "?") for s in output.get("sizes", []) if isinstance(s, dict)]
+    formats = "+".join(str(f.get("name")) for f in output.get("formats", []) if isinstance(f, dict))
+    return formats + (f", sizes {', '.join(sizes)}" if sizes else "")
 
 
 def changed_traits(old: dict, new: dict) -> set[tuple[str, str]]:
@@ -235,15 +270,20 @@ def changed_traits(old: dict, new: dict) -> set[tuple[str, str]]:
             if ot.get(folder, {}).get(name) != sha}
 
 
-def find_finished(out: Path, numbers, shas: np.ndarray, meta_bytes: Callable[[int], bytes], workers: int) -> np.ndarray:
-    """Bool mask of items whose image hashes to its record; their metadata is checked and
-    rewritten if its text differs (e.g. a new base URI). Hashing runs in threads, in blocks,
-    so memory stays flat for any collection size."""
+def find_finished(out: Path, numbers, shas: np.ndarray, meta_bytes: Callable[[int], bytes], workers: int,
+                  files: tuple[str, ...] = ("{n}.png",)) -> np.ndarray:
+    """Bool mask of items whose primary image (files[0], a path under images/ with {n}) hashes to its
+    record and whose other files (further formats and sizes) are there as non-empty plain files; an
+    item missing one is rendered again, all its files. Their metadata is checked and rewritten if its
+    text differs (e.g. a new base URI). Hashing runs in threads, in blocks, so memory stays flat."""
     done = np.zeros(len(numbers), bool)
+    images = out / "images"
 
     def check(i: int) -> bool:
         n = numbers[i]
-        if not is_known(shas[i]) or file_sha256(out / "images" / f"{n}.png") != shas[i].tobytes():
+        if not is_known(shas[i]) or file_sha256(images / files[0].replace("{n}", str(n))) != shas[i].tobytes():
+            return False
+        if not all(_nonempty_file(images / f.replace("{n}", str(n))) for f in files[1:]):
             return False
         path = out / "metadata" / f"{n}.json"
         want = meta_bytes(i)
@@ -263,6 +303,16 @@ def find_finished(out: Path, numbers, shas: np.ndarray, meta_bytes: Callable[[in
     return done
 
 
-def clean_temporaries(out: Path, tmp_prefix: str = TMP_PREFIX) -> int:
-    """Remove partial files a killed run left under temporary names in OUT, images/ and metadata/."""
-    return sum(remove_temporaries(d, tmp_prefix) for d in (out, out / "images", out / "metadata"))
+def _nonempty_file(path: Path) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size > 0
+
+
+def clean_temporaries(out: Path, tmp_prefix: str = TMP_PREFIX, sizes: tuple[str, ...] = ()) -> int:
+    """Remove partial files a killed run left under temporary names in OUT, images/, metadata/ and
+    the sizes' folders images/<name>/."""
+    folders = (out, out / "images", out / "metadata", *(out / "images" / s for s in sizes))
+    return sum(remove_temporaries(d, tmp_prefix) for d in folders)
