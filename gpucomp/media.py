@@ -9,6 +9,7 @@ The same relative paths under `base_uri` are the URIs metadata gives (upload ima
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -55,3 +56,23 @@ def render_files(pixels: np.ndarray, files: tuple[OutputFile, ...], preset: str,
             px = resized[f.size.name]
         out.append(encode(px, f.format, preset, opaque_rgb))
     return out
+
+
+def is_default(files: tuple[OutputFile, ...]) -> bool:
+    """One PNG at the canvas size: the writer may take filtered rows or GPU-deflated streams."""
+    return len(files) == 1 and files[0].format.name == "png" and files[0].size is None
+
+
+def size_folders(files: tuple[OutputFile, ...]) -> tuple[str, ...]:
+    """The folders under images/ the sized copies go to."""
+    return tuple(dict.fromkeys(f.size.name for f in files if f.size is not None))
+
+
+def write_others(images: Path, number: int, files: tuple[OutputFile, ...], blobs: list[bytes]) -> int:
+    """Write every file but the primary (files[0]); the caller writes the primary after these, so
+    that a journal record (made after the primary) implies every file was in place. Returns bytes."""
+    from .output import atomic_write_bytes
+
+    for f, data in zip(files[1:], blobs[1:]):
+        atomic_write_bytes(images / f.name(number), data)
+    return sum(len(b) for b in blobs[1:])

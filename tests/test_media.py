@@ -113,3 +113,20 @@ def test_default_output_metadata_is_unchanged():
     assert item_metadata(3, [], "d", opts)["image"] == "ipfs://CID/3.png"
     stored = MetadataOptions.from_dict(options_for_config(with_overrides(Config(), formats="webp")).to_dict())
     assert stored.media == (("{n}.webp", "image/webp", ""),)  # update-metadata keeps the files
+
+
+def test_the_writer_helpers(tmp_path):
+    from gpucomp.media import is_default, size_folders, write_others
+
+    cfg = config(tmp_path, PIXEL_ART)
+    files = output_files(cfg.formats, cfg.sizes)
+    assert is_default(output_files(Config().formats, ())) and not is_default(files)
+    assert not is_default(output_files(with_overrides(Config(), formats="webp").formats, ()))
+    assert size_folders(files) == ("x4", "thumbnail")
+    images = tmp_path / "images"
+    for name in ("", *size_folders(files)):
+        (images / name).mkdir(parents=True, exist_ok=True)
+    blobs = [b"primary", b"w", b"x4", b"tp", b"tw"]
+    assert write_others(images, 9, files, blobs) == 7
+    assert not (images / "9.png").exists()  # the primary is the caller's, written last
+    assert (images / "9.webp").read_bytes() == b"w" and (images / "thumbnail" / "9.webp").read_bytes() == b"tw"
