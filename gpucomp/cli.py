@@ -153,6 +153,11 @@ def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> i
         from .export import check_config
 
         check_config(gen.cfg, args.export, args.config or "options")
+    if args.gallery and "png" not in [f.name for f in gen.cfg.formats]:  # its thumbnails come from <n>.png
+        from .errors import ConfigError
+
+        raise ConfigError(f"{args.config or 'options'}: output.format: the gallery is made from images/<n>.png; "
+                          f"add \"png\" to the formats or leave out --gallery")
     again = [a for a in sys.argv[1:] if a != "--force"]  # --force would discard what is finished
     hint = f"run the same command again: {shlex.join(['gpucomp', *again])}"
     rc = _drive(gen, out, args, hint)

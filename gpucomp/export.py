@@ -80,6 +80,9 @@ def check_config(cfg, layout: str, source: str = "config") -> None:
     if opts.format not in FORMATS[layout]:
         raise ConfigError(f"{source}: metadata.format: the {layout} layout needs {' or '.join(FORMATS[layout])}, "
                           f"got {opts.format!r}")
+    if layout == "sugar" and cfg.formats[0].name != "png":  # the layout links images/<n>.png as <n>.png
+        raise ConfigError(f"{source}: output.format: the sugar layout takes each item's PNG; list \"png\" first "
+                          f"(got {', '.join(f.name for f in cfg.formats)})")
     if layout == "sugar" and cfg.start != 0:
         raise ConfigError(f"{source}: collection.start: Sugar numbers items from 0, got start = {cfg.start}; "
                           f"remove start (format = \"solana\" starts at 0) or set it to 0")
