@@ -120,8 +120,9 @@ def check_available(formats: tuple[OutputFormat, ...], where: str = "config") ->
                 f"the wheels on PyPI include WebP, JPEG and, from Pillow 11.2, AVIF) or drop {fmt.name!r}")
 
 
-def encode(pixels: np.ndarray, fmt: OutputFormat, preset: str = "fast", opaque_rgb: bool = True) -> bytes:
-    """The bytes of one file of format `fmt` from (H, W, 3|4) uint8 composite pixels."""
+def encode(pixels: np.ndarray, fmt: OutputFormat, preset="fast", opaque_rgb: bool = True) -> bytes:
+    """The bytes of one file of format `fmt` from (H, W, 3|4) uint8 composite pixels; `preset` (a name
+    or encode.Preset) is the PNG encoder's."""
     if fmt.name == "png":
         from .encode import encode_png
 

@@ -44,7 +44,7 @@ def media_entries(files: tuple[OutputFile, ...]) -> tuple[tuple[str, str, str], 
     return () if entries == (("{n}.png", "image/png", ""),) else entries
 
 
-def render_files(pixels: np.ndarray, files: tuple[OutputFile, ...], preset: str, opaque_rgb: bool) -> list[bytes]:
+def render_files(pixels: np.ndarray, files: tuple[OutputFile, ...], preset, opaque_rgb: bool) -> list[bytes]:
     """The bytes of each file (in `files` order) from one composite; each size is resized once."""
     resized: dict[str, np.ndarray] = {}
     out = []
