@@ -21,6 +21,7 @@ from .config import Config
 from .errors import ConfigError, OutputError
 from .journal import JOURNAL, Journal, load_records, rewrite_journal, unfinished, write_provenance
 from .lock import OutputLock
+from .media import output_files, size_folders
 from .output import (MANIFEST, TMP_PREFIX, atomic_write_json, check_output, ensure_folder, reset_output,
                      write_collection_metadata)
 from .resume import read_manifest
@@ -218,7 +219,8 @@ class CollectionFolder:
         p = planned
         manifest = make_manifest(p.cfg, p.ls, p.stacks, p.cplan, encoder, p.extensions, p.layers_dir)
         resume, changed = self._compare(manifest, p.cplan)
-        index = ItemIndex(p.cplan, options_for_config(p.cfg), single_stack=len(p.stacks) == 1)
+        index = ItemIndex(p.cplan, options_for_config(p.cfg), single_stack=len(p.stacks) == 1,
+                          files=output_files(p.cfg.formats, p.cfg.sizes))
         shas = np.zeros((index.n, 32), np.uint8)
         if resume:
             merge_shard_journals(self.out)
@@ -233,7 +235,7 @@ class CollectionFolder:
         # The journal exists before the manifest names this run's plan: from then on the
         # collection counts as unfinished (a second extend is refused), whenever it is killed.
         self.journal = Journal(self.out / JOURNAL, fresh=not resume)
-        self._write_manifest(manifest)
+        self._write_manifest(manifest, size_folders(index.files))
         done = self._finished(index, shas, workers) if resume else np.zeros(index.n, bool)
         shas[~done] = 0
         return Job(self.out, p, index, shas, np.flatnonzero(~done), resume, self.journal)
@@ -286,21 +288,23 @@ class CollectionFolder:
         self.log(f"re-render: {'every item' if '*' in changed else f'{len(changed)} changed traits'}")
         return changed
 
-    def _write_manifest(self, manifest: dict) -> None:
+    def _write_manifest(self, manifest: dict, sizes: tuple[str, ...] = ()) -> None:
+        """`sizes`: the folders under images/ the sized copies go to (media.size_folders)."""
         out = self.out
         atomic_write_json(out / MANIFEST, manifest, fsync=True)  # the one file a resume cannot rebuild
         fault("manifest")
-        for sub in ("images", "metadata"):
+        for sub in ("images", "metadata", *(f"images/{name}" for name in sizes)):
             ensure_folder(out / sub)
         from .resume import clean_temporaries
 
-        clean_temporaries(out, TMP_PREFIX)
+        clean_temporaries(out, TMP_PREFIX, sizes)
 
     def _finished(self, index: ItemIndex, shas: np.ndarray, workers: int) -> np.ndarray:
         from .resume import find_finished
 
         with self.stats.timer("verify"):
-            done = find_finished(self.out, index.numbers, shas, index.meta_bytes, workers)
+            done = find_finished(self.out, index.numbers, shas, index.meta_bytes, workers,
+                                 tuple(f.path for f in index.files))
         self.log(f"resuming: {int(done.sum())} of {index.n} items finished and intact, "
                  f"{index.n - int(done.sum())} to render")
         return done

@@ -58,6 +58,9 @@ def render_files(pixels: np.ndarray, files: tuple[OutputFile, ...], preset, opaq
     return out
 
 
+DEFAULT_FILES = (OutputFile("{n}.png", OutputFormat("png"), None),)  # one PNG: what every earlier run made
+
+
 def is_default(files: tuple[OutputFile, ...]) -> bool:
     """One PNG at the canvas size: the writer may take filtered rows or GPU-deflated streams."""
     return len(files) == 1 and files[0].format.name == "png" and files[0].size is None

@@ -172,6 +172,16 @@ def remove_temporaries(folder: Path, prefix: str = TMP_PREFIX) -> int:
     return n
 
 
+def nonempty_file(path: Path) -> bool:
+    """A plain file (not a link, FIFO or device) with at least one byte: an item's non-primary files
+    count as there when they are (media.py; they are not hashed)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size > 0
+
+
 def is_real_folder(path: Path) -> bool:
     """A folder that is not a link (what we may list, clean or delete from)."""
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 from . import __version__
 from .journal import file_sha256, is_known
 from .errors import OutputError
-from .output import (MANIFEST, MAX_METADATA_BYTES, TMP_PREFIX, atomic_write_bytes, read_regular,
+from .output import (MANIFEST, MAX_METADATA_BYTES, TMP_PREFIX, atomic_write_bytes, nonempty_file, read_regular,
                      remove_temporaries)
 
 FORMAT = 3
@@ -283,7 +282,7 @@ def find_finished(out: Path, numbers, shas: np.ndarray, meta_bytes: Callable[[in
         n = numbers[i]
         if not is_known(shas[i]) or file_sha256(images / files[0].replace("{n}", str(n))) != shas[i].tobytes():
             return False
-        if not all(_nonempty_file(images / f.replace("{n}", str(n))) for f in files[1:]):
+        if not all(nonempty_file(images / f.replace("{n}", str(n))) for f in files[1:]):
             return False
         path = out / "metadata" / f"{n}.json"
         want = meta_bytes(i)
@@ -301,14 +300,6 @@ def find_finished(out: Path, numbers, shas: np.ndarray, meta_bytes: Callable[[in
             block = candidates[b:b + 4096].tolist()
             done[block] = list(pool.map(check, block))
     return done
-
-
-def _nonempty_file(path: Path) -> bool:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_size > 0
 
 
 def clean_temporaries(out: Path, tmp_prefix: str = TMP_PREFIX, sizes: tuple[str, ...] = ()) -> int:

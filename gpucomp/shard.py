@@ -21,7 +21,8 @@ import numpy as np
 from .encode import Preset, encode_rendered
 from .errors import OutputError
 from .journal import Journal, file_sha256
-from .output import atomic_write_bytes, json_bytes, open_regular
+from .media import DEFAULT_FILES, OutputFile, is_default, render_files, write_others
+from .output import atomic_write_bytes, json_bytes, nonempty_file, open_regular
 from .testhooks import fault  # noqa: F401 (GPUCOMP_TEST_KILL / GPUCOMP_TEST_SLOW points, also for folder.py)
 
 
@@ -49,8 +50,9 @@ class ItemIndex:
     """The items of a collection plan by position p = number - start (positions index the
     per-item state: hashes, what is finished); g is an item's index in plan order."""
 
-    def __init__(self, cplan, meta_options, single_stack: bool):
+    def __init__(self, cplan, meta_options, single_stack: bool, files: tuple[OutputFile, ...] = DEFAULT_FILES):
         self.cplan, self.options, self.single_stack = cplan, meta_options, single_stack
+        self.files = files  # each item's image files, primary first (media.py)
         self.start, self.n = cplan.start, len(cplan)
         self.g_of = np.argsort(cplan.numbers, kind="stable")
         self.pos_of = np.empty(self.n, np.int64)
@@ -72,7 +74,7 @@ class ItemIndex:
     def item(self, p: int, out: Path) -> Item:
         seg, row = self.locate(p)
         number = self.numbers[p]
-        return Item(number, dict(seg.attributes(row)), out / "images" / f"{number}.png",
+        return Item(number, dict(seg.attributes(row)), out / "images" / self.files[0].name(number),
                     out / "metadata" / f"{number}.json")
 
     def by_segment(self, positions: np.ndarray):
@@ -95,6 +97,7 @@ class ShardContext:
     preset: Preset
     deflate: str  # the run's deflate engine: 'gpu', 'isal' or 'zlib'
     release_pixels: bool  # one stack only: the CPU backend may drop dense pixels once indexed
+    opaque_rgb: bool = True  # the other formats write opaque results as RGB too (formats.encode)
 
 
 def human_bytes(n: float) -> str:
@@ -194,8 +197,9 @@ class ShardRenderer:
                 self.pending.add(self.pool.submit(self._composite_and_write, seg, row, p))
                 yield from self._drain(limit)
             return
-        batches = self.backend.render(seg.render_combos(rows), self.stats, self.ctx.preset.filter,
-                                      deflate=self.gpu_deflate)
+        raw = not is_default(self.ctx.index.files)  # other formats and sizes are made from the pixels
+        batches = self.backend.render(seg.render_combos(rows), self.stats, "none" if raw else self.ctx.preset.filter,
+                                      deflate=self.gpu_deflate and not raw)
         try:
             for idx, outputs in batches:
                 limit = max(limit, 2 * len(outputs))
@@ -214,25 +218,35 @@ class ShardRenderer:
         return self._write(p, pixels)
 
     def _write(self, p: int, rendered) -> Done:
-        """Encode, write image then metadata (each atomically), then journal the item."""
+        """Encode, write the other files, the primary image, then metadata (each atomically), then
+        journal the item: a journal record means every file of the item was in place."""
         ctx, st = self.ctx, self.stats
+        files = ctx.index.files
         number = ctx.index.numbers[p]
+        blobs: list[bytes] = []
         with st.timer("encode"):
-            png = encode_rendered(rendered, ctx.preset)
+            if is_default(files):
+                png = encode_rendered(rendered, ctx.preset)
+            else:  # pixels (see _submit): every format and size from them (formats.py, resize.py)
+                blobs = render_files(rendered, files, ctx.preset, ctx.opaque_rgb)
+                png = blobs[0]
             digest = hashlib.sha256(png).digest()
-        img_path = ctx.out / "images" / f"{number}.png"
+        img_path = ctx.out / "images" / files[0].name(number)
+        others = 0
         with st.timer("write"):
             try:
+                if blobs:
+                    others = write_others(ctx.out / "images", number, files, blobs)
                 atomic_write_bytes(img_path, png)
                 fault(f"image:{number}")
                 atomic_write_bytes(ctx.out / "metadata" / f"{number}.json", ctx.index.meta_bytes(p))
             except OSError as err:
-                raise write_error(img_path, err, len(png), self.total - self.written) from err
+                raise write_error(img_path, err, len(png) + others, self.total - self.written) from err
             self.journal.record(number, digest.hex())
-        st.count("png_bytes", len(png))
+        st.count("png_bytes", len(png) + others)  # every file of the item
         with self._count:
             self.written += 1
-        return Done(p, number, digest, len(png))
+        return Done(p, number, digest, len(png) + others)
 
 
 def read_journal(path: Path) -> dict[int, bytes]:
@@ -251,8 +265,8 @@ def read_journal(path: Path) -> dict[int, bytes]:
 
 
 def journaled(ctx: ShardContext, path: Path, positions: np.ndarray) -> tuple[list[Done], np.ndarray]:
-    """A shard run again (a retried Ray task): the items its journal at `path` records whose image
-    still hashes to the record, and the positions left to render."""
+    """A shard run again (a retried Ray task): the items its journal at `path` records whose primary
+    image still hashes to the record (and whose other files are there), and the positions left to render."""
     try:
         records = read_journal(path)
     except FileNotFoundError:
@@ -260,9 +274,10 @@ def journaled(ctx: ShardContext, path: Path, positions: np.ndarray) -> tuple[lis
     done, left = [], []
     for p in positions.tolist():
         number = ctx.index.numbers[p]
-        image = ctx.out / "images" / f"{number}.png"
+        image = ctx.out / "images" / ctx.index.files[0].name(number)
         sha = records.get(number)
-        if sha is not None and file_sha256(image) == sha:
+        others = (ctx.out / "images" / f.name(number) for f in ctx.index.files[1:])
+        if sha is not None and file_sha256(image) == sha and all(nonempty_file(o) for o in others):
             done.append(Done(p, number, sha, image.stat().st_size))
         else:
             left.append(p)

@@ -39,6 +39,24 @@ def layers256(tmp_path_factory):
     return make_layers(tmp_path_factory.mktemp("layers256"), layers=4, traits=14, size=256, seed=3)
 
 
+def test_other_formats_and_sizes_on_the_cuda_backend_equal_the_cpu_files(fake_gpu, layers256, tmp_path):
+    """With formats or sizes the CUDA backend hands the workers pixels (no filtered rows, no device
+    deflate, even with the gpu preset); every file matches the CPU run's byte for byte."""
+    from gpucomp.backends.cuda_backend import CudaBackend
+
+    output = dict(formats=["png", "jpeg"], sizes=[{"name": "x2", "scale": 2}], size=6, seed=3, preset="gpu")
+    backend = CudaBackend(batch_size=4)
+    fake_gpu.watch(backend)
+    gen = Generation(layers256, tmp_path / "cuda", with_overrides(Config(), force=True, **output), backend=backend)
+    for _ in gen:
+        pass
+    assert fake_gpu.calls["composite_batch"] == 2 and fake_gpu.calls.get("deflate_segments", 0) == 0
+    gpucomp.run(layers256, tmp_path / "cpu", backend="cpu", **output)
+    for n in range(1, 7):
+        for name in (f"{n}.png", f"{n}.jpg", f"x2/{n}.png", f"x2/{n}.jpg"):
+            assert (tmp_path / "cpu/images" / name).read_bytes() == (tmp_path / "cuda/images" / name).read_bytes(), name
+
+
 @pytest.mark.parametrize("preset", ["gpu", "fast", "balanced"])
 def test_cuda_backend_orchestration_matches_the_cpu_backend(fake_gpu, layers256, tmp_path, preset):
     from gpucomp.backends.cuda_backend import CudaBackend
