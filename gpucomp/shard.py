@@ -237,6 +237,7 @@ class ShardRenderer:
             try:
                 if blobs:
                     others = write_others(ctx.out / "images", number, files, blobs)
+                    fault(f"others:{number}")  # the other files in place, the primary not yet
                 atomic_write_bytes(img_path, png)
                 fault(f"image:{number}")
                 atomic_write_bytes(ctx.out / "metadata" / f"{number}.json", ctx.index.meta_bytes(p))

@@ -88,3 +88,43 @@ def test_gallery_and_sugar_export_need_their_png_and_say_so_before_rendering(dem
     assert main([*args, "--export", "sugar"]) == 2
     assert 'the sugar layout takes each item\'s PNG; list "png" first (got webp)' in capsys.readouterr().err
     assert not out.exists()
+
+
+KILL_TOML = '''
+[output]
+format = ["png", "webp"]
+webp = { lossless = true, method = 0 }
+[[output.sizes]]
+name = "x2"
+scale = 2
+'''
+
+
+@pytest.fixture(scope="module")
+def kill_reference(demo_layers, tmp_path_factory):
+    from test_faults import run_cli, snapshot
+
+    tmp = tmp_path_factory.mktemp("kill-ref")
+    (tmp / "c.toml").write_text(KILL_TOML)
+    rc, _, err = run_cli(demo_layers, tmp / "out", "-q", "-c", str(tmp / "c.toml"))
+    assert rc == 0, err
+    return snapshot(tmp / "out")
+
+
+@pytest.mark.parametrize("point", ["others:7", "image:7"])
+def test_kill_9_between_an_items_files_then_resume_is_byte_identical(demo_layers, tmp_path, kill_reference, point):
+    """Killed after an item's other files but before its primary (or before its journal record):
+    resume renders it again and the folder ends as an uninterrupted run's."""
+    import signal
+
+    from test_faults import run_cli, snapshot
+
+    (tmp_path / "c.toml").write_text(KILL_TOML)
+    out = tmp_path / "out"
+    rc, _, _ = run_cli(demo_layers, out, "-q", "-c", str(tmp_path / "c.toml"), env={"GPUCOMP_TEST_KILL": point})
+    assert rc == -signal.SIGKILL
+    assert (out / "images" / "x2" / "7.png").exists()
+    rc, _, err = run_cli(demo_layers, out, "-q", "-c", str(tmp_path / "c.toml"))
+    assert rc == 0, err
+    assert snapshot(out) == kill_reference
+    assert len([k for k in kill_reference if k.startswith("images/")]) == 4 * 120
