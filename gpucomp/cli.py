@@ -271,6 +271,12 @@ def cmd_info(args) -> int:
     print("cpu: available (NumPy backend)")
     for p in PRESETS.values():
         print(f"png preset {p.name}: {p.help} [deflate: {deflate_engine(p, gpu=ok)}]")
+    from .formats import availability
+
+    have = availability()
+    missing = [k for k, v in have.items() if not v]
+    print(f"output formats: {', '.join(k for k, v in have.items() if v)}"
+          + (f" (this Pillow lacks {', '.join(missing)})" if missing else ""))
     return 0
 
 

@@ -107,6 +107,13 @@ def _hex_colour(text: str, where: str) -> tuple[int, int, int]:
         raise ConfigError(f"{where}: expected a colour as \"#rrggbb\", got {text!r}") from None
 
 
+def availability() -> dict[str, bool]:
+    """Format name -> whether this Pillow can write it (PNG always: gpucomp's own encoder)."""
+    from PIL import features
+
+    return {name: name not in _PILLOW_FEATURE or bool(features.check(_PILLOW_FEATURE[name])) for name in EXTENSIONS}
+
+
 def check_available(formats: tuple[OutputFormat, ...], where: str = "config") -> None:
     """Refuse, before anything renders, a format this Pillow build cannot write."""
     from PIL import __version__ as pillow_version, features

@@ -134,3 +134,11 @@ def test_a_format_this_pillow_lacks_is_named_with_the_fix(monkeypatch):
     check_available((OutputFormat("png"), fmt("webp")))  # fine
     with pytest.raises(ConfigError, match=r"format 'avif' needs Pillow's avif support.*pip install -U pillow"):
         check_available((fmt("png"), OutputFormat("avif", {"quality": 80, "speed": 6})), "cfg.toml")
+
+
+def test_info_lists_the_formats_this_pillow_writes(monkeypatch, capsys):
+    from gpucomp.cli import main
+
+    monkeypatch.setattr(features, "check", lambda name: name != "avif")
+    assert main(["info"]) == 0
+    assert "output formats: png, webp, jpeg (this Pillow lacks avif)" in capsys.readouterr().out
