@@ -251,6 +251,9 @@ def cmd_validate(args) -> int:
     from .metadata import check_traits, options_for_config
 
     check_traits(options_for_config(cfg), metadata_layers(stacks), args.config or "options")
+    from .media import check_fits, output_files
+
+    check_fits(output_files(cfg.formats, cfg.sizes), ls.width, ls.height, args.config or "options")
     print(f"ok: a collection of {cfg.size} unique items can be planned")
     return 0
 

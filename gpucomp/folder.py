@@ -21,7 +21,7 @@ from .config import Config
 from .errors import ConfigError, OutputError
 from .journal import JOURNAL, Journal, load_records, rewrite_journal, unfinished, write_provenance
 from .lock import OutputLock
-from .media import output_files, size_folders
+from .media import check_fits, output_files, size_folders
 from .output import (MANIFEST, TMP_PREFIX, atomic_write_json, check_output, ensure_folder, reset_output,
                      write_collection_metadata)
 from .resume import read_manifest
@@ -176,6 +176,7 @@ class CollectionFolder:
         with self.stats.timer("plan"):
             cplan = plan_collection(cfg, stacks, extensions)
         check_traits(options_for_config(cfg), metadata_layers(stacks), "config")
+        check_fits(output_files(cfg.formats, cfg.sizes), ls.width, ls.height, "config")  # what each format holds
         check_numbers(options_for_config(cfg), cplan.start, cplan.start + len(cplan) - 1, "config")  # extend too
         if self.lock is None:
             self._take_lock()

@@ -23,6 +23,8 @@ from .errors import ConfigError
 
 EXTENSIONS = {"png": "png", "webp": "webp", "jpeg": "jpg", "avif": "avif"}
 MIME_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg", "avif": "image/avif"}
+MAX_SIDE = {"png": 65535, "webp": 16383, "jpeg": 65500, "avif": 65535}  # pixels a side each format holds
+MAX_PIXELS = 1 << 28  # one sized copy: 1 GiB of RGBA in memory
 _PILLOW_FEATURE = {"webp": "webp", "jpeg": "jpg", "avif": "avif"}  # PIL.features.check names
 # Per-format settings ([output.webp] quality = 90 ...): key -> (type, lowest, highest, default).
 SETTINGS: dict[str, dict[str, tuple[type, Any, Any, Any]]] = {

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .formats import MIME_TYPES, OutputFormat, encode
+from .errors import ConfigError
+from .formats import MAX_PIXELS, MAX_SIDE, MIME_TYPES, OutputFormat, encode
 from .resize import Size, resize
 
 
@@ -35,6 +36,16 @@ def output_files(formats: tuple[OutputFormat, ...], sizes: tuple[Size, ...]) -> 
             if not s.formats or f.name in s.formats:
                 files.append(OutputFile(f"{s.name}/{{n}}.{f.ext}", f, s))
     return tuple(files)
+
+
+def check_fits(files: tuple[OutputFile, ...], width: int, height: int, where: str = "config") -> None:
+    """Refuse, before rendering, a file too large for its format (or for memory) from a width x height canvas."""
+    for f in files:
+        w, h = f.size.target(width, height) if f.size else (width, height)
+        what = f"size {f.size.name!r} makes" if f.size else "the canvas is"
+        if max(w, h) > MAX_SIDE[f.format.name] or w * h > MAX_PIXELS:
+            raise ConfigError(f"{where}: {what} {w}x{h} from the {width}x{height} layers; {f.format.name} holds at most "
+                              f"{MAX_SIDE[f.format.name]} pixels a side (and gpucomp {MAX_PIXELS} pixels an image)")
 
 
 def media_entries(files: tuple[OutputFile, ...]) -> tuple[tuple[str, str, str], ...]:

@@ -99,15 +99,6 @@ def _size(item: Any, formats: tuple[str, ...], w: str) -> Size:
     return Size(name, width, height, float(scale), flt, tuple(chosen))
 
 
-def check_fits(sizes: tuple[Size, ...], width: int, height: int, where: str = "config") -> None:
-    """Refuse a size whose copy of a width x height canvas would be too large, before rendering."""
-    for s in sizes:
-        w, h = s.target(width, height)
-        if max(w, h) > MAX_SIDE or w * h > 1 << 28:
-            raise ConfigError(f"{where}: size {s.name!r} makes {w}x{h} images from the {width}x{height} canvas; "
-                              f"at most {MAX_SIDE} a side and {1 << 28} pixels")
-
-
 def resize(pixels: np.ndarray, size: Size) -> np.ndarray:
     """(H, W, C) uint8 -> this size's (h, w, C) uint8 copy (see the module docstring)."""
     if size.filter == "nearest":

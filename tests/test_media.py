@@ -130,3 +130,16 @@ def test_the_writer_helpers(tmp_path):
     assert write_others(images, 9, files, blobs) == 7
     assert not (images / "9.png").exists()  # the primary is the caller's, written last
     assert (images / "9.webp").read_bytes() == b"w" and (images / "thumbnail" / "9.webp").read_bytes() == b"tw"
+
+
+def test_a_file_too_large_for_its_format_is_refused_before_rendering():
+    from gpucomp.media import check_fits
+
+    cfg = with_overrides(Config(), formats=["png", "webp"], sizes=[{"name": "x32", "scale": 32, "format": "png"},
+                                                                   {"name": "w", "scale": 30, "format": "webp"}])
+    files = output_files(cfg.formats, cfg.sizes)
+    check_fits(files, 24, 24)
+    with pytest.raises(ConfigError, match=r"size 'w' makes 18000x30 from the 600x1 layers; webp holds at most 16383"):
+        check_fits(files, 600, 1)  # the PNG at x32, 19200 wide, is fine
+    with pytest.raises(ConfigError, match=r"size 'x32' makes 65536x65536 .* png holds at most 65535"):
+        check_fits(files, 2048, 2048)

@@ -128,3 +128,12 @@ def test_kill_9_between_an_items_files_then_resume_is_byte_identical(demo_layers
     assert rc == 0, err
     assert snapshot(out) == kill_reference
     assert len([k for k in kill_reference if k.startswith("images/")]) == 4 * 120
+
+
+def test_sizes_too_large_are_refused_before_any_image(demo_layers, tmp_path):
+    from gpucomp.errors import ConfigError
+
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="size 'big' makes 70400x70400 from the 64x64 layers"):
+        list(gpucomp.generate(demo_layers, out, size=3, backend="cpu", sizes=[{"name": "big", "scale": 1100}]))
+    assert not (out / "images").exists()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gpucomp.errors import ConfigError
-from gpucomp.resize import Size, check_fits, parse_sizes, resize
+from gpucomp.resize import Size, parse_sizes, resize
 
 
 def pixels(h=24, w=24, c=4, seed=1):
@@ -89,12 +89,6 @@ def test_bad_sizes_are_named(item, message):
 def test_two_sizes_with_one_name_are_refused():
     with pytest.raises(ConfigError, match="'t' is used twice"):
         parse_sizes([{"name": "t", "width": 5}, {"name": "t", "scale": 2}], ("png",), "x")
-
-
-def test_a_copy_too_large_for_the_canvas_is_refused_before_rendering():
-    check_fits((Size("x32", scale=32, filter="nearest"),), 24, 24)
-    with pytest.raises(ConfigError, match="size 'x32' makes 65536x65536 images from the 2048x2048 canvas"):
-        check_fits((Size("x32", scale=32, filter="nearest"),), 2048, 2048)
 
 
 def test_to_dict_round_trips_through_parse():
