@@ -34,6 +34,7 @@ from typing import Callable
 from PIL import Image, features
 
 from .errors import ConfigError, OutputError
+from .preview import LOAD_ERRORS, decode_image
 from .output import (MANIFEST, MAX_METADATA_BYTES, PROVENANCE, atomic_write_bytes, ensure_folder, json_bytes,
                      open_regular, read_regular, remove_temporaries)
 
@@ -47,7 +48,6 @@ FORMAT = 1  # version of the data files, in data/index.js
 LOG_EVERY = 2.0  # seconds between progress lines
 _THUMB_NAME = re.compile(r"^(0|[1-9][0-9]*)\.(webp|png)$")
 _META_NAME = re.compile(r"^meta-(\d+)\.js$")
-_LOAD_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 Log = Callable[[str], None]
 
@@ -208,13 +208,10 @@ def thumbnail_bytes(src: Path, size: int, fmt: str) -> bytes:
     """The thumbnail of image `src` in a size x size box (aspect kept; never enlarged: the page
     scales small pixel art up without smoothing), alpha kept, encoded as `fmt`."""
     try:
-        with open_regular(src) as f, Image.open(f) as im:  # a link, FIFO or device: refused, never waited on
-            im.load()
-            alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-            im = im.convert("RGBA" if alpha else "RGB")
+        im = decode_image(src)  # a link, FIFO or device: refused, never waited on
     except FileNotFoundError:
         raise OutputError(f"{src}: image missing; run `gpucomp resume {src.parent.parent}` to re-render it") from None
-    except _LOAD_ERRORS as err:
+    except LOAD_ERRORS as err:
         raise OutputError(f"{src}: cannot be read as an image ({type(err).__name__}: {err}); run "
                           f"`gpucomp resume {src.parent.parent}` to check and re-render it") from err
     if im.width > size or im.height > size:
@@ -368,7 +365,7 @@ def _image_size(path: Path) -> list[int] | None:
     try:
         with open_regular(path) as f, Image.open(f) as im:
             return [im.width, im.height]
-    except _LOAD_ERRORS:
+    except LOAD_ERRORS:
         return None
 
 

@@ -15,6 +15,7 @@ import threading
 import warnings
 import zlib
 from collections import Counter
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,24 +181,32 @@ _NO_WAIT = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)  # POSIX; 
 
 def _read_png(path: Path) -> bytes:
     """The file's bytes, after checking from its type, size and first 33 bytes that it is a regular
-    file, a PNG, not a bomb and not larger than its declared size allows. Stat never blocks, and the
-    open is non-blocking: a file swapped for a named pipe after the stat is refused, not waited on."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise LayerError(f"{path}: not a regular file; replace it with a PNG file")
-        fd = os.open(path, os.O_RDONLY | _NO_WAIT)
-    except OSError as err:
-        raise LayerError(f"{path}: cannot read ({why(err)}); replace it with a PNG file") from None
-    with open(fd, "rb") as f:
-        size = os.fstat(f.fileno())
-        if not stat.S_ISREG(size.st_mode):
-            raise LayerError(f"{path}: not a regular file; replace it with a PNG file")
-        _check_head(path, f.read(33), size.st_size)
+    file, a PNG, not a bomb and not larger than its declared size allows."""
+    with _open_trait(path, "a PNG file") as f:
+        size = os.fstat(f.fileno()).st_size
+        _check_head(path, f.read(33), size)
         f.seek(0)
-        data = f.read(size.st_size + 1)  # never more than the size checked; one more shows a file that grew
-    if len(data) != size.st_size:
+        data = f.read(size + 1)  # never more than the size checked; one more shows a file that grew
+    if len(data) != size:
         raise LayerError(f"{path}: the file changed while it was read; run again when nothing is writing to it")
     return data
+
+
+@contextmanager
+def _open_trait(path: Path, what: str):
+    """A trait file opened for reading. Stat never blocks, and the open is non-blocking: a file
+    swapped for a named pipe after the stat is refused (checked again on the open file), not
+    waited on."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise LayerError(f"{path}: not a regular file; replace it with {what}")
+        fd = os.open(path, os.O_RDONLY | _NO_WAIT)
+    except OSError as err:
+        raise LayerError(f"{path}: cannot read ({why(err)}); replace it with {what}") from None
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise LayerError(f"{path}: not a regular file; replace it with {what}")
+        yield f
 
 
 def _check_head(path: Path, head: bytes, size: int) -> None:
@@ -232,18 +241,10 @@ OTHER_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 def _read_regular(path: Path, limit: int) -> bytes:
     """A regular file's bytes (non-blocking open, type checked on the open file, at most `limit`)."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise LayerError(f"{path}: not a regular file; replace it with an image file")
-        fd = os.open(path, os.O_RDONLY | _NO_WAIT)
-    except OSError as err:
-        raise LayerError(f"{path}: cannot read ({why(err)}); replace it with an image file") from None
-    with open(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise LayerError(f"{path}: not a regular file; replace it with an image file")
-        if info.st_size > limit:
-            raise LayerError(f"{path}: {info.st_size} bytes is more than a trait image needs ({limit}); re-export it")
+    with _open_trait(path, "an image file") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise LayerError(f"{path}: {size} bytes is more than a trait image needs ({limit}); re-export it")
         data = f.read(limit + 1)
     if not data:
         raise LayerError(f"{path}: the file is empty (0 bytes); re-export it")

@@ -34,7 +34,7 @@ LABEL_COLOUR = (235, 235, 235)
 CHECKER = ((204, 204, 204), (153, 153, 153))  # shown through transparent pixels
 SHEET_NAME = re.compile(r"^sheet-(\d+)\.png$")
 _ITEM_NAME = re.compile(r"^(0|[1-9][0-9]*)\.png$")  # as gpucomp writes them: no leading zeros
-_LOAD_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+LOAD_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
 def list_numbers(images_dir: Path) -> list[int]:
@@ -68,17 +68,25 @@ def thumb_size(w: int, h: int, thumb: int) -> tuple[int, int]:
     return max(1, min(thumb, round(w * scale))), max(1, min(thumb, round(h * scale)))
 
 
+def decode_image(path: Path, draft: int | None = None) -> Image.Image:
+    """One of the collection's images decoded as RGBA (if it has any transparency) or RGB. A link,
+    FIFO or device is refused (NotRegularFile), never waited on; `draft` lets decoders that can
+    (JPEG) decode at a lower scale. Raises what LOAD_ERRORS lists."""
+    with open_regular(path) as f, Image.open(f) as im:
+        if draft:
+            im.draft("RGB", (draft, draft))
+        im.load()
+        transparent = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+        return im.convert("RGBA" if transparent else "RGB")
+
+
 def _thumbnail(path: Path, thumb: int) -> Image.Image:
     """Decode `path` and return its RGB thumbnail (transparent pixels shown over a checkerboard)."""
     try:
-        with open_regular(path) as f, Image.open(f) as im:  # a FIFO or device: refused, never waited on
-            im.draft("RGB", (thumb, thumb))  # JPEG-style decoders can decode at a lower scale; no-op for PNG
-            im.load()
-            transparent = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-            im = im.convert("RGBA" if transparent else "RGB")
+        im = decode_image(path, thumb)
     except FileNotFoundError:
         raise OutputError(f"{path}: image missing; regenerate the collection or pass numbers= that exist") from None
-    except _LOAD_ERRORS as err:
+    except LOAD_ERRORS as err:
         raise OutputError(f"{path}: cannot be read as an image ({type(err).__name__}: {err}); "
                           f"regenerate or remove this item") from err
     size = thumb_size(im.width, im.height, thumb)
