@@ -17,6 +17,7 @@ from .errors import ConfigError
 from .formats import OutputFormat, check_available, parse_formats
 from .naming import is_plain_name
 from .resize import Size, parse_sizes
+from .tables import check_table
 
 MAX_SIZE = 10_000_000  # the plan holds every combination in memory; far above any real collection
 MAX_BATCH = 65535  # items per CUDA launch: one item per grid row, and a grid has at most 65535 rows
@@ -274,13 +275,7 @@ def _layers(body: Any, where: str) -> tuple[LayerOption, ...]:
             item = {"folder": item}
         if not isinstance(item, dict) or "folder" not in item:
             raise ConfigError(f"{w}: each layer entry needs folder = \"<sub-folder name>\"")
-        unknown = set(item) - set(LAYER_KEYS)
-        if unknown:
-            raise ConfigError(f"{w}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(LAYER_KEYS)}")
-        for key, typ in LAYER_KEYS.items():
-            if key in item and (not isinstance(item[key], typ) or (typ is not bool and isinstance(item[key], bool))):
-                name = typ.__name__ if isinstance(typ, type) else "number"
-                raise ConfigError(f"{w}.{key}: expected {name}, got {type(item[key]).__name__} {item[key]!r}")
+        check_table(item, LAYER_KEYS, w)
         exact = []
         for trait, count in item.get("exact", {}).items():
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
@@ -301,13 +296,7 @@ def _trait_options(body: dict, where: str) -> tuple[tuple[str, TraitOption], ...
         w = f"{where}.traits.{trait}"
         if not isinstance(opts, dict):
             raise ConfigError(f"{w}: expected a table such as {{ z = 1, blend = \"screen\", opacity = 0.5 }}")
-        unknown = set(opts) - set(TRAIT_KEYS)
-        if unknown:
-            raise ConfigError(f"{w}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(TRAIT_KEYS)}")
-        for key, typ in TRAIT_KEYS.items():
-            if key in opts and (not isinstance(opts[key], typ) or isinstance(opts[key], bool)):
-                raise ConfigError(f"{w}.{key}: expected {'a number' if key == 'opacity' else typ.__name__}, "
-                                  f"got {type(opts[key]).__name__} {opts[key]!r}")
+        check_table(opts, TRAIT_KEYS, w)
         op = opts.get("opacity")
         out.append((_nfc(trait), TraitOption(opts.get("z"), opts.get("blend"), None if op is None else float(op))))
     return tuple(out)

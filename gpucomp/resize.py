@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .tables import check_table
 
 FILTERS = ("lanczos", "area", "nearest")
 MAX_SIDE = 65535  # what every format written here can hold (WebP: 16383, checked by Pillow when saving)
@@ -68,12 +69,7 @@ def _size(item: Any, formats: tuple[str, ...], w: str) -> Size:
     keys = {"name": str, "width": int, "height": int, "scale": (int, float), "filter": str, "format": (str, list)}
     if not isinstance(item, dict) or "name" not in item:
         raise ConfigError(f"{w}: each size needs name = \"<folder name>\" and a width, height or scale")
-    unknown = set(item) - set(keys)
-    if unknown:
-        raise ConfigError(f"{w}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(keys)}")
-    for key, typ in keys.items():
-        if key in item and (not isinstance(item[key], typ) or isinstance(item[key], bool)):
-            raise ConfigError(f"{w}.{key}: expected {getattr(typ, '__name__', 'a number or text')}, got {item[key]!r}")
+    check_table(item, keys, w)
     name = item["name"]
     if not _NAME.fullmatch(name):
         raise ConfigError(f"{w}.name: {name!r} must be lower-case letters, digits, '-' or '_' (it names the folder "
