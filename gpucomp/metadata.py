@@ -481,34 +481,44 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
                          "update-metadata")
 
         def build(n: int) -> bytes:
-            path = out / "metadata" / f"{n}.json"
-            attributes, dna = _read_item(path, n, names, fix)
-            if opts.format != "solana" and "dna" not in opts.omit and dna is None:
-                raise OutputError(f"{path}: has no dna (it was left out) and {opts.format} metadata with dna needs it; "
-                                  f"add \"dna\" to metadata.omit, or set format = \"{opts.format}\" in [metadata] "
-                                  f"and re-run `gpucomp generate` into {out}, which rewrites the metadata")
-            return json_bytes(item_metadata(n, attributes, dna, opts))
+            return _item_bytes(out, n, names, opts, fix)
 
-        # Build everything once before writing, so a bad file or option leaves the output as it was.
-        for n in numbers:
+        for n in numbers:  # everything once before writing: a bad file or option leaves the output as it was
             build(n)
-        # The manifest first: if this is interrupted, running update-metadata again finishes the job.
-        _store(manifest, opts)
-        try:
-            atomic_write_json(mpath, manifest, fsync=True)
-            fault("update-metadata:manifest")
-            rewritten = 0
-            for n in numbers:
-                fault(f"update-metadata:{n}")
-                path, data = out / "metadata" / f"{n}.json", build(n)
-                if _read_or_none(path) != data:
-                    atomic_write_bytes(path, data)
-                    rewritten += 1
-            write_collection_metadata(out, numbers)
-        except OSError as err:
-            raise OutputError(f"{out}: cannot write metadata ({err.strerror or err}); images are untouched: fix "
-                              f"the cause and run update-metadata again") from err
+        rewritten = _rewrite(out, manifest, opts, numbers, build)
     log(f"metadata: {rewritten} of {len(numbers)} files rewritten ({opts.format})")
+    return rewritten
+
+
+def _item_bytes(out: Path, n: int, names: dict, opts: MetadataOptions, fix: str) -> bytes:
+    """Item n's metadata file as `opts` would write it, from the attributes and DNA it holds now."""
+    path = out / "metadata" / f"{n}.json"
+    attributes, dna = _read_item(path, n, names, fix)
+    if opts.format != "solana" and "dna" not in opts.omit and dna is None:
+        raise OutputError(f"{path}: has no dna (it was left out) and {opts.format} metadata with dna needs it; "
+                          f"add \"dna\" to metadata.omit, or set format = \"{opts.format}\" in [metadata] "
+                          f"and re-run `gpucomp generate` into {out}, which rewrites the metadata")
+    return json_bytes(item_metadata(n, attributes, dna, opts))
+
+
+def _rewrite(out: Path, manifest: dict, opts: MetadataOptions, numbers, build: Callable[[int], bytes]) -> int:
+    """The manifest first (fsynced: if this is interrupted, running update-metadata again finishes
+    the job), then every item file whose bytes change, then _metadata.json. Returns how many changed."""
+    _store(manifest, opts)
+    try:
+        atomic_write_json(out / MANIFEST, manifest, fsync=True)
+        fault("update-metadata:manifest")
+        rewritten = 0
+        for n in numbers:
+            fault(f"update-metadata:{n}")
+            path, data = out / "metadata" / f"{n}.json", build(n)
+            if _read_or_none(path) != data:
+                atomic_write_bytes(path, data)
+                rewritten += 1
+        write_collection_metadata(out, numbers)
+    except OSError as err:
+        raise OutputError(f"{out}: cannot write metadata ({err.strerror or err}); images are untouched: fix "
+                          f"the cause and run update-metadata again") from err
     return rewritten
 
 
