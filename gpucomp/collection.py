@@ -59,6 +59,45 @@ class Segment:
         return tuple((layer.name, n) for layer, o, n in zip(self.layerset.layers, self.options, self.names(row)) if o.dna)
 
 
+ONE_OF_ONE = "1/1"  # the layer (and trait_type) of the one-of-ones' own segment
+
+
+@dataclass(frozen=True)
+class FinishedImage:
+    """A one-of-one as the trait of the "1/1" layer: written by copying its file, never composited."""
+
+    name: str
+    path: object
+    sha256: str
+    metadata: dict | None
+    weight: float = 1.0
+    empty: bool = False
+
+
+@dataclass(eq=False)
+class OneOfOneSegment(Segment):
+    """The one-of-ones (oneofones.py): one item per finished image, row k = image k."""
+
+    @property
+    def render_layerset(self) -> LayerSet:
+        raise TypeError("one-of-ones are copied, not rendered")
+
+    def image(self, row: int) -> FinishedImage:
+        return self.layerset.layers[0].traits[row]
+
+
+def one_of_one_segment(ones, offset: int, width: int, height: int) -> OneOfOneSegment:
+    from pathlib import Path
+
+    from .config import LayerOption
+
+    traits = [FinishedImage(o.name, o.path, o.sha256, o.metadata) for o in ones]
+    ls = LayerSet(root=Path("."), layers=[Layer(folder=ONE_OF_ONE, name=ONE_OF_ONE, traits=traits)],
+                  width=width, height=height)
+    return OneOfOneSegment(-1, ls, [LayerOption(ONE_OF_ONE, name=ONE_OF_ONE)],
+                           np.arange(len(ones), dtype=np.int32)[:, None], offset)
+
+
 @dataclass(eq=False)
 class CollectionPlan:
     segments: list[Segment]
@@ -67,9 +106,14 @@ class CollectionPlan:
     seed: int
     sizes: list[int] = field(default_factory=list)
     given: dict | None = None  # `--from` list: {"kind", "sha256", "items"} (the manifest's plan.from)
+    one_of_ones: list | None = None  # the manifest's one_of_ones (oneofones.manifest_entry), when there are any
 
     def __len__(self) -> int:
         return int(self.numbers.shape[0])
+
+    def one_render_layerset(self) -> bool:
+        """Whether every rendered segment draws the same layers (one-of-ones are copied, not drawn)."""
+        return len({id(s.render_layerset) for s in self.segments if not isinstance(s, OneOfOneSegment)}) == 1
 
     def locate(self, g: int) -> tuple[Segment, int]:
         for seg in self.segments:
@@ -423,24 +467,60 @@ def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), sou
     if cfg.from_list:
         given = _given_items(cfg, stacks[0])
         add(0, given[0])
-    for k, ((ls, options), size) in enumerate(zip(stacks, cfg.stack_sizes)):
+    ones, placed = _one_of_ones(cfg, source)
+    sizes = list(cfg.stack_sizes)
+    if len(ones) > sizes[0]:
+        raise ConfigError(f"{source}: {len(ones)} one-of-ones, but the {'first stack' if len(sizes) > 1 else 'collection'} "
+                          f"has only {sizes[0]} items; they take the place of generated items")
+    sizes[0] -= len(ones)
+    for k, ((ls, options), size) in enumerate(zip(stacks, sizes)):
         if given is not None:
             break
         where = source if len(stacks) == 1 else f"{source}: stack {k + 1}"
         seed = cfg.seed if k == 0 else derived_seed(cfg.seed, "stack", k)
         add(k, plan_stack(k, ls, options, size, seed, cfg.rules, where, exclude=seen or None, links=links))
-    base = offset
-    numbers = np.arange(cfg.start, cfg.start + base, dtype=np.int64)
+    made = offset
+    numbers = np.arange(cfg.start, cfg.start + made, dtype=np.int64)
     if cfg.shuffle:
-        numbers = cfg.start + np.random.default_rng(derived_seed(cfg.seed, "shuffle")).permutation(base)
+        numbers = cfg.start + np.random.default_rng(derived_seed(cfg.seed, "shuffle")).permutation(made)
+    for one in ones:
+        if one.size != (stacks[0][0].width, stacks[0][0].height):
+            raise ConfigError(f"one-of-ones: {one.path}: {one.size[0]}x{one.size[1]}, but the canvas is "
+                              f"{stacks[0][0].width}x{stacks[0][0].height}; a one-of-one is copied as it is, so it must "
+                              f"have the collection's size")
+    if ones:  # generated items keep their order over the numbers the one-of-ones leave
+        from .oneofones import generated_numbers
+
+        numbers = np.concatenate([generated_numbers(placed, cfg.size, cfg.start)[numbers - cfg.start], placed])
+        segments.append(one_of_one_segment(ones, offset, stacks[0][0].width, stacks[0][0].height))
+        offset += len(ones)
+    base = offset
     for e in extensions:
         k = int(e.get("stack", 0))
         ls, options = stacks[k]
         add(k, plan_stack(k, ls, options, int(e["size"]), int(e["seed"]), cfg.rules, f"{source}: extension",
                           exclude=seen, extension=True, links=links))
     numbers = np.concatenate([numbers, np.arange(cfg.start + base, cfg.start + offset, dtype=np.int64)])
+    entry = None
+    if ones:
+        from .oneofones import manifest_entry
+
+        entry = manifest_entry(ones, placed)
     return CollectionPlan(segments, numbers.astype(np.int64), cfg.start, cfg.seed,
-                          given=given[1] if given is not None else None)
+                          given=given[1] if given is not None else None, one_of_ones=entry)
+
+
+def _one_of_ones(cfg, source: str) -> tuple[list, np.ndarray]:
+    """The config's one-of-ones and their numbers (seeded apart from the generated items' plan)."""
+    if not cfg.one_of_ones:
+        return [], np.empty(0, np.int64)
+    from .oneofones import place, read_one_of_ones
+
+    if [f.name for f in cfg.formats] != ["png"] or cfg.sizes:
+        raise ConfigError(f"{source}: one-of-ones are copied as they are, so the output must be one PNG at the "
+                          f"canvas size; leave [output] format and sizes out, or the [one_of_ones] table")
+    ones = read_one_of_ones(cfg.one_of_ones, dict(cfg.one_of_ones_numbers))
+    return ones, place(ones, cfg.size, cfg.start, derived_seed(cfg.seed, "one-of-ones"))
 
 
 def _given_items(cfg, stack) -> tuple[np.ndarray, dict]:

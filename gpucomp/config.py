@@ -109,6 +109,9 @@ class Config:
     rules: tuple[RuleOption, ...] = ()
     links: tuple[LinkOption, ...] = ()
     from_list: str = ""  # `generate --from FILE`: render exactly these items, in this order (itemlist.py)
+    # [one_of_ones]: a folder of finished PNGs (oneofones.py), absolute once loaded, and the numbers given to some
+    one_of_ones: str = ""
+    one_of_ones_numbers: tuple[tuple[str, int], ...] = ()
     metadata: dict = field(default_factory=dict, hash=False)  # the [metadata] table (see metadata.py)
     # [output] format and [[output.sizes]] (formats.py, resize.py); the first format is the primary image.
     # Python callers may also pass "webp", ["png", "webp"] and a list of size tables: validate parses them.
@@ -203,6 +206,9 @@ def load_config(path: str | os.PathLike) -> Config:
         if table == "links":
             values["links"] = _links(body, path)
             continue
+        if table == "one_of_ones":
+            values.update(_one_of_ones(body, path))
+            continue
         if table == "metadata":
             if not isinstance(body, dict):
                 raise ConfigError(f"{path}: [metadata] must be a table")
@@ -211,7 +217,7 @@ def load_config(path: str | os.PathLike) -> Config:
         if table == "output" and isinstance(body, dict):
             body = _output_media(body, values, path)
         if table not in SCHEMA:
-            raise ConfigError(f"{path}: unknown table [{table}]; known: {', '.join(sorted([*SCHEMA, 'layers', 'stacks', 'rules', 'links', 'metadata']))}")
+            raise ConfigError(f"{path}: unknown table [{table}]; known: {', '.join(sorted([*SCHEMA, 'layers', 'stacks', 'rules', 'links', 'metadata', 'one_of_ones']))}")
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: [{table}] must be a table")
         for key, value in body.items():
@@ -338,6 +344,21 @@ def _rules(body: Any, path: Path) -> tuple[RuleOption, ...]:
     return tuple(out)
 
 
+def _one_of_ones(body: Any, path: Path) -> dict:
+    """[one_of_ones] folder = "ones", numbers = {"Golden King" = 1}: the folder is relative to the config file."""
+    example = '[one_of_ones] folder = "one-of-ones", numbers = { "Golden King" = 1 }'
+    if not isinstance(body, dict) or not isinstance(body.get("folder"), str) or not body["folder"]:
+        raise ConfigError(f"{path}: [one_of_ones] needs folder = \"...\" (a folder of finished PNGs): {example}")
+    unknown = sorted(set(body) - {"folder", "numbers"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown key one_of_ones.{unknown[0]}; known: folder, numbers")
+    numbers = body.get("numbers", {})
+    if not isinstance(numbers, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in numbers.values()):
+        raise ConfigError(f"{path}: one_of_ones.numbers must map image names to whole numbers: {example}")
+    return {"one_of_ones": str((path.parent / body["folder"]).resolve()),
+            "one_of_ones_numbers": tuple(numbers.items())}
+
+
 def _links(body: Any, path: Path) -> tuple[LinkOption, ...]:
     example = '[[links]] layers = ["Body", "Arms"]'
     if not isinstance(body, list):
@@ -388,6 +409,14 @@ def validate(cfg: Config, source: str = "options") -> Config:
     if cfg.from_list and (cfg.stacks or cfg.shuffle):
         raise ConfigError(f"{source}: --from renders the listed items in the listed order with one set of layers; "
                           f"it cannot be combined with {'[[stacks]]' if cfg.stacks else 'shuffle'}")
+    if isinstance(cfg.one_of_ones_numbers, dict):  # Python callers: one_of_ones_numbers={"Robot": 5}
+        cfg = replace(cfg, one_of_ones_numbers=tuple(cfg.one_of_ones_numbers.items()))
+    if cfg.one_of_ones and not Path(cfg.one_of_ones).is_absolute():  # kept in the manifest: resume runs elsewhere
+        cfg = replace(cfg, one_of_ones=str(Path(cfg.one_of_ones).resolve()))
+    if cfg.one_of_ones and cfg.from_list:
+        raise ConfigError(f"{source}: --from renders exactly the listed items; [one_of_ones] cannot be added to them")
+    if cfg.one_of_ones_numbers and not cfg.one_of_ones:
+        raise ConfigError(f"{source}: one_of_ones numbers are given but no one_of_ones folder")
     if cfg.size > MAX_SIZE:
         raise ConfigError(f"{source}: size {cfg.size} is more than gpucomp supports ({MAX_SIZE}); lower it")
     if cfg.seed < 0:  # numpy's generator takes only non-negative seeds
@@ -463,6 +492,9 @@ def to_dict(cfg: Config) -> dict:
     d["stacks"] = [{"size": st.size, "layers": [layer_dict(lo) for lo in st.layers]} for st in cfg.stacks]
     d["rules"] = [{r.kind: ["/".join(r.a), "/".join(r.b)]} for r in cfg.rules]
     d["links"] = [list(link.layers) for link in cfg.links]
+    d["one_of_ones_numbers"] = dict(cfg.one_of_ones_numbers)
+    if not cfg.one_of_ones:  # collections without them: the stored config reads as before
+        del d["one_of_ones"], d["one_of_ones_numbers"]
     d["formats"] = [f.to_dict() for f in cfg.formats]
     d["sizes"] = [s.to_dict() for s in cfg.sizes]
     if d["formats"] == [{"name": "png"}] and not d["sizes"]:  # today's default: the config reads as before
@@ -489,6 +521,7 @@ def from_dict(d: dict) -> Config:
     values["rules"] = tuple(RuleOption(k, tuple(v[0].split("/", 1)), tuple(v[1].split("/", 1)))
                             for r in d.get("rules", []) for k, v in r.items())
     values["links"] = tuple(LinkOption(tuple(x)) for x in d.get("links", []))
+    values["one_of_ones_numbers"] = tuple(dict(d.get("one_of_ones_numbers", {})).items())
     formats = d.get("formats", [{"name": "png"}])  # earlier manifests: one PNG
     values["formats"] = parse_formats([f["name"] for f in formats],
                                       {f["name"]: {k: v for k, v in f.items() if k != "name"} for f in formats

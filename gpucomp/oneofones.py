@@ -6,8 +6,8 @@ before anything is written; `place` gives every one-of-one its number (the given
 others drawn from the numbers left, by a seed of their own so that the generated items' plan is
 unchanged); the generated items take the numbers left over, in their order.
 
-Not yet wired into generate (see the README): the pipeline is being split into folder.py/shard.py,
-and the one-of-ones are written where items are written there.
+Wired in by collection.plan_collection (a segment of their own, layer "1/1"), shard.py (their files
+copied, their .json merged into the metadata) and resume.make_manifest (plan.one_of_ones).
 """
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ class LocalShards:
 
     def render(self, job: Job, stop: threading.Event, stop_timeout: float | None) -> Iterator[Done]:
         ctx = ShardContext(job.out, job.index, get_preset(self.cfg.preset), self.deflate,
-                           release_pixels=len({id(s.render_layerset) for s in job.index.cplan.segments}) == 1,
+                           release_pixels=job.index.cplan.one_render_layerset(),
                            opaque_rgb=self.cfg.opaque_rgb)
         renderer = ShardRenderer(ctx, self.backend, self.stats, self.workers, stop, stop_timeout)
         try:

@@ -166,7 +166,7 @@ class RayShards:
             return
         ray, cfg = self.ray, self.cfg
         ctx = ShardContext(job.out.resolve(), job.index, get_preset(cfg.preset), self.deflate,
-                           release_pixels=len({id(s.render_layerset) for s in job.index.cplan.segments}) == 1,
+                           release_pixels=job.index.cplan.one_render_layerset(),
                            opaque_rgb=cfg.opaque_rgb)
         self._ctx_ref = ray.put(ctx)  # the traits go to each node once; kept while workers may restart
         shards = deque(shards_of(job.todo, self.workers, 512 if self.gpu else 64))

@@ -52,6 +52,7 @@ def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir) 
             "rules": [r.text for r in cfg.rules],
             **({"links": [list(link.layers) for link in cfg.links]} if cfg.links else {}),
             **({"from": cplan.given} if cplan.given is not None else {}),
+            **({"one_of_ones": cplan.one_of_ones} if cplan.one_of_ones else {}),
             "extensions": list(extensions),
         },
         "plan_sha256": cplan.digest(),
@@ -93,6 +94,7 @@ _SCHEMA = {
     "plan": {"seed": int, "size": int, "start": int, "shuffle": bool,
              "stacks": [{"size": int, "layers": [_LAYER]}], "rules": [str], "links": _Optional([[str]]),
              "from": _Optional({"kind": str, "sha256": str, "items": int}),
+             "one_of_ones": _Optional([_Row((str, str, int))]),
              "extensions": [{"stack": int, "size": int, "seed": int}]},
     "plan_sha256": str,
     "art": {"width": int, "height": int, "preset": str, "opaque_rgb": bool,
@@ -230,6 +232,7 @@ def differences(old: dict, new: dict, art: bool = True) -> list[str]:
             elif (x.get("dna"), x.get("exact")) != (y["dna"], y["exact"]):
                 out.append(f"dna or exact counts of layer {y['folder']!r}{where} changed")
     for key, what in (("rules", "rules"), ("links", "links"), ("from", "--from list of items"),
+                      ("one_of_ones", "one-of-ones (their images or numbers)"),
                       ("extensions", "extensions")):
         if op.get(key, []) != np_.get(key, []):
             out.append(f"the {what} changed")

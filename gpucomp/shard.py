@@ -18,6 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .collection import ONE_OF_ONE, OneOfOneSegment
 from .encode import Preset, encode_rendered
 from .errors import OutputError
 from .journal import Journal, file_sha256
@@ -67,6 +68,10 @@ class ItemIndex:
         from .plan import dna
 
         seg, row = self.locate(p)
+        if isinstance(seg, OneOfOneSegment):  # its own fields (name, description, attributes ...) over ours
+            image = seg.image(row)
+            meta = item_metadata(self.numbers[p], seg.attributes(row), dna([f"{ONE_OF_ONE}/{image.name}"]), self.options)
+            return json_bytes({**meta, **(image.metadata or {})})
         # With several stacks a trait name alone is ambiguous: qualify it by its layer.
         key = seg.dna_names(row) if self.single_stack else [f"{a}/{b}" for a, b in seg.identity(row)]
         return json_bytes(item_metadata(self.numbers[p], seg.attributes(row), dna(key), self.options))
@@ -146,6 +151,9 @@ class ShardRenderer:
                 if self.stop.is_set():
                     break
                 yield from self._drain(0)  # the backend is about to switch to this segment's layers
+                if isinstance(seg, OneOfOneSegment):
+                    yield from self._copy(seg, rows, pos)
+                    continue
                 self._prepare(seg.render_layerset)
                 yield from self._submit(seg, rows, pos)
             if not self.stop.is_set():
@@ -212,6 +220,14 @@ class ShardRenderer:
         finally:
             batches.close()
 
+    def _copy(self, seg: OneOfOneSegment, rows: np.ndarray, pos: np.ndarray) -> Iterator[Done]:
+        """One-of-ones: each image file's bytes, checked again (it may have changed since planning)."""
+        for row, p in zip(rows.tolist(), pos.tolist()):
+            if self.stop.is_set():
+                return
+            self.pending.add(self.pool.submit(self._write, p, finished_png(seg.image(row))))
+            yield from self._drain(2 * self.workers)
+
     def _composite_and_write(self, seg, row: int, p: int) -> Done:
         with self.stats.timer("composite"):
             pixels = self.backend.composite([seg.render_combo(row)])[0]
@@ -225,7 +241,9 @@ class ShardRenderer:
         number = ctx.index.numbers[p]
         blobs: list[bytes] = []
         with st.timer("encode"):
-            if is_default(files):
+            if isinstance(rendered, bytes):  # a one-of-one's file, as it is
+                png = rendered
+            elif is_default(files):
                 png = encode_rendered(rendered, ctx.preset)
             else:  # pixels (see _submit): every format and size from them (formats.py, resize.py)
                 blobs = render_files(rendered, files, ctx.preset, ctx.opaque_rgb)
@@ -248,6 +266,21 @@ class ShardRenderer:
         with self._count:
             self.written += 1
         return Done(p, number, digest, len(png) + others)
+
+
+def finished_png(image) -> bytes:
+    """A one-of-one's bytes, refused when the file no longer matches what the manifest records."""
+    from .oneofones import MAX_IMAGE_BYTES
+    from .output import read_regular
+
+    try:
+        data = read_regular(image.path, MAX_IMAGE_BYTES)
+    except OSError as err:
+        raise OutputError(f"one-of-ones: {image.path}: cannot read it ({err.strerror or err})") from None
+    if hashlib.sha256(data).hexdigest() != image.sha256:
+        raise OutputError(f"one-of-ones: {image.path} changed while the collection was being made; put the "
+                          f"original back, or start over with --force")
+    return data
 
 
 def read_journal(path: Path) -> dict[int, bytes]:
