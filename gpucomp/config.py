@@ -347,13 +347,13 @@ def _rules(body: Any, path: Path) -> tuple[RuleOption, ...]:
 def _one_of_ones(body: Any, path: Path) -> dict:
     """[one_of_ones] folder = "ones", numbers = {"Golden King" = 1}: the folder is relative to the config file."""
     example = '[one_of_ones] folder = "one-of-ones", numbers = { "Golden King" = 1 }'
-    if not isinstance(body, dict) or not isinstance(body.get("folder"), str) or not body["folder"]:
+    if not isinstance(body, dict):
+        raise ConfigError(f"{path}: [one_of_ones] must be a table: {example}")
+    check_table(body, {"folder": str, "numbers": dict}, f"{path}: one_of_ones")
+    if not body.get("folder"):
         raise ConfigError(f"{path}: [one_of_ones] needs folder = \"...\" (a folder of finished PNGs): {example}")
-    unknown = sorted(set(body) - {"folder", "numbers"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown key one_of_ones.{unknown[0]}; known: folder, numbers")
     numbers = body.get("numbers", {})
-    if not isinstance(numbers, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in numbers.values()):
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in numbers.values()):
         raise ConfigError(f"{path}: one_of_ones.numbers must map image names to whole numbers: {example}")
     return {"one_of_ones": str((path.parent / body["folder"]).resolve()),
             "one_of_ones_numbers": tuple(numbers.items())}

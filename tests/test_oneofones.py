@@ -215,3 +215,35 @@ def test_python_api_and_shuffle_keep_given_numbers(project, tmp_path, shuffle):
     assert len({json.loads((out / "metadata" / f"{n}.json").read_text())["dna"] for n in range(1, 13)}) == 12
     manifest = json.loads((out / "gpucomp.json").read_text())
     assert sorted(e[0] for e in manifest["plan"]["one_of_ones"]) == ["Ghost", "Golden King", "Robot"]
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[one_of_ones]\nnumbers = { Robot = 5 }\n', "needs folder"),
+    ('[one_of_ones]\nfolder = "ones"\nnumber = { Robot = 5 }\n', "unknown key(s) number"),
+    ('[one_of_ones]\nfolder = "ones"\nnumbers = { Robot = "5" }\n', "must map image names to whole numbers"),
+    ('[one_of_ones]\nfolder = "ones"\nnumbers = { Nobody = 5 }\n', "no Nobody.png"),
+])
+def test_bad_one_of_ones_tables_are_named(project, tmp_path, table, message):
+    layers, cfg, _ = project
+    cfg.write_text(f"[collection]\nsize = 30\n\n{table}", encoding="utf-8")
+    rc, _, err = cli("generate", layers, "-o", tmp_path / "out", "--config", cfg, "-q")
+    assert rc != 0 and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_with_stacks_the_first_stack_makes_room_and_rarity_counts_them(project, tmp_path):
+    layers, cfg, _ = project
+    cfg.write_text('[collection]\nseed = 3\n\n[one_of_ones]\nfolder = "ones"\n\n'
+                   '[[stacks]]\nsize = 6\nlayers = [{ folder = "01-Background" }, { folder = "02-Body" }]\n\n'
+                   '[[stacks]]\nsize = 4\nlayers = [{ folder = "01-Background" }, { folder = "03-Clothes" }]\n',
+                   encoding="utf-8")
+    out = tmp_path / "out"
+    rc, _, err = cli("generate", layers, "-o", out, "--config", cfg, "-q")
+    assert rc == 0, err
+    meta = {int(p.stem): json.loads(p.read_text(encoding="utf-8")) for p in (out / "metadata").glob("*.json")}
+    kinds = [tuple(a["trait_type"] for a in m["attributes"]) for _, m in sorted(meta.items())]
+    assert kinds.count(("Background", "Body")) == 3 and kinds.count(("Background", "Clothes")) == 4
+    assert sum(1 for k in kinds if "1/1" in k) == 3 and len(meta) == 10
+    with open(out / "rarity.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sum(1 for r in rows if r.get("1/1") not in (None, "", "(none)")) == 3
