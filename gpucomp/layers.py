@@ -52,6 +52,8 @@ class Trait:
     # (nftchef parts, `z<N>,`, `?blend=`), bottom first within its layer; () draws nothing (`NONE`).
     # Such a trait's own pixels are empty: collection.render_view stacks its parts for the backends.
     parts: tuple["TraitPart", ...] | None = None
+    # Art Engine 2 edge cases: what the trait draws instead when another layer has a value (render_view.py)
+    edge_cases: tuple["EdgeCase", ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -66,6 +68,16 @@ class TraitPart:
     z: int | None
     blend: str | None
     opacity: float | None
+
+
+@dataclass(eq=False)
+class EdgeCase:
+    """An Art Engine 2 edge case of a trait: when layer `layer` (display or folder name) has the trait
+    `value`, the trait draws `parts` instead of its own images. The metadata keeps the trait."""
+
+    layer: str
+    value: str
+    parts: tuple[TraitPart, ...]
 
 
 @dataclass(eq=False)
@@ -371,8 +383,9 @@ def _scan_layer(walk: Walk, folder: str, display_name: str | None) -> tuple[Laye
 
 
 def images_of(t: Trait) -> list[Trait]:
-    """The decoded images a trait draws: itself, or its parts' images."""
-    return [t] if t.parts is None else [part.image for part in t.parts]
+    """The decoded images a trait draws: itself, or its parts' images, and its edge cases' images."""
+    own = [t] if t.parts is None else [part.image for part in t.parts]
+    return own + [part.image for edge in t.edge_cases for part in edge.parts]
 
 
 def _size_problems(layers: list[Layer]) -> tuple[tuple[int, int] | None, list[str]]:
@@ -414,6 +427,51 @@ def _build_trait(found: Found, decoded: dict[Path, Trait]) -> Trait:
         h.update(f"{part.image.sha256}:{part.z}:{part.blend}:{part.opacity}\0".encode())
     digest = h.hexdigest() if parts else EMPTY_SHA256
     return Trait(found.name, found.weight, found.path, None, _no_pixels(), digest, None, False, parts)
+
+
+def _attach_edge_cases(layers: list[Layer], found: dict[str, list], decoded: dict[Path, Trait],
+                       unloaded: set[str]) -> list[str]:
+    """Give each trait its Art Engine 2 edge cases (scan.EdgeFound), checked against the layers: the
+    option must be a trait of its layer, `__t` another layer (display or folder name), `__v` one of
+    that layer's traits. The trait's digest then covers its edge cases' bytes and options, so a
+    changed edge-case file is a changed trait (its items re-render). One naming a layer folder that
+    this load leaves out (`unloaded`: folder and display names) can apply nowhere: it is dropped."""
+    problems = []
+    by_name = {name: layer for layer in layers for name in (layer.folder, layer.name)}
+    for layer in layers:
+        traits = {t.name: t for t in layer.traits}
+        for e in found.get(layer.folder, ()):
+            where = e.parts[0].path
+            other = by_name.get(e.layer)
+            if other is None and e.layer in unloaded:
+                continue
+            if e.option not in traits:
+                problems.append(f"{where}: edge case for option {e.option!r}, which is not a trait of layer "
+                                f"{layer.folder!r}; name the file after one of its traits")
+            elif other is None or other is layer:
+                problems.append(f"{where}: `__t{e.layer}` names no other layer; use a layer's name "
+                                f"({', '.join(la.name for la in layers if la is not layer)})")
+            elif e.value not in {t.name for t in other.traits}:
+                problems.append(f"{where}: `__v{e.value}` is not a trait of layer {e.layer!r}; use one of "
+                                f"{', '.join(repr(t.name) for t in other.traits[:8])}")
+            elif all(p.path in decoded for p in e.parts):
+                t = traits[e.option]
+                parts = tuple(TraitPart(decoded[p.path], p.z, p.blend, p.opacity) for p in e.parts)
+                t.edge_cases += (EdgeCase(e.layer, e.value, parts),)
+                h = hashlib.sha256(f"edge:{t.sha256}:{e.layer}\0{e.value}\0".encode())
+                for part in parts:
+                    h.update(f"{part.image.sha256}:{part.z}:{part.blend}:{part.opacity}\0".encode())
+                t.sha256 = h.hexdigest()
+    return problems
+
+
+def _unloaded(root: Path, folders: list[str]) -> set[str]:
+    """Folder and display names of the layer folders in root that this load does not read."""
+    try:
+        rest = [f for f in list_layer_folders(root) if f not in folders]
+    except LayerError:
+        return set()
+    return {n for f in rest for n in (f, layer_display_name(f))}
 
 
 def _warn_others(root: Path, others: list[Path]) -> None:
@@ -472,7 +530,8 @@ def load_layers(
             continue
         layers.append(layer)
         jobs.extend(layer_jobs)
-    paths = list(dict.fromkeys(p for _, found in jobs if found.parts != () for p in found.files))
+    paths = list(dict.fromkeys([*(p for _, found in jobs if found.parts != () for p in found.files),
+                                *(part.path for edges in walk.edge_cases.values() for e in edges for part in e.parts)]))
 
     # Each decode holds ~3 canvases of memory (file, Pillow image, array) until it is cropped: 16
     # at once is ~0.8 GB at 2048x2048, ~3 GB at 4096x4096.
@@ -496,6 +555,7 @@ def load_layers(
     for layer, found in jobs:
         if all(p in decoded for p in (found.files if found.parts != () else ())):
             layer.traits.append(_build_trait(found, decoded))
+    problems += _attach_edge_cases(layers, walk.edge_cases, decoded, _unloaded(root, folders) if walk.edge_cases else set())
     size, size_problems = _size_problems(layers)
     problems += size_problems
     if problems:

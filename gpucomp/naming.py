@@ -137,6 +137,22 @@ def parse_entry(stem: str, delimiter: str, source: str, blend_modes: tuple[str, 
                      bool(params) or _HASHLIPS_WEIGHT.fullmatch(stem) is not None)
 
 
+_EDGE_PARAM = re.compile(r"__([tv])(.+?)(?=__|\?|$)")  # `Cap__tBody__vRobot` (Art Engine 2 `edge-cases`)
+EDGE_CASES_FOLDER = "edge-cases"
+
+
+def parse_edge_case(stem: str, source: str) -> tuple[str, str, str]:
+    """`Cap__tBody__vRobot__z5` (a file of an Art Engine 2 `edge-cases` folder) -> (`Cap__z5`, `Body`,
+    `Robot`): the rest of the name (option and its own parameters), the other layer and its value."""
+    found = _EDGE_PARAM.findall(stem)
+    keys = [k for k, _ in found]
+    if sorted(keys) != ["t", "v"]:
+        raise LayerError(f"{source}: an edge case is named `<Option>__t<Layer>__v<Value>` (each once), as in "
+                         f"Art Engine 2; rename the file")
+    given = {k: unicodedata.normalize("NFC", v) for k, v in found}
+    return _EDGE_PARAM.sub("", stem), given["t"], given["v"]
+
+
 def offset_of(stem: str) -> tuple[int, int] | None:
     """(x, y) from a file name's `__x<N>`/`__y<N>` (HashLips Art Engine 2), None without them."""
     params = {k: int(v) for k, v in _ENGINE2_PARAM.findall(stem.partition("?")[0])}

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LayerError
-from .naming import DEFAULT_WEIGHT, EntryName, is_plain_name, layer_z, natural_key, parse_entry, require_utf8
+from .naming import (DEFAULT_WEIGHT, EDGE_CASES_FOLDER, EntryName, is_plain_name, layer_z, natural_key,
+                     parse_edge_case, parse_entry, require_utf8)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 JUNK_FOLDERS = {"__MACOSX"}  # written by macOS zip: resource forks, never art
@@ -61,6 +62,17 @@ class Found:
     @property
     def files(self) -> tuple[Path, ...]:
         return (self.path,) if self.parts is None else tuple(p.path for p in self.parts)
+
+
+@dataclass(frozen=True)
+class EdgeFound:
+    """An Art Engine 2 edge case before decoding: option `option` of this layer draws `parts` instead
+    of its own files when layer `layer` (a display or folder name) has the value `value`."""
+
+    option: str
+    layer: str
+    value: str
+    parts: tuple[Part, ...]
 
 
 @dataclass(frozen=True)
@@ -209,6 +221,7 @@ class Walk:
         self.entries = self.folders = 0
         self.id_cache: dict[Path, dict[str, int]] = {}
         self.others: list[Path] = []  # files in the layer folders that are not images: warned about once
+        self.edge_cases: dict[str, list[EdgeFound]] = {}  # per layer folder: its `edge-cases` folder
 
     def _outside(self, p: Path) -> Path | None:
         """Where p really is, when that is outside the layers folder; None when it is inside."""
@@ -221,6 +234,10 @@ class Walk:
         d = self._layer_dir(folder)
         before = len(self.problems)
         files, dirs = self.listing(d)
+        edge = [p for p in dirs if p.name == EDGE_CASES_FOLDER]
+        if edge:
+            dirs = [p for p in dirs if p.name != EDGE_CASES_FOLDER]
+            self.edge_cases[folder] = self._edge_cases(edge[0], layer_z(folder))
         if dirs:  # weighted sub-folders: weights become probabilities scaled to the top level's sum
             seen = {_identity(self.root): self.root, _identity(d): d}  # a link back up is a loop
             leaves = self._weighted(d, files, dirs, None, (), seen)
@@ -235,6 +252,29 @@ class Walk:
                 return []
             raise LayerError(f"{d}: empty layer folder, no image traits; add at least one trait image or drop the layer")
         return self._traits(d, folder, leaves, clean=len(self.problems) == before)
+
+    def _edge_cases(self, d: Path, z: int | None) -> list[EdgeFound]:
+        """An Art Engine 2 `edge-cases` folder: `<Option>__t<Layer>__v<Value>.png` files (with `__z`,
+        `__x`/`__y` as anywhere); files naming one option, layer and value are drawn together, in
+        natural order of their names. A file without its own `__z` takes its layer folder's."""
+        files, dirs = self.listing(d)
+        self.problems += [f"{q}: a folder inside {d.name!r}; an edge case is a file "
+                          f"`<Option>__t<Layer>__v<Value>.png` directly in it" for q in dirs]
+        groups: dict[tuple[str, str, str], list[Part]] = {}
+        for p in sorted(files, key=_natural):
+            try:
+                rest, layer, value = parse_edge_case(p.stem, str(p))
+                e = parse_entry(rest, self.delimiter, str(p), self.blend_modes)
+                if e.weight is not None and "__w" not in rest:
+                    raise LayerError(f"{p}: a weight on an edge case means nothing (the option's own weight "
+                                     f"counts); remove {self.delimiter!r} and what follows from the name")
+                self._check_file(p)
+            except LayerError as err:
+                self.problems.append(str(err))
+                continue
+            groups.setdefault((e.name, layer, value), []).append(
+                Part(p, e.z if e.z is not None else z, e.blend, e.opacity))
+        return [EdgeFound(o, la, v, tuple(parts)) for (o, la, v), parts in groups.items()]
 
     def _layer_dir(self, folder: str) -> Path:
         root = self.root
@@ -343,11 +383,6 @@ class Walk:
     def _pick_folder(self, p: Path, share: float, at: "_Where", seq: tuple, seen: dict) -> list[_Leaf]:
         """nftchef's walk of a folder that won a pick: its files without a weight are parts drawn
         together (a trait named after the folder), its weighted entries compete for one more pick."""
-        if p.name == "edge-cases" and not at.chain[:-1]:
-            self.problems.append(f"{p}: an Art Engine 2 `edge-cases` folder (options replaced when another layer has "
-                                 f"a value) is not read by gpucomp; move it out of the layer folder (use [[rules]] "
-                                 f"or a trait of its own instead)")
-            return []
         listed = self._open_sub_folder(p, at.chain, seen)
         if listed is None:
             return []

@@ -2,6 +2,8 @@
 end to end, checked against a float64 reference written from nftchef's rules (not from our code),
 and the render-layer expansion itself."""
 import json
+import re
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -336,12 +338,134 @@ def test_a_placed_image_past_the_canvas_is_named(tmp_path):
         load_layers(root)
 
 
-def test_edge_cases_folders_are_refused_not_read_as_a_trait(tmp_path):
+# --- Art Engine 2 `edge-cases`: an option draws other assets when another layer has a value
+
+
+@pytest.fixture
+def edge_project(tmp_path):
+    """Body x Eyes x Hat, every combination. Hat `Cap` draws two other assets (one at z -1, behind the
+    body, placed at an offset) when Body is Robot; `Top` has two edge cases, the first by file name
+    (Body = Robot) winning over the second (Eyes = Wide) when both apply."""
     root = tmp_path / "layers"
-    art(root / "Hat" / "Cap__w1.png", 1)
-    art(root / "Hat" / "edge-cases" / "Cap__tBody__vRobot.png", 2)
-    with pytest.raises(LayerError, match="edge-cases.*not read by gpucomp"):
+    px = {}
+    for k, rel in enumerate(["1-Body/Human__w1.png", "1-Body/Robot__w1.png", "2-Eyes/Dot__w1.png",
+                             "2-Eyes/Wide__w1.png", "3-Hat/Cap__w1.png", "3-Hat/Top__w1.png",
+                             "3-Hat/edge-cases/Cap__tBody__vRobot.png", "3-Hat/edge-cases/Top__tBody__vRobot.png",
+                             "3-Hat/edge-cases/Top__tEyes__vWide.png"]):
+        px[rel] = art(root / rel, 40 + k, opaque=rel.startswith("1-"))
+    px["back"] = small(root / "3-Hat/edge-cases/Cap__tBody__vRobot__z-1__x2__y3.png", 60, (4, 5))
+    return root, px
+
+
+def edge_expected(attrs: dict, px: dict) -> np.ndarray:
+    """Art Engine 2's rule written out: the Hat option's own file, or the assets of its first edge
+    case whose layer has the value; drawn by z (stable over the layer order)."""
+    full = lambda p: SimpleNamespace(box=(0, 0, H, W), pixels=p)  # noqa: E731
+    hat = attrs["Hat"]
+    if hat == "Cap" and attrs["Body"] == "Robot":
+        hats = [(-1, placed(px["back"], 2, 3)), (0, full(px["3-Hat/edge-cases/Cap__tBody__vRobot.png"]))]
+    elif hat == "Top" and attrs["Body"] == "Robot":
+        hats = [(0, full(px["3-Hat/edge-cases/Top__tBody__vRobot.png"]))]
+    elif hat == "Top" and attrs["Eyes"] == "Wide":
+        hats = [(0, full(px["3-Hat/edge-cases/Top__tEyes__vWide.png"]))]
+    else:
+        hats = [(0, full(px[f"3-Hat/{hat}__w1.png"]))]
+    drawn = [(0, full(px[f"1-Body/{attrs['Body']}__w1.png"])), (0, full(px[f"2-Eyes/{attrs['Eyes']}__w1.png"])), *hats]
+    return reference((H, W), [im for _, im in sorted(drawn, key=lambda d: d[0])])
+
+
+def check_edge_images(out, px):
+    meta = json.loads((out / "_metadata.json").read_text())
+    for entry in meta:
+        attrs = {a["trait_type"]: a["value"] for a in entry["attributes"]}
+        got = np.asarray(Image.open(out / "images" / f"{entry['edition']}.png").convert("RGBA")).astype(np.float64)
+        assert np.abs(got - edge_expected(attrs, px)).max() <= 1.0, attrs
+    return meta
+
+
+def test_edge_cases_replace_an_option_when_another_layer_has_a_value(edge_project, tmp_path):
+    root, px = edge_project
+    ls = load_layers(root)
+    hat = {t.name: t for t in ls.layers[2].traits}
+    assert set(hat) == {"Cap", "Top"}  # the edge-cases folder is no trait
+    assert [(e.layer, e.value, [p.image.path.name for p in e.parts]) for e in hat["Cap"].edge_cases] == [
+        ("Body", "Robot", ["Cap__tBody__vRobot.png", "Cap__tBody__vRobot__z-1__x2__y3.png"])]
+    assert [(e.layer, e.value) for e in hat["Top"].edge_cases] == [("Body", "Robot"), ("Eyes", "Wide")]
+    out = tmp_path / "out"
+    list(gpucomp.generate(root, out, size=8, seed=2, backend="cpu"))
+    meta = check_edge_images(out, px)
+    assert len({tuple(sorted((a["trait_type"], a["value"]) for a in e["attributes"])) for e in meta}) == 8
+    # the metadata is that of the same project without edge cases: same items, same DNA, same values
+    plain = tmp_path / "plain"
+    shutil.copytree(root, plain)
+    shutil.rmtree(plain / "3-Hat" / "edge-cases")
+    list(gpucomp.generate(plain, tmp_path / "out2", size=8, seed=2, backend="cpu"))
+    strip = lambda m: [{k: e[k] for k in ("edition", "dna", "attributes")} for e in m]  # noqa: E731
+    assert strip(meta) == strip(json.loads((tmp_path / "out2" / "_metadata.json").read_text()))
+
+
+def test_edge_cases_in_a_stack_without_the_named_layer_do_not_apply(edge_project, tmp_path):
+    root, px = edge_project
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[stacks]]\nsize = 4\nlayers = ["1-Body", "3-Hat"]\n')
+    out = tmp_path / "out"
+    list(gpucomp.generate(root, out, cfg, seed=1, backend="cpu"))
+    for entry in json.loads((out / "_metadata.json").read_text()):
+        attrs = {a["trait_type"]: a["value"] for a in entry["attributes"]}
+        hat = attrs["Hat"]  # Top's Eyes edge case cannot apply; its Body one still does
+        rel = f"3-Hat/edge-cases/{hat}__tBody__vRobot.png" if attrs["Body"] == "Robot" else f"3-Hat/{hat}__w1.png"
+        stack = [SimpleNamespace(box=(0, 0, H, W), pixels=px[f"1-Body/{attrs['Body']}__w1.png"])]
+        if hat == "Cap" and attrs["Body"] == "Robot":
+            stack.insert(0, placed(px["back"], 2, 3))
+        stack.append(SimpleNamespace(box=(0, 0, H, W), pixels=px[rel]))
+        got = np.asarray(Image.open(out / "images" / f"{entry['edition']}.png").convert("RGBA")).astype(np.float64)
+        assert np.abs(got - reference((H, W), stack)).max() <= 1.0, attrs
+
+
+def test_a_changed_edge_case_file_rerenders_the_option_and_is_not_resumed(edge_project, tmp_path):
+    root, px = edge_project
+    out = tmp_path / "out"
+    list(gpucomp.generate(root, out, size=8, seed=2, backend="cpu"))
+    assert list(gpucomp.generate(root, out, size=8, seed=2, backend="cpu")) == []  # resumed: nothing to do
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()}
+    rel = "3-Hat/edge-cases/Cap__tBody__vRobot.png"
+    px[rel] = art(root / rel, 99)
+    with pytest.raises(gpucomp.errors.OutputError, match="trait art changed"):
+        list(gpucomp.generate(root, out, size=8, seed=2, backend="cpu"))
+    redone = {item.number for item in gpucomp.rerender(out)}
+    meta = check_edge_images(out, px)
+    caps = {e["edition"] for e in meta if {"trait_type": "Hat", "value": "Cap"} in e["attributes"]}
+    assert redone == caps and caps
+    assert all(before[f"{n}.png"] == (out / "images" / f"{n}.png").stat().st_mtime_ns
+               for n in {e["edition"] for e in meta} - caps)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("Cap__tBody.png", "named `<Option>__t<Layer>__v<Value>`"),
+    ("Cap__tBody__vRobot__tEyes.png", "named `<Option>__t<Layer>__v<Value>`"),
+    ("Hood__tBody__vRobot.png", "option 'Hood', which is not a trait of layer '3-Hat'"),
+    ("Cap__tLegs__vRobot.png", "`__tLegs` names no other layer"),
+    ("Cap__tHat__vTop.png", "`__tHat` names no other layer"),
+    ("Cap__tBody__vAlien.png", "`__vAlien` is not a trait of layer 'Body'"),
+    ("Cap#5__tBody__vRobot.png", "a weight on an edge case means nothing"),
+])
+def test_bad_edge_cases_name_the_file(tmp_path, name, message):
+    root = tmp_path / "layers"
+    for k, rel in enumerate(["1-Body/Human.png", "1-Body/Robot.png", "3-Hat/Cap.png", "3-Hat/Top.png"]):
+        art(root / rel, k)
+    art(root / "3-Hat" / "edge-cases" / name, 9)
+    with pytest.raises(LayerError, match=re.escape(message)):
         load_layers(root)
+
+
+@pytest.mark.gpu
+def test_gpu_edge_cases_match_cpu_byte_for_byte(edge_project, tmp_path):
+    root, _ = edge_project
+    a = gpucomp.run(root, tmp_path / "cpu", size=8, seed=2, backend="cpu")
+    b = gpucomp.run(root, tmp_path / "gpu", size=8, seed=2, backend="cuda", batch_size=3)
+    assert a["backend"]["backend"] == "cpu" and b["backend"]["backend"] == "cuda"
+    for n in range(1, 9):
+        assert (tmp_path / "cpu/images" / f"{n}.png").read_bytes() == (tmp_path / "gpu/images" / f"{n}.png").read_bytes()
 
 
 def test_parts_with_stacks_extend_and_resume(nftchef, tmp_path):
