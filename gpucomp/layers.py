@@ -555,7 +555,8 @@ def load_layers(
     for layer, found in jobs:
         if all(p in decoded for p in (found.files if found.parts != () else ())):
             layer.traits.append(_build_trait(found, decoded))
-    problems += _attach_edge_cases(layers, walk.edge_cases, decoded, _unloaded(root, folders) if walk.edge_cases else set())
+    unloaded = _unloaded(root, folders) if walk.edge_cases else set()
+    problems += _attach_edge_cases(layers, walk.edge_cases, decoded, unloaded)
     size, size_problems = _size_problems(layers)
     problems += size_problems
     if problems:

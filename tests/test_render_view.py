@@ -465,7 +465,8 @@ def test_gpu_edge_cases_match_cpu_byte_for_byte(edge_project, tmp_path):
     b = gpucomp.run(root, tmp_path / "gpu", size=8, seed=2, backend="cuda", batch_size=3)
     assert a["backend"]["backend"] == "cpu" and b["backend"]["backend"] == "cuda"
     for n in range(1, 9):
-        assert (tmp_path / "cpu/images" / f"{n}.png").read_bytes() == (tmp_path / "gpu/images" / f"{n}.png").read_bytes()
+        png = f"images/{n}.png"
+        assert (tmp_path / "cpu" / png).read_bytes() == (tmp_path / "gpu" / png).read_bytes()
 
 
 def test_parts_with_stacks_extend_and_resume(nftchef, tmp_path):
