@@ -785,13 +785,13 @@ def test_re_running_an_interrupted_extend_points_to_resume(demo_layers, tmp_path
 # with such a plan, or, unchecked, would mix two collections in one folder. The digests below
 # were taken from the code that rendered the first such collections; a test that fails here is
 # a compatibility break, which needs a plan version in the manifest, not a new digest.
-# The layers are plain objects (names and weights of plain traits: no parts), so no PNG is read.
+# The layers are plain objects (names and weights of plain traits: no parts, no edge cases), so no PNG is read.
 
 def _golden_layers():
     from types import SimpleNamespace as NS
 
     def traits(*pairs):
-        return [NS(name=name, weight=float(weight), parts=None, empty=False) for name, weight in pairs]
+        return [NS(name=name, weight=float(weight), parts=None, empty=False, edge_cases=()) for name, weight in pairs]
 
     return {f: NS(folder=f, traits=t) for f, t in [
         ("01-Background", traits(("Red", 1), ("Blue", 2), ("Green", 3), ("Gold", 0.5))),
@@ -931,7 +931,7 @@ def test_redrawing_around_exact_counts_builds_its_sets_once(monkeypatch):
     from gpucomp.collection import plan_collection, stack_layerset
     from gpucomp.config import Config, LayerOption, Stack
 
-    traits = [NS(name=f"t{i}", weight=1.0, parts=None, empty=False) for i in range(30)]
+    traits = [NS(name=f"t{i}", weight=1.0, parts=None, empty=False, edge_cases=()) for i in range(30)]
     loaded = {f: NS(folder=f, traits=traits) for f in "abcd"}
     a, b, c, d = (LayerOption(f) for f in loaded)
     built = [0]
