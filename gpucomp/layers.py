@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import png_read
 from .errors import LayerError, LayerWarning
 from .naming import layer_display_name, natural_key, offset_of
 from .scan import Found, ScanLimit, Walk, list_layer_folders, why
@@ -301,6 +302,9 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
     data = _read_png(path)
     header = _check_png(path, data)
     digest = hashlib.sha256(data).hexdigest()
+    fast = png_read.decode(data)  # the common PNGs; None: Pillow below
+    if fast is not None:
+        return fast, digest
     try:
         # catch_warnings swaps the process-wide filter list and is not thread-safe: decodes run in
         # a thread pool, so overlapping enter/exit pairs used to leave the "error" filter installed

@@ -230,8 +230,11 @@ class ShardRenderer:
 
     def _composite_and_write(self, seg, row: int, p: int) -> Done:
         with self.stats.timer("composite"):
-            pixels = self.backend.composite([seg.render_combo(row)])[0]
-        return self._write(p, pixels)
+            if is_default(self.ctx.index.files):  # one PNG: the kernel may filter its rows as it writes them
+                rendered = self.backend.composite_filtered(seg.render_combo(row), self.ctx.preset.filter)
+            else:
+                rendered = self.backend.composite([seg.render_combo(row)])[0]
+        return self._write(p, rendered)
 
     def _write(self, p: int, rendered) -> Done:
         """Encode, write the other files, the primary image, then metadata (each atomically), then

@@ -13,6 +13,8 @@ from gpucomp.backends import numpy_backend as nb
 from gpucomp.backends.cpu_spans import trait_runs
 from gpucomp.backends.numpy_backend import NO_JIT_ENV, NumpyBackend
 from gpucomp.compositing import MODES, composite_dense, finalize
+from gpucomp.encode import filter_rows
+from gpucomp.rendered import Filtered
 
 pytestmark = pytest.mark.skipif(not nb.kernel_status()[0], reason="numba kernel unavailable here")
 
@@ -88,6 +90,59 @@ def test_kernel_equals_numpy_path_and_dense(mode, opacity, base):
             acc_k, acc_n = kern.accumulate(combo).copy(), numpy.accumulate(combo).copy()
             assert acc_k.shape == acc_n.shape
             assert np.array_equal(acc_k.view(np.uint32), acc_n.view(np.uint32))  # the float32 bits too
+
+
+@pytest.mark.parametrize("base", ["opaque", "semi", "none"])
+@pytest.mark.parametrize("mode", ["normal", "multiply"])
+def test_rows_filtered_in_the_kernel_are_the_encoders_scanlines(mode, base):
+    """Over an opaque background the kernel writes PNG scanlines (Up or Sub) itself: the same bytes
+    as encode.filter_rows of its pixels; other items, and other filters, come back as pixels."""
+    ls = layer_set(7 + MODES.index(mode), 11, 29, base, mode, 1.0)
+    for opaque_rgb in (True, False):
+        kern, numpy = backends(ls, opaque_rgb)
+        for combo in combos_of(ls):
+            want = numpy.composite([combo])[0]
+            # an opaque full-canvas trait of a plain layer: the base, or the top layer's first trait
+            over_bg = base == "opaque" or (mode == "normal" and combo[3] == 0)
+            for kind in ("up", "sub", "paeth"):
+                got = kern.composite_filtered(combo, kind)
+                if not over_bg or kind == "paeth":
+                    assert isinstance(got, np.ndarray) and np.array_equal(got, want)
+                    continue
+                assert isinstance(got, Filtered), (combo, kind)
+                assert (got.width, got.height, got.channels) == (29, 11, want.shape[2])
+                assert np.array_equal(got.rows, filter_rows(want, kind)), (combo, kind, opaque_rgb)
+
+
+def test_rows_the_upper_layers_miss_are_the_backgrounds_bytes():
+    """A row no upper trait touches is copied from the background; rows they touch are
+    composited only over the span they cover: every byte still equals the dense contract."""
+    rng = np.random.default_rng(5)
+    h, w = 40, 64
+    bg = background(rng, h, w)
+    small = trait(rng, 5, 7, full=True)
+    small.box = (30, 50, 35, 57)  # bottom right only: most rows and columns are background
+    ls = SimpleNamespace(height=h, width=w, layers=[SimpleNamespace(traits=[bg]), SimpleNamespace(traits=[small])])
+    kern, _ = backends(ls, True)
+    got = kern.composite([(0, 0)])[0]
+    assert np.array_equal(got, finalize(dense(ls, (0, 0)), True))
+    assert np.array_equal(got[:30], bg.pixels[:30, :, :3]) and np.array_equal(got[:, :50], bg.pixels[:, :50, :3])
+    assert np.array_equal(kern.composite_filtered((0, 0), "up").rows, filter_rows(got, "up"))
+
+
+def test_the_kernels_run_indexing_equals_the_numpy_definition():
+    from gpucomp.backends import cpu_kernel
+
+    rng = np.random.default_rng(3)
+    for trial in range(150):
+        h, w = (int(v) for v in rng.integers(1, 10, 2))
+        px = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+        k = rng.random((h, w))
+        px[..., 3] = np.where(k < 0.3, 0, np.where(k < 0.6, 255, px[..., 3]))
+        px[..., 3] = 255 if trial % 7 == 0 else (0 if trial % 11 == 0 else px[..., 3])
+        for plain in (True, False):
+            for want, got in zip(trait_runs(px, plain), cpu_kernel.trait_runs(px, plain)):
+                assert want.dtype == got.dtype and np.array_equal(want, got), (trial, plain)
 
 
 def test_runs_split_opaque_from_semi_and_drop_transparent():

@@ -96,10 +96,21 @@ def rgba(r, g, b, a):
 
 @pytest.fixture
 def no_pillow(monkeypatch):
-    """Records every Image.open call: a refused header must never reach Pillow."""
+    """Records every file a decoder sees (Pillow's Image.open, gpucomp's fast PNG reader, which
+    hands what it does not read on to Pillow): a refused header must never reach either."""
+    from gpucomp import png_read
+
     calls = []
-    real = Image.open
+    real, fast = Image.open, png_read.decode
+
+    def fast_then_pillow(data):
+        got = fast(data)
+        if got is not None:
+            calls.append(data)
+        return got
+
     monkeypatch.setattr(Image, "open", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(png_read, "decode", fast_then_pillow)
     return calls
 
 

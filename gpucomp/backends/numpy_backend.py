@@ -28,16 +28,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..compositing import F32, INV, SA, blend_rows, finalize, finalize_opaque, is_plain, layer_blend, opacity_tables
-from .cpu_spans import SpanPool, build_pool, trait_runs
+from ..jit import NO_JIT_ENV, import_jit
+from ..jit import disabled as jit_disabled
+from ..rendered import Filtered, Rendered
+from .cpu_spans import SpanPool, build_pool
 
-NO_JIT_ENV = "GPUCOMP_NO_JIT"  # set to 1: the NumPy path even where numba works
 _kernel_lock = threading.Lock()
 _kernel_state: dict = {}  # "fn": the compiled kernel, or "why": why there is none
 
 
 def kernel_status() -> tuple[bool, str]:
     """(usable, reason) for the fused kernel; imports numba (~0.5 s) once; never raises."""
-    if os.environ.get(NO_JIT_ENV, "") not in ("", "0"):
+    if jit_disabled():
         return False, f"{NO_JIT_ENV} is set: NumPy compositing"
     with _kernel_lock:
         if not _kernel_state:
@@ -49,21 +51,7 @@ def kernel_status() -> tuple[bool, str]:
 
 
 def _import_kernel():
-    """cpu_kernel, whose functions numba caches on disk: next to the package, else in the user's
-    cache folder; when neither is writable numba refuses to define them, so use a temporary one
-    (the kernel is then compiled once per process)."""
-    try:
-        from . import cpu_kernel
-    except RuntimeError as err:
-        if "cannot cache" not in str(err):
-            raise
-        import tempfile
-
-        import numba
-
-        numba.config.CACHE_DIR = tempfile.mkdtemp(prefix="gpucomp-numba-")
-        from . import cpu_kernel
-    return cpu_kernel
+    return import_jit("gpucomp.backends.cpu_kernel")
 
 
 def compiled_kernel():
@@ -78,6 +66,7 @@ def compiled_kernel():
     return _kernel_state["fn"]
 
 
+_KERNEL_FILTERS = {"sub": 1, "up": 2}  # PNG filters the kernel applies as it writes rows
 _NO_ACC = np.zeros((0, 4), np.float32)  # the kernel's "round into out" signal
 _VOID = {3: np.dtype("V12"), 4: np.dtype("V16")}  # a float32 pixel as one element: one 12/16-byte move
 
@@ -155,6 +144,8 @@ class NumpyBackend:
             mode, op = layer_blend(layer)
             self.blends.append(None if is_plain(mode, op) else (mode, *opacity_tables(op)))
         plains = [[b is None] * len(layer.traits) for layer, b in zip(layerset.layers, self.blends)]
+        if self.uses_kernel:
+            self._kernel = compiled_kernel()  # also compiles the run indexing used just below
         index = self._runs if self.uses_kernel else (lambda t, plain: sparse_trait(t, self.width, plain))
 
         def one(t, plain):
@@ -170,13 +161,12 @@ class NumpyBackend:
             return
         self.pool = build_pool(forms)
         self._layer_args = self._kernel_layer_args()
-        self._kernel = compiled_kernel()
 
     @staticmethod
     def _runs(t, plain: bool) -> tuple:
         if t.box is None:
             return None, np.empty(0, np.int64), np.empty((0, 3), np.int64), np.empty(0, np.uint8), 0
-        ys, runs, px = trait_runs(t.pixels, plain)
+        ys, runs, px = _kernel_state["module"].trait_runs(np.ascontiguousarray(t.pixels), plain)
         return t.box, ys, runs, px, int(bool(t.opaque_full) and plain)
 
     def _kernel_layer_args(self) -> tuple[np.ndarray, ...]:
@@ -190,11 +180,11 @@ class NumpyBackend:
                 as_tab[li], ias_tab[li] = b[1], b[2]
         return modes, plain, as_tab, ias_tab
 
-    def _kernel_call(self, combo, out: np.ndarray, acc_out: np.ndarray) -> bool:
+    def _kernel_call(self, combo, out: np.ndarray, acc_out: np.ndarray, channels: int = 0, filt: int = 0) -> bool:
         tids = np.asarray(combo, np.int64) + np.asarray(self.pool.first, np.int64)
         p = self.pool
         return self._kernel(p.pixels, p.spans, p.rowptr, p.tinfo, tids, *self._layer_args,
-                            out.reshape(out.shape[0], -1), out.shape[2], acc_out)
+                            out.reshape(out.shape[0], -1), channels or out.shape[2], acc_out, filt)
 
     def _has_base(self, combo) -> bool:
         """A full-canvas opaque trait of a plain layer is in the stack (alpha is exactly 1)."""
@@ -210,6 +200,19 @@ class NumpyBackend:
         if self._kernel_call(combo, out, _NO_ACC) and self.opaque_rgb:
             return np.ascontiguousarray(out[..., :3])
         return out
+
+    def composite_filtered(self, combo, kind: str) -> Rendered:
+        """One item for the PNG encoder: with the kernel, an item over a full-canvas opaque trait
+        comes back as PNG scanlines filtered in the same pass (Filtered, `kind` 'up' or 'sub'), the
+        bytes encode.filter_rows makes of its pixels; anything else as pixels (composite)."""
+        filt = _KERNEL_FILTERS.get(kind, 0)
+        if self.pool is None or not filt or not self._has_base(combo):
+            return self.composite([combo])[0]
+        h, w = self.height, self.width
+        c = 3 if self.opaque_rgb else 4
+        rows = np.empty((h, 1 + w * c), np.uint8)
+        self._kernel_call(combo, rows, _NO_ACC, c, filt)
+        return Filtered(rows, w, h, c)
 
     @property
     def resident_bytes(self) -> int:

@@ -1,0 +1,84 @@
+"""The fast trait PNG reader (ISA-L inflate + numba unfilter) against Pillow, pixel for pixel,
+and its hand-back to Pillow for everything it does not read."""
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gpucomp import png_read
+from gpucomp.encode import encode_filtered, filter_rows, get_preset
+
+pytestmark = pytest.mark.skipif(png_read._tools() is None, reason="numba or isal missing: Pillow reads every PNG")
+
+
+def pillow(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.array(im.convert("RGBA"))
+
+
+def art(seed: int, h: int, w: int, channels: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    px = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+    px[: h // 3] = px[0, 0]  # flat rows and noisy rows: every filter type gets picked somewhere
+    return px
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("kind", ["up", "sub", "paeth", "adaptive", "pillow"])
+def test_every_filter_type_reads_as_pillow_reads_it(kind, channels):
+    px = art(len(kind) + channels, 23, 31, channels)
+    data = encode_filtered(filter_rows(px, kind), 31, 23, channels, get_preset("fast"))
+    got = png_read.decode(data)
+    assert got is not None and np.array_equal(got, pillow(data))
+
+
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+def test_files_pillow_wrote_read_the_same(level):
+    px = art(level, 40, 17, 4)
+    buf = io.BytesIO()
+    Image.fromarray(px).save(buf, format="PNG", compress_level=level)
+    got = png_read.decode(buf.getvalue())
+    assert got is not None and np.array_equal(got, px)
+
+
+def test_average_filter_rows_read_as_pillow_reads_them():
+    px = art(9, 12, 9, 4)
+    rows = filter_rows(px, "up")
+    flat, prev = px.reshape(12, -1).astype(np.int32), np.zeros(36, np.int32)
+    for y in range(12):  # filter type 3 (Average), which none of our encoders picks
+        left = np.concatenate([np.zeros(4, np.int32), flat[y, :-4]])
+        rows[y, 0], rows[y, 1:] = 3, (flat[y] - ((left + prev) >> 1)) % 256
+        prev = flat[y]
+    data = encode_filtered(rows, 9, 12, 4, get_preset("fast"))
+    assert np.array_equal(png_read.decode(data), px)
+
+
+def png_with(ihdr: bytes, idat: bytes, extra: tuple = ()) -> bytes:
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + b"".join(chunk(k, b) for k, b in extra) + \
+        chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("case", ["grey", "palette", "16-bit", "interlaced", "trns", "animated", "short", "long",
+                                  "bad-filter", "not-zlib"])
+def test_what_it_does_not_read_goes_to_pillow(case):
+    w, h = 3, 2
+    depth, ctype, interlace = {"grey": (8, 0, 0), "palette": (8, 3, 0), "16-bit": (16, 6, 0),
+                               "interlaced": (8, 6, 1)}.get(case, (8, 6, 0))
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, ctype, 0, 0, interlace)
+    raw = b"\0" + bytes(4 * w)
+    body = {"short": raw, "long": raw * 3, "bad-filter": b"\x07" + bytes(4 * w) + raw}.get(case, raw * h)
+    idat = b"not a zlib stream" if case == "not-zlib" else zlib.compress(body)
+    extra = {"trns": ((b"tRNS", b"\0\0\0\0\0\0"),), "animated": ((b"acTL", bytes(8)),)}.get(case, ())
+    assert png_read.decode(png_with(ihdr, idat, extra)) is None
+
+
+def test_no_jit_leaves_every_file_to_pillow(monkeypatch):
+    monkeypatch.setenv("GPUCOMP_NO_JIT", "1")
+    monkeypatch.setattr(png_read, "_state", {})
+    data = encode_filtered(filter_rows(art(1, 4, 4, 4), "up"), 4, 4, 4, get_preset("fast"))
+    assert png_read.decode(data) is None
