@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gpucomp.backends import numpy_backend as nb
-from gpucomp.backends.cpu_spans import trait_runs
+from gpucomp.backends.cpu_spans import build_pool, trait_runs
 from gpucomp.backends.numpy_backend import NO_JIT_ENV, NumpyBackend
 from gpucomp.compositing import MODES, composite_dense, finalize
 from gpucomp.encode import filter_rows
@@ -143,6 +143,24 @@ def test_the_kernels_run_indexing_equals_the_numpy_definition():
         for plain in (True, False):
             for want, got in zip(trait_runs(px, plain), cpu_kernel.trait_runs(px, plain)):
                 assert want.dtype == got.dtype and np.array_equal(want, got), (trial, plain)
+
+
+@pytest.mark.parametrize("base", ["opaque", "semi", "none"])
+def test_the_pool_filled_in_place_equals_the_numpy_definition(base):
+    """prepare counts, allocates once and fills each trait's slices in threads: the same pool as
+    pooling cpu_spans.trait_runs of every trait (empty traits included)."""
+    ls = layer_set(11, 9, 23, base, "multiply", 0.6)
+    ls.layers[1].traits.append(SimpleNamespace(box=None, pixels=np.zeros((0, 0, 4), np.uint8), opaque_full=False))
+    kern, _ = backends(ls, True)
+    forms = []
+    for layer, plain in zip(ls.layers, (True, True, True, False)):
+        forms.append([(t.box, *trait_runs(t.pixels, plain), int(t.opaque_full and plain)) if t.box else
+                      (None, np.empty(0, np.int64), np.empty((0, 3), np.int64), np.empty(0, np.uint8), 0)
+                      for t in layer.traits])
+    want = build_pool(forms)
+    for name in ("pixels", "spans", "rowptr", "tinfo"):
+        assert np.array_equal(getattr(kern.pool, name), getattr(want, name)), name
+    assert kern.pool.first == want.first
 
 
 def test_runs_split_opaque_from_semi_and_drop_transparent():

@@ -62,8 +62,9 @@ def trait_runs(pixels: np.ndarray, plain: bool) -> tuple[np.ndarray, np.ndarray,
 
 
 def build_pool(per_trait: list[list[tuple]]) -> SpanPool:
-    """Pool per-trait (box or None, ys, runs, bytes, full) into one SpanPool. Each trait's arrays are
-    dropped from the lists as they are copied, so peak memory is the pool plus the traits' forms."""
+    """Pool per-trait (box or None, ys, runs, bytes, full) into one SpanPool: the readable definition
+    of the layout. The backend builds the same pool in place (pool_layout + cpu_kernel.fill_runs),
+    tested equal to this. Each trait's arrays are dropped from the lists as they are copied."""
     n_bytes = sum(len(t[3]) for layer in per_trait for t in layer)
     n_runs = sum(len(t[2]) for layer in per_trait for t in layer)
     n_rows = sum((t[0][2] - t[0][0] + 1) if t[0] else 1 for layer in per_trait for t in layer)
@@ -92,3 +93,32 @@ def build_pool(per_trait: list[list[tuple]]) -> SpanPool:
             pixels[p:p + len(px)] = px
             p, s, r, ti = p + len(px), s + len(runs), r + h + 1, ti + 1
     return SpanPool(pixels, spans, rowptr, tinfo, first)
+
+
+@dataclass
+class PoolLayout:
+    """Where each trait's runs go in a SpanPool, from its counts alone: the pool's arrays are
+    allocated once and every trait fills its own slices (cpu_kernel.fill_runs, in threads)."""
+    pool: SpanPool  # spans, pixels and the rowptr of non-empty traits still to be filled
+    slots: list[list[tuple | None]]  # per layer, per trait: (s0, p0, r0, n_runs, n_bytes), None if empty
+
+
+def pool_layout(per_trait: list[list[tuple]]) -> PoolLayout:
+    """Allocate a SpanPool for per-trait (box or None, n_runs, n_bytes, full); tinfo is filled here."""
+    n_runs = sum(t[1] for layer in per_trait for t in layer)
+    n_bytes = sum(t[2] for layer in per_trait for t in layer)
+    n_rows = sum((t[0][2] - t[0][0] + 1) if t[0] else 1 for layer in per_trait for t in layer)
+    pool = SpanPool(np.empty(n_bytes, np.uint8), np.empty((n_runs, 4), np.int64), np.empty(n_rows, np.int64),
+                    np.zeros((sum(len(la) for la in per_trait), 4), np.int64), [])
+    slots: list[list[tuple | None]] = []
+    ti, p, s, r = 0, 0, 0, 0
+    for layer in per_trait:
+        pool.first.append(ti)
+        slots.append([])
+        for box, runs, size, full in layer:
+            h = (box[2] - box[0]) if box else 0
+            pool.tinfo[ti] = (box[0] if box else 0, (box[0] if box else 0) + h, r, full)
+            pool.rowptr[r] = s
+            slots[-1].append((s, p, r, runs, size) if box else None)
+            p, s, r, ti = p + size, s + runs, r + h + 1, ti + 1
+    return PoolLayout(pool, slots)

@@ -31,7 +31,7 @@ from ..compositing import F32, INV, SA, blend_rows, finalize, finalize_opaque, i
 from ..jit import NO_JIT_ENV, import_jit
 from ..jit import disabled as jit_disabled
 from ..rendered import Filtered, Rendered
-from .cpu_spans import SpanPool, build_pool
+from .cpu_spans import SpanPool, pool_layout
 
 _kernel_lock = threading.Lock()
 _kernel_state: dict = {}  # "fn": the compiled kernel, or "why": why there is none
@@ -145,29 +145,50 @@ class NumpyBackend:
             self.blends.append(None if is_plain(mode, op) else (mode, *opacity_tables(op)))
         plains = [[b is None] * len(layer.traits) for layer, b in zip(layerset.layers, self.blends)]
         if self.uses_kernel:
-            self._kernel = compiled_kernel()  # also compiles the run indexing used just below
-        index = self._runs if self.uses_kernel else (lambda t, plain: sparse_trait(t, self.width, plain))
+            self._kernel = compiled_kernel()  # also compiles the run indexing below
+            self.pool = self._index_runs(layerset, plains, release_pixels)
+            self._layer_args = self._kernel_layer_args()
+            return
 
         def one(t, plain):
-            form = index(t, plain)
+            form = sparse_trait(t, self.width, plain)
             if release_pixels:
                 t.pixels = None
             return form
 
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            forms = [list(pool.map(one, layer.traits, p)) for layer, p in zip(layerset.layers, plains)]
-        if not self.uses_kernel:
-            self.traits = forms
-            return
-        self.pool = build_pool(forms)
-        self._layer_args = self._kernel_layer_args()
+            self.traits = [list(pool.map(one, layer.traits, p)) for layer, p in zip(layerset.layers, plains)]
 
     @staticmethod
-    def _runs(t, plain: bool) -> tuple:
-        if t.box is None:
-            return None, np.empty(0, np.int64), np.empty((0, 3), np.int64), np.empty(0, np.uint8), 0
-        ys, runs, px = _kernel_state["module"].trait_runs(np.ascontiguousarray(t.pixels), plain)
-        return t.box, ys, runs, px, int(bool(t.opaque_full) and plain)
+    def _index_runs(layerset, plains, release_pixels: bool) -> SpanPool:
+        """The kernel's run layout in two passes over the traits, in threads: count each trait's
+        runs and bytes, allocate the pool once, then each trait fills its own slices."""
+        k = _kernel_state["module"]
+        traits = [(t, plain) for layer, p in zip(layerset.layers, plains) for t, plain in zip(layer.traits, p)]
+
+        def count(tp):
+            t, plain = tp
+            if t.box is None:
+                return None, 0, 0, 0
+            n_runs, n_bytes = k.run_counts(np.ascontiguousarray(t.pixels), plain)
+            return t.box, n_runs, n_bytes, int(bool(t.opaque_full) and plain)
+
+        def fill(tp, slot):
+            t, plain = tp
+            if slot is not None:
+                s0, p0, r0, n_runs, n_bytes = slot
+                px = np.ascontiguousarray(t.pixels)
+                k.fill_runs(px, plain, t.box[1], pool.pixels[p0:p0 + n_bytes], pool.spans[s0:s0 + n_runs],
+                            pool.rowptr[r0:r0 + px.shape[0] + 1], s0, p0)
+            if release_pixels:
+                t.pixels = None
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as ex:
+            counts = iter(list(ex.map(count, traits)))
+            layout = pool_layout([[next(counts) for _ in layer.traits] for layer in layerset.layers])
+            pool = layout.pool
+            list(ex.map(fill, traits, [slot for layer in layout.slots for slot in layer]))
+        return pool
 
     def _kernel_layer_args(self) -> tuple[np.ndarray, ...]:
         """Per layer, for the kernel: mode, plain flag, and the opacity tables (as, ias)."""
