@@ -163,6 +163,16 @@ def test_the_pool_filled_in_place_equals_the_numpy_definition(base):
     assert kern.pool.first == want.first
 
 
+def test_alpha_tables_are_what_the_kernel_computes():
+    """_over computes SA[a] as float32(a) / 255 and INV[a] as 1 - SA[a] instead of looking them up."""
+    from gpucomp.compositing import INV, SA
+
+    a = np.arange(256, dtype=np.float32)
+    sa = a / np.float32(255)
+    assert np.array_equal(sa.view(np.uint32), SA.view(np.uint32))
+    assert np.array_equal((np.float32(1) - sa).view(np.uint32), INV.view(np.uint32))
+
+
 def test_runs_split_opaque_from_semi_and_drop_transparent():
     px = np.zeros((2, 7, 4), np.uint8)
     px[0, :, 3] = [0, 255, 255, 9, 9, 0, 255]
