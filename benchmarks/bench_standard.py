@@ -63,7 +63,8 @@ def main() -> int:
     rows = [
         ("gpucomp " + s["backend"]["backend"] + f" ({s['preset']})", n, f"{s['items_per_s_total']:.2f}",
          f"{s['items_per_s']:.2f}", f"{s['avg_png_bytes'] / 1e6:.2f}", f"{peak:.0f}"),
-        (f"floor: encode only ({args.preset}, {floor['workers']} workers)", floor["items"],
+        (f"floor: encode only ({args.preset}, {floor['workers']} workers, median of {floor['rounds']} rounds)",
+         floor["items"],
          f"{floor['items_per_s']:.2f}", "-", f"{floor['avg_png_bytes'] / 1e6:.2f}", "-"),
         ("naive Pillow (1 thread)", naive_n, f"{naive['items_per_s']:.3f}", "-",
          f"{naive['avg_png_bytes'] / 1e6:.2f}", "-"),

@@ -76,9 +76,12 @@ def sample_composites(images_dir: Path, k: int) -> list:
     return [np.asarray(Image.open(p)) for p in paths]
 
 
-def encode_floor(images: list, workers: int, preset: str = "fast", items: int = 0) -> dict:
+def encode_floor(images: list, workers: int, preset: str = "fast", items: int = 0, rounds: int = 3) -> dict:
     """The floor: items/s of PNG encoding alone (filter + deflate + chunks, what the `encode` stage
-    does minus the hash) on `workers` threads, cycling over `images` for `items` encodes."""
+    does minus the hash) on `workers` threads, cycling over `images` for `items` encodes a round;
+    the median round of `rounds` (one round is ~1.5 s at 2048x2048: a moment of other load on the
+    machine would otherwise move the floor, and every ratio to it, by itself)."""
+    import statistics
     from concurrent.futures import ThreadPoolExecutor
 
     from gpucomp.encode import encode_png
@@ -86,10 +89,14 @@ def encode_floor(images: list, workers: int, preset: str = "fast", items: int = 
     items = items or max(4 * len(images), 8 * workers)
     work = [images[i % len(images)] for i in range(items)]
     encode_png(work[0], preset, opaque_rgb=True)  # warm
+    times = []
     with ThreadPoolExecutor(workers) as pool:
-        t0 = time.perf_counter()
-        sizes = list(pool.map(lambda im: len(encode_png(im, preset, opaque_rgb=True)), work))
-        dt = time.perf_counter() - t0
-    return {"items": items, "workers": workers, "seconds": dt, "items_per_s": items / dt,
-            "ms_per_item_per_worker": dt * workers / items * 1e3, "avg_png_bytes": sum(sizes) // items}
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            sizes = list(pool.map(lambda im: len(encode_png(im, preset, opaque_rgb=True)), work))
+            times.append(time.perf_counter() - t0)
+    dt = statistics.median(times)
+    return {"items": items, "rounds": rounds, "round_seconds": times, "workers": workers, "seconds": dt,
+            "items_per_s": items / dt, "ms_per_item_per_worker": dt * workers / items * 1e3,
+            "avg_png_bytes": sum(sizes) // items}
 
