@@ -74,14 +74,6 @@ def blend_fn(mode, cb, cs):
     return min(_1, cb + cs)  # ADDITIVE
 
 
-@njit(**_JIT)
-def _move(dst, src):
-    """dst[:] = src as an explicit loop: numba's slice assignment measured 4.8 ms a 2048x2048 RGB
-    canvas against 0.94 ms for this loop (2-core box)."""
-    for j in range(dst.shape[0]):
-        dst[j] = src[j]
-
-
 # Loops run over 0-based views (slices) rather than offset indices: numba's negative-index
 # handling otherwise stays in the loop and blocks vectorisation (measured: 2.2 vs 10.5 ms a 2048²
 # copy).
@@ -137,20 +129,6 @@ def _blend(rgb, alpha, px, x0, x1, off, mode, as_tab, ias_tab):
 
 
 @njit(**_JIT)
-def _finish_opaque(rgb, out, y, channels):
-    """Alpha is exactly 1: out = trunc(c + 0.5) (finalize_opaque); alpha 255 if out has it."""
-    o = out[y]
-    if channels == 3:
-        for j in range(rgb.shape[0]):
-            o[j] = np.uint8(np.int32(rgb[j] + _HALF))
-        return
-    for x in range(rgb.shape[0] // 3):
-        for c in range(3):
-            o[4 * x + c] = np.uint8(np.int32(rgb[3 * x + c] + _HALF))
-        o[4 * x + 3] = 255
-
-
-@njit(**_JIT)
 def _finish(rgb, alpha, out, y):
     """General rounding (compositing.finalize) into a 4-channel row; True if all alpha is 255."""
     o = out[y]
@@ -187,99 +165,64 @@ def _row_layer(rgb, alpha, y, t, pixels, spans, rowptr, tinfo, plain, mode, as_t
 
 
 @njit(**_JIT)
-def _row_extent(y, t, spans, rowptr, tinfo, lo, hi):
-    """(lo, hi) widened to the runs of trait t on canvas row y."""
+def _extent(y, t, spans, rowptr, tinfo, ext):
+    """Widen ext = [lo, hi) to the runs of trait t on canvas row y."""
     y0 = tinfo[t, 0]
     if y < y0 or y >= tinfo[t, 1]:
-        return lo, hi
+        return
     r = tinfo[t, 2] + y - y0
     for s in range(rowptr[r], rowptr[r + 1]):
-        lo, hi = min(lo, spans[s, 0]), max(hi, spans[s, 1])
-    return lo, hi
+        ext[0], ext[1] = min(ext[0], spans[s, 0]), max(ext[1], spans[s, 1])
 
 
 @njit(**_JIT)
-def _rgba(line, px):
-    """RGB bytes -> RGBA bytes with alpha 255."""
-    for x in range(line.shape[0] // 3):
-        for c in range(3):
-            px[4 * x + c] = line[3 * x + c]
-        px[4 * x + 3] = 255
+def _base_row(src, lo, hi, rgb, alpha, dst):
+    """A row over a background whose bytes are `src`: only the span [lo, hi) that the layers
+    above cover needs the float contract (loaded here); elsewhere the result is the background's
+    bytes (float(u8) + 0.5 truncates back to the same byte), copied into dst. Explicit loops:
+    numba's slice assignment measured 4.8 ms a 2048x2048 RGB canvas against 0.94 ms for a loop."""
+    for j in range(3 * lo):
+        dst[j] = src[j]
+    d, s = dst[3 * hi:], src[3 * hi:]  # loops over 0-based slices vectorise (see below)
+    for j in range(d.shape[0]):
+        d[j] = s[j]
+    f, s = rgb[3 * lo:3 * hi], src[3 * lo:3 * hi]
+    for j in range(f.shape[0]):
+        f[j] = F32(s[j])
+    a = alpha[lo:hi]
+    for x in range(a.shape[0]):
+        a[x] = _1
 
 
 @njit(**_JIT)
-def _filter_row(px, prev, o, filt, channels):
-    """One PNG scanline from a row's pixel bytes, the bytes of encode.filter_rows: filter type
-    first, then Sub (filt 1: minus the pixel to the left) or Up (2: minus `prev`, the row above)."""
+def _emit(line, cur, prev, o, channels, filt):
+    """Row of the output from its RGB bytes (`line`): RGBA with alpha 255 when channels is 4
+    (built in `cur`), then, with filt 1 (Sub) or 2 (Up), PNG-filtered (against `prev`, the row
+    above, for Up) as encode.filter_rows does; uint8 arithmetic kept in uint8 so it vectorises."""
+    px = line
+    if channels == 4:
+        for x in range(line.shape[0] // 3):
+            for c in range(3):
+                cur[4 * x + c] = line[3 * x + c]
+            cur[4 * x + 3] = 255
+        px = cur
+    if filt == 0:
+        for j in range(px.shape[0]):
+            o[j] = px[j]
+        return
     o[0] = np.uint8(filt)
     body = o[1:]
-    if filt == 2:  # uint8 - uint8 kept in uint8: vectorises (0.8 ms a canvas; 1.4 via int64)
+    if filt == 2:
         for j in range(px.shape[0]):
             body[j] = np.uint8(px[j] - prev[j])
+        for j in range(px.shape[0]):
+            prev[j] = px[j]
         return
-    _move(body[:channels], px[:channels])
-    for j in range(channels, px.shape[0]):
-        body[j] = np.uint8(px[j] - px[j - channels])
-
-
-@njit(**_JIT)
-def _over_base(pixels, spans, rowptr, tinfo, tids, modes, plain, as_tab, ias_tab, out, channels, filt, start):
-    """Items over a full-canvas opaque trait (layer `start`): per row, only the span [lo, hi) that
-    the layers above it cover goes through the float contract; elsewhere the result is the base's
-    bytes (float(u8) + 0.5 truncates back to the same byte), copied. Rows go out as pixels (3 or 4
-    channels, alpha 255) or as PNG scanlines (filt > 0)."""
-    h, w = out.shape[0], (out.shape[1] - (filt > 0)) // channels
-    base = tids[start]
-    rgb = np.zeros(3 * w, np.float32)
-    alpha = np.zeros(w, np.float32)
-    cur, prev = np.empty(channels * w, np.uint8), np.zeros(channels * w, np.uint8)
-    line = cur if channels == 3 else np.empty(3 * w, np.uint8)
-    direct = channels == 3 and filt == 0  # compose straight into the output row
-    for y in range(h):
-        off = spans[rowptr[tinfo[base, 2] + y], 2]
-        lo, hi = w, 0
-        for li in range(start + 1, tids.shape[0]):
-            lo, hi = _row_extent(y, tids[li], spans, rowptr, tinfo, lo, hi)
-        dst = out[y] if direct else line
-        src = pixels[off:off + 3 * w]
-        if lo >= hi:
-            _move(dst, src)
-        else:
-            _move(dst[:3 * lo], src[:3 * lo])
-            _move(dst[3 * hi:], src[3 * hi:])
-            _copy(rgb, alpha, pixels, lo, hi, off + 3 * lo)
-            for li in range(start + 1, tids.shape[0]):
-                _row_layer(rgb, alpha, y, tids[li], pixels, spans, rowptr, tinfo, plain[li] == 1, modes[li],
-                           as_tab[li], ias_tab[li])
-            seg, d = rgb[3 * lo:3 * hi], dst[3 * lo:3 * hi]
-            for j in range(seg.shape[0]):
-                d[j] = np.uint8(np.int32(seg[j] + _HALF))
-        if direct:
-            continue
-        if channels == 4:
-            _rgba(line, cur)
-        if filt == 0:
-            _move(out[y], cur)
-            continue
-        _filter_row(cur, prev, out[y], filt, channels)
-        cur, prev = prev, cur
-        if channels == 3:
-            line = cur
-
-
-@njit(**_JIT)
-def _single_run_rows(spans, rowptr, tinfo, t, w):
-    """True if trait t has exactly one opaque run (0, w) on every canvas row (a background)."""
-    if tinfo[t, 0] != 0:
-        return False
-    for y in range(tinfo[t, 1]):
-        r = tinfo[t, 2] + y
-        if rowptr[r + 1] - rowptr[r] != 1:
-            return False
-        s = rowptr[r]
-        if spans[s, 0] != 0 or spans[s, 1] != w or spans[s, 3] != 1:
-            return False
-    return True
+    for j in range(channels):
+        body[j] = px[j]
+    left, rest, b = px[:px.shape[0] - channels], px[channels:], body[channels:]
+    for j in range(b.shape[0]):
+        b[j] = np.uint8(rest[j] - left[j])
 
 
 @njit(**_JIT)
@@ -287,35 +230,60 @@ def composite_item(pixels, spans, rowptr, tinfo, tids, modes, plain, as_tab, ias
     """One item: trait ids per layer (tids) -> out (H, W * channels) uint8, or, when acc_out has
     rows, the float32 accumulator (H*W, 3|4) instead. Returns True if every output alpha is 255.
     channels must be 4 unless a full-canvas opaque trait of a plain layer is in the stack.
-    filt (1: Sub, 2: Up; only with such a trait): out is (H, 1 + W * channels) PNG scanlines."""
+    filt (1: Sub, 2: Up; only with such a trait): out is (H, 1 + W * channels) PNG scanlines.
+    One row loop and one call site of _row_layer for every case: numba compiles the blend code
+    once (a second call site doubled the first run's compile time)."""
     h, w = out.shape[0], (out.shape[1] - (filt > 0)) // channels
+    n = tids.shape[0]
     start = -1  # the topmost full-canvas opaque trait: it hides every layer below it
-    for li in range(tids.shape[0]):
+    for li in range(n):
         if tinfo[tids[li], 3] == 1:
             start = li
-    if acc_out.shape[0] == 0 and start >= 0 and _single_run_rows(spans, rowptr, tinfo, tids[start], w):
-        _over_base(pixels, spans, rowptr, tinfo, tids, modes, plain, as_tab, ias_tab, out, channels, filt, start)
-        return True
+    acc = acc_out.shape[0] > 0
+    # A full-canvas opaque trait of a plain layer is one opaque run (0, w) a row (trait_runs):
+    # its bytes can be copied where nothing above it draws.
+    fast = not acc and start >= 0
+    base = tids[max(start, 0)]
     rgb = np.zeros(3 * w, np.float32)  # premultiplied colour, 0..255, interleaved
     alpha = np.zeros(w, np.float32)
+    cur, prev = np.empty(channels * w, np.uint8), np.zeros(channels * w, np.uint8)
+    line = np.empty(3 * w, np.uint8)
+    ext = np.zeros(2, np.int64)
+    direct = channels == 3 and filt == 0  # compose straight into the output row
     opaque = True
     for y in range(h):
-        if start < 0:
+        dst = out[y] if direct else line
+        ext[0], ext[1] = 0, w
+        first = max(start, 0)
+        if fast:
+            ext[0], ext[1] = w, 0
+            first = start + 1
+            for li in range(first, n):
+                _extent(y, tids[li], spans, rowptr, tinfo, ext)
+            ext[0] = min(ext[0], ext[1])
+            off = spans[rowptr[tinfo[base, 2] + y], 2]
+            _base_row(pixels[off:off + 3 * w], ext[0], ext[1], rgb, alpha, dst)
+        elif start < 0:
             for j in range(3 * w):
                 rgb[j] = _0
             for x in range(w):
                 alpha[x] = _0
-        for li in range(max(start, 0), tids.shape[0]):
+        lo, hi = ext[0], ext[1]
+        for li in range(first, n if lo < hi else first):
             _row_layer(rgb, alpha, y, tids[li], pixels, spans, rowptr, tinfo, plain[li] == 1, modes[li],
                        as_tab[li], ias_tab[li])
-        if acc_out.shape[0] > 0:
+        if acc:
             for x in range(w):
                 for c in range(acc_out.shape[1]):
                     acc_out[y * w + x, c] = rgb[3 * x + c] if c < 3 else alpha[x]
-        elif start >= 0:
-            _finish_opaque(rgb, out, y, channels)
-        else:
+        elif start < 0:
             opaque &= _finish(rgb, alpha, out, y)
+        else:
+            f, d = rgb[3 * lo:3 * hi], dst[3 * lo:3 * hi]  # alpha is exactly 1: finalize_opaque's rounding
+            for j in range(f.shape[0]):
+                d[j] = np.uint8(np.int32(f[j] + _HALF))
+            if not direct:
+                _emit(line, cur, prev, out[y], channels, filt)
     return opaque
 
 
@@ -326,7 +294,6 @@ def warm_up() -> None:
     composite_item(np.zeros(3, np.uint8), np.array([[0, 1, 0, 1]], np.int64), np.array([0, 1], np.int64),
                    tinfo, np.zeros(1, np.int64), np.zeros(1, np.int64), np.ones(1, np.uint8), tabs, tabs,
                    np.zeros((1, 3), np.uint8), 3, np.zeros((0, 4), np.float32), 0)
-    trait_runs(np.zeros((1, 1, 4), np.uint8), True)
     run_counts(np.zeros((1, 1, 4), np.uint8), True)
     fill_runs(np.zeros((1, 1, 4), np.uint8), True, 0, np.zeros(0, np.uint8), np.zeros((0, 4), np.int64),
               np.zeros(2, np.int64), 0, 0)
