@@ -2,8 +2,10 @@
 # One call on a GPU machine, made so that it cannot be wasted. From the repository root:
 #
 #   bash benchmarks/gpu_check.sh --quick   # <= 3 minutes: GPU parity tests + 300 items of each preset
-#   bash benchmarks/gpu_check.sh           # <= 9.5 minutes: GPU + deflate + glue tests, bench_gpu.py on
-#                                          #   the standard workload (flatness in N included), cpu_share.py
+#   bash benchmarks/gpu_check.sh           # <= 9.5 minutes: GPU + deflate + glue tests, bench_nearest.py
+#                                          #   (pixel-art scaling on the GPU vs the CPU, byte parity),
+#                                          #   bench_gpu.py on the standard workload (flatness in N
+#                                          #   included), cpu_share.py
 #
 # Every stage prints one line and appends one JSON line to $OUT/gpu_check.jsonl the moment it ends
 # (its full output is $OUT/<stage>.txt); bench_gpu.py appends its own stages to the same file as
@@ -228,6 +230,8 @@ fi
 if [ "$MODE" = quick ]; then
   stage bench_presets 600 0 "$PY" benchmarks/bench_gpu.py --presets 300 --jsonl "$LOG" --json "$OUT/bench_presets.json"
 else
+  # pixel-art scaling: nearest copies made on the GPU vs on the CPU, files compared byte for byte
+  stage nearest 60 300 "$PY" benchmarks/bench_nearest.py -n 300 --json "$OUT/nearest.json"
   # shellcheck disable=SC2086
   stage bench_gpu 600 45 "$PY" benchmarks/bench_gpu.py --flat 1000 --json "$OUT/bench_gpu.json" --jsonl "$LOG" ${BENCH_ARGS:-}
   stage cpu_share 40 0 "$PY" benchmarks/cpu_share.py -n 8 --json "$OUT/cpu_share.json"

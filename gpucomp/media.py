@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .formats import MAX_PIXELS, MAX_SIDE, MIME_TYPES, OutputFormat, encode
+from .rendered import SizedPixels
 from .resize import Size, resize
 
 
@@ -55,9 +56,16 @@ def media_entries(files: tuple[OutputFile, ...]) -> tuple[tuple[str, str, str], 
     return () if entries == (("{n}.png", "image/png", ""),) else entries
 
 
-def render_files(pixels: np.ndarray, files: tuple[OutputFile, ...], preset, opaque_rgb: bool) -> list[bytes]:
-    """The bytes of each file (in `files` order) from one composite; each size is resized once."""
-    resized: dict[str, np.ndarray] = {}
+def render_files(rendered: np.ndarray | SizedPixels, files: tuple[OutputFile, ...], preset,
+                 opaque_rgb: bool) -> list[bytes]:
+    """The bytes of each file (in `files` order) from one composite; each size is resized once,
+    unless the backend handed it in already (SizedPixels: nearest copies made on the GPU)."""
+    if isinstance(rendered, SizedPixels):
+        pixels, resized = rendered.pixels, dict(rendered.copies)
+    elif isinstance(rendered, np.ndarray):
+        pixels, resized = rendered, {}
+    else:
+        raise TypeError(f"a backend returned {type(rendered).__name__}; expected pixels or SizedPixels")
     out = []
     for f in files:
         px = pixels

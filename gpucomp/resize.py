@@ -2,7 +2,9 @@
 
 Two kinds of resize, each defined here and nowhere else:
 - `nearest`: integer scaling only (`scale = 32`); every source pixel becomes a scale x scale block,
-  byte for byte (np.repeat). Pixel art stays sharp; the result is exact by definition.
+  byte for byte: out[y, x] = in[y // k, x // k] (np.repeat here; the CUDA kernel `scale_nearest`
+  in kernels/composite.cu computes the same formula, so both backends give the same bytes).
+  Pixel art stays sharp; the result is exact by definition.
 - `lanczos` / `area`: Pillow's Image.resize with Image.LANCZOS (a = 3) or Image.BOX (the mean of
   the source area each output pixel covers), which filters RGBA in premultiplied alpha (so no dark
   fringes where transparent pixels meet coloured ones) and rounds to 8 bits once.
@@ -93,6 +95,12 @@ def _size(item: Any, formats: tuple[str, ...], w: str) -> Size:
             raise ConfigError(f"{w}.format: {f!r} is not one of the [output] formats ({', '.join(formats)}); "
                               f"list it in [output] format first")
     return Size(name, width, height, float(scale), flt, tuple(chosen))
+
+
+def nearest_factor(size: Size) -> int:
+    """k for a nearest copy scaled by a whole number k >= 2 (what a backend may make beside the
+    composite, e.g. on the GPU); 0 for any other size (filtered, or scale 1: a plain copy)."""
+    return int(size.scale) if size.filter == "nearest" and size.scale >= 2 else 0
 
 
 def resize(pixels: np.ndarray, size: Size) -> np.ndarray:

@@ -206,8 +206,9 @@ class ShardRenderer:
                 yield from self._drain(limit)
             return
         raw = not is_default(self.ctx.index.files)  # other formats and sizes are made from the pixels
+        sizes = tuple(dict.fromkeys(f.size for f in self.ctx.index.files if f.size is not None))
         batches = self.backend.render(seg.render_combos(rows), self.stats, "none" if raw else self.ctx.preset.filter,
-                                      deflate=self.gpu_deflate and not raw)
+                                      deflate=self.gpu_deflate and not raw, sizes=sizes)  # nearest ones: on the GPU
         try:
             for idx, outputs in batches:
                 limit = max(limit, 2 * len(outputs))

@@ -250,3 +250,25 @@ extern "C" __global__ void filter_rows(
     o[0] = d.x; o[1] = d.y; o[2] = d.z;
     if (c == 4) o[3] = d.w;
 }
+
+// Nearest-neighbour scaling by a whole number k, as gpucomp/resize.py defines it for both backends:
+// out[y][x] = in[y / k][x / k]. From a batch's RGBA finals, each item's copy is written as tight
+// (k*height, k*width, c) pixels at out + b * stride, c = 3 when the item is opaque and rgb_ok (as
+// filter_rows lays out its rows, so the copy has the composite's channels), else 4. One thread per
+// output pixel: neighbouring threads read the same source pixel, which the cache serves.
+extern "C" __global__ void scale_nearest(
+    const uchar4* __restrict__ rgba, const int* __restrict__ not_opaque, int rgb_ok,
+    int width, int height, int k, long long stride, unsigned char* __restrict__ out)
+{
+    const int b = blockIdx.y;
+    const long long out_w = (long long)width * k;
+    const long long out_npix = out_w * height * k;
+    const long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= out_npix) return;
+    const long long oy = p / out_w, ox = p - oy * out_w;
+    const uchar4 s = rgba[(long long)b * width * height + (oy / k) * width + ox / k];
+    const int c = (rgb_ok && !not_opaque[b]) ? 3 : 4;
+    unsigned char* o = out + (long long)b * stride + p * c;
+    o[0] = s.x; o[1] = s.y; o[2] = s.z;
+    if (c == 4) o[3] = s.w;
+}

@@ -382,11 +382,13 @@ class FakeKernels:
     """get_kernel(name, source, defines) stand-in. composite_batch: the NumPy backend on the
     layer set of the backend last prepared (`watch`), every layer from the combos (so a cached
     prefix is not needed for the right pixels; prefix builds, mode 1, do nothing); filter_rows:
-    encode.filter_rows;
+    encode.filter_rows; scale_nearest: the kernel's own index formula per output pixel (not
+    resize.py's np.repeat, which the tests compare it with), over exactly the threads it launches;
     deflate_segments / gather_segments: the deflate kernel's host build (the variant the
     defines ask for), laid out as on the GPU."""
 
     OUTPUTS = {"composite_batch": (12, 13, 14), "composite_batch_blend": (12, 13, 14), "filter_rows": (6,),
+               "scale_nearest": (7,),
                "deflate_segments": (6, 7, 8, 9), "gather_segments": (5,)}  # argument positions written
 
     def __init__(self, host_deflate):
@@ -412,6 +414,7 @@ class FakeKernels:
 
     def __call__(self, name, source="composite.cu", defines=()):
         fn = {"composite_batch": self.composite, "composite_batch_blend": self.composite, "filter_rows": self.filter,
+              "scale_nearest": self.scale,
               "deflate_segments": self.deflate, "gather_segments": self.gather}[name]
         threads, stage = gd.THREADS, "DEFLATE_STAGE=1" in defines
         for d in defines:
@@ -433,7 +436,7 @@ class FakeKernels:
                 DEV.read(a, stream, f"kernel {name}")
             DEV.op(stream)
             DEV.log.append(("launch", name, tuple(grid)))
-            fn(grid, args)
+            fn(grid, args) if name != "scale_nearest" else fn(grid, block, args)
             for i, a in enumerate(args):
                 if isinstance(a, ndarray):
                     DEV.use(a, stream, write=i in self.OUTPUTS[name])
@@ -460,6 +463,25 @@ class FakeKernels:
             else:
                 r = np.concatenate([np.zeros((h, 1), np.uint8), px.reshape(h, -1)], axis=1)
             rows[b, :r.size] = r.reshape(-1)
+
+    def scale(self, grid, block, args):
+        """scale_nearest as written in kernels/composite.cu: thread p of item b (p < out_npix)
+        reads rgba[b * npix + (oy / k) * width + ox / k] and writes c bytes at out + b * stride + p * c.
+        Out-of-bounds reads or writes (a wrong stride or grid) raise here as on a device they corrupt."""
+        out8, flags, rgb_ok, width, height, k, stride, out = args
+        w, h, k, stride = int(width), int(height), int(k), int(stride)
+        threads = grid[0] * block[0]
+        out_w, out_npix = w * k, w * h * k * k
+        assert threads >= out_npix, f"scale_nearest launched {threads} threads for {out_npix} output pixels"
+        p = np.arange(out_npix, dtype=np.int64)
+        oy, ox = p // out_w, p % out_w
+        src = (oy // k) * w + ox // k
+        flat_out = np.asarray(out).reshape(-1)
+        for b in range(grid[1]):
+            c = 3 if (int(rgb_ok) and not flags[b]) else 4
+            assert stride >= out_npix * c and (b + 1) * stride <= flat_out.size, "scale_nearest writes out of bounds"
+            px = np.asarray(out8[b]).reshape(-1, 4)[src, :c]
+            flat_out[b * stride: b * stride + out_npix * c] = px.reshape(-1)
 
     def deflate(self, grid, args):
         rows, stride, n, c, width, segs, slots, tokens, sizes, adler = args

@@ -124,6 +124,52 @@ def test_end_to_end_png_files_identical(demo_layers, tmp_path, preset):
         assert (tmp_path / "cpu/images" / f"{n}.png").read_bytes() == (tmp_path / "gpu/images" / f"{n}.png").read_bytes()
 
 
+# ---- nearest copies ([[output.sizes]] scale = k) made on the device: byte parity with resize.py -----
+@pytest.mark.gpu
+@pytest.mark.parametrize("opaque_base", [False, True])  # RGBA and (with opaque_rgb) RGB items in one batch
+@pytest.mark.parametrize("opaque_rgb", [False, True])
+def test_gpu_nearest_copies_equal_the_cpu_resize(opaque_base, opaque_rgb):
+    """scale_nearest on the device, odd canvas (37x53) and scales 2, 3 and 32, batches of 7 with a
+    short last one: every copy equals resize.py's np.repeat of the CPU backend's composite."""
+    from gpucomp.backends.cuda_backend import CudaBackend
+    from gpucomp.rendered import SizedPixels
+    from gpucomp.resize import Size, resize
+
+    ls = random_layerset(21 + opaque_base, opaque_base=opaque_base)
+    combos = make_plan([layer.weights for layer in ls.layers], 16, seed=4).combos
+    want = cpu_images(ls, combos, opaque_rgb)
+    sizes = tuple(Size(f"x{k}", scale=k, filter="nearest") for k in (2, 3, 32))
+    b = CudaBackend(opaque_rgb=opaque_rgb, batch_size=7)
+    b.prepare(ls)
+    got = {}
+    for idx, outs in b.render(combos, Stats(), png_filter="none", sizes=sizes):
+        for i, o in zip(idx.tolist(), outs):
+            assert isinstance(o, SizedPixels)
+            got[i] = (np.array(o.pixels), {k: np.array(v) for k, v in o.copies.items()})
+    assert b.stats()["device_sizes"] == ["x2", "x3", "x32"] and not b.fallbacks
+    b.close()
+    for i, w in enumerate(want):
+        px, copies = got[i]
+        assert np.array_equal(px, w)
+        for size in sizes:
+            assert np.array_equal(copies[size.name], resize(w, size)), (i, size.name)
+
+
+@pytest.mark.gpu
+def test_gpu_nearest_sizes_end_to_end_files_identical(demo_layers, tmp_path):
+    """A pixel-art run (x2 PNG and WebP, x5 PNG, a Lanczos thumbnail): every file of the CUDA run,
+    copies made on the device, equals the CPU run's byte for byte."""
+    sizes = [{"name": "x2", "scale": 2}, {"name": "x5", "scale": 5, "format": "png"}, {"name": "thumb", "width": 40}]
+    kw = dict(size=12, seed=3, formats=["png", "webp"], sizes=sizes)
+    gpucomp.run(demo_layers, tmp_path / "cpu", backend="cpu", **kw)
+    b = gpucomp.run(demo_layers, tmp_path / "gpu", backend="cuda", batch_size=5, **kw)
+    assert b["backend"]["device_sizes"] == ["x2", "x5"]
+    names = [p.relative_to(tmp_path / "cpu") for p in sorted((tmp_path / "cpu/images").rglob("*.*"))]
+    assert len(names) == 12 * 7  # png, webp; x2 png, webp; x5 png; thumb png, webp
+    for name in names:
+        assert (tmp_path / "cpu" / name).read_bytes() == (tmp_path / "gpu" / name).read_bytes(), name
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
 def test_kernels_compile_for_sm90(tmp_path):
     src = Path(__file__).resolve().parent.parent / "kernels"

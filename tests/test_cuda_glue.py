@@ -187,6 +187,31 @@ def _render(backend, combos, preset="gpu", on_batch=None, keep=False):
     return outs if keep else n
 
 
+def test_bench_nearest_smoke_runs(fake_gpu, monkeypatch, tmp_path, capsys):
+    """benchmarks/bench_nearest.py (gpu_check.sh's nearest stage) at toy sizes on the stand-in: all
+    three runs, files identical, the device run scaling on the device and the other not."""
+    import json
+    from pathlib import Path
+
+    from gpucomp.backends import cuda_backend
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    prepare = cuda_backend.CudaBackend.prepare
+
+    def watched(self, ls):
+        prepare(self, ls)
+        fake_gpu.prepared(self, ls)
+
+    monkeypatch.setattr(cuda_backend.CudaBackend, "prepare", watched)
+    import bench_nearest
+
+    monkeypatch.setattr(sys, "argv", ["bench_nearest.py", "--smoke", "--json", str(tmp_path / "n.json")])
+    assert bench_nearest.main() == 0
+    out = json.loads((tmp_path / "n.json").read_text())
+    assert out["identical"]["device_vs_cpu"]["identical"] and out["identical"]["host_vs_cpu"]["files"] == 12
+    assert out["cuda_device_scaled"]["backend"]["device_sizes"] == ["x3"]
+    assert out["cuda_cpu_scaled"]["backend"]["device_sizes"] == []
+
 def test_stand_in_catches_what_a_device_would(fake_gpu):
     """The stand-in's own rules, each shown failing: an unordered launch, a buffer freed under a
     copy, the pinned pool's exact-size reuse, spinning waits."""
@@ -374,3 +399,92 @@ def test_bench_gpu_without_a_gpu_exits_cleanly(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "Traceback" not in r.stderr + r.stdout
     assert r.stdout.startswith("no GPU: ") and "nothing measured" in r.stdout
+
+
+# ---- nearest copies ([[output.sizes]] scale = k) made on the device beside the composite ---------
+def _sized_run(fake, layers, out, monkeypatch, opaque_rgb=True, **kw):
+    """A run with a x3 nearest copy, a x2 one in WebP only and a Lanczos thumbnail, on the stand-in;
+    returns (backend, {size filter: CPU resize calls})."""
+    from gpucomp import media
+    from gpucomp.backends.cuda_backend import CudaBackend
+
+    calls = {"nearest": 0, "lanczos": 0}
+    real = media.resize
+
+    def counted(px, size):
+        calls[size.filter] += 1
+        return real(px, size)
+
+    monkeypatch.setattr(media, "resize", counted)
+    backend = CudaBackend(batch_size=kw.pop("batch_size", 4), opaque_rgb=opaque_rgb, **kw)
+    fake.watch(backend)
+    cfg = with_overrides(Config(), force=True, opaque_rgb=opaque_rgb, **SIZED)
+    list(Generation(layers, out, cfg, backend=backend))
+    return backend, calls
+
+
+SIZED = dict(formats=["png", "webp"], size=6, seed=3,
+             sizes=[{"name": "x3", "scale": 3}, {"name": "x2", "scale": 2, "format": "webp"},
+                    {"name": "thumb", "width": 100}])
+
+
+def _same_files(a, b):
+    for n in range(1, 7):
+        for name in (f"{n}.png", f"{n}.webp", f"x3/{n}.png", f"x3/{n}.webp", f"x2/{n}.webp", f"thumb/{n}.png"):
+            assert (a / "images" / name).read_bytes() == (b / "images" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("opaque_rgb", [True, False])  # RGB items (opaque background) and RGBA ones
+def test_nearest_copies_are_made_on_the_device_and_equal_the_cpu_files(fake_gpu, layers256, tmp_path, monkeypatch,
+                                                                       opaque_rgb):
+    """The x3 and x2 copies come back from scale_nearest with the batch (the CPU resizes only the
+    Lanczos thumbnail); every file equals the CPU backend's byte for byte."""
+    backend, calls = _sized_run(fake_gpu, layers256, tmp_path / "cuda", monkeypatch, opaque_rgb)
+    assert fake_gpu.calls["scale_nearest"] == 2 * 2  # two batches (6 items, 4 a batch), two nearest sizes
+    assert calls == {"nearest": 0, "lanczos": 6}
+    assert backend.stats()["device_sizes"] == ["x3", "x2"]
+    gpucomp.run(layers256, tmp_path / "cpu", backend="cpu", opaque_rgb=opaque_rgb, **SIZED)
+    _same_files(tmp_path / "cpu", tmp_path / "cuda")
+
+
+def test_nearest_copies_over_the_vram_budget_are_made_on_the_cpu_saying_why(fake_gpu, layers256, tmp_path,
+                                                                           monkeypatch):
+    """Two batches of one item with its copies must fit a quarter of the budget; when they do not,
+    the copies are made on the CPU (same bytes) and the backend's fallbacks say so."""
+    backend, calls = _sized_run(fake_gpu, layers256, tmp_path / "cuda", monkeypatch, vram_budget="6MiB")
+    assert fake_gpu.calls.get("scale_nearest", 0) == 0 and calls["nearest"] == 12
+    notes = [f for f in backend.stats()["fallbacks"] if "nearest copies" in f]
+    assert len(notes) == 1 and "'x3' (x3)" in notes[0] and "made on the CPU" in notes[0], notes
+    gpucomp.run(layers256, tmp_path / "cpu", backend="cpu", **SIZED)
+    _same_files(tmp_path / "cpu", tmp_path / "cuda")
+
+
+def test_nearest_copies_count_in_the_batch_size(fake_gpu, layers256, monkeypatch):
+    """Each copy is k*k canvases an item on the device and in pinned memory: the auto batch size
+    counts them (and a quarter of the budget), a given one is lowered under the pinned cap, saying so."""
+    from gpucomp.backends import cuda_backend
+    from gpucomp.resize import Size
+    from gpucomp.stats import Stats
+
+    backend, ls = _backend(fake_gpu, layers256, batch_size=0)  # auto
+    plain = backend.batch_size
+    per_item = backend.item_bytes(scales=(("x8", 8),))
+    assert per_item == backend.item_bytes() + 64 * 256 * 256 * 4
+    backend.budget = 8 * per_item * 3  # room for batches of 3
+    list(backend.render(_combos(ls, 2), Stats(), "none", sizes=(Size("x8", scale=8, filter="nearest"),)))
+    assert backend.batch_size == 3 < plain and not backend.fallbacks
+    monkeypatch.setattr(cuda_backend, "SCALED_BATCH_BYTES", 2 * 64 * 256 * 256 * 4)
+    given, _ = _backend(fake_gpu, layers256, batch_size=5)
+    outs = [o for _, b in given.render(_combos(ls, 5), Stats(), "none", sizes=(Size("x8", scale=8, filter="nearest"),))
+            for o in b]
+    assert given.batch_size == 2 and any("batch size 5 lowered to 2" in f for f in given.fallbacks)
+    assert all(o.copies["x8"].shape == (2048, 2048, 3) and o.pixels.shape == (256, 256, 3) for o in outs)
+
+
+def test_sized_copies_need_pixels_not_rows(fake_gpu, layers256):
+    from gpucomp.resize import Size
+    from gpucomp.stats import Stats
+
+    backend, ls = _backend(fake_gpu, layers256)
+    with pytest.raises(ValueError, match="png_filter='none'"):
+        list(backend.render(_combos(ls, 2), Stats(), "up", sizes=(Size("x2", scale=2, filter="nearest"),)))

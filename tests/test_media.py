@@ -52,6 +52,27 @@ def test_every_file_decodes_to_its_copy_of_the_one_composite(tmp_path):
     assert decoded[3].shape == (4, 4, 4) and np.array_equal(decoded[3], decoded[4])  # one resize, two formats
 
 
+def test_copies_a_backend_made_are_encoded_as_given_not_resized_again(tmp_path, monkeypatch):
+    """SizedPixels (nearest copies made on the GPU): those sizes are encoded from the copy handed in;
+    sizes it lacks are resized here; anything but pixels or SizedPixels is a TypeError."""
+    from gpucomp import media
+    from gpucomp.rendered import Filtered, SizedPixels
+
+    cfg = config(tmp_path, PIXEL_ART)
+    files = output_files(cfg.formats, cfg.sizes)
+    px = np.random.default_rng(3).integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    mark = np.zeros((32, 32, 4), np.uint8)  # not px x4: shows which pixels the x4 file was made from
+    resized = []
+    real = media.resize
+    monkeypatch.setattr(media, "resize", lambda p, size: resized.append(size.name) or real(p, size))
+    blobs = render_files(SizedPixels(px, {"x4": mark}), files, "fast", False)
+    assert resized == ["thumbnail"]
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(blobs[2]))), mark)
+    assert blobs[:2] + blobs[3:] == render_files(px, files, "fast", False)[:2] + render_files(px, files, "fast", False)[3:]
+    with pytest.raises(TypeError, match="Filtered"):
+        render_files(Filtered(np.zeros((8, 33), np.uint8), 8, 8, 4), files, "fast", False)
+
+
 def test_config_round_trips_through_the_manifest_form(tmp_path):
     cfg = config(tmp_path, PIXEL_ART)
     back = from_dict(to_dict(cfg))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gpucomp.errors import ConfigError
-from gpucomp.resize import Size, parse_sizes, resize
+from gpucomp.resize import Size, nearest_factor, parse_sizes, resize
 
 
 def pixels(h=24, w=24, c=4, seed=1):
@@ -24,6 +24,15 @@ def test_nearest_scale_turns_every_pixel_into_a_block_byte_for_byte(c):
         for x in range(7):
             block = got[32 * y:32 * y + 32, 32 * x:32 * x + 32]
             assert (block == px[y, x]).all()
+
+
+def test_nearest_factor_names_the_copies_a_backend_may_make_beside_the_composite():
+    """Whole-number nearest scales of 2 and up (the GPU makes those in the batch); not scale 1 (a
+    plain copy) nor filtered sizes."""
+    assert nearest_factor(one({"name": "a", "scale": 32})) == 32
+    assert nearest_factor(one({"name": "a", "scale": 1, "filter": "nearest"})) == 0
+    assert nearest_factor(one({"name": "a", "scale": 2, "filter": "lanczos"})) == 0
+    assert nearest_factor(one({"name": "a", "width": 48})) == 0
 
 
 def test_scale_of_a_whole_number_defaults_to_nearest_others_to_lanczos():

@@ -1,6 +1,7 @@
 """The CUDA backend: traits resident on the device, one kernel launch per batch,
-prefix cache, Up filtering (and, for the `gpu` preset, deflate) on the GPU,
-double-buffered copy-back to pinned memory.
+prefix cache, Up filtering (and, for the `gpu` preset, deflate) on the GPU, nearest-neighbour
+sized copies ([[output.sizes]] scale = k) beside the composite, double-buffered copy-back to
+pinned memory.
 
 Only this module imports cupy, and only when a CudaBackend is made.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import warnings
 from collections import deque
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,11 +19,13 @@ from ..cache import PrefixCache
 from ..config import MAX_BATCH  # CUDA grid limit: one item per grid row
 from .. import gpu_deflate as gd
 from ..compositing import INV, SA, is_plain, layer_blend
-from ..rendered import Filtered
+from ..rendered import Filtered, SizedPixels
+from ..resize import nearest_factor
 from ..schedule import Lookahead, Residency, grouped_order, prefix_depth
 
 THREADS = 256
 D2H = 2  # cudaMemcpyDeviceToHost
+SCALED_BATCH_BYTES = 1 << 30  # pinned host bytes of one batch's nearest copies: batches shrink to stay under
 
 
 def device_report() -> list[str]:
@@ -65,7 +68,7 @@ class CudaBackend:
     feeder_threads = 1  # the thread that launches batches and waits (asleep) for their bytes
 
     def __init__(self, opaque_rgb: bool = True, batch_size: int = 0, vram_budget: str = "0.8",
-                 cache: str = "auto", trait_budget: int | None = None):
+                 cache: str = "auto", trait_budget: int | None = None, scale_on_device: bool = True):
         import cupy
 
         if not 0 <= batch_size <= MAX_BATCH:
@@ -86,6 +89,9 @@ class CudaBackend:
         self.residency: Residency | None = None
         self.peak_vram = 0
         self.pinned = PinnedSizes()  # for batches' bytes: one size for the whole run
+        self.scale_on_device = scale_on_device  # False: nearest copies on the CPU (benchmarks compare)
+        self.scales: tuple[tuple[str, int], ...] = ()  # this render's nearest copies: (size name, k)
+        self.pinned_scaled: dict[str, PinnedSizes] = {}  # per size name: its copies' bytes
 
     def encode_workers(self, cores: int) -> int:
         """Encode threads to run beside this backend on `cores` cores: one core stays with the
@@ -121,6 +127,7 @@ class CudaBackend:
             cp.get_default_memory_pool().free_all_blocks()
         with self.stream:  # uploads ordered before every launch on this stream
             self.k_filter = get_kernel("filter_rows")
+            self.k_scale = get_kernel("scale_nearest")
             self.layerset = layerset
             # Per layer blend mode and float32 opacity (compositing.py); the blend-capable kernel only
             # when some layer is not plain, so plain stacks run the plain kernel unchanged.
@@ -185,11 +192,12 @@ class CudaBackend:
         """Blocks along x for composite_batch: one thread per 4-pixel group of a row."""
         return (((self.width + 3) // 4) * self.height + THREADS - 1) // THREADS
 
-    def item_bytes(self, deflate: bool = False) -> int:
+    def item_bytes(self, deflate: bool = False, scales: tuple[tuple[str, int], ...] = ()) -> int:
         """Device bytes per item in flight: RGBA finals + filtered rows; with deflate, the packed
-        output and half the segment slots and tokens (one set serves both buffers)."""
+        output and half the segment slots and tokens (one set serves both buffers); with `scales`,
+        each nearest copy at RGBA capacity (k * k times the canvas)."""
         rows = self.height * (1 + 4 * self.width)
-        n = self.npix * 4 + rows
+        n = self.npix * 4 + rows + sum(k * k * self.npix * 4 for _, k in scales)
         if deflate:
             n += gd.packed_capacity(rows) + gd.segments(rows) * (gd.SLOT + 2 * gd.SEG) // 2
         return n
@@ -197,6 +205,34 @@ class CudaBackend:
     def _auto_batch(self, per_item: int) -> int:
         """Two batches in flight must fit a quarter of the budget."""
         return int(max(1, min(64, self.budget // (8 * per_item))))
+
+    def _device_scales(self, sizes, png_filter: str, deflate: bool) -> tuple[tuple[str, int], ...]:
+        """The nearest copies among `sizes` (whole-number scales >= 2, resize.nearest_factor) this
+        render makes on the device beside each composite, and the batch size they allow. None when
+        two batches of one item with its copies do not fit a quarter of the VRAM budget (the rule
+        of _auto_batch): the CPU makes them then, and `fallbacks` says why."""
+        scales = tuple((s.name, k) for s in sizes if (k := nearest_factor(s)))
+        if not scales or not self.scale_on_device:
+            return ()
+        if png_filter != "none" or deflate:
+            raise ValueError("sized copies come back beside pixels: render them with png_filter='none'")
+        per_item = self.item_bytes(scales=scales)
+        names = ", ".join(f"{n!r} (x{k})" for n, k in scales)
+        if 8 * per_item > self.budget:
+            self.fallbacks.append(
+                f"nearest copies {names} of {self.width}x{self.height} items need {per_item / 2**30:.2f} GiB of GPU "
+                f"memory per item in flight; the VRAM budget of {self.budget / 2**30:.2f} GiB holds two batches of "
+                f"items up to {self.budget / 8 / 2**30:.2f} GiB (a quarter of it): they are made on the CPU instead "
+                f"(raise [run] vram_budget to make them on the GPU)")
+            return ()
+        host = sum(k * k * self.npix * 4 for _, k in scales)
+        cap = int(max(1, min(self.budget // (8 * per_item), SCALED_BATCH_BYTES // host)))
+        if cap < self.batch_size:
+            if not self.auto_batch:
+                self.fallbacks.append(f"batch size {self.batch_size} lowered to {cap}: nearest copies {names} take "
+                                      f"{host / 2**20:.0f} MiB an item on the GPU and in pinned host memory")
+            self.batch_size = cap
+        return scales
 
     def _note_vram(self) -> None:
         pool = self.cp.get_default_memory_pool()
@@ -228,21 +264,23 @@ class CudaBackend:
                 return 0
         return depth
 
-    def render(self, combos: np.ndarray, stats, png_filter: str = "up", deflate: bool = False):
+    def render(self, combos: np.ndarray, stats, png_filter: str = "up", deflate: bool = False, sizes=()):
         """Yield (plan indices, outputs) batch by batch; outputs are `Deflated` items with
         `deflate` (Up filter), `Filtered` rows when png_filter == 'up', else (H, W, C) uint8
-        pixel arrays. Items finished on the CPU after an out-of-memory are pixel arrays."""
+        pixel arrays, or `SizedPixels` when `sizes` (resize.Size) has nearest copies made on the
+        device (see _device_scales). Items finished on the CPU after an out-of-memory are pixel arrays."""
         cp = self.cp
         if deflate and png_filter != "up":
             raise ValueError("GPU deflate works on Up-filtered rows")
         if deflate and self.auto_batch:
             self.batch_size = min(self.batch_size, self._auto_batch(self.item_bytes(deflate=True)))
+        self.scales = self._device_scales(sizes, png_filter, deflate)
         n, layers = combos.shape
         gids = (combos + self.layer_offset[None, :]).astype(np.int32)
         depth = self._use_cache(gids)
         order = grouped_order(gids, depth)
         if depth:
-            budget = max(self.budget - self.trait_budget - 4 * self.batch_size * self.item_bytes(deflate), 0)
+            budget = max(self.budget - self.trait_budget - 4 * self.batch_size * self.item_bytes(deflate, self.scales), 0)
             self.cache = PrefixCache(budget, self.npix * 16, lambda nb: cp.empty(nb // 4, cp.float32))
         self.depth = depth
         pos = 0
@@ -325,6 +363,8 @@ class CudaBackend:
             self._launch(cp.asarray(gids[idx]), nb, 0, out8=bufs.out8, flags=flags,
                          prefix=cp.asarray(pre_ptrs), first=cp.asarray(first))
             self._filter(bufs.out8, flags, bufs.rows[s], nb, 2 if png_filter == "up" else 0)
+            for name, k in self.scales:
+                self._scale(bufs.out8, flags, bufs.scaled[name][s], nb, k)
             if bufs.dfl is not None:
                 bufs.dfl.launch(s, nb, bufs.rows[s], flags)
         self._note_vram()
@@ -349,6 +389,11 @@ class CudaBackend:
             src, stride = bufs.rows[s], bufs.rows[s].shape[1]
         b.host, b.starts = copy_items(self.cp, src, stride, lengths, self.copy_stream, self.pinned)
         b.lengths = lengths
+        for name, k in self.scales:  # each nearest copy at its own length, into pinned memory of its own
+            dev, n = bufs.scaled[name][s], k * k * self.npix * b.channels.astype(np.int64)
+            pinned = self.pinned_scaled.setdefault(name, PinnedSizes())
+            host, starts = copy_items(self.cp, dev, dev.shape[1], n, self.copy_stream, pinned)
+            b.copies[name] = (k, host, starts, n)
         b.copied = bufs.copied[s] = self._event(self.copy_stream)
 
     def _collect(self, bufs: _Buffers, b: _InFlight, png_filter: str, stats):
@@ -359,10 +404,17 @@ class CudaBackend:
         if bufs.dfl is not None:
             return b.idx, bufs.dfl.items(b.host, b.flags, b.sizes, b.adler, b.starts)
         outs = []
-        for c, at, n in zip(b.channels.tolist(), b.starts.tolist(), b.lengths.tolist()):
-            r = b.host[at:at + n].reshape(self.height, 1 + self.width * c)
-            outs.append(Filtered(r, self.width, self.height, c) if png_filter == "up"
-                        else r[:, 1:].reshape(self.height, self.width, c))
+        h, w = self.height, self.width
+        for j, (c, at, n) in enumerate(zip(b.channels.tolist(), b.starts.tolist(), b.lengths.tolist())):
+            r = b.host[at:at + n].reshape(h, 1 + w * c)
+            if png_filter == "up":
+                outs.append(Filtered(r, w, h, c))
+                continue
+            px = r[:, 1:].reshape(h, w, c)
+            if b.copies:
+                px = SizedPixels(px, {name: host[starts[j]:starts[j] + lens[j]].reshape(k * h, k * w, c)
+                                      for name, (k, host, starts, lens) in b.copies.items()})
+            outs.append(px)
         return b.idx, outs
 
     def _event(self, stream):
@@ -381,6 +433,14 @@ class CudaBackend:
         self.k_filter(((self.npix + THREADS - 1) // THREADS, nb), (THREADS,), (
             out8, flags, np.int32(1 if self.opaque_rgb else 0), np.int32(self.width), np.int32(self.height),
             np.int32(filt), rows))
+
+    def _scale(self, out8, flags, dst, nb: int, k: int) -> None:
+        """Nearest copies (x k) of a batch's RGBA finals, each item at dst[b] with its rows'
+        channels (scale_nearest kernel, the formula of resize.py)."""
+        n = k * k * self.npix
+        self.k_scale(((n + THREADS - 1) // THREADS, nb), (THREADS,), (
+            out8, flags, np.int32(1 if self.opaque_rgb else 0), np.int32(self.width), np.int32(self.height),
+            np.int32(k), np.int64(dst.shape[1]), dst))
 
     def _prefixes(self, idx, gids, layers):
         """Per item: pointer to a cached prefix accumulator (0 = none) and the first layer
@@ -467,7 +527,7 @@ class CudaBackend:
     def stats(self) -> dict:
         d = {"backend": "cuda", "batch_size": self.batch_size, "budget_bytes": getattr(self, "budget", 0),
              "peak_vram_bytes": self.peak_vram, "fallbacks": list(self.fallbacks),
-             "traits_resident": self.resident_pool is not None}
+             "traits_resident": self.resident_pool is not None, "device_sizes": [n for n, _ in self.scales]}
         if self.cache is not None:
             d["cache"] = {**self.cache.stats.as_dict(), "prefix_depth": self.depth}
         else:
@@ -630,6 +690,7 @@ class _InFlight:
     starts: np.ndarray | None = None
     lengths: np.ndarray | None = None
     copied: object = None  # event: host holds its bytes
+    copies: dict = field(default_factory=dict)  # size name -> (k, pinned host, starts, lengths): nearest copies
 
 
 class _Buffers:
@@ -642,6 +703,9 @@ class _Buffers:
         self.out8 = cp.empty((batch, b.npix * 4), cp.uint8)
         self.rows = [cp.empty((batch, b.height * (1 + 4 * b.width)), cp.uint8) for _ in range(2)]
         self.flags = [cp.zeros(batch, cp.int32) for _ in range(2)]
+        # per nearest copy, per slot: (batch, k * k * H * W * 4) bytes, each item's copy tight at its start
+        self.scaled = {name: [cp.empty((batch, k * k * b.npix * 4), cp.uint8) for _ in range(2)]
+                       for name, k in b.scales}
         self.dfl = DeflateBuffers(cp, batch, b.width, b.height, b.opaque_rgb) if deflate else None
         self.h_flags = [_pinned((batch,), np.int32) for _ in range(2)]
         if self.dfl is not None:
