@@ -153,11 +153,6 @@ def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> i
         from .export import check_config
 
         check_config(gen.cfg, args.export, args.config or "options")
-    if args.gallery and "png" not in [f.name for f in gen.cfg.formats]:  # its thumbnails come from <n>.png
-        from .errors import ConfigError
-
-        raise ConfigError(f"{args.config or 'options'}: output.format: the gallery is made from images/<n>.png; "
-                          f"add \"png\" to the formats or leave out --gallery")
     again = [a for a in sys.argv[1:] if a != "--force"]  # --force would discard what is finished
     hint = f"run the same command again: {shlex.join(['gpucomp', *again])}"
     rc = _drive(gen, out, args, hint)
@@ -286,9 +281,9 @@ def cmd_info(args) -> int:
 def _add_preview_parser(subparsers):
     """Add the `preview` subcommand to an argparse subparsers object; returns its parser."""
     p = subparsers.add_parser("preview", help="contact sheets of a finished collection's images",
-                              description="Tile thumbnails of OUT/images/<n>.png into sheets "
+                              description="Tile thumbnails of each item's image (OUT/images/<n>.<ext>) into sheets "
                                           "OUT/preview/sheet-0001.png, ... (several sheets for large collections).")
-    p.add_argument("out", help="gpucomp output folder (holds images/<n>.png)")
+    p.add_argument("out", help="gpucomp output folder (holds images/<n>.<ext>)")
     p.add_argument("--thumb", type=int, default=128, help="thumbnail box side in pixels, 8..1024 (default 128)")
     p.add_argument("--columns", type=int, default=10, help="thumbnails per row (default 10)")
     p.add_argument("--rows", type=int, default=10, help="rows per sheet (default 10)")
@@ -396,8 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--name-prefix", help="new item name prefix")
     u.add_argument("--description", help="new description")
     e = sub.add_parser("export", help="write an upload layout of a finished collection (Sugar assets/, ERC-1155 ids)",
-                       description="sugar: OUT/assets/N.png + N.json (numbered from 0) and collection.json/.png, as "
-                                   "Metaplex's Sugar uploads them; erc1155: OUT/erc1155/<64 hex digits>.json, the "
+                       description="sugar: OUT/assets/N.png (or N.jpg: the primary image) + N.json (numbered from 0) and "
+                                   "collection.json/.png, as Metaplex's Sugar uploads them; erc1155: OUT/erc1155/<64 hex digits>.json, the "
                                    "names an ERC-1155 {id} URI asks for. Hard links to the finished files (copies "
                                    "with --copy, or where links are refused); run it again after rerender or "
                                    "update-metadata.")

@@ -1,9 +1,14 @@
 """Upload layouts made from a finished collection's files: `gpucomp export OUT --layout LAYOUT`
 (also `gpucomp generate ... --export LAYOUT`, which runs it once the collection is finished).
 
-- sugar: OUT/assets/ as Metaplex's Sugar uploads it: N.png + N.json for every item, numbered 0..N-1
-  without gaps, plus collection.json (and collection.png, the first item's image unless a
-  collection.png is already there: Sugar then makes the on-chain collection NFT from the pair).
+- sugar: OUT/assets/ as Metaplex's Sugar uploads it: N.<ext> + N.json for every item, numbered 0..N-1
+  without gaps, plus collection.json (and collection.<ext>, the first item's image unless a cover
+  collection.png/.jpg/.jpeg/.gif is already there: Sugar then makes the on-chain collection NFT from
+  the pair). N.<ext> is the item's primary image; Sugar takes PNG, JPEG and GIF images only
+  (its assets rule: N.jpg, .jpeg, .gif or .png, exactly one per item), so a collection whose primary image is
+  WebP or AVIF is refused. N.json is the item's metadata, rewritten only where its
+  `properties.files` names other files by relative paths (the collection's other formats and sizes):
+  Sugar uploads N.<ext> alone and would publish those as broken links, so they are left out.
 - erc1155: OUT/erc1155/<id>.json, the id as 64 lower-case hex digits, zero-padded, which is what
   an ERC-1155 client puts for `{id}` in the contract's URI (images stay in images/).
 
@@ -19,6 +24,7 @@ them (old links keep the old content; nothing is written into them).
 from __future__ import annotations
 
 import errno
+import json
 import os
 import secrets
 import shutil
@@ -27,14 +33,20 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import OutputError
+from .itemfiles import collection_files
 from .lock import OutputLock
+from .media import OutputFile
 from .metadata import MetadataOptions, finished_numbers, stored_options
-from .output import (MANIFEST, TMP_PREFIX, atomic_open, atomic_write_json, ensure_folder, open_regular, output_state,
-                     remove_temporaries)
+from .output import (MANIFEST, MAX_METADATA_BYTES, TMP_PREFIX, atomic_open, atomic_write_bytes, atomic_write_json,
+                     ensure_folder, json_bytes, open_regular, output_state, read_regular, remove_temporaries)
 
 LAYOUTS = {"sugar": "assets", "erc1155": "erc1155"}  # layout -> folder inside OUT
 FORMATS = {"sugar": ("solana",), "erc1155": ("erc1155", "erc721")}  # metadata formats each layout takes
 _NO_LINKS = (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS)
+SUGAR_FORMATS = ("png", "jpeg")  # formats gpucomp writes that Sugar takes as an item's image (it also takes GIF)
+SUGAR_COVERS = {"collection.png": "image/png", "collection.jpg": "image/jpeg", "collection.jpeg": "image/jpeg",
+                "collection.gif": "image/gif"}
+_ITEM_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif", ".json")  # what _remove_stale may remove
 
 
 def export(out, layout: str, copy: bool = False, log: Callable[[str], None] | None = None) -> Path:
@@ -55,15 +67,18 @@ def export(out, layout: str, copy: bool = False, log: Callable[[str], None] | No
                               f"then export")
         opts = stored_options(read_manifest(out), str(out / MANIFEST))
         numbers = finished_numbers(out, f"run `gpucomp resume {out}`, then export")
-        _check(out, layout, opts, numbers)
+        image = collection_files(out)[0]  # the primary image
+        _check(out, layout, opts, numbers, image)
         dest = ensure_folder(out / LAYOUTS[layout])
         remove_temporaries(dest)  # what a killed export left
-        names = _place_all(out, dest, layout, numbers, copy, log)
+        names = _place_all(out, dest, layout, numbers, copy, log, image)
         if layout == "sugar":
-            atomic_write_json(dest / "collection.json", collection_metadata(opts))
-            names |= {"collection.json", "collection.png"}
-            if not _is_regular(dest / "collection.png"):  # the user's own cover is kept
-                _place(out / "images" / f"{numbers[0]}.png", dest / "collection.png", copy)
+            cover = next((c for c in SUGAR_COVERS if _is_regular(dest / c)), None)  # the user's own is kept
+            if cover is None:
+                cover = f"collection.{image.format.ext}"
+                _place(out / "images" / image.name(numbers[0]), dest / cover, copy)
+            atomic_write_json(dest / "collection.json", collection_metadata(opts, cover))
+            names |= {"collection.json", cover}
         stale = _remove_stale(dest, names)
     log(f"export: {len(numbers)} items into {dest} ({layout}" + (f"; {stale} stale files removed)" if stale else ")"))
     return dest
@@ -80,15 +95,23 @@ def check_config(cfg, layout: str, source: str = "config") -> None:
     if opts.format not in FORMATS[layout]:
         raise ConfigError(f"{source}: metadata.format: the {layout} layout needs {' or '.join(FORMATS[layout])}, "
                           f"got {opts.format!r}")
-    if layout == "sugar" and cfg.formats[0].name != "png":  # the layout links images/<n>.png as <n>.png
-        raise ConfigError(f"{source}: output.format: the sugar layout takes each item's PNG; list \"png\" first "
-                          f"(got {', '.join(f.name for f in cfg.formats)})")
+    if layout == "sugar" and cfg.formats[0].name not in SUGAR_FORMATS:
+        raise ConfigError(f"{source}: output.format: {_sugar_refusal(cfg.formats[0].name)} (formats: "
+                          f"{', '.join(f.name for f in cfg.formats)})")
     if layout == "sugar" and cfg.start != 0:
         raise ConfigError(f"{source}: collection.start: Sugar numbers items from 0, got start = {cfg.start}; "
                           f"remove start (format = \"solana\" starts at 0) or set it to 0")
 
 
-def _check(out: Path, layout: str, opts: MetadataOptions, numbers: list[int]) -> None:
+def _sugar_refusal(fmt: str) -> str:
+    return (f"Sugar takes PNG, JPEG or GIF item images (<n>.png, .jpg, .jpeg or .gif in its assets folder), and the "
+            f"primary image (the first format listed) is {fmt}; list \"png\" or \"jpeg\" first in [output] format")
+
+
+def _check(out: Path, layout: str, opts: MetadataOptions, numbers: list[int], image: OutputFile) -> None:
+    if layout == "sugar" and image.format.name not in SUGAR_FORMATS:
+        raise OutputError(f"{out}: {_sugar_refusal(image.format.name)}, then generate the collection again "
+                          f"(--force)")
     if opts.format not in FORMATS[layout]:
         raise OutputError(f"{out}: the {layout} layout needs metadata.format = {' or '.join(FORMATS[layout])}, but this "
                           f"collection's is {opts.format!r}; set it in [metadata] and run `gpucomp generate` again "
@@ -107,12 +130,18 @@ def erc1155_name(number: int) -> str:
     return f"{number:064x}.json"
 
 
-def _place_all(out: Path, dest: Path, layout: str, numbers: list[int], copy: bool, log) -> set[str]:
+def _place_all(out: Path, dest: Path, layout: str, numbers: list[int], copy: bool, log, image: OutputFile) -> set[str]:
     names: set[str] = set()
     linking = not copy
     for n in numbers:
         if layout == "sugar":
-            pairs = [(out / "images" / f"{n}.png", f"{n}.png"), (out / "metadata" / f"{n}.json", f"{n}.json")]
+            asset = f"{n}.{image.format.ext}"
+            pairs = [(out / "images" / image.name(n), asset)]
+            meta_path = out / "metadata" / f"{n}.json"
+            if _sugar_json(meta_path, asset, dest / f"{n}.json"):
+                names.add(f"{n}.json")
+            else:
+                pairs.append((meta_path, f"{n}.json"))
         else:
             pairs = [(out / "metadata" / f"{n}.json", erc1155_name(n))]
         for src, name in pairs:
@@ -121,6 +150,39 @@ def _place_all(out: Path, dest: Path, layout: str, numbers: list[int], copy: boo
                 log(f"export: this file system does not take hard links in {dest}; copying instead")
             names.add(name)
     return names
+
+
+def _sugar_json(src: Path, asset: str, dst: Path) -> bool:
+    """Write dst as sugar_metadata of src when that differs from src (True); False: src is as Sugar
+    takes it, to be linked or copied as it is."""
+    try:
+        meta = json.loads(read_regular(src, MAX_METADATA_BYTES))
+    except (OSError, ValueError) as err:
+        raise OutputError(f"{src}: missing or unreadable ({type(err).__name__}: {err}); run `gpucomp resume "
+                          f"{src.parent.parent}`, which repairs the collection, then export again") from err
+    fixed = sugar_metadata(meta, asset)
+    if fixed is meta:
+        return False
+    try:
+        atomic_write_bytes(dst, json_bytes(fixed))
+    except OSError as err:
+        raise OutputError(f"{dst}: cannot write ({err.strerror or err})") from err
+    return True
+
+
+def sugar_metadata(meta, asset: str):
+    """An item's metadata as Sugar is to upload it beside its image file `asset` (<n>.<ext>). Sugar
+    uploads that file only and puts its link in `image` and in the `properties.files` entries that
+    name the same URI; entries naming other files by a relative path (the collection's other
+    formats and sizes) would be published as they are, broken, so they are left out. Entries with a
+    full URI (a base_uri was set) stay. Returns `meta` itself when nothing changes."""
+    props = meta.get("properties") if isinstance(meta, dict) else None
+    files = props.get("files") if isinstance(props, dict) else None
+    if not isinstance(files, list):
+        return meta
+    keep = [f for f in files if not isinstance(f, dict) or f.get("uri") in (meta.get("image"), asset)
+            or "://" in str(f.get("uri", ""))]
+    return meta if keep == files else {**meta, "properties": {**props, "files": keep}}
 
 
 def _place(src: Path, dst: Path, copy: bool) -> bool:
@@ -164,7 +226,7 @@ def _remove_stale(dest: Path, keep: set[str]) -> int:
     try:
         for p in dest.iterdir():
             item = p.stem.isdigit() or (len(p.stem) == 64 and all(c in "0123456789abcdef" for c in p.stem))
-            if p.name not in keep and p.suffix in (".png", ".json") and item and not p.is_dir():
+            if p.name not in keep and p.suffix in _ITEM_SUFFIXES and item and not p.is_dir():
                 p.unlink()
                 n += 1
     except OSError as err:
@@ -172,13 +234,14 @@ def _remove_stale(dest: Path, keep: set[str]) -> int:
     return n
 
 
-def collection_metadata(opts: MetadataOptions) -> dict:
-    """Sugar's collection.json: the collection NFT, described like an item (Metaplex's fields)."""
+def collection_metadata(opts: MetadataOptions, cover: str = "collection.png") -> dict:
+    """Sugar's collection.json: the collection NFT, described like an item (Metaplex's fields);
+    `cover`: its image file beside it (SUGAR_COVERS)."""
     meta = {"name": opts.collection_name or opts.name_prefix, "symbol": opts.symbol, "description": opts.description,
-            "seller_fee_basis_points": opts.seller_fee_basis_points, "image": "collection.png"}
+            "seller_fee_basis_points": opts.seller_fee_basis_points, "image": cover}
     if opts.external_url:
         meta["external_url"] = opts.external_url
     meta["attributes"] = []
-    meta["properties"] = {"files": [{"uri": "collection.png", "type": "image/png"}], "category": "image",
+    meta["properties"] = {"files": [{"uri": cover, "type": SUGAR_COVERS[cover]}], "category": "image",
                           "creators": [{"address": a, "share": s} for a, s in opts.creators]}
     return meta

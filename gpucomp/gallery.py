@@ -10,7 +10,10 @@ What it reads, all from OUT itself, so any finished output works (resumed, exten
                    and an `openrarity_rank` column where the report has one
   metadata/<n>.json  streamed one at a time into chunks of META_CHUNK items (the item view)
   provenance.json  each image's SHA-256: a thumbnail is remade only when its image changed
-  images/<n>.png   decoded for thumbnails (OUT/gallery/thumbs/<n>.webp), in a thread pool
+  images/          each item's primary image (images/<n>.<ext> of the collection's first format,
+                   itemfiles.py) is what the item view shows; thumbnails (OUT/gallery/thumbs/<n>.webp)
+                   are made from it, or from a sized copy when one is smaller and still large enough,
+                   in a thread pool
 
 Memory stays bounded: the index holds a few integers per item; metadata and images are
 streamed, with at most 2 * workers thumbnails in flight.
@@ -34,7 +37,9 @@ from typing import Callable
 from PIL import Image, features
 
 from .errors import ConfigError, OutputError
-from .preview import LOAD_ERRORS, decode_image
+from .itemfiles import collection_files
+from .media import OutputFile
+from .preview import LOAD_ERRORS, decode_image, thumbnail_files
 from .output import (MANIFEST, MAX_METADATA_BYTES, PROVENANCE, atomic_write_bytes, ensure_folder, json_bytes,
                      open_regular, read_regular, remove_temporaries)
 
@@ -224,12 +229,14 @@ def thumbnail_bytes(src: Path, size: int, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def _load_state(path: Path, size: int, fmt: str) -> dict[str, str]:
-    """number (as text) -> image SHA prefix of each thumbnail made earlier with these settings."""
+def _load_state(path: Path, size: int, fmt: str, source: str) -> dict[str, str]:
+    """number (as text) -> image SHA prefix of each thumbnail made earlier with these settings (and
+    from the same file of each item: `source`, a media path with {n})."""
     raw = _read_nofollow(path)
     try:
         state = json.loads(raw) if raw else {}
-        if state.get("size") == size and state.get("format") == fmt and isinstance(state.get("sha256"), dict):
+        if (state.get("size") == size and state.get("format") == fmt and state.get("source", "{n}.png") == source
+                and isinstance(state.get("sha256"), dict)):
             return state["sha256"]
     except (ValueError, AttributeError):
         pass
@@ -246,7 +253,8 @@ def make_thumbnails(out: Path, numbers: list[int], size: int = THUMB_DEFAULT, wo
     folder = ensure_folder(ensure_folder(out / GALLERY) / "thumbs")
     state_path = folder / "thumbs.json"
     shas = _image_shas(out)
-    done = _load_state(state_path, size, fmt)
+    source = thumbnail_files(out, numbers, size)  # the primary image, or a smaller sized copy
+    done = _load_state(state_path, size, fmt, source.path)
     present = {e.name for e in os.scandir(folder) if e.is_file(follow_symlinks=False)}
     names = {n: f"{n}.{fmt}" for n in numbers}
     fresh = {str(n): shas[n] for n in numbers if n in shas and done.get(str(n)) == shas[n] and names[n] in present}
@@ -254,14 +262,16 @@ def make_thumbnails(out: Path, numbers: list[int], size: int = THUMB_DEFAULT, wo
     log(f"gallery: {len(numbers)} items, {len(numbers) - len(todo)} thumbnails up to date, {len(todo)} to make "
         f"({size}px {fmt})")
     try:
-        _run_thumbs(out, folder, todo, names, size, fmt, workers, fresh, shas, log)
+        _run_thumbs(out, source, folder, todo, names, size, fmt, workers, fresh, shas, log)
     finally:
-        atomic_write_bytes(state_path, json_bytes({"size": size, "format": fmt, "sha256": fresh}, indent=None))
+        state = {"size": size, "format": fmt, **({"source": source.path} if source.path != "{n}.png" else {}),
+                 "sha256": fresh}
+        atomic_write_bytes(state_path, json_bytes(state, indent=None))
     _remove_stale(folder, _THUMB_NAME, set(names.values()))
     return fmt
 
 
-def _run_thumbs(out, folder, todo, names, size, fmt, workers, fresh, shas, log) -> None:
+def _run_thumbs(out, source: OutputFile, folder, todo, names, size, fmt, workers, fresh, shas, log) -> None:
     """Make the thumbnails of `todo` in a thread pool (Pillow's decode, resize and encode release
     the GIL), at most 2 * workers in flight; record each finished one in `fresh`."""
     if not todo:
@@ -269,7 +279,7 @@ def _run_thumbs(out, folder, todo, names, size, fmt, workers, fresh, shas, log) 
     workers = workers or (os.cpu_count() or 1)
 
     def one(n: int) -> int:
-        atomic_write_bytes(folder / names[n], thumbnail_bytes(out / "images" / f"{n}.png", size, fmt))
+        atomic_write_bytes(folder / names[n], thumbnail_bytes(out / "images" / source.name(n), size, fmt))
         return n
 
     t0 = last = time.monotonic()
@@ -329,11 +339,12 @@ def write_metadata_chunks(out: Path, index: Index, log: Log | None = None) -> in
     return n_chunks
 
 
-def index_data(index: Index, title: str, thumb: dict) -> dict:
-    """The object data/index.js hands to the page (format FORMAT)."""
+def index_data(index: Index, title: str, thumb: dict, image: str = "{n}.png") -> dict:
+    """The object data/index.js hands to the page (format FORMAT); `image`: the primary image's path
+    under images/, with {n} for the number (the item view shows it)."""
     r = index.report
     return {
-        "format": FORMAT, "title": title, "items": len(index.numbers), "sigma": r.get("sigma"),
+        "format": FORMAT, "title": title, "items": len(index.numbers), "image": image, "sigma": r.get("sigma"),
         "weights_known": bool(r.get("weights_known")), "meta_chunk": META_CHUNK, "thumb": thumb,
         "layers": [{"name": layer["name"],
                     "traits": [{k: t.get(k) for k in ("name", "count", "percent", "weight_percent", "expected",
@@ -401,8 +412,9 @@ def make_gallery(out, thumb: int = THUMB_DEFAULT, workers: int | None = None, lo
             remove_temporaries(folder)  # what a killed earlier gallery run left
         fmt = make_thumbnails(out, index.numbers, thumb, workers or 0, log)
         write_metadata_chunks(out, index, log)
-        thumbs = {"size": thumb, "format": fmt, "image": _image_size(out / "images" / f"{index.numbers[0]}.png")}
-        write_index(gdir, index_data(index, _title(out, manifest), thumbs))
+        primary = collection_files(out)[0]
+        thumbs = {"size": thumb, "format": fmt, "image": _image_size(out / "images" / primary.name(index.numbers[0]))}
+        write_index(gdir, index_data(index, _title(out, manifest), thumbs, primary.path))
         page = write_assets(gdir)
     log(f"gallery: {page} ({time.monotonic() - t0:.1f}s)")
     return page

@@ -1,4 +1,8 @@
-"""Preview contact sheets: thumbnails of OUT/images/<n>.png tiled into OUT/preview/sheet-0001.png, ...
+"""Preview contact sheets: thumbnails of each item's image tiled into OUT/preview/sheet-0001.png, ...
+
+The image is the collection's primary one, images/<n>.<ext> of its first format (PNG, WebP, JPEG or
+AVIF, from the manifest; images/<n>.png in a folder without one), or a sized copy of it when one is
+smaller and still large enough for the thumbnail (itemfiles.py).
 
 Streaming and bounded in memory, so it works the same for 20 items or 100k: one sheet canvas
 exists at a time, and at most `2 * workers` thumbnails are in flight (submitted to the thread pool
@@ -24,6 +28,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .encode import encode_png
 from .errors import ConfigError, OutputError
+from .itemfiles import collection_files, thumbnail_source
+from .media import OutputFile
 from .output import atomic_write_bytes, ensure_folder, open_regular, remove_temporaries
 from .testhooks import fault
 
@@ -33,18 +39,32 @@ SHEET_BACKGROUND = (40, 40, 40)
 LABEL_COLOUR = (235, 235, 235)
 CHECKER = ((204, 204, 204), (153, 153, 153))  # shown through transparent pixels
 SHEET_NAME = re.compile(r"^sheet-(\d+)\.png$")
-_ITEM_NAME = re.compile(r"^(0|[1-9][0-9]*)\.png$")  # as gpucomp writes them: no leading zeros
+_ITEM_NUMBER = r"^(0|[1-9][0-9]*)\."  # as gpucomp writes them: no leading zeros
 LOAD_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
-def list_numbers(images_dir: Path) -> list[int]:
-    """Every `<n>.png` in `images_dir`, in numeric order (2 before 10)."""
+def list_numbers(images_dir: Path, ext: str = "png") -> list[int]:
+    """Every `<n>.<ext>` in `images_dir`, in numeric order (2 before 10)."""
     try:
         names = os.listdir(images_dir)
     except OSError as err:
         raise OutputError(f"{images_dir}: cannot list images ({err.strerror or err}); "
-                          f"pass a finished gpucomp output folder that holds images/<n>.png") from err
-    return sorted(int(m.group(1)) for m in map(_ITEM_NAME.match, names) if m)
+                          f"pass a finished gpucomp output folder that holds images/<n>.{ext}") from err
+    item = re.compile(_ITEM_NUMBER + re.escape(ext) + "$")
+    return sorted(int(m.group(1)) for m in map(item.match, names) if m)
+
+
+def thumbnail_files(out: Path, numbers: list[int], box: int) -> OutputFile:
+    """The file of each item to make `box`-pixel thumbnails from (itemfiles.thumbnail_source), by the
+    size of the first item's primary image; the primary itself when that cannot be read (the
+    thumbnail then names the problem)."""
+    files = collection_files(out)
+    try:
+        with open_regular(out / "images" / files[0].name(numbers[0])) as f, Image.open(f) as im:
+            width, height = im.size
+    except LOAD_ERRORS:
+        return files[0]
+    return thumbnail_source(files, width, height, box)
 
 
 @lru_cache(maxsize=64)
@@ -160,7 +180,8 @@ def make_sheets(out_dir, *, thumb: int = 128, columns: int = 10, rows: int = 10,
                 label: bool = True, workers: int | None = None, progress=None) -> list[Path]:
     """Write contact sheets of the collection in `out_dir` and return their paths, in order.
 
-    numbers: the items to show, in that order (default: every OUT/images/<n>.png, numeric order).
+    numbers: the items to show, in that order (default: every item's primary image OUT/images/<n>.<ext>,
+    numeric order).
     dest: folder for the sheets (default OUT/preview); sheet-NNNN.png files left there by an
     earlier, longer run are removed once the new sheets are written.
     workers: decoding threads (default/0: one per CPU core). progress: callable(done, total).
@@ -176,10 +197,11 @@ def make_sheets(out_dir, *, thumb: int = 128, columns: int = 10, rows: int = 10,
     if not out.is_dir():
         raise OutputError(f"{out}: not a folder; pass a gpucomp output folder (it holds images/<n>.png)")
     images = out / "images"
+    ext = collection_files(out)[0].format.ext
     if numbers is None:
-        numbers = list_numbers(images)
+        numbers = list_numbers(images, ext)
         if not numbers:
-            raise OutputError(f"{images}: no numbered images (<n>.png) to preview; generate the collection first")
+            raise OutputError(f"{images}: no numbered images (<n>.{ext}) to preview; generate the collection first")
     else:
         numbers = list(numbers)
         for n in numbers:
@@ -188,6 +210,7 @@ def make_sheets(out_dir, *, thumb: int = 128, columns: int = 10, rows: int = 10,
         if not numbers:
             raise ConfigError("preview numbers is empty; give at least one item number (or None for all)")
 
+    source = thumbnail_files(out, numbers, thumb)
     dest = _sheet_folder(out, dest)
 
     per_sheet = columns * rows
@@ -222,7 +245,7 @@ def make_sheets(out_dir, *, thumb: int = 128, columns: int = 10, rows: int = 10,
                 if nxt is None:
                     return
                 i, n = nxt
-                pending.append((i, n, pool.submit(_thumbnail, images / f"{n}.png", thumb)))
+                pending.append((i, n, pool.submit(_thumbnail, images / source.name(n), thumb)))
 
         fill()
         while pending:

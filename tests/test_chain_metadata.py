@@ -279,6 +279,51 @@ def test_sugar_needs_solana_numbered_from_0(demo_layers, tmp_path):
     assert not (out / "assets").exists() and not (out2 / "assets").exists()
 
 
+def test_sugar_takes_a_jpeg_primary_and_lists_only_files_it_uploads(demo_layers, tmp_path):
+    """A JPEG primary with a WebP copy and a x2 size: assets/<n>.jpg (the primary, linked), <n>.json
+    whose image and properties.files name it alone (the other files are not in assets/, so Sugar
+    would publish relative paths), collection.jpg and a collection.json naming it."""
+    (tmp_path / "c.toml").write_text(SOLANA_TOML + '[output]\nformat = ["jpeg", "webp"]\n[[output.sizes]]\n'
+                                     'name = "x2"\nscale = 2\n', encoding="utf-8")
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, tmp_path / "c.toml", size=4)
+    meta0 = json.loads((out / "metadata" / "0.json").read_text(encoding="utf-8"))
+    assert [f["uri"] for f in meta0["properties"]["files"]] == ["0.jpg", "0.webp", "x2/0.jpg", "x2/0.webp"]
+    (out / "assets").mkdir()
+    (out / "assets" / "3.png").write_bytes(b"an earlier PNG export's")  # Sugar refuses two images for one item
+    dest = export(out, "sugar")
+    assert sorted(os.listdir(dest)) == sorted([f"{n}.jpg" for n in range(4)] + [f"{n}.json" for n in range(4)]
+                                              + ["collection.json", "collection.jpg"])
+    for n in range(4):
+        assert os.path.samefile(out / "images" / f"{n}.jpg", dest / f"{n}.jpg")
+        meta = json.loads((dest / f"{n}.json").read_text(encoding="utf-8"))
+        assert meta["image"] == f"{n}.jpg"
+        assert meta["properties"]["files"] == [{"uri": f"{n}.jpg", "type": "image/jpeg"}]
+        whole = json.loads((out / "metadata" / f"{n}.json").read_text(encoding="utf-8"))
+        assert {**whole, "properties": {**whole["properties"], "files": whole["properties"]["files"][:1]}} == meta
+    coll = json.loads((dest / "collection.json").read_text(encoding="utf-8"))
+    assert coll["image"] == "collection.jpg"
+    assert coll["properties"]["files"] == [{"uri": "collection.jpg", "type": "image/jpeg"}]
+    assert (dest / "collection.jpg").read_bytes() == (out / "images" / "0.jpg").read_bytes()
+
+
+def test_sugar_keeps_full_uris_and_refuses_a_webp_primary(demo_layers, tmp_path):
+    from gpucomp.export import sugar_metadata
+
+    meta = {"image": "ipfs://CID/0.jpg", "properties": {"files": [
+        {"uri": "ipfs://CID/0.jpg", "type": "image/jpeg"}, {"uri": "ipfs://CID/x2/0.jpg", "type": "image/jpeg"},
+        {"uri": "x2/0.webp", "type": "image/webp"}]}}
+    assert [f["uri"] for f in sugar_metadata(meta, "0.jpg")["properties"]["files"]] == ["ipfs://CID/0.jpg",
+                                                                                         "ipfs://CID/x2/0.jpg"]
+    plain = {"image": "0.png", "properties": {"files": [{"uri": "0.png", "type": "image/png"}]}}
+    assert sugar_metadata(plain, "0.png") is plain  # linked as it is
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, size=3, seed=1, metadata={"format": "solana"}, formats=["webp", "png"])
+    with pytest.raises(OutputError, match=r"Sugar takes PNG, JPEG or GIF item images .* the primary image \(the "
+                                          r"first format listed\) is webp; list \"png\" or \"jpeg\" first"):
+        export(out, "sugar")
+    assert not (out / "assets").exists()
+
 def test_erc1155_layout(demo_layers, tmp_path):
     out = tmp_path / "out"
     gpucomp.run(demo_layers, out, size=12, seed=1, metadata={"format": "erc1155"})

@@ -366,3 +366,26 @@ def test_a_damaged_manifest_is_named(out):
     (out / "gpucomp.json").write_text('{"format": 3}', encoding="utf-8")
     with pytest.raises(OutputError, match="gpucomp.json: damaged or edited by hand"):
         make_gallery(out, thumb=16)
+
+
+def test_other_primary_formats_and_thumbnails_from_a_sized_copy(demo_layers, tmp_path, monkeypatch):
+    """A collection whose primary image is JPEG (no PNG at all) with a 48-pixel sized copy: the item
+    view shows images/<n>.jpg, and 32-pixel thumbnails are made from the sized copy (smaller than the
+    64-pixel primary, still large enough); at 60 pixels the copy is too small: from the primary."""
+    out = tmp_path / "out"
+    run(gpucomp.generate(demo_layers, out, size=6, seed=2, formats=["jpeg"],
+                         sizes=[{"name": "small", "width": 48}, {"name": "x2", "scale": 2}]))
+    read = []
+    real = gallery.thumbnail_bytes
+    monkeypatch.setattr(gallery, "thumbnail_bytes", lambda src, size, fmt: read.append(src) or real(src, size, fmt))
+    make_gallery(out, thumb=32)
+    data = script_data(out / "gallery" / "data" / "index.js", "GALLERY.load")
+    assert data["image"] == "{n}.jpg" and data["thumb"]["image"] == [64, 64]
+    assert sorted(read) == [out / "images" / "small" / f"{n}.jpg" for n in range(1, 7)]
+    with Image.open(out / "gallery" / "thumbs" / "1.webp") as im:
+        assert im.size == (32, 32)
+    read.clear()
+    make_gallery(out, thumb=32)
+    assert read == []  # up to date
+    make_gallery(out, thumb=60)
+    assert sorted(read) == [out / "images" / f"{n}.jpg" for n in range(1, 7)]

@@ -299,3 +299,18 @@ def test_a_page_without_its_data_says_what_to_do(page, tmp_path):
     page.goto((tmp_path / "index.html").as_uri())
     page.wait_for_function("document.body.classList.contains('failed')")
     assert "data/index.js is missing" in page.inner_text("#count")
+
+
+def test_the_item_view_shows_a_webp_primary_image(page, tmp_path):
+    """A collection written as WebP only: the item view loads images/<n>.webp (the manifest's
+    primary image), not a <n>.png that is not there."""
+    layers = make_layers(tmp_path / "layers", layers=4, traits=14, size=64, seed=3)
+    out = tmp_path / "collection"
+    for _ in gpucomp.generate(layers, out, size=5, seed=1, formats=["webp"]):
+        pass
+    gallery.make_gallery(out, thumb=32)
+    open_gallery(page, out)
+    page.click(".cell[data-number='3']")
+    page.wait_for_function("document.getElementById('item-image').complete")
+    assert page.eval_on_selector("#item-image", "i => i.src").endswith("/images/3.webp")
+    assert page.eval_on_selector("#item-image", "i => i.naturalWidth") == 64

@@ -77,17 +77,27 @@ def test_resume_with_other_output_settings_is_refused_and_force_clears_every_fil
     assert left == sorted(f"{n}.png" for n in range(1, 13))
 
 
-def test_gallery_and_sugar_export_need_their_png_and_say_so_before_rendering(demo_layers, tmp_path, capsys):
+def test_gallery_and_sugar_export_with_other_primary_formats(demo_layers, tmp_path, capsys):
+    """--gallery works whatever the formats (it reads the primary image, here WebP); --export sugar
+    takes a JPEG primary and refuses a WebP one before rendering, saying what Sugar takes."""
     from gpucomp.cli import main
 
     out = tmp_path / "out"
     (tmp_path / "c.toml").write_text('[output]\nformat = "webp"\n[metadata]\nformat = "solana"\n', encoding="utf-8")
     args = ["generate", str(demo_layers), "-o", str(out), "-c", str(tmp_path / "c.toml"), "-n", "3", "-q"]
-    assert main([*args, "--gallery"]) == 2
-    assert "the gallery is made from images/<n>.png" in capsys.readouterr().err
     assert main([*args, "--export", "sugar"]) == 2
-    assert 'the sugar layout takes each item\'s PNG; list "png" first (got webp)' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Sugar takes PNG, JPEG or GIF item images" in err and "the primary image (the first format listed) is webp" in err
     assert not out.exists()
+    assert main([*args, "--gallery"]) == 0
+    assert (out / "gallery" / "thumbs" / "0.webp").is_file() and (out / "images" / "0.webp").is_file()
+    (tmp_path / "j.toml").write_text('[output]\nformat = ["jpeg", "png"]\n[metadata]\nformat = "solana"\n',
+                                     encoding="utf-8")
+    jpeg = tmp_path / "jpeg"
+    assert main(["generate", str(demo_layers), "-o", str(jpeg), "-c", str(tmp_path / "j.toml"), "-n", "3", "-q",
+                 "--export", "sugar"]) == 0
+    assert sorted(p.name for p in (jpeg / "assets").iterdir()) == ["0.jpg", "0.json", "1.jpg", "1.json", "2.jpg",
+                                                                   "2.json", "collection.jpg", "collection.json"]
 
 
 KILL_TOML = '''

@@ -266,6 +266,25 @@ def test_on_a_generated_collection(demo_layers, tmp_path):
     assert tile.tobytes() == src.resize((32, 32), Image.Resampling.LANCZOS, reducing_gap=3.0).tobytes()
 
 
+def test_on_a_collection_whose_primary_image_is_webp(demo_layers, tmp_path):
+    """No PNG at all: the sheets show each item's primary image (images/<n>.webp, lossless here, so
+    the tile is the composite's thumbnail); a x4 copy is larger, so it is not used."""
+    import gpucomp
+    from gpucomp.config import Config, with_overrides
+
+    cfg = with_overrides(Config(), formats=["webp"], sizes=[{"name": "x4", "scale": 4}])
+    webp = type(cfg.formats[0])("webp", {**cfg.formats[0].settings, "lossless": True})
+    out = tmp_path / "coll"
+    for _ in gpucomp.generate(demo_layers, out, size=5, seed=1, formats=(webp,), sizes=cfg.sizes):
+        pass
+    assert not list((out / "images").glob("*.png"))
+    paths = make_sheets(out, thumb=32, columns=5, rows=1)
+    assert len(paths) == 1
+    src = load(out / "images" / "1.webp")
+    geo = sheet_geometry(32, 5, 1, True)
+    tile = load(paths[0]).crop((geo["gap"], geo["gap"], geo["gap"] + 32, geo["gap"] + 32))
+    assert tile.tobytes() == src.resize((32, 32), Image.Resampling.LANCZOS, reducing_gap=3.0).tobytes()
+
 def test_cli(out, capsys):
     from gpucomp.cli import build_parser, main
 

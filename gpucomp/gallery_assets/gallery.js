@@ -232,7 +232,7 @@
     $("item-title").textContent = `#${number}`;
     const img = $("item-image");
     img.removeAttribute("src");
-    img.src = `../images/${number}.png`;
+    img.src = `../images/${(D.image || "{n}.png").replace("{n}", number)}`;  // the primary image
     const orank = D.openrarity ? ` · OpenRarity rank ${fmtInt(D.openrarity[pos])}` : "";
     $("item-rank").textContent = `Rarity rank ${fmtInt(D.ranks[pos])} of ${fmtInt(N)}${orank}`;
     const body = $("item-attrs").tBodies[0];
