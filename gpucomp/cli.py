@@ -26,6 +26,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="render exactly these items, in this order: a CSV (one column per layer), a "
                         "_metadata.json (or an output folder holding one) or a list of DNAs; the list decides the size")
     p.add_argument("--preset", choices=list(PRESETS), help="PNG preset (default fast)")
+    p.add_argument("--format", dest="formats", metavar="FORMATS",
+                   help="output formats, comma-separated, the first the primary image: png, webp, jpeg, avif "
+                        "(e.g. png,webp); each keeps its [output] settings table from the config")
     p.add_argument("--rgba", action="store_true", help="always write RGBA, even for fully opaque results")
     p.add_argument("--delimiter", help="trait weight delimiter in file names (default '#')")
     p.add_argument("--force", action="store_true",
@@ -61,8 +64,17 @@ def _overrides(args) -> dict:
         "batch_size": args.batch_size, "vram_budget": args.vram_budget, "cache": args.cache, "delimiter": args.delimiter,
         "ray": args.ray, "ray_workers": args.ray_workers,
         "force": True if args.force else None, "shuffle": True if args.shuffle else None,
-        "from_list": args.from_list,
+        "from_list": args.from_list, "formats": _formats(args),
     }
+
+
+def _formats(args):
+    """--format png,webp as OutputFormats (with the config's settings tables), or None."""
+    if not getattr(args, "formats", None):
+        return None
+    from .config import format_flag
+
+    return format_flag(args.formats, args.config)
 
 
 def _print_summary(s: dict, out: Path, as_json: bool) -> None:
@@ -229,7 +241,7 @@ def cmd_validate(args) -> int:
     from .folder import load_stacks
 
     cfg = load_config(args.config) if args.config else Config()
-    cfg = with_overrides(cfg, size=args.size, delimiter=args.delimiter, from_list=args.from_list)
+    cfg = with_overrides(cfg, size=args.size, delimiter=args.delimiter, from_list=args.from_list, formats=_formats(args))
     if cfg.from_list:
         from .itemlist import with_list_size
 
@@ -374,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-n", "--size", type=int)
     v.add_argument("--delimiter")
     v.add_argument("--from", dest="from_list", metavar="FILE")
+    v.add_argument("--format", dest="formats", metavar="FORMATS", help="output formats, as for generate")
     sub.add_parser("info", help="backends, devices and encoders available here")
     for name, text in (("resume", "finish an interrupted collection (or check a finished one) from its manifest"),
                        ("extend", "add new unique items to an existing collection"),

@@ -254,8 +254,33 @@ def _output_media(body: dict, values: dict, path: Path) -> dict:
     return {k: v for k, v in body.items() if k not in ("format", "sizes", *FORMAT_TABLES)}
 
 
+def format_flag(text: str, config_path: str | os.PathLike | None = None) -> tuple[OutputFormat, ...]:
+    """`--format png,webp`: these formats in this order (the first is the primary image), each with
+    its settings table from the config's [output] when it has one (`webp = { quality = 70 }`), even
+    for a format the config's own `format` does not list; else the defaults."""
+    from .formats import EXTENSIONS
+
+    names = [n.strip() for n in text.split(",")]
+    for name in names:
+        if name not in EXTENSIONS:
+            hint = " (write jpeg)" if name == "jpg" else ""
+            raise ConfigError(f"--format: unknown format {name!r}{hint}; give one or more of {', '.join(EXTENSIONS)}, "
+                              f"comma-separated, e.g. --format png,webp")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--format: {text!r} names a format twice")
+    tables: dict = {}
+    if config_path:
+        try:
+            body = tomllib.loads(_read_config(Path(config_path))).get("output", {})
+        except (ValueError, RecursionError, AttributeError):
+            body = {}  # loading the config reports what is wrong with it
+        tables = {k: body[k] for k in FORMAT_TABLES if k != "png" and isinstance(body, dict) and k in body}
+    return parse_formats(names, tables, f"{config_path or 'options'}: output")
+
+
 def _media(cfg: "Config", source: str) -> "Config":
-    """Formats and sizes given in Python as names and tables, parsed; every format checked against Pillow."""
+    """Formats and sizes given in Python as names and tables, parsed; every format checked against Pillow;
+    a size's own formats must be among them (a --format flag may leave one out)."""
     formats = cfg.formats
     if not (isinstance(formats, tuple) and formats and all(isinstance(f, OutputFormat) for f in formats)):
         names = list(formats) if isinstance(formats, (tuple, list)) else formats
@@ -263,6 +288,12 @@ def _media(cfg: "Config", source: str) -> "Config":
     sizes = cfg.sizes
     if not all(isinstance(s, Size) for s in sizes):
         sizes = parse_sizes(list(sizes), tuple(f.name for f in formats), f"{source}: output")
+    names = [f.name for f in formats]
+    for size in sizes:
+        if missing := [f for f in size.formats if f not in names]:
+            raise ConfigError(f"{source}: output.sizes: size {size.name!r} is written as {', '.join(missing)}, which is "
+                              f"not among the formats ({', '.join(names)}); add it to the formats or change the "
+                              f"size's format")
     check_available(formats, source)
     return replace(cfg, formats=formats, sizes=sizes) if (formats, sizes) != (cfg.formats, cfg.sizes) else cfg
 

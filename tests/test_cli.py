@@ -76,6 +76,40 @@ def test_config_file_with_flag_override(demo_layers, tmp_path):
     assert json.loads((out / "metadata" / "4.json").read_text())["name"] == "Cfg #4"
 
 
+def test_format_flag_writes_those_formats_with_the_configs_settings(demo_layers, tmp_path, capsys):
+    """--format webp,png: WebP primary (metadata image, provenance) and a PNG beside it; the WebP
+    keeps the config's [output] webp table (lossless here: decodes to the PNG exactly) although the
+    config's own format is png; a x2 size follows the flag's formats."""
+    (tmp_path / "c.toml").write_text('[output]\nformat = "png"\nwebp = { lossless = true }\n[[output.sizes]]\n'
+                                     'name = "x2"\nscale = 2\n', encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["generate", str(demo_layers), "-o", str(out), "-c", str(tmp_path / "c.toml"), "-n", "3", "-q",
+                 "--format", "webp,png"]) == 0
+    names = sorted(str(p.relative_to(out / "images")) for p in (out / "images").rglob("*.*"))
+    assert names == sorted(f"{d}{n}.{e}" for n in (1, 2, 3) for d in ("", "x2/") for e in ("png", "webp"))
+    assert json.loads((out / "metadata" / "1.json").read_text())["image"].endswith("/1.webp")
+    manifest = json.loads((out / "gpucomp.json").read_text())
+    assert manifest["art"]["output"]["formats"][0] == {"name": "webp", "quality": 90, "method": 4, "lossless": True}
+    with Image.open(out / "images" / "2.webp") as a, Image.open(out / "images" / "2.png") as b:
+        assert np.array_equal(np.asarray(a.convert("RGBA")), np.asarray(b.convert("RGBA")))
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("png,gif", "--format: unknown format 'gif'; give one or more of png, webp, jpeg, avif, comma-separated"),
+    ("jpg", "unknown format 'jpg' (write jpeg)"),
+    ("png,png", "--format: 'png,png' names a format twice"),
+    ("webp", "size 'thumb' is written as png, which is not among the formats (webp)"),
+])
+def test_format_flag_errors_are_named_before_anything_is_written(demo_layers, tmp_path, capsys, flag, message):
+    (tmp_path / "c.toml").write_text('[output]\nformat = ["png", "webp"]\n[[output.sizes]]\nname = "thumb"\n'
+                                     'width = 16\nformat = "png"\n', encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["generate", str(demo_layers), "-o", str(out), "-c", str(tmp_path / "c.toml"), "-n", "3", "-q",
+                 "--format", flag]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["validate", str(demo_layers), "-c", str(tmp_path / "c.toml"), "-n", "3", "--format", flag]) == 2
+
 def test_validate(demo_layers, capsys):
     assert main(["validate", str(demo_layers), "-n", "10"]) == 0
     out, err = capsys.readouterr()
