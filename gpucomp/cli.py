@@ -241,7 +241,8 @@ def cmd_validate(args) -> int:
     from .folder import load_stacks
 
     cfg = load_config(args.config) if args.config else Config()
-    cfg = with_overrides(cfg, size=args.size, delimiter=args.delimiter, from_list=args.from_list, formats=_formats(args))
+    cfg = with_overrides(cfg, size=args.size, delimiter=args.delimiter, from_list=args.from_list,
+                         formats=_formats(args))
     if cfg.from_list:
         from .itemlist import with_list_size
 
@@ -404,11 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--name-prefix", help="new item name prefix")
     u.add_argument("--description", help="new description")
     e = sub.add_parser("export", help="write an upload layout of a finished collection (Sugar assets/, ERC-1155 ids)",
-                       description="sugar: OUT/assets/N.png (or N.jpg: the primary image) + N.json (numbered from 0) and "
-                                   "collection.json/.png, as Metaplex's Sugar uploads them; erc1155: OUT/erc1155/<64 hex digits>.json, the "
-                                   "names an ERC-1155 {id} URI asks for. Hard links to the finished files (copies "
-                                   "with --copy, or where links are refused); run it again after rerender or "
-                                   "update-metadata.")
+                       description="sugar: OUT/assets/N.png (or N.jpg: the primary image) + N.json (numbered "
+                                   "from 0) and collection.json/.png, as Metaplex's Sugar uploads them; erc1155: "
+                                   "OUT/erc1155/<64 hex digits>.json, the names an ERC-1155 {id} URI asks for. "
+                                   "Hard links to the finished files (copies with --copy, or where links are "
+                                   "refused); run it again after rerender or update-metadata.")
     e.add_argument("out", help="the collection's output folder")
     e.add_argument("--layout", required=True, choices=["sugar", "erc1155"], help="which layout to write")
     e.add_argument("--copy", action="store_true", help="copy the files instead of hard-linking them")

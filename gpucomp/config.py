@@ -291,9 +291,9 @@ def _media(cfg: "Config", source: str) -> "Config":
     names = [f.name for f in formats]
     for size in sizes:
         if missing := [f for f in size.formats if f not in names]:
-            raise ConfigError(f"{source}: output.sizes: size {size.name!r} is written as {', '.join(missing)}, which is "
-                              f"not among the formats ({', '.join(names)}); add it to the formats or change the "
-                              f"size's format")
+            raise ConfigError(f"{source}: output.sizes: size {size.name!r} is written as {', '.join(missing)}, "
+                              f"which is not among the formats ({', '.join(names)}); add it to the formats or "
+                              f"change the size's format")
     check_available(formats, source)
     return replace(cfg, formats=formats, sizes=sizes) if (formats, sizes) != (cfg.formats, cfg.sizes) else cfg
 

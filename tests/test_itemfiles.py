@@ -32,4 +32,5 @@ def test_thumbnails_come_from_the_smallest_file_that_is_large_enough():
     assert thumbnail_source(fs, 24, 24, 160).path == "{n}.png"  # pixel art: the 24-pixel primary, not x4
     wide = files([{"name": "half", "scale": 0.5}])
     assert thumbnail_source(wide, 301, 99, 100).path == "half/{n}.png"  # 150x50: within a pixel of the aspect
-    assert thumbnail_source(files([{"name": "squashed", "width": 300, "height": 100}]), 2048, 2048, 100).path == "{n}.png"
+    squashed = files([{"name": "squashed", "width": 300, "height": 100}])
+    assert thumbnail_source(squashed, 2048, 2048, 100).path == "{n}.png"  # another aspect ratio

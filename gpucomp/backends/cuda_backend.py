@@ -208,9 +208,9 @@ class CudaBackend:
 
     def _device_scales(self, sizes, png_filter: str, deflate: bool) -> tuple[tuple[str, int], ...]:
         """The nearest copies among `sizes` (whole-number scales >= 2, resize.nearest_factor) this
-        render makes on the device beside each composite, and the batch size they allow. None when
-        two batches of one item with its copies do not fit a quarter of the VRAM budget (the rule
-        of _auto_batch): the CPU makes them then, and `fallbacks` says why."""
+        render makes on the device beside each composite; lowers the batch size to what they allow.
+        Empty when two batches of one item with its copies do not fit a quarter of the VRAM budget
+        (the rule of _auto_batch): the CPU makes them then, and `fallbacks` says why."""
         scales = tuple((s.name, k) for s in sizes if (k := nearest_factor(s)))
         if not scales or not self.scale_on_device:
             return ()
@@ -280,7 +280,8 @@ class CudaBackend:
         depth = self._use_cache(gids)
         order = grouped_order(gids, depth)
         if depth:
-            budget = max(self.budget - self.trait_budget - 4 * self.batch_size * self.item_bytes(deflate, self.scales), 0)
+            in_flight = 4 * self.batch_size * self.item_bytes(deflate, self.scales)
+            budget = max(self.budget - self.trait_budget - in_flight, 0)
             self.cache = PrefixCache(budget, self.npix * 16, lambda nb: cp.empty(nb // 4, cp.float32))
         self.depth = depth
         pos = 0
