@@ -303,6 +303,12 @@ def _add_preview_parser(subparsers):
     p.add_argument("--no-labels", dest="label", action="store_false", help="no item number under each thumbnail")
     p.add_argument("-o", "--dest", help="folder for the sheets (default OUT/preview)")
     p.add_argument("--workers", type=int, default=None, help="decoding threads (default: one per CPU core)")
+    p.add_argument("--reel", nargs="?", const=30, type=int, metavar="N",
+                   help="also write an animated preview of the first N items (default 30), one after the other: "
+                        "OUT/preview/collection.webp")
+    p.add_argument("--reel-seconds", type=float, default=1.0, help="each item's time in the reel (default 1)")
+    p.add_argument("--reel-size", type=int, default=256, help="reel side in pixels, 16..1024 (default 256)")
+    p.add_argument("--reel-format", choices=["webp", "gif"], default="webp", help="reel format (default webp)")
     return p
 
 

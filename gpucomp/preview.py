@@ -294,9 +294,14 @@ def _draw_label(canvas, draw, font, text: str, x0: int, y: int, width: int) -> N
 
 
 def cmd_preview(args) -> int:
-    """Run `gpucomp preview`: print the path of every sheet written."""
+    """Run `gpucomp preview`: print the path of every sheet written (and of the reel, with --reel)."""
     paths = make_sheets(args.out, thumb=args.thumb, columns=args.columns, rows=args.rows, dest=args.dest,
                         label=args.label, workers=getattr(args, "workers", None))
+    if getattr(args, "reel", None) is not None:
+        from .reel import make_reel
+
+        paths.append(make_reel(args.out, items=args.reel, seconds=args.reel_seconds, size=args.reel_size,
+                               fmt=args.reel_format, dest=args.dest, workers=getattr(args, "workers", None)))
     for p in paths:
         print(p)
     return 0
