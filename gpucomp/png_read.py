@@ -18,23 +18,35 @@ _lock = threading.Lock()
 _state: dict = {}
 
 
-def _tools():
-    """(isal_zlib, png_unfilter) once per process, or None where either is missing or GPUCOMP_NO_JIT is set."""
-    with _lock:
+def _tools(wait: bool = True):
+    """(isal_zlib, png_unfilter) once per process, or None where either is missing or GPUCOMP_NO_JIT is
+    set. With wait=False, None also while another thread is still importing numba (~0.5-0.8 s): the
+    decoding threads go on with Pillow meanwhile instead of queueing behind the import."""
+    if "tools" in _state:
+        return _state["tools"]
+    if not _lock.acquire(blocking=wait):
+        return None
+    try:
         if "tools" not in _state:
-            _state["tools"] = None
-            from .jit import disabled, import_jit
-
-            if not disabled():
-                try:
-                    from isal import isal_zlib
-
-                    mod = import_jit("gpucomp.png_unfilter")
-                    mod.warm_up()
-                    _state["tools"] = (isal_zlib, mod)
-                except Exception:  # no numba or no isal: Pillow decodes every file
-                    pass
+            _state["tools"] = _load()
+    finally:
+        _lock.release()
     return _state["tools"]
+
+
+def _load():
+    from .jit import disabled, import_jit
+
+    if disabled():
+        return None
+    try:
+        from isal import isal_zlib
+
+        mod = import_jit("gpucomp.png_unfilter")
+        mod.warm_up()
+        return isal_zlib, mod
+    except Exception:  # no numba or no isal: Pillow decodes every file
+        return None
 
 
 def _idat(data: bytes) -> tuple[list, bool]:
@@ -58,7 +70,7 @@ def decode(data: bytes) -> np.ndarray | None:
     w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     if depth != 8 or ctype not in (2, 6) or interlace != 0:
         return None
-    tools = _tools()
+    tools = _tools(wait=False)
     if tools is None:
         return None
     isal_zlib, mod = tools
