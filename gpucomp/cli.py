@@ -31,6 +31,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "(e.g. png,webp); each keeps its [output] settings table from the config")
     p.add_argument("--rgba", action="store_true", help="always write RGBA, even for fully opaque results")
     p.add_argument("--delimiter", help="trait weight delimiter in file names (default '#')")
+    p.add_argument("--animation", metavar="FORMATS",
+                   help="animated output, e.g. webp or webp,mp4 (webp, apng, gif, mp4, webm; README: Animated collections)")
     p.add_argument("--force", action="store_true",
                    help="start over: discard an earlier collection in the output folder, or write into a non-empty one")
     p.add_argument("--resume", action="store_true",
@@ -65,6 +67,7 @@ def _overrides(args) -> dict:
         "ray": args.ray, "ray_workers": args.ray_workers,
         "force": True if args.force else None, "shuffle": True if args.shuffle else None,
         "from_list": args.from_list, "formats": _formats(args),
+        "animation": args.animation.split(",") if getattr(args, "animation", None) else None,
     }
 
 
@@ -215,7 +218,7 @@ def cmd_demo(args) -> int:
     check_args(args.layers, args.traits, args.image_size, args.layer_seed)  # before an old demo folder is touched
     root = Path(args.out)
     layers = root / "layers"
-    key = f"{args.layers}-{args.traits}-{args.image_size}-{args.layer_seed}"
+    key = f"{args.layers}-{args.traits}-{args.image_size}-{args.layer_seed}" + (f"-a{args.animated}" if args.animated else "")
     stamp = layers / ".gpucomp-demo"
     if not (stamp.exists() and stamp.read_text() == key):
         if layers.exists() and any(layers.iterdir()) and not stamp.exists():
@@ -227,10 +230,12 @@ def cmd_demo(args) -> int:
         if not args.quiet:
             print(f"making demo layers: {args.layers} layers, {args.traits} traits, "
                   f"{args.image_size}x{args.image_size} -> {layers}", file=sys.stderr)
-        make_layers(layers, args.layers, args.traits, args.image_size, args.layer_seed)
+        make_layers(layers, args.layers, args.traits, args.image_size, args.layer_seed, animated=args.animated)
         stamp.write_text(key)
     if args.size is None and not args.config:  # a config says its own size (or its stacks' sizes)
         args.size = 50
+    if args.animated and not args.animation and not args.config:
+        args.animation = "webp"
     args.force = True  # the demo owns its collection folder
     return cmd_generate(args, layers, root / "collection")
 
@@ -261,7 +266,7 @@ def cmd_validate(args) -> int:
     check_traits(options_for_config(cfg), metadata_layers(stacks), args.config or "options")
     from .media import check_fits, output_files
 
-    check_fits(output_files(cfg.formats, cfg.sizes), ls.width, ls.height, args.config or "options")
+    check_fits(output_files(cfg.formats, cfg.sizes, cfg.animation), ls.width, ls.height, args.config or "options")
     print(f"ok: a collection of {cfg.size} unique items can be planned")
     return 0
 
@@ -386,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--traits", type=int, default=36, help="traits in all layers together (default 36)")
     d.add_argument("--image-size", type=int, default=512, help="canvas side in pixels (default 512)")
     d.add_argument("--layer-seed", type=int, default=7, help="seed of the demo art (default 7)")
+    d.add_argument("--animated", nargs="?", type=int, const=8, default=0, metavar="FRAMES",
+                   help="animate the top two layers (FRAMES frames, default 8; half as many below) and write "
+                        "animated WebP (or --animation FORMATS)")
     _add_run_options(d)
     v = sub.add_parser("validate", help="check a layers folder and config without rendering")
     v.add_argument("layers")

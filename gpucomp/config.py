@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .formats import OutputFormat, check_available, parse_formats
+from .anim_encode import Animation, parse_animation
+from .formats import OutputFormat, _settings as format_settings, check_available, parse_formats
 from .naming import is_plain_name
 from .resize import Size, parse_sizes
 from .tables import check_table
@@ -117,6 +118,9 @@ class Config:
     # Python callers may also pass "webp", ["png", "webp"] and a list of size tables: validate parses them.
     formats: tuple[OutputFormat, ...] = (OutputFormat("png"),)
     sizes: tuple[Size, ...] = ()
+    # [output] animation and [output.animated] (anim_encode.py): None, no animated output. Python callers
+    # may pass "webp" or ["webp", "mp4"] (default settings): validate parses them.
+    animation: Animation | str | list | None = None
 
     @property
     def stack_sizes(self) -> list[int]:
@@ -222,7 +226,8 @@ def load_config(path: str | os.PathLike) -> Config:
             raise ConfigError(f"{path}: [{table}] must be a table")
         for key, value in body.items():
             if key not in SCHEMA[table]:
-                known = [*SCHEMA[table], *(("format", "sizes", "webp", "jpeg", "avif") if table == "output" else ())]
+                known = [*SCHEMA[table], *(("format", "sizes", "webp", "jpeg", "avif", "animation", "animated")
+                                            if table == "output" else ())]
                 raise ConfigError(f"{path}: unknown key {table}.{key}; known: {', '.join(known)}")
             name, typ = SCHEMA[table][key]
             values[name] = _check_type(value, typ, f"{path}: {table}.{key}")
@@ -251,7 +256,13 @@ def _output_media(body: dict, values: dict, path: Path) -> dict:
     values["formats"] = parse_formats(body.get("format", "png"), tables, where)
     if "sizes" in body:
         values["sizes"] = parse_sizes(body["sizes"], tuple(f.name for f in values["formats"]), where)
-    return {k: v for k, v in body.items() if k not in ("format", "sizes", *FORMAT_TABLES)}
+    if "animation" in body:
+        webp = format_settings("webp", tables.get("webp", {}), f"{where}.webp")
+        values["animation"] = parse_animation(body["animation"], body.get("animated", {}), webp, where)
+    elif "animated" in body:
+        raise ConfigError(f"{where}.animated: settings for animated output, but [output] animation names no format; "
+                          f"add e.g. animation = \"webp\"")
+    return {k: v for k, v in body.items() if k not in ("format", "sizes", "animation", "animated", *FORMAT_TABLES)}
 
 
 def format_flag(text: str, config_path: str | os.PathLike | None = None) -> tuple[OutputFormat, ...]:
@@ -295,7 +306,19 @@ def _media(cfg: "Config", source: str) -> "Config":
                               f"which is not among the formats ({', '.join(names)}); add it to the formats or "
                               f"change the size's format")
     check_available(formats, source)
-    return replace(cfg, formats=formats, sizes=sizes) if (formats, sizes) != (cfg.formats, cfg.sizes) else cfg
+    anim = cfg.animation
+    if anim is not None and not isinstance(anim, Animation):
+        webp = next((f.settings for f in formats if f.name == "webp"), format_settings("webp", {}, "webp"))
+        anim = parse_animation(list(anim) if isinstance(anim, tuple) else anim, {}, webp, f"{source}: output")
+    if anim is not None and cfg.one_of_ones:
+        raise ConfigError(f"{source}: [one_of_ones] are finished still images; a collection with animated output "
+                          f"cannot include them (drop [one_of_ones] or [output] animation)")
+    if anim is not None and any(s.name == "animation" for s in sizes):
+        raise ConfigError(f"{source}: output.sizes: a size named \"animation\" would share images/animation/ with "
+                          f"the animated files; rename the size")
+    if (formats, sizes, anim) != (cfg.formats, cfg.sizes, cfg.animation):
+        return replace(cfg, formats=formats, sizes=sizes, animation=anim)
+    return cfg
 
 
 LAYER_KEYS = {"folder": str, "name": str, "blend": str, "opacity": (int, float), "dna": bool, "metadata": bool,
@@ -530,6 +553,10 @@ def to_dict(cfg: Config) -> dict:
     d["sizes"] = [s.to_dict() for s in cfg.sizes]
     if d["formats"] == [{"name": "png"}] and not d["sizes"]:  # today's default: the config reads as before
         del d["formats"], d["sizes"]
+    if cfg.animation is None:
+        del d["animation"]
+    else:
+        d["animation"] = cfg.animation.to_dict()
     if not isinstance(cfg.metadata, dict):  # MetadataOptions given in Python: store its table form
         from .metadata import BASE_KEYS
 
@@ -558,4 +585,8 @@ def from_dict(d: dict) -> Config:
                                       {f["name"]: {k: v for k, v in f.items() if k != "name"} for f in formats
                                        if f["name"] != "png"}, "manifest: output")
     values["sizes"] = tuple(Size.from_dict(s) for s in d.get("sizes", []))
+    if d.get("animation"):
+        a = dict(d["animation"])
+        formats, webp = a.pop("formats"), a.pop("webp", {})
+        values["animation"] = parse_animation(formats, a, webp, "manifest: output")
     return validate(Config(**values), "manifest")

@@ -2,7 +2,10 @@
 
 Layer 0 is an opaque textured background; the others are mostly transparent with
 anti-aliased shapes (opaque or semi-transparent, flat or textured) covering 5-40% of
-the canvas, like real trait art. Output depends only on the arguments.
+the canvas, like real trait art. With `animated` frames, the top two layers are animated: each
+trait of the top layer a folder of frames (`<Trait>#<w>/000.png ...`), each of the one below an
+animated PNG of half as many frames (when even); their shapes move along a small circle and pulse
+in opacity. Output depends only on the arguments.
 """
 from __future__ import annotations
 
@@ -110,17 +113,64 @@ def check_args(layers: int, traits: int, size: int, seed: int) -> None:
             raise ConfigError(f"demo {flag} must be a whole number from {low} to {high}{more}, got {value!r}")
 
 
-def make_layers(out: str | Path, layers: int = 5, traits: int = 30, size: int = 256, seed: int = 0,
-                preset: str = "fast") -> Path:
-    """Write a layers folder `out/<NN-Layer>/<Trait>#<weight>.png` and return its path.
+def moving_frames(pixels: np.ndarray, frames: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """`frames` frames of a trait: its pixels shifted around a circle (wrapping at the canvas edges),
+    alpha pulsing between 60% and 100%. Frame f differs from frame f + 1 whenever frames > 1."""
+    size = pixels.shape[0]
+    radius = max(2.0, size / 16)
+    phase = rng.uniform(0, 2 * math.pi)
+    out = []
+    for f in range(frames):
+        t = 2 * math.pi * f / frames + phase
+        moved = np.roll(pixels, (round(radius * math.sin(t)), round(radius * math.cos(t))), axis=(0, 1))
+        scale = 0.8 + 0.2 * math.cos(2 * math.pi * f / frames)
+        frame = moved.copy()
+        frame[..., 3] = np.rint(moved[..., 3] * scale)
+        out.append(frame)
+    return out
 
-    Deterministic in (layers, traits, size, seed). Each layer needs at least one trait; arguments
-    outside the ranges of check_args are a ConfigError, before anything is written.
-    """
+
+MAX_FRAMES = 240
+
+
+def _write_trait(folder: Path, stem: str, pixels: np.ndarray, frames: int, kind: str, rng, preset: str) -> None:
+    """One trait: a PNG (frames 0), a folder of numbered PNG frames, or an animated PNG."""
     from .encode import encode_png
     from .output import atomic_write_bytes
 
+    if not frames:
+        atomic_write_bytes(folder / f"{stem}.png", encode_png(pixels, preset=preset, opaque_rgb=False))
+        return
+    seq = moving_frames(pixels, frames, rng)
+    if kind == "folder":
+        (folder / stem).mkdir(exist_ok=True)
+        for f, frame in enumerate(seq):
+            atomic_write_bytes(folder / stem / f"{f:03d}.png", encode_png(frame, preset=preset, opaque_rgb=False))
+        return
+    import io
+
+    from PIL import Image
+
+    ims = [Image.fromarray(x, "RGBA") for x in seq]
+    buf = io.BytesIO()
+    ims[0].save(buf, "PNG", save_all=True, append_images=ims[1:], duration=100, disposal=0, blend=0)
+    atomic_write_bytes(folder / f"{stem}.png", buf.getvalue())
+
+
+def make_layers(out: str | Path, layers: int = 5, traits: int = 30, size: int = 256, seed: int = 0,
+                preset: str = "fast", animated: int = 0) -> Path:
+    """Write a layers folder `out/<NN-Layer>/<Trait>#<weight>.png` and return its path.
+
+    Deterministic in (layers, traits, size, seed, animated). Each layer needs at least one trait; arguments
+    outside the ranges of check_args are a ConfigError, before anything is written. `animated` > 0: the
+    top layer's traits are folders of that many frames, the next layer's animated PNGs of half as many
+    (when even; the module doc), so the collection's animation has `animated` frames.
+    """
     check_args(layers, traits, size, seed)
+    if isinstance(animated, bool) or not isinstance(animated, int) or not 0 <= animated <= MAX_FRAMES \
+            or (animated and layers < 3):
+        raise ConfigError(f"demo --animated frames must be a whole number from 1 to {MAX_FRAMES}, with at least "
+                          f"3 layers; got {animated!r} with {layers} layers")
     out = Path(out)
     rng = np.random.default_rng(seed)
     for li, count in enumerate(trait_counts(layers, traits)):
@@ -132,5 +182,10 @@ def make_layers(out: str | Path, layers: int = 5, traits: int = 30, size: int = 
             color = COLOR_NAMES[ti % len(COLOR_NAMES)]
             tname = f"{color} {SHAPES[ti % len(SHAPES)] if li else 'Plain'}" + (f" {ti}" if ti >= len(COLOR_NAMES) else "")
             weight = int(rng.integers(1, 50))
-            atomic_write_bytes(folder / f"{tname}#{weight}.png", encode_png(pixels, preset=preset, opaque_rgb=False))
+            frames = 0
+            if animated and li == layers - 1:
+                frames, kind = animated, "folder"
+            elif animated and li == layers - 2:
+                frames, kind = (animated // 2 if animated % 2 == 0 and animated > 2 else animated), "apng"
+            _write_trait(folder, f"{tname}#{weight}", pixels, frames, kind if frames else "", rng, preset)
     return out

@@ -53,6 +53,7 @@ class Planned:
     stacks: list  # (LayerSet, options) per stack
     cplan: object  # collection.CollectionPlan
     extensions: list
+    frames: int = 1  # frames of the animation (animation.py); 1 without animated output
 
 
 @dataclass
@@ -115,7 +116,8 @@ def load_stacks(layers_dir, cfg: Config, progress=None):
             raise LayerError(f"{root}: layers folder not found; pass the folder that holds one sub-folder per layer")
         stack_opts = [[LayerOption(f) for f in list_layer_folders(root)]]
     folders = list(dict.fromkeys(o.folder for opts in stack_opts for o in opts)) or None
-    ls = load_layers(layers_dir, order=folders, delimiter=cfg.delimiter, progress=progress, empty_name=cfg.empty_name)
+    ls = load_layers(layers_dir, order=folders, delimiter=cfg.delimiter, progress=progress, empty_name=cfg.empty_name,
+                     animated=getattr(cfg, "animation", None) is not None)
     loaded = {layer.folder: layer for layer in ls.layers}
     stacks = [(stack_layerset(loaded, ls.root, ls.width, ls.height, opts), opts) for opts in stack_opts]
     return ls, stacks
@@ -176,11 +178,14 @@ class CollectionFolder:
         with self.stats.timer("plan"):
             cplan = plan_collection(cfg, stacks, extensions)
         check_traits(options_for_config(cfg), metadata_layers(stacks), "config")
-        check_fits(output_files(cfg.formats, cfg.sizes), ls.width, ls.height, "config")  # what each format holds
+        check_fits(output_files(cfg.formats, cfg.sizes, cfg.animation), ls.width, ls.height, "config")  # what each format holds
+        from .animation import plan_frames
+
+        frames = plan_frames(cfg, ls)
         check_numbers(options_for_config(cfg), cplan.start, cplan.start + len(cplan) - 1, "config")  # extend too
         if self.lock is None:
             self._take_lock()
-        return Planned(cfg, Path(layers_dir), ls, stacks, cplan, extensions)
+        return Planned(cfg, Path(layers_dir), ls, stacks, cplan, extensions, frames)
 
     def _old_manifest(self) -> dict | None:
         if self.lock is None or self.cfg.force or not os.path.lexists(self.out / MANIFEST):
@@ -218,10 +223,11 @@ class CollectionFolder:
         from .resume import make_manifest
 
         p = planned
-        manifest = make_manifest(p.cfg, p.ls, p.stacks, p.cplan, encoder, p.extensions, p.layers_dir)
+        manifest = make_manifest(p.cfg, p.ls, p.stacks, p.cplan, encoder, p.extensions, p.layers_dir, p.frames)
         resume, changed = self._compare(manifest, p.cplan)
         index = ItemIndex(p.cplan, options_for_config(p.cfg), single_stack=len(p.stacks) == 1,
-                          files=output_files(p.cfg.formats, p.cfg.sizes))
+                          files=output_files(p.cfg.formats, p.cfg.sizes, p.cfg.animation),
+                          animation=p.cfg.animation, frames=p.frames)
         shas = np.zeros((index.n, 32), np.uint8)
         if resume:
             merge_shard_journals(self.out)

@@ -55,6 +55,9 @@ class Trait:
     parts: tuple["TraitPart", ...] | None = None
     # Art Engine 2 edge cases: what the trait draws instead when another layer has a value (render_view.py)
     edge_cases: tuple["EdgeCase", ...] = ()
+    # An animated image (animation.py): its frames, each an image of its own (frame 0 has the same pixels
+    # and box as this trait). None: a still image.
+    frames: tuple["Trait", ...] | None = None
 
     @property
     def empty(self) -> bool:
@@ -249,7 +252,7 @@ def _check_png(path: Path, data: bytes) -> _PngHeader:
 
 
 MAX_OTHER_BYTES = 256 << 20  # a JPEG or WebP trait; far above any real one at 16384x16384
-OTHER_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+OTHER_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".gif": "GIF"}
 
 
 def _read_regular(path: Path, limit: int) -> bytes:
@@ -264,13 +267,31 @@ def _read_regular(path: Path, limit: int) -> bytes:
     return data
 
 
-def _decode_other(path: Path) -> tuple[np.ndarray, str]:
+ANIMATED_SUFFIXES = (".gif",)  # read only for collections with animated output
+ANIMATION_HINT = ("animated traits are read when the collection has animated output ([output] animation = "
+                  "\"webp\", README \"Animated collections\"); otherwise export a single still frame")
+
+
+def _frames_or_refuse(im, path: Path, animated: bool, what: str):
+    """None for a still image; its frames when it is animated and animation is on; refused otherwise."""
+    from .animation import decode_frames
+
+    if im.format != "GIF" and getattr(im, "n_frames", 1) <= 1:
+        return None
+    if not animated:
+        raise LayerError(f"{path}: {what} with {im.n_frames} frames; {ANIMATION_HINT}")
+    return decode_frames(im, path)
+
+
+def _decode_other(path: Path, animated: bool = False) -> tuple[np.ndarray | list[np.ndarray], str]:
     """A JPEG (read as opaque: it has no alpha) or WebP trait to (H, W, 4) uint8 straight RGBA. The
     declared size is checked from the header before any pixel is decoded."""
     from PIL import Image
 
     want = OTHER_FORMATS[path.suffix.lower()]
     data = _read_regular(path, MAX_OTHER_BYTES)
+    if want == "GIF" and not animated:
+        raise LayerError(f"{path}: a GIF trait; {ANIMATION_HINT}")
     try:
         with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -280,8 +301,9 @@ def _decode_other(path: Path) -> tuple[np.ndarray, str]:
             if w * h > _pixel_limit():
                 raise LayerError(f"{path}: declared size {w}x{h} is larger than gpucomp accepts ({_pixel_limit()} "
                                  f"pixels); re-export it at the collection's canvas size")
-            if getattr(im, "n_frames", 1) > 1:
-                raise LayerError(f"{path}: animated image with {im.n_frames} frames; export a single still frame")
+            frames = _frames_or_refuse(im, path, animated, "animated image") if want != "JPEG" else None
+            if frames is not None:
+                return (frames if len(frames) > 1 else frames[0]), hashlib.sha256(data).hexdigest()
             im.load()
             rgba = im.convert("RGB").convert("RGBA") if want == "JPEG" else im.convert("RGBA")
             arr = np.array(rgba, dtype=np.uint8)
@@ -293,12 +315,13 @@ def _decode_other(path: Path) -> tuple[np.ndarray, str]:
     return arr, hashlib.sha256(data).hexdigest()
 
 
-def _decode(path: Path) -> tuple[np.ndarray, str]:
-    """Decode one trait image to (H, W, 4) uint8 straight RGBA; errors name the file and the fix."""
+def _decode(path: Path, animated: bool = False) -> tuple[np.ndarray | list[np.ndarray], str]:
+    """Decode one trait image to (H, W, 4) uint8 straight RGBA (a list of them: an animated image's
+    frames, when `animated`); errors name the file and the fix."""
     from PIL import Image
 
     if path.suffix.lower() in OTHER_FORMATS:
-        return _decode_other(path)
+        return _decode_other(path, animated)
     data = _read_png(path)
     header = _check_png(path, data)
     digest = hashlib.sha256(data).hexdigest()
@@ -313,8 +336,9 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             opened = Image.open(io.BytesIO(data))
         with opened as im:
-            if getattr(im, "n_frames", 1) > 1:
-                raise LayerError(f"{path}: animated PNG with {im.n_frames} frames; export a single still frame")
+            frames = _frames_or_refuse(im, path, animated, "animated PNG")
+            if frames is not None:
+                return (frames if len(frames) > 1 else frames[0]), digest
             im.load()
             arr = _to_rgba(im, header)
     except LayerError:
@@ -324,17 +348,24 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
     return arr, digest
 
 
-def _try_decode(path: Path):
-    """(box, cropped pixels, canvas shape, opaque_full, sha256), or the error instead of raising
+def _try_decode(path: Path, animated: bool = False):
+    """(box, cropped pixels, canvas shape, opaque_full, sha256, frames), or the error instead of raising
     it, so one bad file does not hide the others. Cropping runs here, in the worker thread: on
-    the main thread it was ~6 ms a 2048x2048 trait, serial (measured on the 2-core box)."""
+    the main thread it was ~6 ms a 2048x2048 trait, serial (measured on the 2-core box). `frames` is
+    None for a still image, else (box, cropped pixels, opaque_full) per frame (frame 0 is the image's own)."""
     try:
-        arr, digest = _decode(path)
+        arr, digest = _decode(path, animated)
     except LayerError as err:
         return err
+    frames = [_cropped(a) for a in arr] if isinstance(arr, list) else None
+    box, pixels, full = frames[0] if frames else _cropped(arr)
+    shape = (arr[0] if frames else arr).shape[:2]
+    return box, pixels, shape, full, digest, frames
+
+
+def _cropped(arr: np.ndarray) -> tuple:
     box, pixels = _crop(arr)
-    full = box == (0, 0, arr.shape[0], arr.shape[1]) and bool((pixels[..., 3] == 255).all())
-    return box, pixels, arr.shape[:2], full, digest
+    return box, pixels, box == (0, 0, arr.shape[0], arr.shape[1]) and bool((pixels[..., 3] == 255).all())
 
 
 def _to_rgba(im, header: _PngHeader | None = None) -> np.ndarray:
@@ -389,7 +420,8 @@ def _scan_layer(walk: Walk, folder: str, display_name: str | None) -> tuple[Laye
 def images_of(t: Trait) -> list[Trait]:
     """The decoded images a trait draws: itself, or its parts' images, and its edge cases' images."""
     own = [t] if t.parts is None else [part.image for part in t.parts]
-    return own + [part.image for edge in t.edge_cases for part in edge.parts]
+    images = own + [part.image for edge in t.edge_cases for part in edge.parts]
+    return images + [f for im in images for f in (im.frames or ())[1:]]
 
 
 def _size_problems(layers: list[Layer]) -> tuple[tuple[int, int] | None, list[str]]:
@@ -420,17 +452,57 @@ def _no_pixels() -> np.ndarray:
 
 
 def _build_trait(found: Found, decoded: dict[Path, Trait]) -> Trait:
-    """The user-facing trait: a decoded image itself (plain), or a trait of parts whose digest
-    covers every part's bytes and options (so a changed part or `z<N>,` re-renders its items)."""
+    """The user-facing trait: a decoded image itself (plain), a folder of frames (animation.py), or a
+    trait of parts whose digest covers every part's bytes and options (so a changed part or `z<N>,`
+    re-renders its items)."""
+    if found.frames is not None:
+        return _frames_trait(found, [decoded[p] for p in found.frames])
     if found.parts is None:
         im = decoded[found.path]
-        return Trait(found.name, found.weight, found.path, im.box, im.pixels, im.sha256, im.canvas, im.opaque_full)
+        return Trait(found.name, found.weight, found.path, im.box, im.pixels, im.sha256, im.canvas, im.opaque_full,
+                     frames=im.frames)
     parts = tuple(TraitPart(decoded[p.path], p.z, p.blend, p.opacity) for p in found.parts)
     h = hashlib.sha256(b"parts")
     for part in parts:
         h.update(f"{part.image.sha256}:{part.z}:{part.blend}:{part.opacity}\0".encode())
     digest = h.hexdigest() if parts else EMPTY_SHA256
     return Trait(found.name, found.weight, found.path, None, _no_pixels(), digest, None, False, parts)
+
+
+def _frames_trait(found: Found, frames: list[Trait]) -> Trait:
+    """A folder of frames: frame 0's pixels, a digest over every frame's bytes in order."""
+    if len(frames) == 1:
+        im = frames[0]
+        return Trait(found.name, found.weight, found.path, im.box, im.pixels, im.sha256, im.canvas, im.opaque_full)
+    from .animation import check_frames
+
+    if first_canvas := frames[0].canvas:
+        check_frames(found.path, len(frames), first_canvas[1], first_canvas[0])
+    h = hashlib.sha256(b"frames")
+    for im in frames:
+        h.update(f"{im.sha256}\0".encode())
+    first = frames[0]
+    return Trait(found.name, found.weight, found.path, first.box, first.pixels, h.hexdigest(), first.canvas,
+                 all(im.opaque_full for im in frames), frames=tuple(frames))
+
+
+def _decoded_image(p: Path, result: tuple) -> Trait:
+    """A decoded file as an image (Trait of weight 0), placed at its `__x`/`__y` offset when it has one."""
+    box, pixels, canvas, full, digest, frames = result
+    offset = offset_of(p.stem)
+    if offset is not None:  # placed on the canvas at (x, y): its own size is not the canvas's
+        x, y = offset
+
+        def place(b):
+            return None if b is None else (b[0] + y, b[1] + x, b[2] + y, b[3] + x)
+        box, canvas, full = place(box), None, False
+        frames = frames and [(place(b), px, False) for b, px, _ in frames]
+    anim = None
+    if frames:
+        anim = tuple(Trait(f"{p.name}[{i}]", 0.0, p, b, px, digest, canvas, f) for i, (b, px, f) in enumerate(frames))
+        full = all(f for _, _, f in frames)
+    return Trait(name=p.name, weight=0.0, path=p, box=box, pixels=pixels, sha256=digest, canvas=canvas,
+                 opaque_full=full, frames=anim)
 
 
 def _attach_edge_cases(layers: list[Layer], found: dict[str, list], decoded: dict[Path, Trait],
@@ -485,7 +557,8 @@ def _warn_others(root: Path, others: list[Path]) -> None:
     shown = ", ".join(str(p.relative_to(root)) for p in others[:MAX_PROBLEMS_SHOWN])
     more = f" and {len(others) - MAX_PROBLEMS_SHOWN} more" if len(others) > MAX_PROBLEMS_SHOWN else ""
     warnings.warn(LayerWarning(f"{root}: {len(others)} file(s) in the layer folders are not images gpucomp reads "
-                               f"(.png, .jpg, .jpeg, .webp) and are left out: {shown}{more}"), stacklevel=3)
+                               f"(.png, .jpg, .jpeg, .webp; .gif in animated collections) and are left out: "
+                               f"{shown}{more}"), stacklevel=3)
 
 
 def _combined_error(root: Path, problems: list[str]) -> LayerError:
@@ -507,10 +580,12 @@ def load_layers(
     workers: int | None = None,
     progress=None,
     empty_name: str = "NONE",
+    animated: bool = False,
 ) -> LayerSet:
     """Read and validate a layers folder. `order` lists layer folder names bottom first;
     without it every sub-folder is used in natural order of its name. Every problem found
-    (names, links, damaged files, sizes) is reported together in one LayerError."""
+    (names, links, damaged files, sizes) is reported together in one LayerError. `animated`: read
+    animated traits (folders of frames, animated PNG/GIF/WebP; animation.py), else refuse them."""
     root = Path(root)
     if not root.is_dir():
         raise LayerError(f"{root}: layers folder not found; pass the folder that holds one sub-folder per layer")
@@ -523,7 +598,7 @@ def load_layers(
     layers: list[Layer] = []
     from .config import BLEND_MODES
 
-    walk = Walk(root, delimiter, problems, empty_name, BLEND_MODES)
+    walk = Walk(root, delimiter, problems, empty_name, BLEND_MODES, frames=animated)
     for folder in folders:
         try:
             layer, layer_jobs = _scan_layer(walk, folder, display_names.get(folder))
@@ -542,20 +617,14 @@ def load_layers(
     workers = workers or min(16, os.cpu_count() or 1)
     decoded: dict[Path, Trait] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow's decoders release the GIL
-        for done, (p, result) in enumerate(zip(paths, pool.map(_try_decode, paths)), 1):
+        results = pool.map(lambda p: _try_decode(p, animated), paths)
+        for done, (p, result) in enumerate(zip(paths, results), 1):
             if progress:
                 progress(done, len(paths))
             if isinstance(result, LayerError):
                 problems.append(str(result))
                 continue
-            box, pixels, canvas, full, digest = result
-            offset = offset_of(p.stem)
-            if offset is not None:  # placed on the canvas at (x, y): its own size is not the canvas's
-                x, y = offset
-                box = None if box is None else (box[0] + y, box[1] + x, box[2] + y, box[3] + x)
-                canvas, full = None, False
-            decoded[p] = Trait(name=p.name, weight=0.0, path=p, box=box, pixels=pixels, sha256=digest,
-                               canvas=canvas, opaque_full=full)
+            decoded[p] = _decoded_image(p, result)
     for layer, found in jobs:
         if all(p in decoded for p in (found.files if found.parts != () else ())):
             layer.traits.append(_build_trait(found, decoded))

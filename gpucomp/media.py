@@ -3,7 +3,9 @@
 Paths are relative to OUT/images/ and hold `{n}` for the item number:
 - full size: `{n}.<ext>` for each format; the first format listed is the *primary* image, the one
   metadata `image` names and the journal and provenance.json hash;
-- sized copies: `<size name>/{n}.<ext>`, in the size's formats (default: every format).
+- sized copies: `<size name>/{n}.<ext>`, in the size's formats (default: every format);
+- animated files ([output] animation, anim_encode.py): `animation/{n}.<ext>`, after every still file
+  (metadata `animation_url` names the first; the still files are frame `still_frame` of the animation).
 The same relative paths under `base_uri` are the URIs metadata gives (upload images/ as one folder).
 """
 from __future__ import annotations
@@ -24,24 +26,33 @@ class OutputFile:
     path: str  # relative to OUT/images/, with {n}
     format: OutputFormat
     size: Size | None  # None: full size
+    animated: bool = False  # an animated file (format.name is an anim_encode format): made from every frame
 
     def name(self, number: int) -> str:
         return self.path.replace("{n}", str(number))
 
 
-def output_files(formats: tuple[OutputFormat, ...], sizes: tuple[Size, ...]) -> tuple[OutputFile, ...]:
-    """Every file of an item, primary first."""
+def output_files(formats: tuple[OutputFormat, ...], sizes: tuple[Size, ...], animation=None) -> tuple[OutputFile, ...]:
+    """Every file of an item, primary first, animated files last (`animation`: anim_encode.Animation)."""
+    from .anim_encode import EXTENSIONS as ANIM_EXT, FOLDER
+
     files = [OutputFile(f"{{n}}.{f.ext}", f, None) for f in formats]
     for s in sizes:
         for f in formats:
             if not s.formats or f.name in s.formats:
                 files.append(OutputFile(f"{s.name}/{{n}}.{f.ext}", f, s))
+    for name in (animation.formats if animation is not None else ()):
+        files.append(OutputFile(f"{FOLDER}/{{n}}.{ANIM_EXT[name]}", OutputFormat(name), None, animated=True))
     return tuple(files)
+
+
+def still_files(files: tuple[OutputFile, ...]) -> tuple[OutputFile, ...]:
+    return tuple(f for f in files if not f.animated)
 
 
 def check_fits(files: tuple[OutputFile, ...], width: int, height: int, where: str = "config") -> None:
     """Refuse, before rendering, a file too large for its format (or for memory) from a width x height canvas."""
-    for f in files:
+    for f in still_files(files):
         w, h = f.size.target(width, height) if f.size else (width, height)
         what = f"size {f.size.name!r} makes" if f.size else "the canvas is"
         if max(w, h) > MAX_SIDE[f.format.name] or w * h > MAX_PIXELS:
@@ -52,13 +63,16 @@ def check_fits(files: tuple[OutputFile, ...], width: int, height: int, where: st
 def media_entries(files: tuple[OutputFile, ...]) -> tuple[tuple[str, str, str], ...]:
     """(relative path, MIME type, size name or "") per file: what metadata.py needs to name them.
     Empty for today's default (one PNG), so metadata options of earlier collections read the same."""
-    entries = tuple((f.path, MIME_TYPES[f.format.name], f.size.name if f.size else "") for f in files)
+    from .anim_encode import FOLDER, MIME_TYPES as ANIM_MIME
+
+    entries = tuple((f.path, ANIM_MIME[f.format.name], FOLDER) if f.animated else
+                    (f.path, MIME_TYPES[f.format.name], f.size.name if f.size else "") for f in files)
     return () if entries == (("{n}.png", "image/png", ""),) else entries
 
 
 def render_files(rendered: np.ndarray | SizedPixels, files: tuple[OutputFile, ...], preset,
                  opaque_rgb: bool) -> list[bytes]:
-    """The bytes of each file (in `files` order) from one composite; each size is resized once,
+    """The bytes of each still file (in `files` order) from one composite; each size is resized once,
     unless the backend handed it in already (SizedPixels: nearest copies made on the GPU)."""
     if isinstance(rendered, SizedPixels):
         pixels, resized = rendered.pixels, dict(rendered.copies)
@@ -67,7 +81,7 @@ def render_files(rendered: np.ndarray | SizedPixels, files: tuple[OutputFile, ..
     else:
         raise TypeError(f"a backend returned {type(rendered).__name__}; expected pixels or SizedPixels")
     out = []
-    for f in files:
+    for f in still_files(files):
         px = pixels
         if f.size is not None:
             if f.size.name not in resized:
@@ -86,8 +100,11 @@ def is_default(files: tuple[OutputFile, ...]) -> bool:
 
 
 def size_folders(files: tuple[OutputFile, ...]) -> tuple[str, ...]:
-    """The folders under images/ the sized copies go to."""
-    return tuple(dict.fromkeys(f.size.name for f in files if f.size is not None))
+    """The folders under images/ the sized copies (and the animated files) go to."""
+    from .anim_encode import FOLDER
+
+    return tuple(dict.fromkeys([*(f.size.name for f in files if f.size is not None),
+                                *((FOLDER,) if any(f.animated for f in files) else ())]))
 
 
 def write_others(images: Path, number: int, files: tuple[OutputFile, ...], blobs: list[bytes]) -> int:

@@ -125,7 +125,7 @@ def options_for_config(cfg, source: str = "config") -> MetadataOptions:
     else:
         opts = options_from_table(table or {}, base, source)
     if hasattr(cfg, "formats"):  # a Config (plain holders of the metadata keys have no [output])
-        opts = replace(opts, media=media_entries(output_files(cfg.formats, cfg.sizes)))
+        opts = replace(opts, media=media_entries(output_files(cfg.formats, cfg.sizes, getattr(cfg, "animation", None))))
     start, size = getattr(cfg, "start", 1), getattr(cfg, "size", 1)  # Config has both; plain holders may not
     check_numbers(opts, start, start + max(size, 1) - 1, source)
     return opts
@@ -368,6 +368,11 @@ def _files(opts: MetadataOptions) -> tuple[tuple[str, str, str], ...]:
     return opts.media or (("{n}.png", "image/png", ""),)
 
 
+def _animation(opts: MetadataOptions) -> tuple[str, str] | None:
+    """(path, MIME type) of the item's first animated file (media.py: size name "animation"), if any."""
+    return next(((path, mime) for path, mime, size in _files(opts) if size == "animation"), None)
+
+
 def _sized(opts: MetadataOptions, names: tuple[str, ...]) -> str | None:
     """The path of the first file of the first size named in `names` (Tezos display/thumbnail)."""
     for name in names:
@@ -396,18 +401,24 @@ def item_metadata(number: int, attributes: list[tuple[str, str]], dna: str, opts
         image = _image_uri(number, opts, True)
         meta = {"name": name, "symbol": opts.symbol, "description": opts.description,
                 "seller_fee_basis_points": opts.seller_fee_basis_points, "image": image}
+        anim = _animation(opts)
+        if anim:
+            meta["animation_url"] = _image_uri(number, opts, True, anim[0])
         if opts.external_url:
             meta["external_url"] = opts.external_url
         meta["edition"] = number
         meta["attributes"] = attrs
         files = [{"uri": _image_uri(number, opts, True, path), "type": mime} for path, mime, _ in _files(opts)]
-        meta["properties"] = {"files": files, "category": "image",
+        meta["properties"] = {"files": files, "category": "video" if anim and anim[1].startswith("video/") else "image",
                               "creators": [{"address": a, "share": s} for a, s in opts.creators]}
     elif opts.format == "tezos":
         meta = _tezos(number, name, _attributes(attributes, opts, "name"), dna, opts)
     else:
         # Same fields and order as before formats existed (output.item_metadata): old outputs stay byte-identical.
         meta = {"name": name, "description": opts.description, "image": _image_uri(number, opts, False)}
+        anim = _animation(opts)
+        if anim:  # OpenSea and ERC-1155 clients: the animation, with `image` as its still
+            meta["animation_url"] = _image_uri(number, opts, False, anim[0])
         if opts.format == "erc1155":
             meta["decimals"] = 0  # one indivisible token per id
         meta.update({"dna": dna, "edition": number, "attributes": _attributes(attributes, opts, "trait_type"),
@@ -421,15 +432,18 @@ def item_metadata(number: int, attributes: list[tuple[str, str]], dna: str, opts
 
 
 def _tezos(number: int, name: str, attrs: list[dict], dna: str, opts: MetadataOptions) -> dict:
-    """TZIP-21: the primary image is the artifact; the display and thumbnail are the sizes named
-    "display" and "thumbnail" (or "thumb") when [[output.sizes]] has them, else the artifact too."""
+    """TZIP-21: the primary image is the artifact (the animation, in an animated collection); the display
+    and thumbnail are the sizes named "display" and "thumbnail" (or "thumb") when [[output.sizes]] has them,
+    else the primary image too."""
     image = _image_uri(number, opts, False)
     display, thumb = _sized(opts, ("display",)), _sized(opts, ("thumbnail", "thumb"))
+    anim = _animation(opts)
+    artifact = _image_uri(number, opts, False, anim[0]) if anim else image
     meta: dict = {"name": name}
     if opts.symbol:
         meta["symbol"] = opts.symbol
     meta.update({"description": opts.description, "decimals": 0, "isBooleanAmount": True,
-                 "artifactUri": image, "displayUri": _image_uri(number, opts, False, display),
+                 "artifactUri": artifact, "displayUri": _image_uri(number, opts, False, display),
                  "thumbnailUri": _image_uri(number, opts, False, thumb),
                  "formats": [{"uri": _image_uri(number, opts, False, path), "mimeType": mime}
                              for path, mime, _ in _files(opts)],

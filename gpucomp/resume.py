@@ -25,16 +25,20 @@ FORMAT = 3
 RUN_FIELDS = ("workers", "backend", "batch_size", "vram_budget", "cache", "ray", "ray_workers", "force")  # never change the output
 
 
-def output_settings(cfg) -> dict:
-    """The manifest's art.output: formats (with their settings) and sizes. Absent from the manifest for
-    one PNG at the canvas size, so earlier manifests (which lack it) mean exactly that."""
-    return {"formats": [f.to_dict() for f in cfg.formats], "sizes": [s.to_dict() for s in cfg.sizes]}
+def output_settings(cfg, frames: int = 1) -> dict:
+    """The manifest's art.output: formats (with their settings), sizes and, for animated output, its
+    settings and frame count. Absent from the manifest for one PNG at the canvas size, so earlier
+    manifests (which lack it) mean exactly that."""
+    out = {"formats": [f.to_dict() for f in cfg.formats], "sizes": [s.to_dict() for s in cfg.sizes]}
+    if getattr(cfg, "animation", None) is not None:
+        out["animation"] = {**cfg.animation.to_dict(), "frames": frames}
+    return out
 
 
 DEFAULT_OUTPUT = {"formats": [{"name": "png"}], "sizes": []}
 
 
-def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir) -> dict:
+def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir, frames: int = 1) -> dict:
     """`ls` is every loaded layer (for the art hashes), `stacks` the (LayerSet, options) per stack."""
     from .config import to_dict
     from .metadata import options_for_config
@@ -66,8 +70,8 @@ def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir) 
         "source": {"layers_dir": str(Path(layers_dir).resolve()),
                    "config": {k: v for k, v in to_dict(cfg).items() if k not in RUN_FIELDS}},
     }
-    if output_settings(cfg) != DEFAULT_OUTPUT:
-        manifest["art"]["output"] = output_settings(cfg)
+    if output_settings(cfg, frames) != DEFAULT_OUTPUT:
+        manifest["art"]["output"] = output_settings(cfg, frames)
     return manifest
 
 
@@ -244,8 +248,11 @@ def differences(old: dict, new: dict, art: bool = True) -> list[str]:
                           ("opaque_rgb", "opaque_rgb"), ("blend", "blend modes or opacities")):
             if oa.get(key) != na[key]:
                 out.append(f"{what} was {oa.get(key)!r}, now {na[key]!r}" if key != "blend" else f"{what} changed")
-        if output_of(old) != output_of(new):
-            out.append(f"the output formats or sizes changed ({_describe(output_of(old))} -> {_describe(output_of(new))})")
+        (o_anim, o_out), (n_anim, n_out) = _split_animation(output_of(old)), _split_animation(output_of(new))
+        if o_out != n_out:
+            out.append(f"the output formats or sizes changed ({_describe(o_out)} -> {_describe(n_out)})")
+        if o_anim != n_anim:
+            out.append(f"the animation settings changed ({_describe_animation(o_anim, n_anim)})")
         changed = changed_traits(old, new)
         if changed:
             shown = ", ".join(f"{f}/{t}" for f, t in sorted(changed)[:5]) + (" ..." if len(changed) > 5 else "")
@@ -257,6 +264,22 @@ def output_of(manifest: dict) -> dict:
     """A manifest's output settings; DEFAULT_OUTPUT (one PNG) for one without them."""
     art = manifest.get("art", {})
     return art.get("output", DEFAULT_OUTPUT) if isinstance(art, dict) else DEFAULT_OUTPUT
+
+
+def _split_animation(output: dict) -> tuple[dict | None, dict]:
+    """(animation settings or None, the rest of the output settings)."""
+    if not isinstance(output, dict):
+        return None, output
+    return output.get("animation"), {k: v for k, v in output.items() if k != "animation"}
+
+
+def _describe_animation(old: dict | None, new: dict | None) -> str:
+    """What changed between two animation settings: `fps 10 -> 12, formats ['gif'] -> ['webp']`."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return f"{'none' if old is None else '+'.join(map(str, old.get('formats', [])))} -> " \
+               f"{'none' if new is None else '+'.join(map(str, new.get('formats', [])))}"
+    keys = sorted(set(old) | set(new), key=lambda k: (k != "formats", k))
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
 
 
 def _describe(output: dict) -> str:

@@ -58,9 +58,12 @@ class Found:
     name: str
     weight: float
     parts: tuple[Part, ...] | None = None
+    frames: tuple[Path, ...] | None = None  # a folder of frames (animation.py): its frame files, in order
 
     @property
     def files(self) -> tuple[Path, ...]:
+        if self.frames is not None:
+            return self.frames
         return (self.path,) if self.parts is None else tuple(p.path for p in self.parts)
 
 
@@ -213,7 +216,7 @@ class Walk:
     entries are counted across all its layers."""
 
     def __init__(self, root: Path, delimiter: str, problems: list[str], empty_name: str = "NONE",
-                 blend_modes: tuple[str, ...] = ()):
+                 blend_modes: tuple[str, ...] = (), frames: bool = False):
         self.root, self.delimiter, self.problems = root, delimiter, problems
         self.empty_name = empty_name  # nftchef's emptyLayerName: a trait of this name draws nothing
         self.blend_modes = blend_modes  # accepted in `?blend=` (empty: any)
@@ -222,6 +225,10 @@ class Walk:
         self.id_cache: dict[Path, dict[str, int]] = {}
         self.others: list[Path] = []  # files in the layer folders that are not images: warned about once
         self.edge_cases: dict[str, list[EdgeFound]] = {}  # per layer folder: its `edge-cases` folder
+        # Animated collections: a GIF is a trait, and a top-level folder of numbered frames is one trait.
+        self.frames = frames
+        self.suffixes = IMAGE_SUFFIXES + ((".gif",) if frames else ())
+        self.frame_folders: dict[Path, tuple[Path, ...]] = {}
 
     def _outside(self, p: Path) -> Path | None:
         """Where p really is, when that is outside the layers folder; None when it is inside."""
@@ -328,7 +335,7 @@ class Walk:
             if _is_dir(e):
                 if e.name not in JUNK_FOLDERS:
                     dirs.append(p)
-            elif p.suffix.lower() in IMAGE_SUFFIXES:
+            elif p.suffix.lower() in self.suffixes:
                 files.append(p)
             elif e.name.casefold() not in JUNK_FILES:
                 self.others.append(p)
@@ -352,12 +359,27 @@ class Walk:
             part = share * w / total if total > 0 else 0.0  # this order of operations is in every manifest
             if not self._scaled_ok(p, w, share, part, chain):
                 continue
-            if not is_folder:
+            if not is_folder or (chain == () and self._frame_folder(p)):
                 out.append(self._file_leaf(p, e, part, "", (), None))
                 continue
             at = _Where(f"0.{self._ids(d).get(p.name, 0)}", e.z, e.name, (*chain, p))
             out += self._pick_folder(p, part, at, (), seen)
         return out
+
+    def _frame_folder(self, p: Path) -> bool:
+        """With animation on: whether p is a folder of frames (only image files, each named by its frame
+        number: `000.png`, `001.png` ...); its frames are kept for `_traits`."""
+        from .animation import MAX_TRAIT_FRAMES, frame_folder_names
+
+        if not self.frames or self._outside(p):
+            return False
+        files, dirs = self.listing(p)
+        if dirs or not frame_folder_names([f.stem for f in files]):
+            return False
+        if len(files) > MAX_TRAIT_FRAMES:
+            self.problems.append(f"{p}: {len(files)} frames, more than gpucomp reads for one trait ({MAX_TRAIT_FRAMES})")
+        self.frame_folders[p] = tuple(files[:MAX_TRAIT_FRAMES])
+        return True
 
     def _entry(self, p: Path, is_folder: bool) -> EntryName | None:
         try:
@@ -494,7 +516,7 @@ class Walk:
         for leaf in leaves:
             name = f"{leaf.sub}/{leaf.name}" if names[leaf.name] > 1 and leaf.sub else leaf.name
             parts = None if leaf.seq is None else () if leaf.empty else nftchef_order(leaf.seq)
-            trait = Found(leaf.path, name, leaf.weight, parts)
+            trait = Found(leaf.path, name, leaf.weight, parts, self.frame_folders.get(leaf.path))
             try:
                 for p in trait.files if parts != () else (leaf.path,):
                     self._check_file(p)

@@ -26,6 +26,8 @@ from .media import DEFAULT_FILES, OutputFile, is_default, render_files, write_ot
 from .output import atomic_write_bytes, json_bytes, nonempty_file, open_regular
 from .testhooks import fault  # noqa: F401 (GPUCOMP_TEST_KILL / GPUCOMP_TEST_SLOW points, also for folder.py)
 
+ANIM_GROUP_FRAMES = 512  # CUDA, animated output: frames composited per render call (items x frames)
+
 
 @dataclass(frozen=True)
 class Item:
@@ -51,9 +53,12 @@ class ItemIndex:
     """The items of a collection plan by position p = number - start (positions index the
     per-item state: hashes, what is finished); g is an item's index in plan order."""
 
-    def __init__(self, cplan, meta_options, single_stack: bool, files: tuple[OutputFile, ...] = DEFAULT_FILES):
+    def __init__(self, cplan, meta_options, single_stack: bool, files: tuple[OutputFile, ...] = DEFAULT_FILES,
+                 animation=None, frames: int = 1):
         self.cplan, self.options, self.single_stack = cplan, meta_options, single_stack
         self.files = files  # each item's image files, primary first (media.py)
+        self.animation, self.frames = animation, frames  # anim_encode.Animation or None; frames per item
+        self._views: dict[int, tuple] = {}
         self.start, self.n = cplan.start, len(cplan)
         self.g_of = np.argsort(cplan.numbers, kind="stable")
         self.pos_of = np.empty(self.n, np.int64)
@@ -75,6 +80,18 @@ class ItemIndex:
         # With several stacks a trait name alone is ambiguous: qualify it by its layer.
         key = seg.dna_names(row) if self.single_stack else [f"{a}/{b}" for a, b in seg.identity(row)]
         return json_bytes(item_metadata(self.numbers[p], seg.attributes(row), dna(key), self.options))
+
+    def frame_view(self, seg):
+        """The segment's render layers expanded to frames (animation.FrameView), made once per layer set."""
+        from .animation import frame_view
+
+        ls = seg.render_layerset
+        if id(ls) not in self._views:
+            self._views[id(ls)] = (ls, frame_view(ls, self.frames))  # ls kept: its id stays unique
+        return self._views[id(ls)][1]
+
+    def __getstate__(self) -> dict:  # a Ray worker makes its own frame views
+        return {**self.__dict__, "_views": {}}
 
     def item(self, p: int, out: Path) -> Item:
         seg, row = self.locate(p)
@@ -154,8 +171,9 @@ class ShardRenderer:
                 if isinstance(seg, OneOfOneSegment):
                     yield from self._copy(seg, rows, pos)
                     continue
-                self._prepare(seg.render_layerset)
-                yield from self._submit(seg, rows, pos)
+                anim = self.ctx.index.animation is not None
+                self._prepare(self.ctx.index.frame_view(seg).layerset if anim else seg.render_layerset)
+                yield from (self._submit_frames(seg, rows, pos) if anim else self._submit(seg, rows, pos))
             if not self.stop.is_set():
                 yield from self._drain(0)
             if self.stop.is_set():
@@ -221,6 +239,68 @@ class ShardRenderer:
         finally:
             batches.close()
 
+    def _submit_frames(self, seg, rows: np.ndarray, pos: np.ndarray) -> Iterator[Done]:
+        """Animated output: every frame of an item is a combination of the segment's frame view. The CPU
+        backend composites an item's frames inside a worker; the CUDA backend composites the frames of
+        a group of items in its batches, and the workers encode each item once its frames are back."""
+        view = self.ctx.index.frame_view(seg)
+        if self.backend.renders_in_workers:
+            for row, p in zip(rows.tolist(), pos.tolist()):
+                if self.stop.is_set():
+                    return
+                self.pending.add(self.pool.submit(self._animate_and_write, view, seg.render_combos([row]), p))
+                yield from self._drain(2 * self.workers)
+            return
+        L = view.frames
+        group = max(1, ANIM_GROUP_FRAMES // L)  # items per call: bounds the frames held on the host
+        for at in range(0, len(rows), group):
+            combos = view.combos(seg.render_combos(rows[at:at + group]))
+            frames: dict[int, list] = {}
+            batches = self.backend.render(combos, self.stats, "none", deflate=False)
+            try:
+                for idx, outputs in batches:
+                    for j, px in zip(idx.tolist(), outputs):
+                        got = frames.setdefault(j // L, [None] * L)
+                        got[j % L] = px
+                        if all(x is not None for x in got):
+                            p = int(pos[at + j // L])
+                            self.pending.add(self.pool.submit(self._encode_frames_and_write, p, frames.pop(j // L)))
+                    yield from self._drain(2 * self.workers)
+                    if self.stop.is_set():
+                        return
+            finally:
+                batches.close()
+
+    def _animate_and_write(self, view, render_combo: np.ndarray, p: int) -> Done:
+        """CPU: composite an item's frames one at a time, each fed to the encoders as it comes."""
+        combos = view.combos(render_combo)
+
+        def frames():
+            for c in combos:
+                with self.stats.timer("composite"):
+                    px = self.backend.composite([c])[0]
+                yield px
+        return self._encode_frames_and_write(p, frames())
+
+    def _encode_frames_and_write(self, p: int, frames) -> Done:
+        """Feed the frames to one encoder per animated format (anim_encode.py), keep frame `still_frame`
+        for the still files, then write them all (_write)."""
+        from .anim_encode import encoder
+
+        anim = self.ctx.index.animation
+        files = [f for f in self.ctx.index.files if f.animated]
+        encoders = [encoder(anim, f.format.name) for f in files]
+        still = None
+        for k, px in enumerate(frames):
+            if k == anim.settings["still_frame"]:
+                still = px
+            with self.stats.timer("encode"):
+                for e in encoders:
+                    e.add(px)
+        with self.stats.timer("encode"):
+            blobs = [e.finish() for e in encoders]
+        return self._write(p, still, blobs)
+
     def _copy(self, seg: OneOfOneSegment, rows: np.ndarray, pos: np.ndarray) -> Iterator[Done]:
         """One-of-ones: each image file's bytes, checked again (it may have changed since planning)."""
         for row, p in zip(rows.tolist(), pos.tolist()):
@@ -237,9 +317,10 @@ class ShardRenderer:
                 rendered = self.backend.composite([seg.render_combo(row)])[0]
         return self._write(p, rendered)
 
-    def _write(self, p: int, rendered) -> Done:
+    def _write(self, p: int, rendered, animated: list[bytes] | None = None) -> Done:
         """Encode, write the other files, the primary image, then metadata (each atomically), then
-        journal the item: a journal record means every file of the item was in place."""
+        journal the item: a journal record means every file of the item was in place. `animated`: the
+        bytes of the item's animated files (files after the still ones), already encoded."""
         ctx, st = self.ctx, self.stats
         files = ctx.index.files
         number = ctx.index.numbers[p]
@@ -250,7 +331,7 @@ class ShardRenderer:
             elif is_default(files):
                 png = encode_rendered(rendered, ctx.preset)
             else:  # pixels (see _submit): every format and size from them (formats.py, resize.py)
-                blobs = render_files(rendered, files, ctx.preset, ctx.opaque_rgb)
+                blobs = render_files(rendered, files, ctx.preset, ctx.opaque_rgb) + (animated or [])
                 png = blobs[0]
             digest = hashlib.sha256(png).digest()
         img_path = ctx.out / "images" / files[0].name(number)
