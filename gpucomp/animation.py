@@ -29,8 +29,9 @@ MAX_TRAIT_FRAMES = 10_000  # frames one trait file or folder may have (a hostile
 MAX_TRAIT_FRAME_BYTES = 2 << 30  # decoded RGBA of one animated trait (frames x width x height x 4)
 
 
-def check_frames(path, frames: int, width: int, height: int, limit: int = MAX_TRAIT_FRAMES) -> None:
+def check_frames(path, frames: int, width: int, height: int) -> None:
     """Refuse an animated trait with more frames, or more decoded bytes, than gpucomp reads."""
+    limit = MAX_TRAIT_FRAMES
     if frames > limit:
         raise LayerError(f"{path}: more than {limit} frames; gpucomp reads at most {limit} frames a trait "
                          f"(a real animated trait has tens): this looks like a broken or hostile file, re-export it")
@@ -48,7 +49,7 @@ def decode_frames(im, path) -> list[np.ndarray]:
     w, h = im.size
     declared = getattr(im, "n_frames", 1) if im.format != "GIF" else 1  # APNG acTL, WebP: from the header
     check_frames(path, declared, w, h)
-    frames = []
+    frames: list[np.ndarray] = []
     for i in range(MAX_TRAIT_FRAMES + 1):
         try:
             im.seek(i)
