@@ -54,14 +54,16 @@ class Animation:
 
     formats: tuple[str, ...]
     settings: dict = field(default_factory=dict, hash=False, compare=True)
-    webp: dict = field(default_factory=dict, hash=False, compare=True)  # quality, method, lossless
+    webp: dict = field(default_factory=dict, hash=False, compare=True)  # quality, method, lossless; {}: no webp
 
     @property
     def frame_ms(self) -> int:
         return self.settings["frame_ms"] or max(10, round(1000 / self.settings["fps"]))
 
     def to_dict(self) -> dict:
-        return {"formats": list(self.formats), **self.settings, "webp": dict(self.webp)}
+        """The settings as parse_animation reads them back (fps left out when frame_ms is given)."""
+        settings = {k: v for k, v in self.settings.items() if not (k == "fps" and self.settings["frame_ms"])}
+        return {"formats": list(self.formats), **settings, "webp": dict(self.webp)}
 
     def describe(self) -> str:
         s = self.settings
@@ -99,7 +101,7 @@ def parse_animation(value: Any, table: Any, webp: dict, where: str) -> Animation
     from .formats import _hex_colour
 
     _hex_colour(out["background"], f"{where}.animated.background")
-    return Animation(tuple(names), out, dict(webp))
+    return Animation(tuple(names), out, dict(webp) if "webp" in names else {})
 
 
 def check_available(anim: Animation | None, width: int, height: int, where: str = "config") -> None:
