@@ -260,3 +260,43 @@ def test_static_items_repeat_one_frame(tmp_path):
             if ext != "webp":  # lossy WebP by default
                 assert np.array_equal(rgba(np.array(im.convert("RGBA"))), still(tmp_path / "out" / "images" / f"{n_dot}.png"))
         assert len(decoded(tmp_path / "out" / "images" / "animation" / f"{n_run}.{ext}")) == 3
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch, tmp_path):
+    """CuPy played by tests/fake_cupy.py (as in tests/test_cuda_glue.py)."""
+    from fake_cupy import FakeKernels, make_cupy
+
+    from gpucomp import kernels
+    from gpucomp.gpu_deflate import build_host_library
+
+    lib = build_host_library(tmp_path)
+    if lib is None:
+        pytest.skip("no C++ compiler for the deflate kernel's host build")
+    cp, cupyx = make_cupy()
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    monkeypatch.setitem(sys.modules, "cupyx", cupyx)
+    fake = FakeKernels(lib)
+    monkeypatch.setattr(kernels, "get_kernel", fake)
+    return fake
+
+
+def test_the_cuda_backend_composites_frames_in_its_batches_to_the_cpu_files(fake_gpu, anim_layers, tmp_path,
+                                                                              monkeypatch):
+    """Frames of several items share a CUDA batch (batch 6 across items of 4 frames, two render calls);
+    every file equals the CPU run's byte for byte."""
+    from gpucomp import shard
+    from gpucomp.backends.cuda_backend import CudaBackend
+    from gpucomp.config import Config, with_overrides
+    from gpucomp.pipeline import Generation
+
+    monkeypatch.setattr(shard, "ANIM_GROUP_FRAMES", 12)  # 3 items a call
+    options = dict(size=5, seed=2, animation=["apng", "gif"], formats=["png", "webp"])
+    backend = CudaBackend(batch_size=6)
+    fake_gpu.watch(backend)
+    for _ in Generation(anim_layers, tmp_path / "cuda", with_overrides(Config(), force=True, **options), backend=backend):
+        pass
+    assert fake_gpu.calls["composite_batch"] == 4  # 12 + 8 frames in batches of 6
+    gpucomp.run(anim_layers, tmp_path / "cpu", backend="cpu", **options)
+    assert snapshot(tmp_path / "cuda") == snapshot(tmp_path / "cpu") | {
+        "gpucomp.json": (tmp_path / "cuda" / "gpucomp.json").read_bytes()}
