@@ -267,6 +267,11 @@ def cmd_validate(args) -> int:
     from .media import check_fits, output_files
 
     check_fits(output_files(cfg.formats, cfg.sizes, cfg.animation), ls.width, ls.height, args.config or "options")
+    from .animation import plan_frames
+
+    frames = plan_frames(cfg, ls, args.config or "options")
+    if cfg.animation is not None:
+        print(f"animation: {frames} frames ({cfg.animation.describe()})")
     print(f"ok: a collection of {cfg.size} unique items can be planned")
     return 0
 
