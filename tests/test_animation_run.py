@@ -300,3 +300,32 @@ def test_the_cuda_backend_composites_frames_in_its_batches_to_the_cpu_files(fake
     gpucomp.run(anim_layers, tmp_path / "cpu", backend="cpu", **options)
     assert snapshot(tmp_path / "cuda") == snapshot(tmp_path / "cpu") | {
         "gpucomp.json": (tmp_path / "cuda" / "gpucomp.json").read_bytes()}
+
+
+def test_extend_and_rerender_cover_the_animated_files(anim_layers, tmp_path):
+    """extend makes the new items' animated files; a changed frame of a folder trait re-renders
+    (rerender) exactly the items that draw it, animated files included."""
+    import shutil
+
+    from gpucomp.pipeline import extend, rerender
+
+    layers = tmp_path / "layers"
+    shutil.copytree(anim_layers, layers)
+    out = tmp_path / "out"
+    run(layers, out, size=4, animation=["apng"], formats=["png"])
+    list(extend(out, 2))
+    assert all((out / "images" / "animation" / f"{n}.png").stat().st_size for n in range(1, 7))
+    metas = {n: json.loads((out / "metadata" / f"{n}.json").read_text()) for n in range(1, 7)}
+    top = {n: next(a["value"] for a in m["attributes"] if a["trait_type"] == "Clothes") for n, m in metas.items()}
+    changed = top[1]
+    folder = next(p for p in (layers / "03-Clothes").iterdir() if p.name.startswith(changed + "#"))
+    before = {n: (out / "images" / "animation" / f"{n}.png").read_bytes() for n in range(1, 7)}
+    with Image.open(folder / "002.png") as im:
+        frame = np.array(im.convert("RGBA"))
+    frame[0:8, 0:8] = (255, 0, 255, 255)
+    Image.fromarray(frame).save(folder / "002.png")
+    list(rerender(out))
+    for n in range(1, 7):
+        now = (out / "images" / "animation" / f"{n}.png").read_bytes()
+        assert (now != before[n]) == (top[n] == changed), n
+    assert (decoded(out / "images" / "animation" / "1.png")[2][0:8, 0:8] == (255, 0, 255, 255)).all()  # the top layer
