@@ -105,6 +105,16 @@ def parse_animation(value: Any, table: Any, webp: dict, where: str) -> Animation
     return Animation(tuple(names), out, dict(webp) if "webp" in names else {})
 
 
+def animated_availability() -> dict[str, bool]:
+    """Animated format -> whether this install writes it (video needs PyAV, WebP Pillow's WebP)."""
+    import importlib.util
+
+    from PIL import features
+
+    video = importlib.util.find_spec("av") is not None
+    return {name: (video if name in VIDEO else name != "webp" or bool(features.check("webp"))) for name in ANIMATED}
+
+
 def check_available(anim: Animation | None, width: int, height: int, where: str = "config") -> None:
     """Refuse, before anything renders, an animated format this machine cannot write or a canvas it cannot hold."""
     if anim is None:

@@ -2,7 +2,7 @@
 an ordinary combination the backends composite.
 
 A trait is animated when it is a folder of frames (`Flame#10/000.png, 001.png ...`, frames in natural
-order of their names, every name a frame number) or an animated PNG, GIF or WebP file. Its frames are
+order of their names, every name a frame number, optionally after one shared prefix: `frame_000.png`) or an animated PNG, GIF or WebP file. Its frames are
 read only when the collection has animated output ([output] animation); without it an animated file
 is refused, naming the setting (layers.py).
 
@@ -19,6 +19,7 @@ those like any other items, so the pixel contract and CPU/GPU byte identity hold
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ from .errors import LayerError
 
 MAX_TRAIT_FRAMES = 10_000  # frames one trait file or folder may have (a hostile GIF claims 100k)
 MAX_TRAIT_FRAME_BYTES = 2 << 30  # decoded RGBA of one animated trait (frames x width x height x 4)
+_FRAME = re.compile(r"(.*?)([0-9]+)")  # a frame file's stem: a prefix, then its frame number
 
 
 def check_frames(path, frames: int, width: int, height: int) -> None:
@@ -60,9 +62,14 @@ def decode_frames(im, path) -> list[np.ndarray]:
     return frames
 
 
-def frame_folder_names(names: list[str]) -> bool:
-    """Whether a folder's file stems name frames: every one a frame number (000, 001, ... or 0, 1, ...)."""
-    return bool(names) and all(n.isdigit() and n.isascii() for n in names)
+def frame_folder_names(names: list[str], delimiter: str = "#") -> bool:
+    """Whether a folder's file stems name frames: each a frame number (`000`, `001` ... or `0`, `1` ...)
+    after one prefix shared by all (`frame_000`, `frame_001` ...) that holds no weight delimiter."""
+    split = [_FRAME.fullmatch(n) for n in names]
+    if not names or not all(split):
+        return False
+    prefixes = {m.group(1) for m in split}
+    return len(prefixes) == 1 and delimiter not in next(iter(prefixes))
 
 
 @dataclass(frozen=True)

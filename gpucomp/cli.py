@@ -298,6 +298,12 @@ def cmd_info(args) -> int:
     missing = [k for k, v in have.items() if not v]
     print(f"output formats: {', '.join(k for k, v in have.items() if v)}"
           + (f" (this Pillow lacks {', '.join(missing)})" if missing else ""))
+    from .anim_encode import animated_availability
+
+    anim = animated_availability()
+    print(f"animated output: {', '.join(k for k, v in anim.items() if v)}"
+          + (f" ({', '.join(k for k, v in anim.items() if not v)} need PyAV: pip install 'gpucomp[video]')"
+             if not all(anim.values()) else ""))
     return 0
 
 

@@ -368,13 +368,13 @@ class Walk:
 
     def _frame_folder(self, p: Path) -> bool:
         """With animation on: whether p is a folder of frames (only image files, each named by its frame
-        number: `000.png`, `001.png` ...); its frames are kept for `_traits`."""
+        number, `000.png`, `001.png` ..., after one shared prefix, if any); its frames are kept for `_traits`."""
         from .animation import MAX_TRAIT_FRAMES, frame_folder_names
 
         if not self.frames or self._outside(p):
             return False
         files, dirs = self.listing(p)
-        if dirs or not frame_folder_names([f.stem for f in files]):
+        if dirs or not frame_folder_names([f.stem for f in files], self.delimiter):
             return False
         if len(files) > MAX_TRAIT_FRAMES:
             self.problems.append(f"{p}: {len(files)} frames, more than gpucomp reads for one trait ({MAX_TRAIT_FRAMES})")

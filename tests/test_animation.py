@@ -201,3 +201,23 @@ def test_frame_view_loops_each_trait_and_repeats_static_ones(tmp_path):
             want = t if n == 1 else t.frames[f % n]
             assert np.array_equal(full_frame(drawn), full_frame(want)), (name, f)
             assert combos[item * 6 + f, 0] == 0  # the background: the same trait in every frame
+
+
+@pytest.mark.parametrize("names,frames", [
+    (["000", "001", "002"], True), (["frame_0", "frame_1", "frame_10"], True), (["7"], True),
+    (["a1", "b2"], False), (["Red#1", "Red#2"], False), (["Hat", "Hat2"], False), ([], False),
+])
+def test_which_folders_hold_frames(names, frames):
+    assert animation.frame_folder_names(names) is frames
+
+
+def test_info_lists_the_animated_formats():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import gpucomp
+
+    env = {"PYTHONPATH": str(Path(gpucomp.__file__).parents[1]), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-m", "gpucomp", "info"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and "animated output: webp, apng, gif" in r.stdout
