@@ -117,7 +117,7 @@ def load_stacks(layers_dir, cfg: Config, progress=None):
         stack_opts = [[LayerOption(f) for f in list_layer_folders(root)]]
     folders = list(dict.fromkeys(o.folder for opts in stack_opts for o in opts)) or None
     ls = load_layers(layers_dir, order=folders, delimiter=cfg.delimiter, progress=progress, empty_name=cfg.empty_name,
-                     animated=getattr(cfg, "animation", None) is not None)
+                     animated=cfg.animation is not None)
     loaded = {layer.folder: layer for layer in ls.layers}
     stacks = [(stack_layerset(loaded, ls.root, ls.width, ls.height, opts), opts) for opts in stack_opts]
     return ls, stacks
