@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import OutputError
-from .itemfiles import collection_files
+from .itemfiles import animated_files, collection_files
 from .lock import OutputLock
 from .media import OutputFile
 from .metadata import MetadataOptions, finished_numbers, stored_options
@@ -43,6 +43,7 @@ from .output import (MANIFEST, MAX_METADATA_BYTES, TMP_PREFIX, atomic_open, atom
 LAYOUTS = {"sugar": "assets", "erc1155": "erc1155"}  # layout -> folder inside OUT
 FORMATS = {"sugar": ("solana",), "erc1155": ("erc1155", "erc721")}  # metadata formats each layout takes
 _NO_LINKS = (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS)
+SUGAR_ANIMATIONS = ("mp4", "webm")  # animated files Sugar uploads as an item's animation_url (<n>.mp4, <n>.webm)
 SUGAR_FORMATS = ("png", "jpeg")  # formats gpucomp writes that Sugar takes as an item's image (it also takes GIF)
 SUGAR_COVERS = {"collection.png": "image/png", "collection.jpg": "image/jpeg", "collection.jpeg": "image/jpeg",
                 "collection.gif": "image/gif"}
@@ -71,7 +72,11 @@ def export(out, layout: str, copy: bool = False, log: Callable[[str], None] | No
         _check(out, layout, opts, numbers, image)
         dest = ensure_folder(out / LAYOUTS[layout])
         remove_temporaries(dest)  # what a killed export left
-        names = _place_all(out, dest, layout, numbers, copy, log, image)
+        anim = next((f for f in animated_files(out) if f.format.name in SUGAR_ANIMATIONS), None)
+        if layout == "sugar" and animated_files(out) and anim is None:
+            log("export: Sugar uploads an animation_url file only as mp4 or webm: the items' animation_url is left "
+                "out (add \"mp4\" or \"webm\" to [output] animation to publish the animation)")
+        names = _place_all(out, dest, layout, numbers, copy, log, image, anim)
         if layout == "sugar":
             cover = next((c for c in SUGAR_COVERS if _is_regular(dest / c)), None)  # the user's own is kept
             if cover is None:
@@ -130,15 +135,20 @@ def erc1155_name(number: int) -> str:
     return f"{number:064x}.json"
 
 
-def _place_all(out: Path, dest: Path, layout: str, numbers: list[int], copy: bool, log, image: OutputFile) -> set[str]:
+def _place_all(out: Path, dest: Path, layout: str, numbers: list[int], copy: bool, log, image: OutputFile,
+               anim: OutputFile | None = None) -> set[str]:
+    """`anim`: the animated file Sugar uploads beside the image as <n>.mp4 or <n>.webm (None: none)."""
     names: set[str] = set()
     linking = not copy
     for n in numbers:
         if layout == "sugar":
             asset = f"{n}.{image.format.ext}"
             pairs = [(out / "images" / image.name(n), asset)]
+            animation = f"{n}.{anim.format.name}" if anim else None
+            if anim:
+                pairs.append((out / "images" / anim.name(n), animation))
             meta_path = out / "metadata" / f"{n}.json"
-            if _sugar_json(meta_path, asset, dest / f"{n}.json"):
+            if _sugar_json(meta_path, asset, dest / f"{n}.json", animation):
                 names.add(f"{n}.json")
             else:
                 pairs.append((meta_path, f"{n}.json"))
@@ -152,7 +162,7 @@ def _place_all(out: Path, dest: Path, layout: str, numbers: list[int], copy: boo
     return names
 
 
-def _sugar_json(src: Path, asset: str, dst: Path) -> bool:
+def _sugar_json(src: Path, asset: str, dst: Path, animation: str | None = None) -> bool:
     """Write dst as sugar_metadata of src when that differs from src (True); False: src is as Sugar
     takes it, to be linked or copied as it is."""
     try:
@@ -160,7 +170,7 @@ def _sugar_json(src: Path, asset: str, dst: Path) -> bool:
     except (OSError, ValueError) as err:
         raise OutputError(f"{src}: missing or unreadable ({type(err).__name__}: {err}); run `gpucomp resume "
                           f"{src.parent.parent}`, which repairs the collection, then export again") from err
-    fixed = sugar_metadata(meta, asset)
+    fixed = sugar_metadata(meta, asset, animation)
     if fixed is meta:
         return False
     try:
@@ -170,19 +180,30 @@ def _sugar_json(src: Path, asset: str, dst: Path) -> bool:
     return True
 
 
-def sugar_metadata(meta, asset: str):
-    """An item's metadata as Sugar is to upload it beside its image file `asset` (<n>.<ext>). Sugar
-    uploads that file only and puts its link in `image` and in the `properties.files` entries that
-    name the same URI; entries naming other files by a relative path (the collection's other
-    formats and sizes) would be published as they are, broken, so they are left out. Entries with a
-    full URI (a base_uri was set) stay. Returns `meta` itself when nothing changes."""
-    props = meta.get("properties") if isinstance(meta, dict) else None
+def sugar_metadata(meta, asset: str, animation: str | None = None):
+    """An item's metadata as Sugar is to upload it beside its image file `asset` (<n>.<ext>) and its
+    animation file `animation` (<n>.mp4 or <n>.webm, or None). Sugar uploads those files only and puts
+    their links in `image`, `animation_url` and the `properties.files` entries that name them; entries
+    naming other files by a relative path (the collection's other formats, sizes and animations) would
+    be published as they are, broken, so they are left out, and so is a relative `animation_url` with
+    no `animation`. Entries with a full URI (a base_uri was set) stay. Returns `meta` itself when
+    nothing changes."""
+    if not isinstance(meta, dict):
+        return meta
+    url = meta.get("animation_url")
+    relative = isinstance(url, str) and "://" not in url
+    out = meta
+    if relative and url != animation:  # animation/<n>.mp4 in the collection: <n>.mp4 in Sugar's assets
+        out = {**meta, "animation_url": animation} if animation else \
+            {k: v for k, v in meta.items() if k != "animation_url"}
+    props = out.get("properties")
     files = props.get("files") if isinstance(props, dict) else None
     if not isinstance(files, list):
-        return meta
-    keep = [f for f in files if not isinstance(f, dict) or f.get("uri") in (meta.get("image"), asset)
+        return out
+    files = [{**f, "uri": animation} if animation and isinstance(f, dict) and f.get("uri") == url else f for f in files]
+    keep = [f for f in files if not isinstance(f, dict) or f.get("uri") in (out.get("image"), asset, animation)
             or "://" in str(f.get("uri", ""))]
-    return meta if keep == files else {**meta, "properties": {**props, "files": keep}}
+    return out if keep == props["files"] else {**out, "properties": {**props, "files": keep}}
 
 
 def _place(src: Path, dst: Path, copy: bool) -> bool:

@@ -38,6 +38,27 @@ def collection_files(out: Path) -> tuple[OutputFile, ...]:
     return output_files(formats, sizes)
 
 
+def animated_files(out: Path) -> tuple[OutputFile, ...]:
+    """The animated files of an item (images/animation/<n>.<ext>, anim_encode.py), in the order of
+    [output] animation; () for a collection without animated output."""
+    from .resume import output_of, read_manifest
+
+    if not (Path(out) / MANIFEST).exists():
+        return ()
+    anim = output_of(read_manifest(Path(out))).get("animation")
+    if not isinstance(anim, dict):
+        return ()
+    from .anim_encode import parse_animation
+
+    table = {k: v for k, v in anim.items() if k not in ("formats", "webp", "frames")}
+    try:
+        parsed = parse_animation(anim.get("formats"), table, anim.get("webp", {}), f"{Path(out) / MANIFEST}: art.output")
+    except (TypeError, ValueError) as err:
+        raise OutputError(f"{Path(out) / MANIFEST}: art.output.animation: damaged or edited by hand ({err}); "
+                          f"regenerate the collection with --force") from err
+    return tuple(f for f in output_files((), (), parsed) if f.animated)
+
+
 def thumbnail_source(files: tuple[OutputFile, ...], width: int, height: int, box: int) -> OutputFile:
     """The file to make a `box`-pixel thumbnail from, for a `width` x `height` primary image: the one
     with the fewest pixels whose larger side still reaches min(box, the primary's larger side), with

@@ -329,3 +329,26 @@ def test_extend_and_rerender_cover_the_animated_files(anim_layers, tmp_path):
         now = (out / "images" / "animation" / f"{n}.png").read_bytes()
         assert (now != before[n]) == (top[n] == changed), n
     assert (decoded(out / "images" / "animation" / "1.png")[2][0:8, 0:8] == (255, 0, 255, 255)).all()  # the top layer
+
+
+@pytest.mark.parametrize("animation,shipped", [(["gif", "mp4"], "mp4"), (["gif"], None)])
+def test_sugar_export_uploads_a_video_animation_beside_the_image(anim_layers, tmp_path, animation, shipped):
+    """Sugar takes an animation_url file as <n>.mp4 or <n>.webm beside <n>.png; an animation Sugar
+    does not upload (GIF) leaves animation_url out rather than a broken relative path."""
+    if shipped:
+        pytest.importorskip("av")
+    from gpucomp.export import export
+
+    out = tmp_path / "out"
+    run(anim_layers, out, size=2, formats=["png"], animation=animation, metadata={"format": "solana"}, base_uri="")
+    notes = []
+    dest = export(out, "sugar", log=notes.append)
+    meta = json.loads((dest / "0.json").read_text())
+    uris = [f["uri"] for f in meta["properties"]["files"]]
+    if shipped:
+        assert meta["animation_url"] == "0.mp4" and uris == ["0.png", "0.mp4"]
+        assert (dest / "0.mp4").read_bytes() == (out / "images" / "animation" / "0.mp4").read_bytes()
+    else:
+        assert "animation_url" not in meta and uris == ["0.png"]
+        assert any("animation_url is left out" in n for n in notes)
+    assert not (dest / "animation").exists()
