@@ -33,8 +33,8 @@ EXTENSIONS = {"webp": "webp", "apng": "png", "gif": "gif", "mp4": "mp4", "webm":
 MIME_TYPES = {"webp": "image/webp", "apng": "image/apng", "gif": "image/gif", "mp4": "video/mp4", "webm": "video/webm"}
 MAX_SIDE = {"webp": 16383, "apng": 65535, "gif": 65535, "mp4": 8192, "webm": 16384}
 VIDEO = ("mp4", "webm")
-FOLDER = "animation"
-PALETTE_SAMPLE = 1 << 20  # GIF: pixels the palette of an item over 256 colours is cut from  # animated files go to OUT/images/animation/<n>.<ext>
+FOLDER = "animation"  # animated files go to OUT/images/animation/<n>.<ext>
+PALETTE_SAMPLE = 1 << 20  # GIF: pixels the palette of an item over 256 colours is cut from
 # [output.animated] key -> (type, lowest, highest, default)
 SETTINGS: dict[str, tuple[Any, Any, Any, Any]] = {
     "fps": ((int, float), 0.1, 100, 10),
@@ -88,7 +88,8 @@ def parse_animation(value: Any, table: Any, webp: dict, where: str) -> Animation
         raise ConfigError(f"{where}.animated: must be a table, e.g. [output.animated] fps = 12")
     unknown = set(table) - set(SETTINGS)
     if unknown:
-        raise ConfigError(f"{where}.animated: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(SETTINGS)}")
+        raise ConfigError(f"{where}.animated: unknown key(s) {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(SETTINGS)}")
     if "fps" in table and table.get("frame_ms"):
         raise ConfigError(f"{where}.animated: give fps or frame_ms, not both")
     out = {}
@@ -131,7 +132,7 @@ def check_available(anim: Animation | None, width: int, height: int, where: str 
     if not video:
         return
     try:
-        import av  # noqa: F401
+        import av  # noqa: F401 (PyAV present: video can be written)
     except ImportError:
         raise ConfigError(f"{where}: animation {' and '.join(map(repr, video))} needs PyAV, which is not installed: "
                           f"`pip install 'gpucomp[video]'` (or `pip install av`; its wheels include FFmpeg), "

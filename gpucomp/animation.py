@@ -2,9 +2,9 @@
 an ordinary combination the backends composite.
 
 A trait is animated when it is a folder of frames (`Flame#10/000.png, 001.png ...`, frames in natural
-order of their names, every name a frame number, optionally after one shared prefix: `frame_000.png`) or an animated PNG, GIF or WebP file. Its frames are
-read only when the collection has animated output ([output] animation); without it an animated file
-is refused, naming the setting (layers.py).
+order of their names, every name a frame number, optionally after one shared prefix: `frame_000.png`)
+or an animated PNG, GIF or WebP file. Its frames are read only when the collection has animated output
+([output] animation); without it an animated file is refused, naming the setting (layers.py).
 
 Frame-count rule: the collection's animation has L frames, the least common multiple of the frame
 counts of every animated trait it loads (static traits count 1). Each trait loops: frame f of a trait
@@ -40,7 +40,8 @@ def check_frames(path, frames: int, width: int, height: int) -> None:
     need = frames * width * height * 4
     if need > MAX_TRAIT_FRAME_BYTES:
         raise LayerError(f"{path}: {frames} frames of {width}x{height} decode to {need >> 20} MiB, more than gpucomp "
-                         f"holds for one trait ({MAX_TRAIT_FRAME_BYTES >> 20} MiB); use fewer frames or a smaller canvas")
+                         f"holds for one trait ({MAX_TRAIT_FRAME_BYTES >> 20} MiB); use fewer frames or a smaller "
+                         f"canvas")
 
 
 def decode_frames(im, path) -> list[np.ndarray]:
@@ -100,9 +101,11 @@ def frame_count(layerset, max_frames: int, where: str = "layers") -> FrameCount:
         if frames > max_frames:
             shown = ", ".join(f"{name} ({n})" for name, n in animated[:12]) + (" ..." if len(animated) > 12 else "")
             raise LayerError(
-                f"{where}: the animated traits' frame counts need an animation of {'at least ' if len(animated) > 1 else ''}"
+                f"{where}: the animated traits' frame counts need an animation of "
+                f"{'at least ' if len(animated) > 1 else ''}"
                 f"{frames} frames (the least common multiple of {shown}), more than max_frames = {max_frames}; "
-                f"give the traits frame counts that divide each other (e.g. 8 and 24), or raise [output.animated] max_frames")
+                f"give the traits frame counts that divide each other (e.g. 8 and 24), or raise "
+                f"[output.animated] max_frames")
     return FrameCount(frames, tuple(animated))
 
 

@@ -32,7 +32,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rgba", action="store_true", help="always write RGBA, even for fully opaque results")
     p.add_argument("--delimiter", help="trait weight delimiter in file names (default '#')")
     p.add_argument("--animation", metavar="FORMATS",
-                   help="animated output, e.g. webp or webp,mp4 (webp, apng, gif, mp4, webm; README: Animated collections)")
+                   help="animated output, e.g. webp or webp,mp4 (webp, apng, gif, mp4, webm; "
+                        "README: Animated collections)")
     p.add_argument("--force", action="store_true",
                    help="start over: discard an earlier collection in the output folder, or write into a non-empty one")
     p.add_argument("--resume", action="store_true",
@@ -218,7 +219,8 @@ def cmd_demo(args) -> int:
     check_args(args.layers, args.traits, args.image_size, args.layer_seed)  # before an old demo folder is touched
     root = Path(args.out)
     layers = root / "layers"
-    key = f"{args.layers}-{args.traits}-{args.image_size}-{args.layer_seed}" + (f"-a{args.animated}" if args.animated else "")
+    key = f"{args.layers}-{args.traits}-{args.image_size}-{args.layer_seed}"
+    key += f"-a{args.animated}" if args.animated else ""
     stamp = layers / ".gpucomp-demo"
     if not (stamp.exists() and stamp.read_text() == key):
         if layers.exists() and any(layers.iterdir()) and not stamp.exists():

@@ -178,7 +178,7 @@ class CollectionFolder:
         with self.stats.timer("plan"):
             cplan = plan_collection(cfg, stacks, extensions)
         check_traits(options_for_config(cfg), metadata_layers(stacks), "config")
-        check_fits(output_files(cfg.formats, cfg.sizes, cfg.animation), ls.width, ls.height, "config")  # what each format holds
+        check_fits(output_files(cfg.formats, cfg.sizes, cfg.animation), ls.width, ls.height, "config")  # each format
         from .animation import plan_frames
 
         frames = plan_frames(cfg, ls)

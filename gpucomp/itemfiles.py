@@ -52,7 +52,8 @@ def animated_files(out: Path) -> tuple[OutputFile, ...]:
 
     table = {k: v for k, v in anim.items() if k not in ("formats", "webp", "frames")}
     try:
-        parsed = parse_animation(anim.get("formats"), table, anim.get("webp", {}), f"{Path(out) / MANIFEST}: art.output")
+        parsed = parse_animation(anim.get("formats"), table, anim.get("webp", {}),
+                                 f"{Path(out) / MANIFEST}: art.output")
     except (TypeError, ValueError) as err:
         raise OutputError(f"{Path(out) / MANIFEST}: art.output.animation: damaged or edited by hand ({err}); "
                           f"regenerate the collection with --force") from err

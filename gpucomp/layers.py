@@ -267,7 +267,6 @@ def _read_regular(path: Path, limit: int) -> bytes:
     return data
 
 
-ANIMATED_SUFFIXES = (".gif",)  # read only for collections with animated output
 ANIMATION_HINT = ("animated traits are read when the collection has animated output ([output] animation = "
                   "\"webp\", README \"Animated collections\"); otherwise export a single still frame")
 

@@ -377,7 +377,8 @@ class Walk:
         if dirs or not frame_folder_names([f.stem for f in files], self.delimiter):
             return False
         if len(files) > MAX_TRAIT_FRAMES:
-            self.problems.append(f"{p}: {len(files)} frames, more than gpucomp reads for one trait ({MAX_TRAIT_FRAMES})")
+            self.problems.append(f"{p}: {len(files)} frames, more than gpucomp reads for one trait "
+                                 f"({MAX_TRAIT_FRAMES})")
         self.frame_folders[p] = tuple(files[:MAX_TRAIT_FRAMES])
         return True
 

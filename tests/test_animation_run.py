@@ -1,7 +1,6 @@
 """Animated collections end to end: every item's animated files hold the frames the pixel contract
 gives (frame f: each trait at its frame f mod n), the still is the chosen frame, metadata names
 both, and resume, changed settings and missing files behave as for still outputs."""
-import io
 import json
 import os
 import subprocess
@@ -61,7 +60,8 @@ def still(path: Path) -> np.ndarray:
 
 
 def run(layers, out, **options):
-    settings = dict(size=5, seed=2, workers=2, backend="cpu", animation=["apng", "webp", "gif"], formats=["png", "webp"])
+    settings = dict(size=5, seed=2, workers=2, backend="cpu", animation=["apng", "webp", "gif"],
+                    formats=["png", "webp"])
     settings.update(options)
     return gpucomp.run(layers, out, **settings)
 
@@ -133,11 +133,9 @@ def test_metadata_names_the_animation_and_the_still(anim_layers, tmp_path):
 
 
 def _has_av() -> bool:
-    try:
-        import av  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("av") is not None
 
 
 def test_animated_traits_without_animated_output_are_refused_saying_how(anim_layers, tmp_path):
@@ -258,7 +256,8 @@ def test_static_items_repeat_one_frame(tmp_path):
         with Image.open(tmp_path / "out" / "images" / "animation" / f"{n_dot}.{ext}") as im:
             assert im.n_frames == 1
             if ext != "webp":  # lossy WebP by default
-                assert np.array_equal(rgba(np.array(im.convert("RGBA"))), still(tmp_path / "out" / "images" / f"{n_dot}.png"))
+                want = still(tmp_path / "out" / "images" / f"{n_dot}.png")
+                assert np.array_equal(rgba(np.array(im.convert("RGBA"))), want)
         assert len(decoded(tmp_path / "out" / "images" / "animation" / f"{n_run}.{ext}")) == 3
 
 
@@ -294,7 +293,8 @@ def test_the_cuda_backend_composites_frames_in_its_batches_to_the_cpu_files(fake
     options = dict(size=5, seed=2, animation=["apng", "gif"], formats=["png", "webp"])
     backend = CudaBackend(batch_size=6)
     fake_gpu.watch(backend)
-    for _ in Generation(anim_layers, tmp_path / "cuda", with_overrides(Config(), force=True, **options), backend=backend):
+    cfg = with_overrides(Config(), force=True, **options)
+    for _ in Generation(anim_layers, tmp_path / "cuda", cfg, backend=backend):
         pass
     assert fake_gpu.calls["composite_batch"] == 4  # 12 + 8 frames in batches of 6
     gpucomp.run(anim_layers, tmp_path / "cpu", backend="cpu", **options)
