@@ -2,7 +2,9 @@
 ISA-L's inflate and a numba unfilter (png_unfilter.py): 1.35 s for the standard workload's 100
 2048x2048 traits against 4.78 s for Pillow's decode and array copy (one thread, 2-core box).
 
-Everything else, and anything unexpected in the data (a stream that ends early or goes on,
+Images under MIN_PIXELS (1 Mpx) go to Pillow too: their decode is quick, and the demo or a
+pixel-art collection then never waits for the unfilter's first compile. Everything else, and
+anything unexpected in the data (a stream that ends early or goes on,
 an unknown filter type), returns None: Pillow then decodes the file exactly as before, with its
 own errors. The chunks' CRCs and the declared size are checked by layers.py before this runs.
 Tests decode files of every filter type both ways and compare the pixels.
@@ -65,10 +67,13 @@ def _idat(data: bytes) -> tuple[list, bool]:
     return parts, other
 
 
+MIN_PIXELS = 1 << 20  # smaller images: Pillow, so a small job never pays numba's first compile (~1.8 s)
+
+
 def decode(data: bytes) -> np.ndarray | None:
     """(H, W, 4) uint8 straight RGBA, or None: let Pillow decode it."""
     w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    if depth != 8 or ctype not in (2, 6) or interlace != 0:
+    if depth != 8 or ctype not in (2, 6) or interlace != 0 or w * h < MIN_PIXELS:
         return None
     tools = _tools(wait=False)
     if tools is None:

@@ -14,6 +14,12 @@ from gpucomp.encode import encode_filtered, filter_rows, get_preset
 pytestmark = pytest.mark.skipif(png_read._tools() is None, reason="numba or isal missing: Pillow reads every PNG")
 
 
+@pytest.fixture(autouse=True)
+def any_size(monkeypatch):
+    """The tests use small images; the reader takes only images of MIN_PIXELS and up otherwise."""
+    monkeypatch.setattr(png_read, "MIN_PIXELS", 0)
+
+
 def pillow(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as im:
         return np.array(im.convert("RGBA"))
@@ -82,3 +88,11 @@ def test_no_jit_leaves_every_file_to_pillow(monkeypatch):
     monkeypatch.setattr(png_read, "_state", {})
     data = encode_filtered(filter_rows(art(1, 4, 4, 4), "up"), 4, 4, 4, get_preset("fast"))
     assert png_read.decode(data) is None
+
+
+def test_small_images_go_to_pillow_so_small_jobs_never_compile(monkeypatch):
+    monkeypatch.setattr(png_read, "MIN_PIXELS", 1 << 20)
+    small = encode_filtered(filter_rows(art(2, 512, 512, 4), "up"), 512, 512, 4, get_preset("fast"))
+    assert png_read.decode(small) is None
+    large = encode_filtered(filter_rows(art(2, 1024, 1024, 3), "up"), 1024, 1024, 3, get_preset("fast"))
+    assert np.array_equal(png_read.decode(large), pillow(large))
