@@ -165,14 +165,15 @@ def _row_layer(rgb, alpha, y, t, pixels, spans, rowptr, tinfo, plain, mode, as_t
 
 
 @njit(**_JIT)
-def _extent(y, t, spans, rowptr, tinfo, ext):
-    """Widen ext = [lo, hi) to the runs of trait t on canvas row y."""
+def _extent(y, t, spans, rowptr, tinfo, lo, hi):
+    """[lo, hi) widened to the runs of trait t on canvas row y."""
     y0 = tinfo[t, 0]
     if y < y0 or y >= tinfo[t, 1]:
-        return
+        return lo, hi
     r = tinfo[t, 2] + y - y0
     for s in range(rowptr[r], rowptr[r + 1]):
-        ext[0], ext[1] = min(ext[0], spans[s, 0]), max(ext[1], spans[s, 1])
+        lo, hi = min(lo, spans[s, 0]), max(hi, spans[s, 1])
+    return lo, hi
 
 
 @njit(**_JIT)
@@ -210,7 +211,7 @@ def _emit(line, cur, prev, o, channels, filt):
         for j in range(px.shape[0]):
             o[j] = px[j]
         return
-    o[0] = np.uint8(filt)
+    o[0] = filt
     body = o[1:]
     if filt == 2:
         for j in range(px.shape[0]):
@@ -248,27 +249,23 @@ def composite_item(pixels, spans, rowptr, tinfo, tids, modes, plain, as_tab, ias
     alpha = np.zeros(w, np.float32)
     cur, prev = np.empty(channels * w, np.uint8), np.zeros(channels * w, np.uint8)
     line = np.empty(3 * w, np.uint8)
-    ext = np.zeros(2, np.int64)
     direct = channels == 3 and filt == 0  # compose straight into the output row
     opaque = True
     for y in range(h):
         dst = out[y] if direct else line
-        ext[0], ext[1] = 0, w
-        first = max(start, 0)
+        lo, hi, first = spans[0, 0] * 0, w, max(start, 0)  # lo: an int64 0 (a literal 0 would type apart)
         if fast:
-            ext[0], ext[1] = w, 0
-            first = start + 1
+            lo, hi, first = w, lo, start + 1
             for li in range(first, n):
-                _extent(y, tids[li], spans, rowptr, tinfo, ext)
-            ext[0] = min(ext[0], ext[1])
+                lo, hi = _extent(y, tids[li], spans, rowptr, tinfo, lo, hi)
+            lo = min(lo, hi)
             off = spans[rowptr[tinfo[base, 2] + y], 2]
-            _base_row(pixels[off:off + 3 * w], ext[0], ext[1], rgb, alpha, dst)
+            _base_row(pixels[off:off + 3 * w], lo, hi, rgb, alpha, dst)
         elif start < 0:
             for j in range(3 * w):
                 rgb[j] = _0
             for x in range(w):
                 alpha[x] = _0
-        lo, hi = ext[0], ext[1]
         for li in range(first, n if lo < hi else first):
             _row_layer(rgb, alpha, y, tids[li], pixels, spans, rowptr, tinfo, plain[li] == 1, modes[li],
                        as_tab[li], ias_tab[li])
