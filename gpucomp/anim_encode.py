@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .formats import name_list
 
 ANIMATED = ("webp", "apng", "gif", "mp4", "webm")
 EXTENSIONS = {"webp": "webp", "apng": "png", "gif": "gif", "mp4": "mp4", "webm": "webm"}
@@ -75,15 +76,7 @@ class Animation:
 def parse_animation(value: Any, table: Any, webp: dict, where: str) -> Animation:
     """`[output] animation` ("webp" or a list) and the [output.animated] table; `webp` is the parsed
     [output.webp] settings (formats.py). Raises ConfigError naming the key."""
-    names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list) or not names or not all(isinstance(x, str) for x in names):
-        raise ConfigError(f"{where}.animation: expected an animated format or a non-empty list of them "
-                          f"({', '.join(ANIMATED)}), got {value!r}")
-    for name in names:
-        if name not in ANIMATED:
-            raise ConfigError(f"{where}.animation: unknown animated format {name!r}; choose from {', '.join(ANIMATED)}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where}.animation: {names!r} lists a format twice")
+    names = name_list(value, ANIMATED, f"{where}.animation", "animated format", "an animated format")
     if not isinstance(table, dict):
         raise ConfigError(f"{where}.animated: must be a table, e.g. [output.animated] fps = 12")
     unknown = set(table) - set(SETTINGS)

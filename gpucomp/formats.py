@@ -58,19 +58,27 @@ class OutputFormat:
         return {"name": self.name, **self.settings}
 
 
+def name_list(value: Any, allowed, key: str, what: str, expected: str, hints: dict | None = None) -> list[str]:
+    """`value` (a name or a non-empty list of names, each in `allowed`, none twice) as a list; the
+    ConfigError names `key`. `what`: "format"; `expected`: "a format name"; `hints`: name -> advice."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(x, str) for x in names):
+        raise ConfigError(f"{key}: expected {expected} or a non-empty list of them ({', '.join(allowed)}), "
+                          f"got {value!r}")
+    for name in names:
+        if name not in allowed:
+            hint = (hints or {}).get(name, "")
+            raise ConfigError(f"{key}: unknown {what} {name!r}{hint}; choose from {', '.join(allowed)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{key}: {names!r} lists a format twice")
+    return names
+
+
 def parse_formats(value: Any, tables: dict, where: str) -> tuple[OutputFormat, ...]:
     """`format` ("png" or ["png", "webp"]) and the per-format tables ({"webp": {...}}) as
     OutputFormats, in the order given. Raises ConfigError naming the key."""
-    names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list) or not names or not all(isinstance(x, str) for x in names):
-        raise ConfigError(f"{where}.format: expected a format name or a non-empty list of them "
-                          f"({', '.join(EXTENSIONS)}), got {value!r}")
-    for name in names:
-        if name not in EXTENSIONS:
-            hint = " (write \"jpeg\")" if name == "jpg" else ""
-            raise ConfigError(f"{where}.format: unknown format {name!r}{hint}; choose from {', '.join(EXTENSIONS)}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where}.format: {names!r} lists a format twice")
+    names = name_list(value, EXTENSIONS, f"{where}.format", "format", "a format name",
+                      {"jpg": " (write \"jpeg\")"})
     for name in tables:
         if name not in SETTINGS or name == "png":
             raise ConfigError(f"{where}: unknown table [output.{name}]; settings tables: webp, jpeg, avif "

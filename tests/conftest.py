@@ -1,4 +1,5 @@
 import importlib.util
+import sys
 
 import pytest
 
@@ -27,3 +28,23 @@ def pytest_collection_modifyitems(config, items):
 def demo_layers(tmp_path_factory):
     """Small deterministic layers folder: 4 layers, 14 traits, 64x64."""
     return make_layers(tmp_path_factory.mktemp("layers"), layers=4, traits=14, size=64, seed=3)
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch, tmp_path):
+    """CuPy played by tests/fake_cupy.py (streams, pinned pool, asynchronous copies), each CUDA
+    kernel by its host equivalent; the deflate kernel's host build needs a C++ compiler."""
+    from fake_cupy import FakeKernels, make_cupy
+
+    from gpucomp import kernels
+    from gpucomp.gpu_deflate import build_host_library
+
+    lib = build_host_library(tmp_path)
+    if lib is None:
+        pytest.skip("no C++ compiler for the deflate kernel's host build")
+    cp, cupyx = make_cupy()
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    monkeypatch.setitem(sys.modules, "cupyx", cupyx)
+    fake = FakeKernels(lib)
+    monkeypatch.setattr(kernels, "get_kernel", fake)
+    return fake

@@ -261,25 +261,6 @@ def test_static_items_repeat_one_frame(tmp_path):
         assert len(decoded(tmp_path / "out" / "images" / "animation" / f"{n_run}.{ext}")) == 3
 
 
-@pytest.fixture
-def fake_gpu(monkeypatch, tmp_path):
-    """CuPy played by tests/fake_cupy.py (as in tests/test_cuda_glue.py)."""
-    from fake_cupy import FakeKernels, make_cupy
-
-    from gpucomp import kernels
-    from gpucomp.gpu_deflate import build_host_library
-
-    lib = build_host_library(tmp_path)
-    if lib is None:
-        pytest.skip("no C++ compiler for the deflate kernel's host build")
-    cp, cupyx = make_cupy()
-    monkeypatch.setitem(sys.modules, "cupy", cp)
-    monkeypatch.setitem(sys.modules, "cupyx", cupyx)
-    fake = FakeKernels(lib)
-    monkeypatch.setattr(kernels, "get_kernel", fake)
-    return fake
-
-
 def test_the_cuda_backend_composites_frames_in_its_batches_to_the_cpu_files(fake_gpu, anim_layers, tmp_path,
                                                                               monkeypatch):
     """Frames of several items share a CUDA batch (batch 6 across items of 4 frames, two render calls);

@@ -8,29 +8,13 @@ import sys
 
 import numpy as np
 import pytest
-from fake_cupy import FakeKernels, make_cupy
 from PIL import Image
 
 import gpucomp
-from gpucomp import kernels
 from gpucomp.config import Config, with_overrides
 from gpucomp.demo import make_layers
 from gpucomp.encode import deflate_engine, get_preset
-from gpucomp.gpu_deflate import build_host_library
 from gpucomp.pipeline import Generation
-
-
-@pytest.fixture
-def fake_gpu(monkeypatch, tmp_path):
-    lib = build_host_library(tmp_path)
-    if lib is None:
-        pytest.skip("no C++ compiler for the deflate kernel's host build")
-    cp, cupyx = make_cupy()
-    monkeypatch.setitem(sys.modules, "cupy", cp)
-    monkeypatch.setitem(sys.modules, "cupyx", cupyx)
-    fake = FakeKernels(lib)
-    monkeypatch.setattr(kernels, "get_kernel", fake)
-    return fake
 
 
 @pytest.fixture(scope="module")
