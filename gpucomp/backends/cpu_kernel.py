@@ -255,7 +255,7 @@ def composite_item(pixels, spans, rowptr, tinfo, tids, modes, plain, as_tab, ias
     opaque = True
     for y in range(h):
         dst = out[y] if direct else line
-        lo, hi, first = spans[0, 0] * 0, w, max(start, 0)  # lo: an int64 0 (a literal 0 would type apart)
+        lo, hi, first = w - w, w, max(start, 0)  # lo: an int64 0 (a literal 0 would type apart)
         if fast:
             lo, hi, first = w, lo, start + 1
             for li in range(first, n):
