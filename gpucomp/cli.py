@@ -291,7 +291,9 @@ def cmd_info(args) -> int:
 
         for line in device_report():
             print(f"  {line}")
-    print("cpu: available (NumPy backend)")
+    from .backends.numpy_backend import kernel_status
+
+    print(f"cpu: available ({kernel_status()[1]})")  # the fused numba kernel, or why NumPy composites
     for p in PRESETS.values():
         print(f"png preset {p.name}: {p.help} [deflate: {deflate_engine(p, gpu=ok)}]")
     from .formats import availability

@@ -131,6 +131,14 @@ def test_info(capsys):
     assert all(f"png preset {p}" in out for p in ("fast", "balanced", "small"))
 
 
+def test_info_names_the_cpu_compositor(monkeypatch, capsys):
+    from gpucomp.backends import numpy_backend
+
+    monkeypatch.setattr(numpy_backend, "kernel_status", lambda: (False, "GPUCOMP_NO_JIT is set: NumPy compositing"))
+    assert main(["info"]) == 0
+    assert "cpu: available (GPUCOMP_NO_JIT is set: NumPy compositing)" in capsys.readouterr().out
+
+
 def test_refuses_a_foreign_non_empty_output_folder(demo_layers, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
