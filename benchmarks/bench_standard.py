@@ -1,6 +1,8 @@
 """The standard workload end to end on this machine (CPU or any backend), against the naive
 Pillow pipeline on the same layers and against the floor (PNG encoding alone of the same
-composites, same number of workers), all in the same run.
+composites, same number of workers), all in the same run. It also times writing alone (the run's
+PNG bytes as new files in its output folder, same workers): what the machine's filesystem and
+memory make a file cost, which the floor does not count.
 
     python benchmarks/bench_standard.py            # 1000 items, 8 layers, 100 traits, 2048x2048
     python benchmarks/bench_standard.py --quick    # 200 items at 512x512: a smoke run
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 
 from common import (QUICK, STANDARD, encode_floor, machine, peak_rss_mb, sample_composites, table, workload_layers,
-                    write_json)
+                    write_floor, write_json)
 
 import gpucomp
 from gpucomp.layers import load_layers
@@ -51,6 +53,8 @@ def main() -> int:
         wall = time.perf_counter() - t0
         peak = peak_rss_mb()
         floor = encode_floor(sample_composites(out / "images", args.floor_sample), s["workers"], args.preset)
+        pngs = [p.read_bytes() for p in sorted((out / "images").glob("*.png"))[:args.floor_sample]]
+        writes = write_floor(pngs, out / ".write-floor", s["workers"])
     finally:
         if not args.out:
             shutil.rmtree(out, ignore_errors=True)
@@ -60,6 +64,8 @@ def main() -> int:
     ratio = s["items_per_s_total"] / naive["items_per_s"]
     hl = hashlips_row(args, layers, spec)
     of_floor = s["items_per_s_total"] / floor["items_per_s"]
+    # Encoding and then writing each item on the same workers: the two floors in series.
+    with_writes = 1 / (1 / floor["items_per_s"] + 1 / writes["items_per_s"])
     rows = [
         ("gpucomp " + s["backend"]["backend"] + f" ({s['preset']})", n, f"{s['items_per_s_total']:.2f}",
          f"{s['items_per_s']:.2f}", f"{s['avg_png_bytes'] / 1e6:.2f}", f"{peak:.0f}"),
@@ -78,6 +84,9 @@ def main() -> int:
     print("stage seconds (summed over workers): " + ", ".join(f"{k} {v:.2f}" for k, v in s["stage_seconds"].items()))
     print(f"end to end / floor: {of_floor:.2f} (encode alone {floor['ms_per_item_per_worker']:.1f} ms per item "
           f"per worker); ratio gpucomp / naive Pillow: {ratio:.1f}x")
+    print(f"writing alone: {writes['items_per_s']:.1f} items/s ({writes['ms_per_item_per_worker']:.1f} ms per item per "
+          f"worker, new files in the output folder); encode + write in series: {with_writes:.1f} items/s, "
+          f"end to end / that: {s['items_per_s_total'] / with_writes:.2f}")
     if "items_per_s" in hl:
         hl["ratio"] = s["items_per_s_total"] / hl["items_per_s"]
         print(f"ratio gpucomp / HashLips Art Engine 2: {hl['ratio']:.1f}x")
@@ -86,7 +95,8 @@ def main() -> int:
     write_json(args.json or str(Path(__file__).parent / "results" / f"standard{'-quick' if args.quick else ''}.json"),
                {"workload": spec, "items": n, "machine": machine(), "gpucomp": s, "wall_seconds": wall,
                 "peak_rss_mb": peak, "naive_pillow": naive, "ratio_vs_naive": ratio,
-                "floor": floor, "ratio_vs_floor": of_floor, "hashlips": hl})
+                "floor": floor, "ratio_vs_floor": of_floor, "write_floor": writes, "encode_write_floor": with_writes,
+                "ratio_vs_encode_write_floor": s["items_per_s_total"] / with_writes, "hashlips": hl})
     return 0
 
 

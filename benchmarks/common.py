@@ -76,6 +76,32 @@ def sample_composites(images_dir: Path, k: int) -> list:
     return [np.asarray(Image.open(p)) for p in paths]
 
 
+def write_floor(pngs: list, folder: Path, workers: int, items: int = 0, rounds: int = 3) -> dict:
+    """What writing alone costs here: items/s of writing `pngs` (cycled) as new files into `folder`
+    (inside the run's output folder, so the same filesystem) with gpucomp's atomic writes on
+    `workers` threads; the median of `rounds`, every file kept until the end, as a run keeps its
+    output (on a VM that backs memory on first touch, new page cache is the cost being measured)."""
+    import statistics
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gpucomp.output import atomic_write_bytes
+
+    items = items or max(4 * len(pngs), 8 * workers)
+    times = []
+    folder.mkdir()
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            for r in range(rounds):
+                t0 = time.perf_counter()
+                list(pool.map(lambda i: atomic_write_bytes(folder / f"{r}-{i}.png", pngs[i % len(pngs)]), range(items)))
+                times.append(time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    dt = statistics.median(times)
+    return {"items": items, "rounds": rounds, "round_seconds": times, "workers": workers,
+            "items_per_s": items / dt, "ms_per_item_per_worker": dt * workers / items * 1e3}
+
+
 def encode_floor(images: list, workers: int, preset: str = "fast", items: int = 0, rounds: int = 3) -> dict:
     """The floor: items/s of PNG encoding alone (filter + deflate + chunks, what the `encode` stage
     does minus the hash) on `workers` threads, cycling over `images` for `items` encodes a round;
