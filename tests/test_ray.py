@@ -82,6 +82,18 @@ def test_ray_renders_the_bytes_of_one_process(cluster, demo_layers, tmp_path, re
     assert not list(out.glob("gpucomp.shard-*")) and not (out / "gpucomp.journal").exists()
 
 
+def test_an_animated_collection_on_ray_is_the_bytes_of_one_process(cluster, tmp_path):
+    """Frames, stills and animated files (APNG, GIF) from the Ray workers equal one process's."""
+    from gpucomp.demo import make_layers
+
+    layers = make_layers(tmp_path / "layers", layers=3, traits=9, size=32, seed=5, animated=4)
+    args = dict(size=6, seed=2, backend="cpu", animation=["apng", "gif"])
+    gpucomp.run(layers, tmp_path / "one", workers=2, **args)
+    list(gpucomp.generate(layers, tmp_path / "ray", ray=True, **args))
+    one, on_ray = snapshot(tmp_path / "one"), snapshot(tmp_path / "ray")
+    assert any(k.startswith("images/animation/") for k in one) and on_ray == one
+
+
 def test_a_worker_killed_mid_shard_is_restarted_and_its_shard_retried(cluster, demo_layers, tmp_path, reference):
     out = tmp_path / "out"
     gen = gpucomp.generate(demo_layers, out, ray=True, **ARGS)
