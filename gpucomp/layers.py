@@ -135,6 +135,9 @@ class _PngHeader:
     bit_depth: int
     colour_type: int
     trns: bytes | None  # body of the tRNS chunk, if any
+    interlace: int = 0
+    idat: tuple = ()  # the IDAT bodies in order (views of the file's bytes): png_read inflates them
+    animated: bool = False  # an acTL chunk (APNG)
 
 
 def _pixel_limit() -> int:
@@ -161,11 +164,11 @@ def _read_ihdr(path: Path, data: bytes) -> tuple[int, int, int, int]:
     return w, h, depth, ctype
 
 
-def _walk_chunks(path: Path, data: bytes) -> bytes | None:
-    """Check every chunk's CRC up to IEND and return the tRNS body. Pillow skips the CRCs of IDAT and
-    of chunks after it, so a damaged file could otherwise decode to wrong pixels. Bytes after IEND
-    are ignored, as every decoder does."""
-    view, pos, trns = memoryview(data), 8, None
+def _walk_chunks(path: Path, data: bytes) -> tuple[bytes | None, tuple, bool]:
+    """Check every chunk's CRC up to IEND; return the tRNS body, the IDAT bodies and whether there is
+    an acTL chunk. Pillow skips the CRCs of IDAT and of chunks after it, so a damaged file could
+    otherwise decode to wrong pixels. Bytes after IEND are ignored, as every decoder does."""
+    view, pos, trns, idat, animated = memoryview(data), 8, None, [], False
     while True:
         if pos + 12 > len(data):
             raise LayerError(f"{path}: file ends at byte {len(data)} before the IEND chunk (truncated); re-export it")
@@ -177,8 +180,12 @@ def _walk_chunks(path: Path, data: bytes) -> bytes | None:
             raise LayerError(f"{path}: chunk {kind!r} at byte {pos} has a bad checksum (CRC); the file is damaged, re-export it")
         if kind == b"tRNS":
             trns = bytes(view[pos + 8:end - 4])
-        if kind == b"IEND":
-            return trns
+        elif kind == b"IDAT":
+            idat.append(view[pos + 8:end - 4])
+        elif kind == b"acTL":
+            animated = True
+        elif kind == b"IEND":
+            return trns, tuple(idat), animated
         pos = end
 
 
@@ -243,7 +250,8 @@ def _check_png(path: Path, data: bytes) -> _PngHeader:
     if not data.startswith(PNG_SIGNATURE):
         raise LayerError(f"{path}: not a PNG file (wrong signature); re-export it as a PNG")
     w, h, depth, ctype = _read_ihdr(path, data)
-    header = _PngHeader(w, h, depth, ctype, _walk_chunks(path, data))
+    trns, idat, animated = _walk_chunks(path, data)
+    header = _PngHeader(w, h, depth, ctype, trns, data[28], idat, animated)
     if depth == 16 and ctype == 2 and header.trns is not None:
         # Pillow reduces 16-bit RGB to 8 bits and then compares that with the 16-bit key: wrong pixels go clear.
         raise LayerError(f"{path}: 16-bit RGB with a transparent colour key (tRNS) cannot be read exactly; "
@@ -272,14 +280,16 @@ ANIMATION_HINT = ("animated traits are read when the collection has animated out
 
 
 def _frames_or_refuse(im, path: Path, animated: bool, what: str):
-    """None for a still image; its frames when it is animated and animation is on; refused otherwise."""
+    """None for a still image; when it is animated and animation is on, its frames (a list), or its
+    one frame's pixels (a single-frame GIF); refused when animation is off."""
     from .animation import decode_frames
 
     if im.format != "GIF" and getattr(im, "n_frames", 1) <= 1:
         return None
     if not animated:
         raise LayerError(f"{path}: {what} with {im.n_frames} frames; {ANIMATION_HINT}")
-    return decode_frames(im, path)
+    frames = decode_frames(im, path)
+    return frames if len(frames) > 1 else frames[0]
 
 
 def _decode_other(path: Path, animated: bool = False) -> tuple[np.ndarray | list[np.ndarray], str]:
@@ -302,7 +312,7 @@ def _decode_other(path: Path, animated: bool = False) -> tuple[np.ndarray | list
                                  f"pixels); re-export it at the collection's canvas size")
             frames = _frames_or_refuse(im, path, animated, "animated image") if want != "JPEG" else None
             if frames is not None:
-                return (frames if len(frames) > 1 else frames[0]), hashlib.sha256(data).hexdigest()
+                return frames, hashlib.sha256(data).hexdigest()
             im.load()
             rgba = im.convert("RGB").convert("RGBA") if want == "JPEG" else im.convert("RGBA")
             arr = np.array(rgba, dtype=np.uint8)
@@ -324,7 +334,7 @@ def _decode(path: Path, animated: bool = False) -> tuple[np.ndarray | list[np.nd
     data = _read_png(path)
     header = _check_png(path, data)
     digest = hashlib.sha256(data).hexdigest()
-    fast = png_read.decode(data)  # the common PNGs; None: Pillow below
+    fast = png_read.decode(header)  # the common PNGs; None: Pillow below
     if fast is not None:
         return fast, digest
     try:
@@ -337,7 +347,7 @@ def _decode(path: Path, animated: bool = False) -> tuple[np.ndarray | list[np.nd
         with opened as im:
             frames = _frames_or_refuse(im, path, animated, "animated PNG")
             if frames is not None:
-                return (frames if len(frames) > 1 else frames[0]), digest
+                return frames, digest
             im.load()
             arr = _to_rgba(im, header)
     except LayerError:

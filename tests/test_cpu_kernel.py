@@ -130,9 +130,19 @@ def test_rows_the_upper_layers_miss_are_the_backgrounds_bytes():
     assert np.array_equal(kern.composite_filtered((0, 0), "up").rows, filter_rows(got, "up"))
 
 
-def test_the_kernels_run_indexing_equals_the_numpy_definition():
+def kernel_runs(px, plain):
+    """cpu_spans.trait_runs' three arrays as the kernel writes them into a pool (run_counts, fill_runs)."""
     from gpucomp.backends import cpu_kernel
 
+    n_runs, n_bytes = cpu_kernel.run_counts(px, plain)
+    spans, rowptr = np.empty((n_runs, 4), np.int64), np.empty(px.shape[0] + 1, np.int64)
+    data = np.empty(n_bytes, np.uint8)
+    cpu_kernel.fill_runs(px, plain, 0, data, spans, rowptr, 0, 0)
+    ys = np.repeat(np.arange(px.shape[0]), np.diff(rowptr))
+    return ys, spans[:, [0, 1, 3]], data
+
+
+def test_the_kernels_run_indexing_equals_the_numpy_definition():
     rng = np.random.default_rng(3)
     for trial in range(150):
         h, w = (int(v) for v in rng.integers(1, 10, 2))
@@ -141,7 +151,7 @@ def test_the_kernels_run_indexing_equals_the_numpy_definition():
         px[..., 3] = np.where(k < 0.3, 0, np.where(k < 0.6, 255, px[..., 3]))
         px[..., 3] = 255 if trial % 7 == 0 else (0 if trial % 11 == 0 else px[..., 3])
         for plain in (True, False):
-            for want, got in zip(trait_runs(px, plain), cpu_kernel.trait_runs(px, plain)):
+            for want, got in zip(trait_runs(px, plain), kernel_runs(px, plain)):
                 assert want.dtype == got.dtype and np.array_equal(want, got), (trial, plain)
 
 

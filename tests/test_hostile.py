@@ -103,10 +103,10 @@ def no_pillow(monkeypatch):
     calls = []
     real, fast = Image.open, png_read.decode
 
-    def fast_then_pillow(data):
-        got = fast(data)
+    def fast_then_pillow(header):
+        got = fast(header)
         if got is not None:
-            calls.append(data)
+            calls.append(header)
         return got
 
     monkeypatch.setattr(Image, "open", lambda *a, **k: calls.append(a) or real(*a, **k))

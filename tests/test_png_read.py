@@ -3,6 +3,7 @@ and its hand-back to Pillow for everything it does not read."""
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from PIL import Image
 
 from gpucomp import png_read
 from gpucomp.encode import encode_filtered, filter_rows, get_preset
+from gpucomp.layers import _check_png
 
 pytestmark = pytest.mark.skipif(png_read._tools() is None, reason="numba or isal missing: Pillow reads every PNG")
 
@@ -18,6 +20,11 @@ pytestmark = pytest.mark.skipif(png_read._tools() is None, reason="numba or isal
 def any_size(monkeypatch):
     """The tests use small images; the reader takes only images of MIN_PIXELS and up otherwise."""
     monkeypatch.setattr(png_read, "MIN_PIXELS", 0)
+
+
+def decode(data: bytes):
+    """The reader as layers.py calls it: on the header its checked walk over the file found."""
+    return png_read.decode(_check_png(Path("trait.png"), data))
 
 
 def pillow(data: bytes) -> np.ndarray:
@@ -37,7 +44,7 @@ def art(seed: int, h: int, w: int, channels: int) -> np.ndarray:
 def test_every_filter_type_reads_as_pillow_reads_it(kind, channels):
     px = art(len(kind) + channels, 23, 31, channels)
     data = encode_filtered(filter_rows(px, kind), 31, 23, channels, get_preset("fast"))
-    got = png_read.decode(data)
+    got = decode(data)
     assert got is not None and np.array_equal(got, pillow(data))
 
 
@@ -46,7 +53,7 @@ def test_files_pillow_wrote_read_the_same(level):
     px = art(level, 40, 17, 4)
     buf = io.BytesIO()
     Image.fromarray(px).save(buf, format="PNG", compress_level=level)
-    got = png_read.decode(buf.getvalue())
+    got = decode(buf.getvalue())
     assert got is not None and np.array_equal(got, px)
 
 
@@ -59,7 +66,7 @@ def test_average_filter_rows_read_as_pillow_reads_them():
         rows[y, 0], rows[y, 1:] = 3, (flat[y] - ((left + prev) >> 1)) % 256
         prev = flat[y]
     data = encode_filtered(rows, 9, 12, 4, get_preset("fast"))
-    assert np.array_equal(png_read.decode(data), px)
+    assert np.array_equal(decode(data), px)
 
 
 def png_with(ihdr: bytes, idat: bytes, extra: tuple = ()) -> bytes:
@@ -80,19 +87,19 @@ def test_what_it_does_not_read_goes_to_pillow(case):
     body = {"short": raw, "long": raw * 3, "bad-filter": b"\x07" + bytes(4 * w) + raw}.get(case, raw * h)
     idat = b"not a zlib stream" if case == "not-zlib" else zlib.compress(body)
     extra = {"trns": ((b"tRNS", b"\0\0\0\0\0\0"),), "animated": ((b"acTL", bytes(8)),)}.get(case, ())
-    assert png_read.decode(png_with(ihdr, idat, extra)) is None
+    assert decode(png_with(ihdr, idat, extra)) is None
 
 
 def test_no_jit_leaves_every_file_to_pillow(monkeypatch):
     monkeypatch.setenv("GPUCOMP_NO_JIT", "1")
     monkeypatch.setattr(png_read, "_state", {})
     data = encode_filtered(filter_rows(art(1, 4, 4, 4), "up"), 4, 4, 4, get_preset("fast"))
-    assert png_read.decode(data) is None
+    assert decode(data) is None
 
 
 def test_small_images_go_to_pillow_so_small_jobs_never_compile(monkeypatch):
     monkeypatch.setattr(png_read, "MIN_PIXELS", 1 << 20)
     small = encode_filtered(filter_rows(art(2, 512, 512, 4), "up"), 512, 512, 4, get_preset("fast"))
-    assert png_read.decode(small) is None
+    assert decode(small) is None
     large = encode_filtered(filter_rows(art(2, 1024, 1024, 3), "up"), 1024, 1024, 3, get_preset("fast"))
-    assert np.array_equal(png_read.decode(large), pillow(large))
+    assert np.array_equal(decode(large), pillow(large))

@@ -349,21 +349,3 @@ def fill_runs(pixels, plain, x_off, pix_out, spans_out, rowptr_out, s0, p0):
         if prev > 0:
             spans_out[r - 1, 1] = w + x_off
         rowptr_out[y + 1] = s0 + r
-
-
-@njit(**_JIT)
-def trait_runs(pixels, plain):
-    """cpu_spans.trait_runs by run_counts and fill_runs (the same three arrays, byte for byte)."""
-    n_runs, n_bytes = run_counts(pixels, plain)
-    spans = np.empty((n_runs, 4), np.int64)
-    rowptr = np.empty(pixels.shape[0] + 1, np.int64)
-    out = np.empty(n_bytes, np.uint8)
-    fill_runs(pixels, plain, 0, out, spans, rowptr, 0, 0)
-    ys = np.empty(n_runs, np.int64)
-    for y in range(pixels.shape[0]):
-        for i in range(rowptr[y], rowptr[y + 1]):
-            ys[i] = y
-    runs = np.empty((n_runs, 3), np.int64)
-    for i in range(n_runs):
-        runs[i, 0], runs[i, 1], runs[i, 2] = spans[i, 0], spans[i, 1], spans[i, 3]
-    return ys, runs, out

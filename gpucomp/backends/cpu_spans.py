@@ -33,8 +33,8 @@ class SpanPool:
 
 def trait_runs(pixels: np.ndarray, plain: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row of each run, runs (R, 3): x0, x1, opaque, the runs' bytes: RGB for an opaque run,
-    RGBA for the others, in run order). The readable definition: the backend runs the kernel's
-    one-pass version (cpu_kernel.trait_runs), tested equal to this one."""
+    RGBA for the others, in run order). The readable definition: the backend writes the same runs
+    straight into its pool (cpu_kernel.run_counts + fill_runs), tested equal to this one."""
     a = pixels[..., 3]
     h, w = a.shape
     if plain and bool((a == 255).all()):  # an opaque box (a background): one run a row, RGB bytes
