@@ -17,15 +17,23 @@ from .media import DEFAULT_FILES, OutputFile, output_files
 from .output import MANIFEST
 
 
+def _recorded_output(out: Path) -> dict | None:
+    """The manifest's `art.output` (resume.output_of), or None in a folder without a manifest."""
+    from .resume import output_of, read_manifest
+
+    if not (Path(out) / MANIFEST).exists():
+        return None
+    return output_of(read_manifest(Path(out)))
+
+
 def collection_files(out: Path) -> tuple[OutputFile, ...]:
     """Every image file of an item of the collection in `out`, primary first (media.output_files)."""
     from .formats import parse_formats
     from .resize import Size
-    from .resume import output_of, read_manifest
 
-    if not (Path(out) / MANIFEST).exists():
+    output = _recorded_output(out)
+    if output is None:
         return DEFAULT_FILES
-    output = output_of(read_manifest(Path(out)))
     where = f"{Path(out) / MANIFEST}: art.output"
     try:
         formats = parse_formats([f["name"] for f in output["formats"]],
@@ -41,11 +49,7 @@ def collection_files(out: Path) -> tuple[OutputFile, ...]:
 def animated_files(out: Path) -> tuple[OutputFile, ...]:
     """The animated files of an item (images/animation/<n>.<ext>, anim_encode.py), in the order of
     [output] animation; () for a collection without animated output."""
-    from .resume import output_of, read_manifest
-
-    if not (Path(out) / MANIFEST).exists():
-        return ()
-    anim = output_of(read_manifest(Path(out))).get("animation")
+    anim = (_recorded_output(out) or {}).get("animation")
     if not isinstance(anim, dict):
         return ()
     from .anim_encode import parse_animation
