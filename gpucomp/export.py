@@ -72,8 +72,9 @@ def export(out, layout: str, copy: bool = False, log: Callable[[str], None] | No
         _check(out, layout, opts, numbers, image)
         dest = ensure_folder(out / LAYOUTS[layout])
         remove_temporaries(dest)  # what a killed export left
-        anim = next((f for f in animated_files(out) if f.format.name in SUGAR_ANIMATIONS), None)
-        if layout == "sugar" and animated_files(out) and anim is None:
+        animations = animated_files(out)
+        anim = next((f for f in animations if f.format.name in SUGAR_ANIMATIONS), None)
+        if layout == "sugar" and animations and anim is None:
             log("export: Sugar uploads an animation_url file only as mp4 or webm: the items' animation_url is left "
                 "out (add \"mp4\" or \"webm\" to [output] animation to publish the animation)")
         names = _place_all(out, dest, layout, numbers, copy, log, image, anim)
