@@ -79,12 +79,13 @@ def sample_composites(images_dir: Path, k: int) -> list:
 def write_floor(pngs: list, folder: Path, workers: int, items: int = 0, rounds: int = 3) -> dict:
     """What writing alone costs here: items/s of writing `pngs` (cycled) as new files into `folder`
     (inside the run's output folder, so the same filesystem) with gpucomp's atomic writes on
-    `workers` threads; the median of `rounds`, every file kept until the end, as a run keeps its
-    output (on a VM that backs memory on first touch, new page cache is the cost being measured)."""
+    `workers` threads and its streamed writeback (gpucomp/writeback.py, waited for in the round's
+    time); the median of `rounds`, every file kept until the end, as a run keeps its output."""
     import statistics
     from concurrent.futures import ThreadPoolExecutor
 
     from gpucomp.output import atomic_write_bytes
+    from gpucomp.writeback import Writeback
 
     items = items or max(4 * len(pngs), 8 * workers)
     times = []
@@ -93,7 +94,9 @@ def write_floor(pngs: list, folder: Path, workers: int, items: int = 0, rounds: 
         with ThreadPoolExecutor(workers) as pool:
             for r in range(rounds):
                 t0 = time.perf_counter()
-                list(pool.map(lambda i: atomic_write_bytes(folder / f"{r}-{i}.png", pngs[i % len(pngs)]), range(items)))
+                with Writeback() as back:
+                    list(pool.map(lambda i: atomic_write_bytes(folder / f"{r}-{i}.png", pngs[i % len(pngs)],
+                                                               writeback=back), range(items)))
                 times.append(time.perf_counter() - t0)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

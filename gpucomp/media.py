@@ -107,11 +107,12 @@ def size_folders(files: tuple[OutputFile, ...]) -> tuple[str, ...]:
                                 *((FOLDER,) if any(f.animated for f in files) else ())]))
 
 
-def write_others(images: Path, number: int, files: tuple[OutputFile, ...], blobs: list[bytes]) -> int:
+def write_others(images: Path, number: int, files: tuple[OutputFile, ...], blobs: list[bytes],
+                 writeback=None) -> int:
     """Write every file but the primary (files[0]); the caller writes the primary after these, so
     that a journal record (made after the primary) implies every file was in place. Returns bytes."""
     from .output import atomic_write_bytes
 
     for f, data in zip(files[1:], blobs[1:]):
-        atomic_write_bytes(images / f.name(number), data)
+        atomic_write_bytes(images / f.name(number), data, writeback=writeback)
     return sum(len(b) for b in blobs[1:])

@@ -24,6 +24,7 @@ from .errors import OutputError
 from .journal import Journal, file_sha256
 from .media import DEFAULT_FILES, OutputFile, is_default, render_files, write_others
 from .output import atomic_write_bytes, json_bytes, nonempty_file, open_regular
+from .writeback import Writeback, WritebackError
 from .testhooks import fault  # noqa: F401 (GPUCOMP_TEST_KILL / GPUCOMP_TEST_SLOW points, also for folder.py)
 
 ANIM_GROUP_FRAMES = 512  # CUDA, animated output: frames composited per render call (items x frames)
@@ -162,6 +163,7 @@ class ShardRenderer:
         self.journal, self.total, self.written = journal, len(positions), 0
         self.pending: set[Future] = set()
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gpucomp")
+        self.writeback = Writeback()
         wait_pool = True
         try:
             for seg, rows, pos in self.ctx.index.by_segment(positions):
@@ -181,9 +183,19 @@ class ShardRenderer:
         except BaseException:
             for f in self.pending:
                 f.cancel()
-            raise
-        finally:
             self.pool.shutdown(wait=wait_pool, cancel_futures=True)
+            self.writeback.close(raise_error=False)  # the error above is the one to see
+            raise
+        self.pool.shutdown(wait=wait_pool, cancel_futures=True)
+        self._close_writeback()
+
+    def _close_writeback(self) -> None:
+        """Wait for the last files to reach the disk (writeback.py); a disk error is the run's error."""
+        with self.stats.timer("write"):
+            try:
+                self.writeback.close()
+            except OSError as err:
+                raise write_error(Path(err.filename), err, 0, 0) from err
 
     def _prepare(self, layerset) -> None:
         if layerset is self._prepared:
@@ -339,13 +351,14 @@ class ShardRenderer:
         with st.timer("write"):
             try:
                 if blobs:
-                    others = write_others(ctx.out / "images", number, files, blobs)
+                    others = write_others(ctx.out / "images", number, files, blobs, self.writeback)
                     fault(f"others:{number}")  # the other files in place, the primary not yet
-                atomic_write_bytes(img_path, png)
+                atomic_write_bytes(img_path, png, writeback=self.writeback)
                 fault(f"image:{number}")
                 atomic_write_bytes(ctx.out / "metadata" / f"{number}.json", ctx.index.meta_bytes(p))
             except OSError as err:
-                raise write_error(img_path, err, len(png) + others, self.total - self.written) from err
+                failed = Path(err.filename) if isinstance(err, WritebackError) else img_path  # maybe an earlier file
+                raise write_error(failed, err, len(png) + others, self.total - self.written) from err
             self.journal.record(number, digest.hex())
         st.count("png_bytes", len(png) + others)  # every file of the item
         with self._count:
