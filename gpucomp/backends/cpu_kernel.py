@@ -80,19 +80,21 @@ def blend_fn(mode, cb, cs):
 # handling otherwise stays in the loop and blocks vectorisation (measured: 2.2 vs 10.5 ms a 2048²
 # copy).
 @njit(inline="always", **_JIT)
-def _copy(rgb, alpha, px, x0, x1, off):
-    """Opaque run of a plain layer (3 bytes a pixel): acc = pm (acc * 0 + pm, bit for bit)."""
+def _copy(rgb, alpha, px, x0, x1, off, track):
+    """Opaque run of a plain layer (3 bytes a pixel): acc = pm (acc * 0 + pm, bit for bit).
+    `track` false: alpha is not kept (over an opaque base with only plain layers nothing reads it)."""
     n = 3 * (x1 - x0)
     src, dst = px[off:off + n], rgb[3 * x0:3 * x1]
     for j in range(n):
         dst[j] = F32(src[j])
-    al = alpha[x0:x1]
-    for i in range(x1 - x0):
-        al[i] = _1
+    if track:
+        al = alpha[x0:x1]
+        for i in range(x1 - x0):
+            al[i] = _1
 
 
 @njit(inline="always", **_JIT)
-def _over(rgb, alpha, px, x0, x1, off):
+def _over(rgb, alpha, px, x0, x1, off, track):
     """Semi-transparent run of a plain layer (4 bytes a pixel): acc = acc * INV[a8] + c8 * SA[a8].
     SA[a] is computed, a / 255 in float32 (correctly rounded: the same bits as the table for all
     256 values, tested), and INV[a] = 1 - SA[a], as the tables are defined: no gathers, so the
@@ -105,7 +107,10 @@ def _over(rgb, alpha, px, x0, x1, off):
         dst[3 * i] = dst[3 * i] * inv + F32(src[4 * i]) * sa
         dst[3 * i + 1] = dst[3 * i + 1] * inv + F32(src[4 * i + 1]) * sa
         dst[3 * i + 2] = dst[3 * i + 2] * inv + F32(src[4 * i + 2]) * sa
-        al[i] = al[i] * inv + sa
+    if track:
+        for i in range(n):
+            sa = F32(src[4 * i + 3]) / _255
+            al[i] = al[i] * (_1 - sa) + sa
 
 
 @njit(**_JIT)
@@ -150,7 +155,7 @@ def _finish(rgb, alpha, out, y):
 
 
 @njit(inline="always", **_JIT)
-def _row_layer(rgb, alpha, y, t, pixels, spans, rowptr, tinfo, plain, mode, as_tab, ias_tab):
+def _row_layer(rgb, alpha, y, t, pixels, spans, rowptr, tinfo, plain, mode, as_tab, ias_tab, track):
     """One trait's runs on canvas row y."""
     y0 = tinfo[t, 0]
     if y < y0 or y >= tinfo[t, 1]:
@@ -161,9 +166,9 @@ def _row_layer(rgb, alpha, y, t, pixels, spans, rowptr, tinfo, plain, mode, as_t
         if not plain:
             _blend(rgb, alpha, pixels, x0, x1, off, mode, as_tab, ias_tab)
         elif spans[s, 3] == 1:
-            _copy(rgb, alpha, pixels, x0, x1, off)
+            _copy(rgb, alpha, pixels, x0, x1, off, track)
         else:
-            _over(rgb, alpha, pixels, x0, x1, off)
+            _over(rgb, alpha, pixels, x0, x1, off, track)
 
 
 @njit(inline="always", **_JIT)
@@ -179,7 +184,7 @@ def _extent(y, t, spans, rowptr, tinfo, lo, hi):
 
 
 @njit(inline="always", **_JIT)
-def _base_row(src, lo, hi, rgb, alpha, dst):
+def _base_row(src, lo, hi, rgb, alpha, dst, track):
     """A row over a background whose bytes are `src`: only the span [lo, hi) that the layers
     above cover needs the float contract (loaded here); elsewhere the result is the background's
     bytes (float(u8) + 0.5 truncates back to the same byte), copied into dst. Explicit loops:
@@ -192,16 +197,19 @@ def _base_row(src, lo, hi, rgb, alpha, dst):
     f, s = rgb[3 * lo:3 * hi], src[3 * lo:3 * hi]
     for j in range(f.shape[0]):
         f[j] = F32(s[j])
-    a = alpha[lo:hi]
-    for x in range(a.shape[0]):
-        a[x] = _1
+    if track:
+        a = alpha[lo:hi]
+        for x in range(a.shape[0]):
+            a[x] = _1
 
 
 @njit(inline="always", **_JIT)
 def _emit(line, cur, prev, o, channels, filt):
     """Row of the output from its RGB bytes (`line`): RGBA with alpha 255 when channels is 4
     (built in `cur`), then, with filt 1 (Sub) or 2 (Up), PNG-filtered (against `prev`, the row
-    above, for Up) as encode.filter_rows does; uint8 arithmetic kept in uint8 so it vectorises."""
+    above's pixels, for Up) as encode.filter_rows does; uint8 arithmetic kept in uint8 so it
+    vectorises. The caller alternates two buffers for the row's pixels (`line` or `cur`) so
+    that this row's is the next one's `prev` without a copy."""
     px = line
     if channels == 4:
         for x in range(line.shape[0] // 3):
@@ -218,8 +226,6 @@ def _emit(line, cur, prev, o, channels, filt):
     if filt == 2:
         for j in range(px.shape[0]):
             body[j] = np.uint8(px[j] - prev[j])
-        for j in range(px.shape[0]):
-            prev[j] = px[j]
         return
     for j in range(channels):
         body[j] = px[j]
@@ -246,14 +252,19 @@ def composite_item(pixels, spans, rowptr, tinfo, tids, modes, plain, as_tab, ias
     # A full-canvas opaque trait of a plain layer is one opaque run (0, w) a row (trait_runs):
     # its bytes can be copied where nothing above it draws.
     fast = not acc and start >= 0
+    track = not fast  # alpha: over an opaque base only the blend modes read it
+    for li in range(max(start, 0), n):
+        track |= plain[li] == 0
     base = tids[max(start, 0)]
     rgb = np.zeros(3 * w, np.float32)  # premultiplied colour, 0..255, interleaved
     alpha = np.zeros(w, np.float32)
-    cur, prev = np.empty(channels * w, np.uint8), np.zeros(channels * w, np.uint8)
-    line = np.empty(3 * w, np.uint8)
+    rows = np.zeros((2, channels * w), np.uint8)  # this row's pixels and the row above's (Up filter)
+    line4 = np.empty(3 * w, np.uint8)
     direct = channels == 3 and filt == 0  # compose straight into the output row
     opaque = True
     for y in range(h):
+        cur, prev = rows[y & 1], rows[1 - (y & 1)]
+        line = cur if channels == 3 else line4
         dst = out[y] if direct else line
         lo, hi, first = w - w, w, max(start, 0)  # lo: an int64 0 (a literal 0 would type apart)
         if fast:
@@ -262,7 +273,7 @@ def composite_item(pixels, spans, rowptr, tinfo, tids, modes, plain, as_tab, ias
                 lo, hi = _extent(y, tids[li], spans, rowptr, tinfo, lo, hi)
             lo = min(lo, hi)
             off = spans[rowptr[tinfo[base, 2] + y], 2]
-            _base_row(pixels[off:off + 3 * w], lo, hi, rgb, alpha, dst)
+            _base_row(pixels[off:off + 3 * w], lo, hi, rgb, alpha, dst, track)
         elif start < 0:
             for j in range(3 * w):
                 rgb[j] = _0
@@ -270,7 +281,7 @@ def composite_item(pixels, spans, rowptr, tinfo, tids, modes, plain, as_tab, ias
                 alpha[x] = _0
         for li in range(first, n if lo < hi else first):
             _row_layer(rgb, alpha, y, tids[li], pixels, spans, rowptr, tinfo, plain[li] == 1, modes[li],
-                       as_tab[li], ias_tab[li])
+                       as_tab[li], ias_tab[li], track)
         if acc:
             for x in range(w):
                 for c in range(acc_out.shape[1]):
