@@ -324,9 +324,10 @@ def _decode_other(path: Path, animated: bool = False) -> tuple[np.ndarray | list
     return arr, hashlib.sha256(data).hexdigest()
 
 
-def _decode(path: Path, animated: bool = False) -> tuple[np.ndarray | list[np.ndarray], str]:
+def _decode(path: Path, animated: bool = False) -> tuple[np.ndarray | list[np.ndarray] | png_read.Decoded, str]:
     """Decode one trait image to (H, W, 4) uint8 straight RGBA (a list of them: an animated image's
-    frames, when `animated`); errors name the file and the fix."""
+    frames, when `animated`; png_read.Decoded, already cropped, from the fast PNG reader); errors
+    name the file and the fix."""
     from PIL import Image
 
     if path.suffix.lower() in OTHER_FORMATS:
@@ -366,6 +367,8 @@ def _try_decode(path: Path, animated: bool = False):
         arr, digest = _decode(path, animated)
     except LayerError as err:
         return err
+    if isinstance(arr, png_read.Decoded):  # cropped while it was unfiltered
+        return arr.box, arr.pixels, arr.shape, arr.opaque_full, digest, None
     frames = [_cropped(a) for a in arr] if isinstance(arr, list) else None
     box, pixels, full = frames[0] if frames else _cropped(arr)
     shape = (arr[0] if frames else arr).shape[:2]

@@ -13,6 +13,7 @@ Tests decode files of every filter type both ways and compare the pixels.
 from __future__ import annotations
 
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -54,10 +55,33 @@ def _load():
 MIN_PIXELS = 1 << 20  # smaller images: Pillow, so a small job never pays numba's first compile (~1.8 s)
 
 
-def decode(header) -> np.ndarray | None:
-    """(H, W, 4) uint8 straight RGBA from a checked PNG (layers._PngHeader: its size, type, chunks
-    found and IDAT bodies), or None: let Pillow decode it. A colour key (tRNS) or an animation
-    (acTL) is Pillow's too."""
+class Decoded(NamedTuple):
+    """A trait PNG as layers.py keeps it: the box of its pixels with alpha > 0 ((y0, x0, y1, x1),
+    None when there is none), those pixels ((y1 - y0, x1 - x0, 4) straight RGBA, contiguous),
+    whether the box is the whole canvas and every alpha 255, and the canvas (H, W)."""
+
+    box: tuple[int, int, int, int] | None
+    pixels: np.ndarray
+    opaque_full: bool
+    shape: tuple[int, int]
+
+
+_scratch = threading.local()  # per decoding thread: the unfiltered canvas, reused from file to file
+
+
+def _canvas(h: int, stride: int) -> np.ndarray:
+    """The thread's unfilter buffer: only the crop is kept, so one canvas serves every file (new
+    memory per file cost as much as the decode on the 2-core box's VM, see benchmarks/NOTES.md)."""
+    buf = getattr(_scratch, "canvas", None)
+    if buf is None or buf.size < h * stride:
+        buf = _scratch.canvas = np.empty(h * stride, np.uint8)
+    return buf[:h * stride].reshape(h, stride)
+
+
+def decode(header) -> Decoded | None:
+    """A checked PNG (layers._PngHeader: its size, type, chunks found and IDAT bodies) decoded and
+    cropped to its pixels with alpha > 0 (the box found while unfiltering), or None: let Pillow
+    decode it. A colour key (tRNS) or an animation (acTL) is Pillow's too."""
     w, h, depth, ctype = header.width, header.height, header.bit_depth, header.colour_type
     if depth != 8 or ctype not in (2, 6) or header.interlace != 0 or w * h < MIN_PIXELS:
         return None
@@ -78,11 +102,15 @@ def decode(header) -> np.ndarray | None:
     if len(raw) != want or not inflate.eof:
         return None
     rows = np.frombuffer(raw, np.uint8).reshape(h, 1 + stride)
-    pixels = np.empty((h, stride), np.uint8)
-    if not mod.unfilter(rows, pixels, channels):
+    pixels = _canvas(h, stride)
+    ok, y0, y1, x0, x1, opaque = mod.unfilter_box(rows, pixels, channels)
+    if not ok:
         return None
-    if channels == 4:
-        return pixels.reshape(h, w, 4)
-    out = np.empty((h, 4 * w), np.uint8)
-    mod.rgb_to_rgba(pixels, out)
-    return out.reshape(h, w, 4)
+    if channels == 3:
+        out = np.empty((h, 4 * w), np.uint8)
+        mod.rgb_to_rgba(pixels, out)
+        return Decoded((0, 0, h, w), out.reshape(h, w, 4), True, (h, w))
+    if y1 == 0:
+        return Decoded(None, np.zeros((0, 0, 4), np.uint8), False, (h, w))
+    crop = pixels.reshape(h, w, 4)[y0:y1, x0:x1].copy()
+    return Decoded((y0, x0, y1, x1), crop, bool(opaque) and (y0, x0, y1, x1) == (0, 0, h, w), (h, w))

@@ -45,17 +45,50 @@ def _row(f, src, prev, o, bpp):
 
 
 @njit(**_JIT)
-def unfilter(raw, out, bpp):
-    """raw: (H, 1 + stride) filtered scanlines; out: (H, stride) uint8. False (out undefined) if a
-    row names a filter type other than 0..4."""
+def _alpha_span(row, w):
+    """[lo, hi) of the pixels with alpha > 0 in an RGBA row (lo == hi == 0: none), and whether
+    every alpha of the row is 255."""
+    low, top = 255, 0
+    for x in range(w):  # reductions first: they vectorise, and settle most rows
+        a = row[4 * x + 3]
+        low, top = min(low, a), max(top, a)
+    if top == 0:
+        return 0, 0, False
+    if low > 0:
+        return 0, w, low == 255
+    lo, hi = 0, w
+    while row[4 * lo + 3] == 0:
+        lo += 1
+    while row[4 * (hi - 1) + 3] == 0:
+        hi -= 1
+    return lo, hi, False
+
+
+@njit(**_JIT)
+def unfilter_box(raw, out, bpp):
+    """raw: (H, 1 + stride) filtered scanlines -> out: (H, stride) uint8, and in the same pass the
+    box of the pixels with alpha > 0: (ok, y0, y1, x0, x1, opaque), y0 == y1 == 0 when there is
+    none, opaque True when every alpha is 255 (RGB, bpp 3: the whole image, opaque). ok False
+    (the rest undefined) if a row names a filter type other than 0..4."""
+    h, w = out.shape[0], out.shape[1] // bpp
     prev = np.zeros(out.shape[1], np.uint8)
-    for y in range(out.shape[0]):
+    y0, y1, x0, x1, opaque = h, 0, w, 0, True
+    for y in range(h):
         f = raw[y, 0]
         if f > 4:
-            return False
+            return False, 0, 0, 0, 0, False
         _row(f, raw[y, 1:], prev, out[y], bpp)
         prev = out[y]
-    return True
+        if bpp == 4:
+            lo, hi, full = _alpha_span(out[y], w)
+            opaque &= full
+            if lo < hi:
+                y0, y1, x0, x1 = min(y0, y), y + 1, min(x0, lo), max(x1, hi)
+    if bpp != 4:
+        return True, 0, h, 0, w, True
+    if y1 == 0:
+        return True, 0, 0, 0, 0, False
+    return True, y0, y1, x0, x1, opaque
 
 
 @njit(**_JIT)
@@ -71,5 +104,5 @@ def rgb_to_rgba(rgb, out):
 def warm_up() -> None:
     """Compile (or load from numba's disk cache) for the argument types png_read passes."""
     raw = np.zeros((1, 5), np.uint8)
-    unfilter(raw, np.zeros((1, 4), np.uint8), 4)
+    unfilter_box(raw, np.zeros((1, 4), np.uint8), 4)
     rgb_to_rgba(np.zeros((1, 3), np.uint8), np.zeros((1, 4), np.uint8))

@@ -23,8 +23,22 @@ def any_size(monkeypatch):
 
 
 def decode(data: bytes):
-    """The reader as layers.py calls it: on the header its checked walk over the file found."""
-    return png_read.decode(_check_png(Path("trait.png"), data))
+    """The reader as layers.py calls it (on the header its checked walk over the file found), its
+    crop put back on a transparent canvas; None where it leaves the file to Pillow."""
+    got = png_read.decode(_check_png(Path("trait.png"), data))
+    if got is None:
+        return None
+    canvas = np.zeros(got.shape + (4,), np.uint8)
+    if got.box is not None:
+        y0, x0, y1, x1 = got.box
+        canvas[y0:y1, x0:x1] = got.pixels
+    return canvas
+
+
+def reference_box(px: np.ndarray):
+    """layers' own crop (the NumPy definition) of full RGBA pixels: box, pixels, opaque_full."""
+    from gpucomp.layers import _cropped
+    return _cropped(px)
 
 
 def pillow(data: bytes) -> np.ndarray:
@@ -103,3 +117,31 @@ def test_small_images_go_to_pillow_so_small_jobs_never_compile(monkeypatch):
     assert decode(small) is None
     large = encode_filtered(filter_rows(art(2, 1024, 1024, 3), "up"), 1024, 1024, 3, get_preset("fast"))
     assert np.array_equal(decode(large), pillow(large))
+
+
+@pytest.mark.parametrize("shape", ["empty", "one pixel", "edges", "full semi", "full opaque", "holes", "rgb"])
+def test_the_box_found_while_unfiltering_is_layers_crop(shape):
+    rng = np.random.default_rng(len(shape))
+    h, w = 19, 23
+    px = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+    alpha = {"empty": np.zeros((h, w)), "one pixel": np.pad([[7]], ((5, h - 6), (9, w - 10))),
+             "edges": np.pad(np.full((h - 3, 1), 255), ((0, 3), (w - 1, 0))),
+             "full semi": np.full((h, w), 128), "full opaque": np.full((h, w), 255),
+             "holes": np.where(rng.random((h, w)) < 0.5, 0, 255), "rgb": np.full((h, w), 255)}[shape]
+    px[..., 3] = alpha
+    if shape == "holes":
+        px[0, 0, 3] = 255  # the whole canvas is the box, yet not opaque
+    channels = 3 if shape == "rgb" else 4
+    data = encode_filtered(filter_rows(px[..., :channels], "paeth"), w, h, channels, get_preset("fast"))
+    got = png_read.decode(_check_png(Path("trait.png"), data))
+    box, pixels, full = reference_box(px)
+    assert (got.box, got.opaque_full, got.shape) == (box, full, (h, w))
+    assert got.pixels.flags.c_contiguous and np.array_equal(got.pixels, pixels)
+
+
+def test_each_file_gets_its_own_pixels_though_the_canvas_is_reused():
+    a, b = art(1, 16, 16, 4), art(2, 16, 16, 4)
+    a[..., 3], b[..., 3] = 200, 255
+    first = png_read.decode(_check_png(Path("a.png"), encode_filtered(filter_rows(a, "up"), 16, 16, 4, get_preset("fast"))))
+    png_read.decode(_check_png(Path("b.png"), encode_filtered(filter_rows(b, "up"), 16, 16, 4, get_preset("fast"))))
+    assert np.array_equal(first.pixels, a)  # not overwritten by the second decode in this thread
