@@ -294,6 +294,9 @@ def cmd_info(args) -> int:
     from .backends.numpy_backend import kernel_status
 
     print(f"cpu: available ({kernel_status()[1]})")  # the fused numba kernel, or why NumPy composites
+    from .writeback import describe
+
+    print(f"output files: {describe()}")
     for p in PRESETS.values():
         print(f"png preset {p.name}: {p.help} [deflate: {deflate_engine(p, gpu=ok)}]")
     from .formats import availability

@@ -52,6 +52,16 @@ def available() -> bool:
     return _SYNC_FILE_RANGE is not None and os.environ.get(KEEP_ENV, "").lower() != "keep"
 
 
+def describe() -> str:
+    """One line for `gpucomp info`: how output files are written on this machine."""
+    if available():
+        return (f"streamed to disk as written, out of the page cache ({WINDOW >> 20} MiB in flight; "
+                f"{KEEP_ENV}=keep for plain writes)")
+    if _SYNC_FILE_RANGE is None:
+        return "plain writes (no sync_file_range on this system)"
+    return f"plain writes ({KEEP_ENV}=keep)"
+
+
 class WritebackError(OSError):
     """The disk reported an error writing a file back (the file's name is in `filename`)."""
 

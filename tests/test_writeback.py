@@ -104,3 +104,15 @@ def test_a_run_whose_disk_fails_says_which_image_and_resumes(demo_layers, tmp_pa
     monkeypatch.setattr(wb, "_SYNC_FILE_RANGE", wb._load_sync_file_range())
     summary = gpucomp.run(demo_layers, out, size=40, seed=3, workers=2)
     assert summary["items"] == 40 and summary["resumed_from"] >= 1
+
+
+def test_info_says_how_files_are_written(monkeypatch, capsys):
+    from gpucomp.cli import main
+
+    monkeypatch.setenv(wb.KEEP_ENV, "keep")
+    assert main(["info"]) == 0
+    assert "output files: plain writes" in capsys.readouterr().out
+    monkeypatch.delenv(wb.KEEP_ENV)
+    assert main(["info"]) == 0
+    want = "streamed to disk" if wb._SYNC_FILE_RANGE is not None else "no sync_file_range"
+    assert want in capsys.readouterr().out
