@@ -194,7 +194,7 @@ class ShardRenderer:
         with self.stats.timer("write"):
             try:
                 self.writeback.close()
-            except OSError as err:
+            except WritebackError as err:
                 raise write_error(Path(err.filename), err, 0, 0) from err
 
     def _prepare(self, layerset) -> None:

@@ -116,3 +116,15 @@ def test_info_says_how_files_are_written(monkeypatch, capsys):
     assert main(["info"]) == 0
     want = "streamed to disk" if wb._SYNC_FILE_RANGE is not None else "no sync_file_range"
     assert want in capsys.readouterr().out
+
+
+@linux_only
+def test_many_small_files_hold_a_bounded_number_of_descriptors(tmp_path, monkeypatch):
+    monkeypatch.setattr(wb, "MAX_FILES", 5)
+    before = open_fds()
+    back = wb.Writeback(min_bytes=0)  # the byte window (64 MiB) alone would keep all 40 open
+    for i in range(40):
+        atomic_write_bytes(tmp_path / f"{i}.png", b"x" * 100, writeback=back)
+        assert open_fds() - before <= 5
+    back.close()
+    assert open_fds() == before
