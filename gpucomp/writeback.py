@@ -12,7 +12,8 @@ file is waited for and dropped from the cache (`posix_fadvise(DONTNEED)`): the p
 the next file while still warm, dirty memory stays bounded, and a disk error surfaces during the
 run instead of being lost in a later flush.
 
-Linux only (sync_file_range); elsewhere, or with `GPUCOMP_PAGE_CACHE=keep`, writes stay plain.
+Linux only (sync_file_range); elsewhere, on a filesystem that refuses it (EINVAL and the like), or
+with `GPUCOMP_PAGE_CACHE=keep`, writes stay plain.
 """
 from __future__ import annotations
 
@@ -86,7 +87,9 @@ class Writeback:
         file the disk failed to write (this one or an older one: see its `filename`)."""
         if not self.enabled or size < self.min_bytes:
             return
-        _call(fd, _WRITE, path)
+        if not _call(fd, _WRITE, path):  # this filesystem has no writeback to start: plain writes
+            self.enabled = False
+            return
         with self._lock:
             if self._closed:  # a worker still writing after its run gave up on it
                 return
@@ -142,9 +145,14 @@ def _finish(fd: int, size: int, path: str) -> None:
             pass
 
 
-def _call(fd: int, flags: int, path: str) -> None:
-    if _SYNC_FILE_RANGE(fd, 0, 0, flags) != 0:
-        err = ctypes.get_errno()
-        if err in (0, errno.ENOSYS, errno.EOPNOTSUPP):  # a filesystem without writeback: nothing to do
-            return
-        raise WritebackError(err, f"{os.strerror(err)} (while writing it to disk)", path)
+_UNSUPPORTED = (errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.ESPIPE)
+
+
+def _call(fd: int, flags: int, path: str) -> bool:
+    """sync_file_range on `fd`; False where the file or its filesystem does not support it."""
+    if _SYNC_FILE_RANGE(fd, 0, 0, flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err == 0 or err in _UNSUPPORTED:
+        return False
+    raise WritebackError(err, f"{os.strerror(err)} (while writing it to disk)", path)

@@ -128,3 +128,19 @@ def test_many_small_files_hold_a_bounded_number_of_descriptors(tmp_path, monkeyp
         assert open_fds() - before <= 5
     back.close()
     assert open_fds() == before
+
+
+@linux_only
+def test_a_filesystem_without_writeback_gets_plain_writes(demo_layers, tmp_path, monkeypatch):
+    def unsupported(fd, offset, nbytes, flags):
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+    monkeypatch.setattr(wb, "MIN_BYTES", 0)
+    monkeypatch.setattr(wb, "_SYNC_FILE_RANGE", unsupported)
+    before = open_fds()
+    back = wb.Writeback()
+    atomic_write_bytes(tmp_path / "a.png", b"x" * 5000, writeback=back)
+    assert not back.enabled and open_fds() == before
+    back.close()
+    summary = gpucomp.run(demo_layers, tmp_path / "out", size=20, seed=3, workers=2)
+    assert summary["rendered"] == 20
