@@ -100,16 +100,20 @@ class Writeback:
 
     def close(self, raise_error: bool = True) -> None:
         """Wait for every file still in flight and drop it from the cache; later `add`s do nothing.
-        The first disk error is raised (unless `raise_error` is false) once all are closed."""
+        The first disk error is raised once all are closed; with `raise_error` false (the run
+        already failed) nothing is waited for: the kernel writes the files back on its own."""
         first: OSError | None = None
         with self._lock:
             self._closed = True
         while (old := self._pop(0, 0)) is not None:
+            if not raise_error:
+                os.close(old[0])
+                continue
             try:
                 _finish(*old)
             except OSError as err:
                 first = first or err
-        if first is not None and raise_error:
+        if first is not None:
             raise first
 
     def __enter__(self) -> "Writeback":
