@@ -70,8 +70,8 @@ _scratch = threading.local()  # per decoding thread: the unfiltered canvas, reus
 
 
 def _canvas(h: int, stride: int) -> np.ndarray:
-    """The thread's unfilter buffer: only the crop is kept, so one canvas serves every file (new
-    memory per file cost as much as the decode on the 2-core box's VM, see benchmarks/NOTES.md)."""
+    """The thread's unfilter buffer: only the crop is kept, so one canvas serves every file (fresh
+    memory for each file was up to half the decode's time on the 2-core box's VM, benchmarks/NOTES.md)."""
     buf = getattr(_scratch, "canvas", None)
     if buf is None or buf.size < h * stride:
         buf = _scratch.canvas = np.empty(h * stride, np.uint8)
@@ -113,4 +113,4 @@ def decode(header) -> Decoded | None:
     if y1 == 0:
         return Decoded(None, np.zeros((0, 0, 4), np.uint8), False, (h, w))
     crop = pixels.reshape(h, w, 4)[y0:y1, x0:x1].copy()
-    return Decoded((y0, x0, y1, x1), crop, bool(opaque) and (y0, x0, y1, x1) == (0, 0, h, w), (h, w))
+    return Decoded((y0, x0, y1, x1), crop, bool(opaque), (h, w))  # every alpha 255: the box is the canvas

@@ -96,7 +96,7 @@ class Writeback:
             self._files.append((os.dup(fd), size, path))
             self._bytes += size
         while (old := self._pop(self.window, MAX_FILES)) is not None:
-            _finish(*old)
+            _finish(old[0], old[2])
 
     def close(self, raise_error: bool = True) -> None:
         """Wait for every file still in flight and drop it from the cache; later `add`s do nothing.
@@ -110,7 +110,7 @@ class Writeback:
                 os.close(old[0])
                 continue
             try:
-                _finish(*old)
+                _finish(old[0], old[2])
             except OSError as err:
                 first = first or err
         if first is not None:
@@ -132,7 +132,7 @@ class Writeback:
             return old
 
 
-def _finish(fd: int, size: int, path: str) -> None:
+def _finish(fd: int, path: str) -> None:
     """Wait until `fd`'s data is on disk, drop its pages from the cache, close it. Only the wait
     can fail the run: the drop is advice, and `fd` is a duplicate (the file's own close, which
     reports write errors, happened in atomic_open)."""
