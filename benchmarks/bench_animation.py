@@ -19,16 +19,16 @@ import sys
 import tempfile
 import time
 
-from common import DATA, machine, table, write_json
-
 import gpucomp
-from gpucomp.anim_encode import encoder, parse_animation
-from gpucomp.animation import frame_view
-from gpucomp.backends.numpy_backend import NumpyBackend
 from gpucomp.demo import make_layers
-from gpucomp.formats import _settings as format_settings
-from gpucomp.layers import load_layers
-from gpucomp.plan import make_plan
+from gpucomp.encode.animated import encoder, parse_animation
+from gpucomp.encode.formats import _settings as format_settings
+from gpucomp.layers.layerset import load_layers
+from gpucomp.plan.frames import frame_view
+from gpucomp.plan.sampler import make_plan
+from gpucomp.render.numpy_backend import NumpyBackend
+
+from common import DATA, machine, table, write_json
 
 SPEC = dict(layers=8, traits=32, size=512, seed=1, animated=24)
 FORMATS = ["webp", "apng", "gif", "mp4", "webm"]

@@ -18,12 +18,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import QUICK, STANDARD, machine, table, workload_layers, write_json
+from gpucomp.encode.png import encode_png
+from gpucomp.layers.layerset import load_layers
+from gpucomp.plan.sampler import make_plan
+from gpucomp.render.numpy_backend import NumpyBackend
 
-from gpucomp.backends.numpy_backend import NumpyBackend
-from gpucomp.encode import encode_png
-from gpucomp.layers import load_layers
-from gpucomp.plan import make_plan
+from common import QUICK, STANDARD, machine, table, workload_layers, write_json
 
 
 def cpu_ms(fn, items) -> list[float]:

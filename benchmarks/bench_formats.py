@@ -15,12 +15,12 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import machine, table, workload_layers, write_json
+from gpucomp.encode.formats import encode, parse_formats
+from gpucomp.layers.layerset import load_layers
+from gpucomp.plan.sampler import make_plan
+from gpucomp.render.numpy_backend import NumpyBackend
 
-from gpucomp.backends.numpy_backend import NumpyBackend
-from gpucomp.formats import encode, parse_formats
-from gpucomp.layers import load_layers
-from gpucomp.plan import make_plan
+from common import machine, table, workload_layers, write_json
 
 SPEC = dict(layers=8, traits=16, size=2048, seed=1)
 CASES = [("png (fast preset)", "png", {}), ("webp q90 method 4", "webp", {}),

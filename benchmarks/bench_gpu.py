@@ -11,7 +11,7 @@ result so far rewritten to --json), so a timeout or a failure in one stage loses
 a stage that fails records its error and the next one runs. Without a usable GPU it says so in one
 line and exits 0, having measured nothing.
 
-`--smoke` runs every step at toy sizes (64x64, a few items): tests/test_cuda_glue.py runs it on the
+`--smoke` runs every step at toy sizes (64x64, a few items): tests/render/test_cuda_glue.py runs it on the
 CPU with a stand-in for CuPy, so the script cannot fail on a GPU machine for a Python reason.
 """
 from __future__ import annotations
@@ -28,11 +28,11 @@ import time
 import traceback
 from pathlib import Path
 
-from common import QUICK, STANDARD, machine, peak_rss_mb, table, workload_layers
-
 import numpy as np
 
 import gpucomp
+
+from common import QUICK, STANDARD, machine, peak_rss_mb, table, workload_layers
 
 PRESETS = ("fast", "gpu", "balanced", "small")
 
@@ -116,8 +116,8 @@ def encode_only(backend, combos, workers: int) -> dict:
     (98 vs 62 ms/item/worker on the H100 box in device run 2, unexplained)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from gpucomp.encode import encode_filtered, get_preset
-    from gpucomp.stats import Stats
+    from gpucomp.encode.png import encode_filtered, get_preset
+    from gpucomp.outdir.stats import Stats
 
     preset = get_preset("fast")
     outs = [o for _, batch in backend.render(combos, Stats(), preset.filter) for o in batch]
@@ -232,7 +232,7 @@ def main() -> int:
     args = parse_args()
     if args.child:
         return child(args.child, args.child_preset, args.child_layers)
-    from gpucomp.backends.select import cuda_status
+    from gpucomp.render.select import cuda_status
 
     res = Results(args.json, args.jsonl)
     ok, why = cuda_status()
@@ -244,7 +244,7 @@ def main() -> int:
     if args.smoke:
         args.items, args.cpu_items = min(args.items, 8), min(args.cpu_items, 4)
     layers = workload_layers(spec)
-    from gpucomp.backends.cuda_backend import device_report
+    from gpucomp.render.cuda_backend import device_report
 
     res.stage("device", lambda: {"gpu": True, "report": device_report(), "machine": machine(), "workload": spec})
     if args.presets:
@@ -266,9 +266,9 @@ def measure(args, res: Results, layers, spec) -> None:
     depend on it (a kernel fault spoils the CUDA context for everything after it)."""
     import cupy as cp
 
-    from gpucomp.backends.cuda_backend import CudaBackend
-    from gpucomp.layers import load_layers
-    from gpucomp.plan import make_plan
+    from gpucomp.layers.layerset import load_layers
+    from gpucomp.plan.sampler import make_plan
+    from gpucomp.render.cuda_backend import CudaBackend
 
     n_warm, n_combos, n_copy = (8, 16, 1 << 20) if args.smoke else (128, 256, 1 << 30)
     res.stage("bandwidth", copy_bandwidth, cp, n_copy)

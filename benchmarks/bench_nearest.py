@@ -6,7 +6,7 @@ with them made on the CPU (np.repeat, as before), in one run; files compared byt
     PYTHONPATH=. python3 benchmarks/bench_nearest.py --size 24 --scale 32 -n 500
 
 Without a usable GPU it measures the CPU run only and says so (exit 0). `--smoke`: toy sizes
-(tests/test_cuda_glue.py runs it on the CuPy stand-in, so it cannot fail on a device for a Python
+(tests/render/test_cuda_glue.py runs it on the CuPy stand-in, so it cannot fail on a device for a Python
 reason; its figures there mean nothing).
 """
 from __future__ import annotations
@@ -19,12 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, workload_layers
-
 import gpucomp
 from gpucomp.config import Config, with_overrides
 from gpucomp.demo import make_layers
-from gpucomp.pipeline import Generation
+from gpucomp.outdir.pipeline import Generation
+
+from common import machine, workload_layers
 
 
 def run_one(layers: Path, out: Path, kw: dict, backend=None) -> dict:
@@ -60,7 +60,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.smoke:
         args.items, args.size, args.scale = 6, 16, 3
-    from gpucomp.backends.select import cuda_status
+    from gpucomp.render.select import cuda_status
 
     tmp = Path(tempfile.mkdtemp(prefix="gpucomp-nearest-"))
     spec = dict(layers=6, traits=20, size=args.size, seed=1)
@@ -73,7 +73,7 @@ def main() -> int:
         ok, why = cuda_status()
         res["gpu"] = why
         if ok:
-            from gpucomp.backends.cuda_backend import CudaBackend
+            from gpucomp.render.cuda_backend import CudaBackend
 
             res["cuda_device_scaled"] = run_one(layers, tmp / "dev", kw, CudaBackend())
             res["cuda_cpu_scaled"] = run_one(layers, tmp / "host", kw, CudaBackend(scale_on_device=False))

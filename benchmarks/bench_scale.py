@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import QUICK, STANDARD, machine, table, workload_layers, write_json
-
 import gpucomp
+
+from common import QUICK, STANDARD, machine, table, workload_layers, write_json
 
 
 def one_run(layers: Path, out: Path, n: int, args, **extra) -> dict:

@@ -17,14 +17,25 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (QUICK, STANDARD, encode_floor, machine, peak_rss_mb, sample_composites, table, workload_layers,
-                    write_floor, write_json)
+from naive_pillow import naive_items_per_s
 
 import gpucomp
-from gpucomp.layers import load_layers
-from gpucomp.plan import make_plan
-from naive_pillow import naive_items_per_s
+from gpucomp.layers.layerset import load_layers
+from gpucomp.plan.sampler import make_plan
+
 import hashlips
+from common import (
+    QUICK,
+    STANDARD,
+    encode_floor,
+    machine,
+    peak_rss_mb,
+    sample_composites,
+    table,
+    workload_layers,
+    write_floor,
+    write_json,
+)
 
 
 def main() -> int:

@@ -1,5 +1,5 @@
 """Writing a collection's files: plain writes (every byte stays in the page cache) against
-gpucomp's streamed writeback (gpucomp/writeback.py), in alternating rounds on the same machine.
+gpucomp's streamed writeback (gpucomp/outdir/writeback.py), in alternating rounds on the same machine.
 
     python benchmarks/bench_write.py                 # 600 files of 3.6 MB, 3 rounds each, 2 threads
     python benchmarks/bench_write.py -n 200 --mb 1 --threads 1
@@ -24,10 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, machine, table, write_json  # noqa: E402
+from gpucomp._shared.files import atomic_write_bytes  # noqa: E402
+from gpucomp.outdir import writeback  # noqa: E402
 
-from gpucomp import writeback  # noqa: E402
-from gpucomp.output import atomic_write_bytes  # noqa: E402
+from common import DATA, machine, table, write_json  # noqa: E402
 
 
 def one_round(folder: Path, data: bytes, n: int, threads: int, streamed: bool) -> dict:

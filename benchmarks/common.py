@@ -79,13 +79,13 @@ def sample_composites(images_dir: Path, k: int) -> list:
 def write_floor(pngs: list, folder: Path, workers: int, items: int = 0, rounds: int = 3) -> dict:
     """What writing alone costs here: items/s of writing `pngs` (cycled) as new files into `folder`
     (inside the run's output folder, so the same filesystem) with gpucomp's atomic writes on
-    `workers` threads and its streamed writeback (gpucomp/writeback.py, waited for in the round's
+    `workers` threads and its streamed writeback (gpucomp/outdir/writeback.py, waited for in the round's
     time); the median of `rounds`, every file kept until the end, as a run keeps its output."""
     import statistics
     from concurrent.futures import ThreadPoolExecutor
 
-    from gpucomp.output import atomic_write_bytes
-    from gpucomp.writeback import Writeback
+    from gpucomp._shared.files import atomic_write_bytes
+    from gpucomp.outdir.writeback import Writeback
 
     items = items or max(4 * len(pngs), 8 * workers)
     times = []
@@ -113,7 +113,7 @@ def encode_floor(images: list, workers: int, preset: str = "fast", items: int = 
     import statistics
     from concurrent.futures import ThreadPoolExecutor
 
-    from gpucomp.encode import encode_png
+    from gpucomp.encode.png import encode_png
 
     items = items or max(4 * len(images), 8 * workers)
     work = [images[i % len(images)] for i in range(items)]

@@ -20,14 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import STANDARD, machine, table, workload_layers, write_json
+from gpucomp._shared.files import atomic_write_bytes
+from gpucomp.encode import gpu_deflate as gd
+from gpucomp.encode.png import encode_deflated, encode_filtered, filter_rows, get_preset
+from gpucomp.layers.layerset import load_layers
+from gpucomp.plan.sampler import make_plan
+from gpucomp.render.numpy_backend import NumpyBackend
 
-from gpucomp import gpu_deflate as gd
-from gpucomp.backends.numpy_backend import NumpyBackend
-from gpucomp.encode import encode_deflated, encode_filtered, filter_rows, get_preset
-from gpucomp.layers import load_layers
-from gpucomp.output import atomic_write_bytes
-from gpucomp.plan import make_plan
+from common import STANDARD, machine, table, workload_layers, write_json
 
 
 def timed(fn) -> tuple[float, object]:

@@ -164,15 +164,15 @@ test_args() {
   if [ -n "${GPU_CHECK_ALL:-}" ]; then
     TESTS=(tests/)
     if ! has hypothesis; then
-      for f in $(grep -l -E '^(from|import) hypothesis' tests/*.py); do
+      for f in $(grep -rl -E '^(from|import) hypothesis' tests --include='*.py'); do
         TESTS+=("--ignore=$f")
         echo "hypothesis missing: $f left out" >&2
       done
     fi
   elif [ "$MODE" = quick ]; then
-    TESTS=(tests/test_cuda.py)
+    TESTS=(tests/render/test_cuda.py)
   else
-    TESTS=(tests/test_cuda.py tests/test_gpu_deflate.py tests/test_cuda_glue.py)
+    TESTS=(tests/render/test_cuda.py tests/encode/test_gpu_deflate.py tests/render/test_cuda_glue.py)
   fi
 }
 
@@ -207,7 +207,7 @@ PYEOF
 [ -d "$SITE" ] && export PYTHONPATH=.:$SITE
 stage packages 60 0 bash -c packages
 if ! stage device 90 0 "$PY" -c "
-from gpucomp.backends.select import cuda_status
+from gpucomp.render.select import cuda_status
 ok, why = cuda_status()
 print(why)
 raise SystemExit(0 if ok else 3)"; then

@@ -37,12 +37,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from common import DATA, machine, table, workload_layers, write_json
-
 import numpy as np
 
 import gpucomp
 from gpucomp.demo import trait_counts
+
+from common import DATA, machine, table, workload_layers, write_json
 
 MAX_EXAMPLES = 20  # problems listed per kind in the report; the rest are counted
 
@@ -198,8 +198,8 @@ def verify(out: Path, layers_dir: Path, n: int, start: int, summary: dict, recom
     from PIL import Image
 
     from gpucomp.compositing import composite_dense, finalize
-    from gpucomp.layers import load_layers
-    from gpucomp.plan import dna as dna_of
+    from gpucomp.layers.layerset import load_layers
+    from gpucomp.plan.sampler import dna as dna_of
 
     t0 = time.perf_counter()
     p = Problems()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    from .encode import PRESETS
+    from gpucomp.encode.png import PRESETS
 
     p.add_argument("-c", "--config", help="TOML config file (see README); flags below override it")
     p.add_argument("-n", "--size", type=int, help="number of items (default 100)")
@@ -76,7 +76,7 @@ def _formats(args):
     """--format png,webp as OutputFormats (with the config's settings tables), or None."""
     if not getattr(args, "formats", None):
         return None
-    from .config import format_flag
+    from gpucomp.config import format_flag
 
     return format_flag(args.formats, args.config)
 
@@ -123,7 +123,7 @@ def _on_signals(gen):
 
 def _drive(gen, out: Path, args, resume_hint: str) -> int:
     """Run a Generation with Ctrl-C handling; print the summary, or how to resume."""
-    from .errors import Interrupted
+    from gpucomp.errors import Interrupted
 
     previous = _on_signals(gen) if threading.current_thread() is threading.main_thread() else {}
     try:
@@ -159,26 +159,26 @@ def _from_output_options(args) -> dict:
 
 
 def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> int:
-    from .pipeline import generate
+    from gpucomp.outdir.pipeline import generate
 
     layers = layers or Path(args.layers)
     out = out or Path(args.out)
     gen = generate(layers, out, args.config, log=_log(args), progress=None if not args.quiet else False,
                    resume=args.resume, stop_timeout=STOP_TIMEOUT, **_overrides(args))
     if args.export:  # before anything renders: the layout must fit the collection
-        from .export import check_config
+        from gpucomp.publish.export import check_config
 
         check_config(gen.cfg, args.export, args.config or "options")
     again = [a for a in sys.argv[1:] if a != "--force"]  # --force would discard what is finished
     hint = f"run the same command again: {shlex.join(['gpucomp', *again])}"
     rc = _drive(gen, out, args, hint)
     if rc == 0 and args.export:
-        from .export import export
+        from gpucomp.publish.export import export
 
         dest = export(out, args.export, log=_log(args))
         print(f"export: {dest}", file=sys.stderr if args.json else sys.stdout)  # --json: stdout is the summary
     if rc == 0 and args.gallery:
-        from .gallery import make_gallery
+        from gpucomp.publish.gallery import make_gallery
 
         page = make_gallery(out, log=_log(args))
         print(f"gallery: {page}", file=sys.stderr if args.json else sys.stdout)  # --json: stdout is the summary
@@ -186,35 +186,35 @@ def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> i
 
 
 def cmd_export(args) -> int:
-    from .export import export
+    from gpucomp.publish.export import export
 
     print(f"export: {export(args.out, args.layout, copy=args.copy, log=_log(args))}")
     return 0
 
 
 def cmd_resume(args) -> int:
-    from .pipeline import resume
+    from gpucomp.outdir.pipeline import resume
 
     gen = resume(args.out, **_from_output_options(args))
     return _drive(gen, Path(args.out), args, shlex.join(["gpucomp", "resume", args.out]))
 
 
 def cmd_extend(args) -> int:
-    from .pipeline import extend
+    from gpucomp.outdir.pipeline import extend
 
     gen = extend(args.out, args.size, stack=args.stack, **_from_output_options(args))
     return _drive(gen, Path(args.out), args, shlex.join(["gpucomp", "resume", args.out]))
 
 
 def cmd_rerender(args) -> int:
-    from .pipeline import rerender
+    from gpucomp.outdir.pipeline import rerender
 
     gen = rerender(args.out, **_from_output_options(args))
     return _drive(gen, Path(args.out), args, shlex.join(["gpucomp", "rerender", args.out]))
 
 
 def cmd_demo(args) -> int:
-    from .demo import check_args, make_layers
+    from gpucomp.demo import check_args, make_layers
 
     check_args(args.layers, args.traits, args.image_size, args.layer_seed)  # before an old demo folder is touched
     root = Path(args.out)
@@ -243,15 +243,15 @@ def cmd_demo(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .collection import metadata_layers, plan_collection
-    from .config import Config, load_config, with_overrides
-    from .folder import load_stacks
+    from gpucomp.config import Config, load_config, with_overrides
+    from gpucomp.outdir.folder import load_stacks
+    from gpucomp.plan.collection import metadata_layers, plan_collection
 
     cfg = load_config(args.config) if args.config else Config()
     cfg = with_overrides(cfg, size=args.size, delimiter=args.delimiter, from_list=args.from_list,
                          formats=_formats(args))
     if cfg.from_list:
-        from .itemlist import with_list_size
+        from gpucomp.config import with_list_size
 
         cfg = with_list_size(cfg, args.size)
     print(f"reading layers folder {Path(args.layers).resolve()}", file=sys.stderr)
@@ -263,13 +263,13 @@ def cmd_validate(args) -> int:
             print(f"  {layer.folder} -> '{layer.name}': {len(layer.traits)} traits")
     print(f"canvas {ls.width}x{ls.height}")
     plan_collection(cfg, stacks)
-    from .metadata import check_traits, options_for_config
+    from gpucomp.metadata.tokens import check_traits, options_for_config
 
     check_traits(options_for_config(cfg), metadata_layers(stacks), args.config or "options")
-    from .media import check_fits, output_files
+    from gpucomp.encode.media import check_fits, output_files
 
     check_fits(output_files(cfg.formats, cfg.sizes, cfg.animation), ls.width, ls.height, args.config or "options")
-    from .animation import plan_frames
+    from gpucomp.plan.frames import plan_frames
 
     frames = plan_frames(cfg, ls, args.config or "options")
     if cfg.animation is not None:
@@ -279,33 +279,33 @@ def cmd_validate(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from . import __version__
-    from .backends.select import cuda_status
-    from .encode import PRESETS, deflate_engine
+    from gpucomp import __version__
+    from gpucomp.encode.png import PRESETS, deflate_engine
+    from gpucomp.render.select import cuda_status
 
     print(f"gpucomp {__version__}")
     ok, why = cuda_status()
     print(f"cuda: {'available' if ok else 'unavailable'} — {why}")
     if ok:
-        from .backends.cuda_backend import device_report
+        from gpucomp.render.cuda_backend import device_report
 
         for line in device_report():
             print(f"  {line}")
-    from .backends.numpy_backend import kernel_status
+    from gpucomp.render.numpy_backend import kernel_status
 
     print(f"cpu: available ({kernel_status()[1]})")  # the fused numba kernel, or why NumPy composites
-    from .writeback import describe
+    from gpucomp.outdir.writeback import describe
 
     print(f"output files: {describe()}")
     for p in PRESETS.values():
         print(f"png preset {p.name}: {p.help} [deflate: {deflate_engine(p, gpu=ok)}]")
-    from .formats import availability
+    from gpucomp.encode.formats import availability
 
     have = availability()
     missing = [k for k, v in have.items() if not v]
     print(f"output formats: {', '.join(k for k, v in have.items() if v)}"
           + (f" (this Pillow lacks {', '.join(missing)})" if missing else ""))
-    from .anim_encode import animated_availability
+    from gpucomp.encode.animated import animated_availability
 
     anim = animated_availability()
     print(f"animated output: {', '.join(k for k, v in anim.items() if v)}"
@@ -336,7 +336,7 @@ def _add_preview_parser(subparsers):
 
 
 def cmd_update_metadata(args) -> int:
-    from .metadata import update_metadata
+    from gpucomp.outdir.update import update_metadata
 
     changes = {k: v for k, v in {"base_uri": args.base_uri, "name_prefix": args.name_prefix,
                                  "description": args.description}.items() if v is not None}
@@ -349,8 +349,8 @@ def cmd_update_metadata(args) -> int:
 
 
 def cmd_import_config(args) -> int:
-    from .errors import ConfigError
-    from .import_config import import_config
+    from gpucomp.errors import ConfigError
+    from gpucomp.interop.import_config import import_config
 
     text, notes = import_config(args.config_js, args.layers)
     for note in notes:
@@ -370,14 +370,23 @@ def cmd_import_config(args) -> int:
 
 
 def cmd_preview(args) -> int:
-    from .preview import cmd_preview as run_preview
+    """Run `gpucomp preview`: print the path of every sheet written (and of the reel, with --reel)."""
+    from gpucomp.publish.preview import make_sheets  # deferred: keeps `gpucomp --help` fast
+    from gpucomp.publish.reel import make_reel  # deferred: keeps `gpucomp --help` fast
 
-    return run_preview(args)
+    paths = make_sheets(args.out, thumb=args.thumb, columns=args.columns, rows=args.rows, dest=args.dest,
+                        label=args.label, workers=getattr(args, "workers", None))
+    if getattr(args, "reel", None) is not None:
+        paths.append(make_reel(args.out, items=args.reel, seconds=args.reel_seconds, size=args.reel_size,
+                               fmt=args.reel_format, dest=args.dest, workers=getattr(args, "workers", None)))
+    for p in paths:
+        print(p)
+    return 0
 
 
 def _add_gallery_parser(subparsers):
     """Add the `gallery` subcommand to an argparse subparsers object; returns its parser."""
-    from .gallery import THUMB_DEFAULT, THUMB_MAX, THUMB_MIN
+    from gpucomp.publish.gallery import THUMB_DEFAULT, THUMB_MAX, THUMB_MIN
 
     p = subparsers.add_parser("gallery", help="a static web page of a finished collection: filters, rarity, charts",
                               description="Write OUT/gallery/index.html and its data (thumbnails, trait index, "
@@ -391,7 +400,7 @@ def _add_gallery_parser(subparsers):
 
 
 def cmd_gallery(args) -> int:
-    from .gallery import cmd_gallery as run_gallery
+    from gpucomp.publish.gallery import cmd_gallery as run_gallery
 
     return run_gallery(args)
 
@@ -521,7 +530,7 @@ def main(argv=None) -> int:
 
 
 def _run_command(args) -> int:
-    from .errors import GpucompError
+    from gpucomp.errors import GpucompError
 
     try:
         return globals()[COMMANDS[args.command]](args)

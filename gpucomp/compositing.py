@@ -339,3 +339,7 @@ def reference(shape: tuple[int, int], layers: Sequence, blends: Sequence | None 
     out[nz, :3] = color[nz] / alpha[nz, None] * 255
     out[..., 3] = alpha * 255
     return out
+
+
+BLEND_MODES = ("normal", "multiply", "screen", "overlay", "darken", "lighten", "color-dodge", "color-burn",
+               "hard-light", "soft-light", "difference", "exclusion", "additive")

@@ -6,82 +6,26 @@ name the file and the key. See README "Config" for an example.
 from __future__ import annotations
 
 import os
-import stat
 import tomllib
 import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .anim_encode import Animation, parse_animation
-from .formats import OutputFormat, _settings as format_settings, check_available, parse_formats
-from .naming import is_plain_name
-from .resize import Size, parse_sizes
-from .tables import check_table
+from gpucomp._shared.files import read_config_text
+from gpucomp._shared.tables import check_table
+from gpucomp.compositing import BLEND_MODES
+from gpucomp.encode.animated import Animation, parse_animation
+from gpucomp.encode.formats import OutputFormat, check_available, parse_formats
+from gpucomp.encode.formats import _settings as format_settings
+from gpucomp.encode.resize import Size, parse_sizes
+from gpucomp.errors import ConfigError
+from gpucomp.interop.itemlist import read_list
+from gpucomp.layers.naming import is_plain_name
+from gpucomp.plan.options import LayerOption, LinkOption, RuleOption, Stack, TraitOption
+from gpucomp.render.budget import MAX_BATCH
 
 MAX_SIZE = 10_000_000  # the plan holds every combination in memory; far above any real collection
-MAX_BATCH = 65535  # items per CUDA launch: one item per grid row, and a grid has at most 65535 rows
-
-
-BLEND_MODES = ("normal", "multiply", "screen", "overlay", "darken", "lighten", "color-dodge", "color-burn",
-               "hard-light", "soft-light", "difference", "exclusion", "additive")
-
-
-@dataclass(frozen=True)
-class TraitOption:
-    """Options of one trait (`traits = { "Gold Crown" = { z = 1, blend = "screen", opacity = 0.5 } }`):
-    None keeps what the file name or the layer says."""
-
-    z: int | None = None  # stacking position: drawn after every part of a lower z, in all layers
-    blend: str | None = None
-    opacity: float | None = None
-
-    def to_dict(self) -> dict:
-        return {k: v for k, v in (("z", self.z), ("blend", self.blend), ("opacity", self.opacity)) if v is not None}
-
-
-@dataclass(frozen=True)
-class LayerOption:
-    folder: str  # sub-folder of the layers folder
-    name: str | None = None  # display name in metadata (default: folder without its order prefix)
-    blend: str = "normal"  # W3C compositing blend mode
-    opacity: float = 1.0
-    dna: bool = True  # False: left out of uniqueness and the DNA (HashLips bypassDNA); drawn per item
-    metadata: bool = True  # False: left out of the attributes
-    none: str | None = None  # a trait name meaning "nothing here": left out of the attributes
-    exact: tuple[tuple[str, int], ...] = ()  # (trait name, exact number of items)
-    traits: tuple[tuple[str, TraitOption], ...] = ()  # per-trait z, blend, opacity
-
-
-@dataclass(frozen=True)
-class Stack:
-    """One layer configuration (HashLips layerConfigurations): `size` items from these layers."""
-
-    size: int
-    layers: tuple[LayerOption, ...] = ()
-
-
-@dataclass(frozen=True)
-class RuleOption:
-    kind: str  # "never" (a and b never together) | "always" (a only together with b)
-    a: tuple[str, str]  # (layer folder or display name, trait name)
-    b: tuple[str, str]
-
-    @property
-    def text(self) -> str:
-        return f"{self.a[0]}/{self.a[1]} {self.kind} with {self.b[0]}/{self.b[1]}"
-
-
-@dataclass(frozen=True)
-class LinkOption:
-    """Layers whose traits are chosen together by name (`[[links]] layers = ["Body", "Arms"]`)."""
-
-    layers: tuple[str, ...]  # layer folders or display names; the first one's weights decide
-
-    @property
-    def text(self) -> str:
-        return " + ".join(self.layers)
 
 
 @dataclass(frozen=True)
@@ -113,12 +57,12 @@ class Config:
     # [one_of_ones]: a folder of finished PNGs (oneofones.py), absolute once loaded, and the numbers given to some
     one_of_ones: str = ""
     one_of_ones_numbers: tuple[tuple[str, int], ...] = ()
-    metadata: dict = field(default_factory=dict, hash=False)  # the [metadata] table (see metadata.py)
+    metadata: dict = field(default_factory=dict, hash=False)  # the [metadata] table (see metadata/tokens.py)
     # [output] format and [[output.sizes]] (formats.py, resize.py); the first format is the primary image.
     # Python callers may also pass "webp", ["png", "webp"] and a list of size tables: validate parses them.
     formats: tuple[OutputFormat, ...] = (OutputFormat("png"),)
     sizes: tuple[Size, ...] = ()
-    # [output] animation and [output.animated] (anim_encode.py): None, no animated output. Python callers
+    # [output] animation and [output.animated] (encode/animated.py): None, no animated output. Python callers
     # may pass "webp" or ["webp", "mp4"] (default settings): validate parses them.
     animation: Animation | str | list | None = None
 
@@ -149,47 +93,9 @@ def _check_type(value: Any, typ: type, where: str) -> Any:
     return value
 
 
-MAX_CONFIG_BYTES = 16 << 20  # a config is a few KB; exact counts for thousands of traits stay far below
-
-
-def _read_config(path: Path) -> str:
-    """The config's text. Its type and size are checked with stat before the open (stat never blocks)
-    and again on the open file: a named pipe or a device is refused instead of waited on or read
-    forever, a huge file instead of read. A UTF-8 byte order mark (Windows Notepad writes one) is fine."""
-    try:
-        _check_config_file(path, os.stat(path))
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a pipe swapped in after the stat: no wait
-        with open(fd, "rb") as f:
-            _check_config_file(path, os.fstat(f.fileno()))
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config file ({err.strerror or err})") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES} bytes is far more than a config holds; "
-                          f"is this the right file?")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ConfigError(f"{path}: saved as UTF-16 (it starts with a UTF-16 byte order mark); save the config as UTF-8")
-    try:
-        return data.decode("utf-8-sig")  # -sig: drops a UTF-8 byte order mark
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text ({err}); save the config as UTF-8") from None
-
-
-def _check_config_file(path: Path, info: os.stat_result) -> None:
-    if stat.S_ISDIR(info.st_mode):
-        raise ConfigError(f"{path}: is a folder; pass the config file (e.g. {path / 'gpucomp.toml'})")
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{path}: not a regular file (a pipe, socket or device); pass a .toml config file")
-    if info.st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: {info.st_size} bytes is far more than a config holds "
-                          f"(at most {MAX_CONFIG_BYTES}); is this the right file?")
-
-
 def load_config(path: str | os.PathLike) -> Config:
     path = Path(path)
-    text = _read_config(path)
+    text = read_config_text(path)
     try:
         data = tomllib.loads(text)
     except ValueError as err:  # TOMLDecodeError, or an integer of more than 4300 digits
@@ -238,7 +144,7 @@ def load_config(path: str | os.PathLike) -> Config:
                               f"drop collection.size (it is their sum)")
         values["size"] = total
     if "start" not in values:  # [metadata] format = "solana": numbered from 0, as Sugar's assets are
-        from .metadata import default_start
+        from gpucomp.metadata.tokens import default_start
 
         start = default_start(values.get("metadata"))
         if start is not None:
@@ -269,7 +175,7 @@ def format_flag(text: str, config_path: str | os.PathLike | None = None) -> tupl
     """`--format png,webp`: these formats in this order (the first is the primary image), each with
     its settings table from the config's [output] when it has one (`webp = { quality = 70 }`), even
     for a format the config's own `format` does not list; else the defaults."""
-    from .formats import EXTENSIONS
+    from gpucomp.encode.formats import EXTENSIONS
 
     names = [n.strip() for n in text.split(",")]
     for name in names:
@@ -282,7 +188,7 @@ def format_flag(text: str, config_path: str | os.PathLike | None = None) -> tupl
     tables: dict = {}
     if config_path:
         try:
-            body = tomllib.loads(_read_config(Path(config_path))).get("output", {})
+            body = tomllib.loads(read_config_text(Path(config_path))).get("output", {})
         except (ValueError, RecursionError, AttributeError):
             body = {}  # loading the config reports what is wrong with it
         tables = {k: body[k] for k in FORMAT_TABLES if k != "png" and isinstance(body, dict) and k in body}
@@ -432,7 +338,7 @@ def _links(body: Any, path: Path) -> tuple[LinkOption, ...]:
 
 
 def validate(cfg: Config, source: str = "options") -> Config:
-    from .encode import PRESETS
+    from gpucomp.encode.png import PRESETS
 
     if cfg.size < 1:
         raise ConfigError(f"{source}: size must be at least 1, got {cfg.size}")
@@ -505,8 +411,8 @@ def validate(cfg: Config, source: str = "options") -> Config:
                 if to.z is not None and abs(to.z) > 1_000_000:
                     raise ConfigError(f"{where}: layer {lo.folder!r}, trait {trait!r}: z {to.z} is out of range "
                                       f"(-1000000 to 1000000)")
-    from .budget import parse_budget
-    from .metadata import options_for_config
+    from gpucomp.metadata.tokens import options_for_config
+    from gpucomp.render.budget import parse_budget
 
     parse_budget(cfg.vram_budget, source)
     cfg = _media(cfg, source)
@@ -522,7 +428,7 @@ def with_overrides(cfg: Config, **overrides: Any) -> Config:
         raise ConfigError(f"unknown option(s): {', '.join(sorted(bad))}")
     given = {k: v for k, v in overrides.items() if v is not None}
     if "metadata" in given and "start" not in given and cfg.start == Config.start:
-        from .metadata import default_start
+        from gpucomp.metadata.tokens import default_start
 
         start = default_start(given["metadata"])  # a solana table given here: numbered from 0 unless start is set
         if start is not None:
@@ -558,7 +464,7 @@ def to_dict(cfg: Config) -> dict:
     else:
         d["animation"] = cfg.animation.to_dict()
     if not isinstance(cfg.metadata, dict):  # MetadataOptions given in Python: store its table form
-        from .metadata import BASE_KEYS
+        from gpucomp.metadata.tokens import BASE_KEYS
 
         d["metadata"] = {k: v for k, v in cfg.metadata.to_dict().items() if k not in BASE_KEYS}
     return d
@@ -590,3 +496,15 @@ def from_dict(d: dict) -> Config:
         formats, webp = a.pop("formats"), a.pop("webp", {})
         values["animation"] = parse_animation(formats, a, webp, "manifest: output")
     return validate(Config(**values), "manifest")
+
+
+def with_list_size(cfg, size_given: int | None):
+    """The config with `from_list` made absolute (resume, extend and rerender read it from the
+    manifest) and the size the list decides."""
+
+    path = Path(cfg.from_list).resolve()
+    n = len(read_list(path))
+    if size_given is not None and size_given != n:
+        raise ConfigError(f"--from {path}: lists {n} items, but a size of {size_given} was given; "
+                          f"leave the size out (the list decides it)")
+    return validate(replace(cfg, from_list=str(path), size=n), "--from")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from gpucomp.errors import ConfigError
 
 LAYER_NAMES = ["Background", "Body", "Clothes", "Eyes", "Mouth", "Head", "Accessory", "Aura",
                "Glasses", "Earring", "Badge", "Halo"]
@@ -135,8 +135,8 @@ MAX_FRAMES = 240
 
 def _write_trait(folder: Path, stem: str, pixels: np.ndarray, frames: int, kind: str, rng, preset: str) -> None:
     """One trait: a PNG (frames 0), a folder of numbered PNG frames, or an animated PNG."""
-    from .encode import encode_png
-    from .output import atomic_write_bytes
+    from gpucomp._shared.files import atomic_write_bytes
+    from gpucomp.encode.png import encode_png
 
     if not frames:
         atomic_write_bytes(folder / f"{stem}.png", encode_png(pixels, preset=preset, opaque_rgb=False))

@@ -9,7 +9,7 @@ from gpucomp.demo import make_layers
 def _cuda_ok() -> bool:
     if importlib.util.find_spec("cupy") is None:
         return False
-    from gpucomp.backends.select import cuda_status
+    from gpucomp.render.select import cuda_status
 
     return cuda_status()[0]
 
@@ -34,10 +34,10 @@ def demo_layers(tmp_path_factory):
 def fake_gpu(monkeypatch, tmp_path):
     """CuPy played by tests/fake_cupy.py (streams, pinned pool, asynchronous copies), each CUDA
     kernel by its host equivalent; the deflate kernel's host build needs a C++ compiler."""
-    from fake_cupy import FakeKernels, make_cupy
+    from gpucomp.encode.gpu_deflate import build_host_library
+    from gpucomp.render import kernels
 
-    from gpucomp import kernels
-    from gpucomp.gpu_deflate import build_host_library
+    from fake_cupy import FakeKernels, make_cupy
 
     lib = build_host_library(tmp_path)
     if lib is None:

@@ -22,10 +22,9 @@ import weakref
 
 import numpy as np
 
-from gpucomp import gpu_deflate as gd
-from gpucomp.backends.numpy_backend import NumpyBackend
-from gpucomp.encode import filter_rows
-
+from gpucomp.encode import gpu_deflate as gd
+from gpucomp.encode.png import filter_rows
+from gpucomp.render.numpy_backend import NumpyBackend
 
 MAX_GRID_YZ = 65535
 PINNED_UNIT = 512
@@ -512,8 +511,7 @@ def install_everywhere() -> None:
     import pathlib
     import sys
 
-    from gpucomp import kernels
-    from gpucomp.backends import cuda_backend
+    from gpucomp.render import cuda_backend, kernels
 
     cp, cupyx = make_cupy()
     sys.modules["cupy"], sys.modules["cupyx"] = cp, cupyx
@@ -535,6 +533,6 @@ def pytest_load_initial_conftests(early_config, parser, args):
     stand-in, which catches their Python and orchestration errors before a device run (it says
     nothing of the kernels on a device):
 
-        PYTHONPATH=tests python -m pytest -p fake_cupy tests/test_cuda.py
+        PYTHONPATH=tests python -m pytest -p fake_cupy tests/render/test_cuda.py
     """
     install_everywhere()

@@ -15,7 +15,7 @@ import gpucomp
 from gpucomp.compositing import composite_dense, finalize
 from gpucomp.demo import make_layers
 from gpucomp.errors import ConfigError, LayerError, OutputError
-from gpucomp.layers import load_layers
+from gpucomp.layers.layerset import load_layers
 
 FRAMES = 4  # the demo's top layer: folders of 4 frames; the layer below: animated PNGs of 2
 
@@ -68,12 +68,12 @@ def run(layers, out, **options):
 
 def test_every_animated_file_holds_the_items_frames(anim_layers, tmp_path):
     """APNG and lossless WebP equal the spec's frames, GIF within its bound (the demo's backgrounds have
-    more than 256 colours: tests/test_anim_encode.py has GIF's exact case); the still files are frame 0."""
-    from test_anim_encode import GIF_QUANTIZED_MAX_MEAN_ERROR
+    more than 256 colours: tests/encode/test_animated.py has GIF's exact case); the still files are frame 0."""
+    from tolerances import GIF_QUANTIZED_MAX_MEAN_ERROR
 
-    from gpucomp.anim_encode import parse_animation
     from gpucomp.config import Config
-    from gpucomp.formats import parse_formats
+    from gpucomp.encode.animated import parse_animation
+    from gpucomp.encode.formats import parse_formats
 
     formats = parse_formats(["png", "webp"], {"webp": {"lossless": True}}, "test")
     cfg = Config(formats=formats, animation=parse_animation(["apng", "webp", "gif"], {}, formats[1].settings, "test"))
@@ -102,8 +102,8 @@ def test_video_files_have_every_frame(anim_layers, tmp_path):
 
 
 def test_the_still_is_the_chosen_frame(anim_layers, tmp_path):
-    from gpucomp.anim_encode import parse_animation
     from gpucomp.config import Config, with_overrides
+    from gpucomp.encode.animated import parse_animation
 
     anim = parse_animation(["apng"], {"still_frame": 3}, {}, "test")
     gpucomp.run(anim_layers, tmp_path / "out", with_overrides(Config(), animation=anim), size=2, backend="cpu")
@@ -144,8 +144,8 @@ def test_animated_traits_without_animated_output_are_refused_saying_how(anim_lay
 
 
 def test_max_frames_and_still_frame_are_checked_against_the_layers(anim_layers, tmp_path):
-    from gpucomp.anim_encode import parse_animation
     from gpucomp.config import Config, with_overrides
+    from gpucomp.encode.animated import parse_animation
 
     for table, message in (({"max_frames": 3}, r"animation of at least 4 frames .* more than max_frames = 3"),
                            ({"still_frame": 4}, r"still_frame = 4, but the animation has 4 frames")):
@@ -156,8 +156,8 @@ def test_max_frames_and_still_frame_are_checked_against_the_layers(anim_layers, 
 
 
 def test_resuming_with_other_animation_settings_is_refused_naming_the_change(anim_layers, tmp_path):
-    from gpucomp.anim_encode import parse_animation
     from gpucomp.config import Config, with_overrides
+    from gpucomp.encode.animated import parse_animation
 
     run(anim_layers, tmp_path / "out", size=2)
     cfg = with_overrides(Config(), formats=["png", "webp"],
@@ -184,7 +184,7 @@ def test_config_file_reads_the_animation_settings(anim_layers, tmp_path):
     assert manifest["art"]["output"]["animation"]["frames"] == FRAMES
     assert manifest["art"]["output"]["animation"]["frame_ms"] == 40
     (tmp_path / "out" / "images" / "animation" / "2.gif").unlink()  # a missing animated file: re-rendered
-    from gpucomp.pipeline import resume
+    from gpucomp.outdir.pipeline import resume
 
     list(resume(tmp_path / "out"))
     assert (tmp_path / "out" / "images" / "animation" / "2.gif").stat().st_size > 0
@@ -265,10 +265,10 @@ def test_the_cuda_backend_composites_frames_in_its_batches_to_the_cpu_files(fake
                                                                               monkeypatch):
     """Frames of several items share a CUDA batch (batch 6 across items of 4 frames, two render calls);
     every file equals the CPU run's byte for byte."""
-    from gpucomp import shard
-    from gpucomp.backends.cuda_backend import CudaBackend
     from gpucomp.config import Config, with_overrides
-    from gpucomp.pipeline import Generation
+    from gpucomp.outdir import shard
+    from gpucomp.outdir.pipeline import Generation
+    from gpucomp.render.cuda_backend import CudaBackend
 
     monkeypatch.setattr(shard, "ANIM_GROUP_FRAMES", 12)  # 3 items a call
     options = dict(size=5, seed=2, animation=["apng", "gif"], formats=["png", "webp"])
@@ -288,7 +288,7 @@ def test_extend_and_rerender_cover_the_animated_files(anim_layers, tmp_path):
     (rerender) exactly the items that draw it, animated files included."""
     import shutil
 
-    from gpucomp.pipeline import extend, rerender
+    from gpucomp.outdir.pipeline import extend, rerender
 
     layers = tmp_path / "layers"
     shutil.copytree(anim_layers, layers)
@@ -318,7 +318,7 @@ def test_sugar_export_uploads_a_video_animation_beside_the_image(anim_layers, tm
     does not upload (GIF) leaves animation_url out rather than a broken relative path."""
     if shipped:
         pytest.importorskip("av")
-    from gpucomp.export import export
+    from gpucomp.publish.export import export
 
     out = tmp_path / "out"
     run(anim_layers, out, size=2, formats=["png"], animation=animation, metadata={"format": "solana"}, base_uri="")

@@ -12,10 +12,19 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from gpucomp.backends.numpy_backend import NumpyBackend
-from gpucomp.compositing import (INV, MODES, SA, blend_f32, blend_rows, composite_dense, finalize, opacity_tables,
-                                 reference)
-from gpucomp.config import BLEND_MODES
+from gpucomp.compositing import (
+    BLEND_MODES,
+    INV,
+    MODES,
+    SA,
+    blend_f32,
+    blend_rows,
+    composite_dense,
+    finalize,
+    opacity_tables,
+    reference,
+)
+from gpucomp.render.numpy_backend import NumpyBackend
 
 F32 = np.float32
 H, W = 23, 37
@@ -366,7 +375,7 @@ def test_normal_opacity_one_is_the_old_formula(base):
 
 
 def test_plain_layers_use_the_copy_path():
-    """The NumPy path's sparse form (the kernel's run layout: tests/test_cpu_kernel.py)."""
+    """The NumPy path's sparse form (the kernel's run layout: tests/render/test_cpu_kernel.py)."""
     ls = make_stack(5, "normal", 1.0, "opaque")
     be = NumpyBackend(kernel=False)
     be.prepare(ls)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from gpucomp import __version__
 from gpucomp.cli import main
-from gpucomp.layers import load_layers
+from gpucomp.layers.layerset import load_layers
 
 
 def files_under(path):
@@ -132,7 +132,7 @@ def test_info(capsys):
 
 
 def test_info_names_the_cpu_compositor(monkeypatch, capsys):
-    from gpucomp.backends import numpy_backend
+    from gpucomp.render import numpy_backend
 
     monkeypatch.setattr(numpy_backend, "kernel_status", lambda: (False, "GPUCOMP_NO_JIT is set: NumPy compositing"))
     assert main(["info"]) == 0

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from gpucomp.backends.numpy_backend import NumpyBackend, kernel_status
 from gpucomp.compositing import composite_dense, finalize, reference
+from gpucomp.render.numpy_backend import NumpyBackend, kernel_status
 
 H, W = 23, 37  # not square, not a multiple of anything: catches swapped axes and stride slips
 
@@ -175,7 +175,7 @@ def test_low_alpha_stack_close_to_reference(Backend):
 
 
 def test_demo_layers_match_dense(Backend, demo_layers):
-    from gpucomp.layers import load_layers
+    from gpucomp.layers.layerset import load_layers
 
     ls = load_layers(demo_layers)
     be = Backend()

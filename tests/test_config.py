@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 import gpucomp
-
 from gpucomp.cli import _overrides, build_parser
-from gpucomp.config import from_dict, Config, LayerOption, load_config, to_dict, with_overrides
+from gpucomp.config import Config, from_dict, load_config, to_dict, with_overrides
 from gpucomp.errors import ConfigError
+from gpucomp.plan.options import LayerOption
 
 FULL = """
 [collection]

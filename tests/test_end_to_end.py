@@ -5,7 +5,7 @@ from PIL import Image
 
 import gpucomp
 from gpucomp.compositing import composite_dense, finalize
-from gpucomp.layers import load_layers
+from gpucomp.layers.layerset import load_layers
 
 
 def test_generate_writes_exact_pixels(demo_layers, tmp_path):

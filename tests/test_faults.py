@@ -16,7 +16,7 @@ from PIL import Image
 
 import gpucomp
 from gpucomp.errors import OutputError
-from gpucomp.lock import OutputLock
+from gpucomp.outdir.lock import OutputLock
 
 ARGS = ["-n", "120", "--seed", "9", "--workers", "2"]
 
@@ -127,7 +127,7 @@ def test_second_ctrl_c_stops_at_once_without_damage(demo_layers, tmp_path, refer
 
 
 def test_full_disk_keeps_finished_items_and_resumes(demo_layers, tmp_path, reference, monkeypatch):
-    import gpucomp.shard as shard
+    import gpucomp.outdir.shard as shard
 
     out = tmp_path / "out"
     real = shard.atomic_write_bytes
@@ -280,7 +280,7 @@ def test_resume_hint_never_repeats_force(demo_layers, tmp_path):
 
 
 def test_write_errors_in_the_final_files_are_clean_and_resumable(demo_layers, tmp_path, reference, monkeypatch):
-    import gpucomp.folder as folder
+    import gpucomp.outdir.folder as folder
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "provenance.json"))
@@ -454,7 +454,7 @@ def test_a_manifest_of_another_format_is_named_with_its_version(copy, demo_layer
 
 
 def test_update_metadata_and_preview_clean_what_a_killed_run_left(copy):
-    from gpucomp.output import TMP_PREFIX
+    from gpucomp._shared.files import TMP_PREFIX
 
     (copy / "preview").mkdir()
     litter = [copy / f"{TMP_PREFIX}a", copy / "metadata" / f"{TMP_PREFIX}b", copy / "preview" / f"{TMP_PREFIX}c"]
@@ -474,8 +474,8 @@ def test_preview_refuses_a_linked_preview_folder(copy, tmp_path):
 
 
 def test_update_metadata_on_a_full_disk_is_a_clean_error_and_changes_nothing(copy, monkeypatch, capsys):
-    import gpucomp.lock
-    import gpucomp.output
+    import gpucomp._shared.files
+    import gpucomp.outdir.lock
     from gpucomp.cli import main
 
     before = snapshot(copy)
@@ -483,8 +483,8 @@ def test_update_metadata_on_a_full_disk_is_a_clean_error_and_changes_nothing(cop
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(gpucomp.lock.os, "pwrite", full)
-    monkeypatch.setattr(gpucomp.output, "create_temporary", full)
+    monkeypatch.setattr(gpucomp.outdir.lock.os, "pwrite", full)
+    monkeypatch.setattr(gpucomp._shared.files, "create_temporary", full)
     assert main(["update-metadata", str(copy), "--base-uri", "ipfs://new"]) == 2
     err = capsys.readouterr().err
     assert "No space left" in err and "run update-metadata again" in err

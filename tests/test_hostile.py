@@ -18,11 +18,12 @@ import pytest
 from PIL import Image
 
 import gpucomp
-from gpucomp.config import load_config, with_overrides, Config
+from gpucomp.config import Config, load_config, with_overrides
 from gpucomp.errors import ConfigError, LayerError, LayerWarning, PlanError
-from gpucomp.layers import MAX_PROBLEMS_SHOWN, _max_png_bytes, load_layers
-from gpucomp.plan import make_plan
-from gpucomp.scan import MAX_NESTING, Walk
+from gpucomp.layers.decode import _max_png_bytes
+from gpucomp.layers.layerset import MAX_PROBLEMS_SHOWN, load_layers
+from gpucomp.layers.scan import MAX_NESTING, Walk
+from gpucomp.plan.sampler import make_plan
 
 SIG = b"\x89PNG\r\n\x1a\n"
 
@@ -98,7 +99,7 @@ def rgba(r, g, b, a):
 def no_pillow(monkeypatch):
     """Records every file a decoder sees (Pillow's Image.open, gpucomp's fast PNG reader, which
     hands what it does not read on to Pillow): a refused header must never reach either."""
-    from gpucomp import png_read
+    from gpucomp.layers import png_read
 
     calls = []
     real, fast = Image.open, png_read.decode
@@ -790,14 +791,14 @@ def test_trait_that_vanishes_before_it_is_read(tmp_path, monkeypatch):
 def test_trait_that_grows_while_it_is_read(tmp_path, monkeypatch):
     root = tmp_path / "layers"
     grows = put(root, "L/A.png", opaque())
-    real = gpucomp.layers._check_head
+    real = gpucomp.layers.decode._check_head
 
     def append_after_check(path, head, size):
         real(path, head, size)
         with open(path, "ab") as f:
             f.write(b"more")
 
-    monkeypatch.setattr(gpucomp.layers, "_check_head", append_after_check)
+    monkeypatch.setattr(gpucomp.layers.decode, "_check_head", append_after_check)
     assert "changed while it was read" in layer_error(root)
 
 
@@ -838,7 +839,7 @@ def test_walk_stops_at_a_size_no_layers_folder_has(tmp_path, monkeypatch, limit,
     for i in range(12):
         put(root, f"L{i}/Sub#1/T{i}.png", opaque())
         put(root, f"L{i}/Other#1/U{i}.png", opaque())
-    monkeypatch.setattr(gpucomp.scan, limit, value)
+    monkeypatch.setattr(gpucomp.layers.scan, limit, value)
     msg = layer_error(root)
     assert msg.startswith(f"{root}: more than ") and "this is not a layers folder" in msg and "stopped in" in msg
     assert "\n" not in msg  # one message: the walk stopped, it did not go on collecting problems

@@ -7,7 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gpucomp.errors import LayerError
-from gpucomp.naming import natural_key, parse_trait_name
+from gpucomp.layers.naming import natural_key, parse_trait_name
 
 FAST = settings(max_examples=200, deadline=None)  # per test, not a global profile
 

@@ -1,1 +1,0 @@
-"""Compositing backends. `select.choose()` picks one; only `cuda` imports cupy, lazily."""

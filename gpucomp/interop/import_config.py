@@ -1,0 +1,232 @@
+"""`gpucomp import-config config.js`: a HashLips art engine v1 (or nftchef art-engine) config as a
+gpucomp TOML the user keeps.
+
+Converted: `layerConfigurations` (`growEditionSizeTo` is cumulative: each configuration becomes a
+[[stacks]] entry of the difference), each `layersOrder` entry's `name` (folder), `options.displayName`
+or nftchef's `trait` (display name), `options.bypassDNA` (dna = false), `blend` and `opacity`
+(HashLips under `options`, nftchef on the entry itself), nftchef's `sublayerOptions` (per-trait blend
+and opacity), `namePrefix`, `description`, `baseUri`, `startIndex`, `shuffleLayerConfigurations`,
+`rarityDelimiter`, `emptyLayerName`, `extraMetadata`, and with the layers folder nftchef's `incompatible`
+and `forcedCombinations` (as never / always rules). What has no equivalent is listed in notes
+(comments at the top of the TOML, and printed), never dropped without a word.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gpucomp._shared.files import read_config_text
+from gpucomp.compositing import BLEND_MODES
+from gpucomp.errors import ConfigError
+from gpucomp.interop.jsconfig import Unreadable, read_js_config
+
+UNSUPPORTED = {
+    "background": "background.generate (a generated background colour): add a Background layer folder instead",
+    "incompatible": "incompatible: pass --layers to convert it to [[rules]] never = [...]",
+    "forcedCombinations": "forcedCombinations: pass --layers to convert it to [[rules]] always = [...]",
+    "traitValueOverrides": "traitValueOverrides: rename the trait files instead",
+    "extraAttributes": "extraAttributes: not converted",
+    "outputJPEG": "outputJPEG: gpucomp writes PNG",
+}
+
+
+class _Converter:
+    def __init__(self, values: dict, source: str):
+        self.values, self.source = values, source
+        self.notes: list[str] = []
+
+    def get(self, name: str, default=None, where: str | None = None, value=None):
+        """A value by name (or `value` itself), or a clear error if it is not a plain value."""
+        v = self.values.get(name, default) if value is None else value
+        if isinstance(v, Unreadable):
+            raise ConfigError(f"{self.source}: line {v.line}: {where or name} is not a plain value ({v.why}); "
+                              f"write it as a literal (a string, number, array or object) and convert again")
+        return v
+
+    def typed(self, value, typ, where: str):
+        value = self.get("", value=value, where=where)
+        if value is not None and (not isinstance(value, typ) or isinstance(value, bool) and typ is not bool):
+            raise ConfigError(f"{self.source}: {where} should be {getattr(typ, '__name__', 'a number')}, "
+                              f"got {json.dumps(value)}")
+        return value
+
+    def blend(self, value, where: str) -> str | None:
+        value = self.typed(value, str, where)
+        if value is None:
+            return None
+        name = "normal" if value == "source-over" else value
+        if name not in BLEND_MODES:
+            raise ConfigError(f"{self.source}: {where} is {value!r}, which gpucomp does not draw (it draws source-over "
+                              f"and the separable blend modes: {', '.join(BLEND_MODES[1:])}); change it or remove it")
+        return name
+
+    def layer(self, entry, where: str) -> dict:
+        entry = self.typed(entry, dict, where)
+        name = self.typed(entry.get("name"), str, f"{where}.name")
+        if not name:
+            raise ConfigError(f"{self.source}: {where} has no name (the layer folder)")
+        options = self.typed(entry.get("options", {}), dict, f"{where}.options") or {}
+        out: dict = {"folder": name}
+        display = self.typed(options.get("displayName", entry.get("trait")), str, f"{where} displayName")
+        if display is not None and display != name:
+            out["name"] = display
+        blend = self.blend(entry.get("blend", options.get("blend")), f"{where} blend")
+        if blend not in (None, "normal"):
+            out["blend"] = blend
+        opacity = self.typed(entry.get("opacity", options.get("opacity")), (int, float), f"{where} opacity")
+        if opacity is not None and opacity != 1:
+            out["opacity"] = float(opacity)
+        if self.typed(options.get("bypassDNA"), bool, f"{where}.options.bypassDNA"):
+            out["dna"] = False
+        subs = self.typed(entry.get("sublayerOptions", {}), dict, f"{where}.sublayerOptions") or {}
+        traits = {}
+        for trait, opts in subs.items():
+            opts = self.typed(opts, dict, f"{where}.sublayerOptions.{trait}")
+            # nftchef resets what a sublayerOptions entry leaves out to source-over and 1
+            blend = self.blend(opts.get("blend"), f"{where}.sublayerOptions.{trait}.blend") or "normal"
+            traits[trait] = {"blend": blend,
+                             "opacity": float(self.typed(opts.get("opacity", 1), (int, float), f"{where} opacity"))}
+            if "trait" in opts:
+                self.notes.append(f"{where}.sublayerOptions.{trait}.trait (another trait_type): not converted")
+        if traits:
+            out["traits"] = traits
+            self.notes.append(f"{where}.sublayerOptions: converted to per-trait options; each key must be a trait "
+                              f"of layer {name!r} (a file, or a folder of parts)")
+        for key in sorted(set(entry) - {"name", "options", "trait", "blend", "opacity", "sublayerOptions"}):
+            self.notes.append(f"{where}.{key}: not converted")
+        return out
+
+    def stacks(self) -> tuple[list[tuple[int, list[dict], str | None]], int]:
+        configs = self.typed(self.get("layerConfigurations"), list, "layerConfigurations")
+        if not configs:
+            raise ConfigError(f"{self.source}: no layerConfigurations array found; is this a HashLips or nftchef "
+                              f"config.js?")
+        out, before = [], 0
+        for k, cfg in enumerate(configs):
+            where = f"layerConfigurations[{k}]"
+            cfg = self.typed(cfg, dict, where)
+            grow = self.typed(cfg.get("growEditionSizeTo"), int, f"{where}.growEditionSizeTo")
+            if grow is None or grow <= before:
+                raise ConfigError(f"{self.source}: {where}.growEditionSizeTo is {grow}; it counts up over the "
+                                  f"configurations (cumulative), so it must be more than {before}")
+            order = self.typed(cfg.get("layersOrder"), list, f"{where}.layersOrder")
+            if not order:
+                raise ConfigError(f"{self.source}: {where}.layersOrder is missing or empty")
+            layers = [self.layer(e, f"{where}.layersOrder[{i}]") for i, e in enumerate(order)]
+            prefix = self.typed(cfg.get("namePrefix"), str, f"{where}.namePrefix")
+            if cfg.get("resetNameIndex"):
+                self.notes.append(f"{where}.resetNameIndex: not converted (items are numbered through)")
+            out.append((grow - before, layers, prefix))
+            before = grow
+        return out, before
+
+
+def _trait_layers(layers_dir: Path, folders: list[str], delimiter: str) -> dict[str, list[str]]:
+    """Trait name -> the layer folders that have it (names only: nothing is decoded)."""
+    from gpucomp.layers.scan import Walk
+
+    found: dict[str, list[str]] = {}
+    walk = Walk(Path(layers_dir), delimiter, [])
+    for folder in folders:
+        for trait in walk.layer(folder):
+            found.setdefault(trait.name, []).append(folder)
+    return found
+
+
+def _rules(conv: "_Converter", key: str, kind: str, where: dict[str, list[str]]) -> list[dict]:
+    """nftchef's `incompatible` (never) or `forcedCombinations` (always) as [[rules]], each name looked
+    up in the layers folder; a name found in no layer, or in several, is a note instead of a rule."""
+    table = conv.typed(conv.values.get(key), dict, key) or {}
+    out = []
+    for a, bs in table.items():
+        for b in conv.typed(bs, list, f"{key}.{a}") or []:
+            la, lb = where.get(a, []), where.get(str(b), [])
+            if len(la) == 1 and len(lb) == 1:
+                out.append({kind: [f"{la[0]}/{a}", f"{lb[0]}/{b}"]})
+            else:
+                why = "in no layer" if not la or not lb else "in several layers"
+                conv.notes.append(f"{key}: {a!r} with {b!r} not converted: a name is {why}; write the rule by hand")
+    return out
+
+
+def convert(text: str, source: str, layers_dir: str | Path | None = None) -> tuple[str, list[str]]:
+    """(TOML text, notes) for a config.js's text. With `layers_dir`, nftchef's `incompatible` and
+    `forcedCombinations` become [[rules]] (their names are looked up in the layer folders)."""
+    conv = _Converter(read_js_config(text, source), source)
+    stacks, size = conv.stacks()
+    rules = []
+    if layers_dir is not None:
+        folders = list(dict.fromkeys(layer["folder"] for _, layers, _ in stacks for layer in layers))
+        delimiter = conv.typed(conv.values.get("rarityDelimiter"), str, "rarityDelimiter") or "#"
+        where = _trait_layers(Path(layers_dir), folders, delimiter)
+        rules = _rules(conv, "incompatible", "never", where) + _rules(conv, "forcedCombinations", "always", where)
+    prefixes = [p for _, _, p in stacks if p is not None]
+    prefix = conv.typed(conv.values.get("namePrefix"), str, "namePrefix") or (prefixes[0] if prefixes else None)
+    if len(set(prefixes)) > 1:
+        conv.notes.append(f"namePrefix differs between configurations ({', '.join(map(repr, prefixes))}); "
+                          f"gpucomp uses one: {prefix!r}")
+    collection = {"size": size}
+    for key, toml_key, typ in (("description", "description", str), ("baseUri", "base_uri", str),
+                               ("startIndex", "start", int), ("shuffleLayerConfigurations", "shuffle", bool)):
+        v = conv.typed(conv.values.get(key), typ, key)
+        if v is not None:
+            collection[toml_key] = v
+    if prefix is not None:
+        collection["name_prefix"] = prefix
+    collection.setdefault("start", 1)  # HashLips v1 numbers editions from 1
+    inputs = {}
+    for key, toml_key in (("rarityDelimiter", "delimiter"), ("emptyLayerName", "empty_name")):
+        v = conv.typed(conv.values.get(key), str, key)
+        if v is not None:
+            inputs[toml_key] = v
+    extra = conv.typed(conv.values.get("extraMetadata"), dict, "extraMetadata")
+    for key, note in UNSUPPORTED.items():
+        if layers_dir is not None and key in ("incompatible", "forcedCombinations"):
+            continue
+        v = conv.values.get(key)
+        off = key == "background" and isinstance(v, dict) and not v.get("generate")
+        if v not in (None, {}, [], False) and not off:
+            conv.notes.append(note)
+    return _toml(collection, inputs, extra, stacks, rules, conv.notes, source), conv.notes
+
+
+def _q(value) -> str:
+    """A TOML value (strings JSON-quoted: the same escapes)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_q(k)} = {_q(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_q(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} into TOML")
+
+
+def _toml(collection, inputs, extra, stacks, rules, notes, source) -> str:
+    lines = [f"# Converted by `gpucomp import-config` from {Path(source).name} (HashLips art engine / nftchef).",
+             "# Keep it: gpucomp generate <layers folder> -c <this file> -o <output folder>"]
+    lines += [f"# note: {n}" for n in notes]
+    lines += ["", "[collection]"] + [f"{k} = {_q(v)}" for k, v in collection.items()]
+    if inputs:
+        lines += ["", "[input]"] + [f"{k} = {_q(v)}" for k, v in inputs.items()]
+    if extra:
+        lines += ["", "[metadata]", f"extra = {_q(extra)}"]
+    if len(stacks) == 1:
+        for layer in stacks[0][1]:
+            lines += ["", "[[layers]]"] + [f"{k} = {_q(v)}" for k, v in layer.items()]
+    else:
+        for size, layers, _ in stacks:
+            lines += ["", "[[stacks]]", f"size = {size}", "layers = ["]
+            lines += [f"  {_q(layer)}," for layer in layers] + ["]"]
+    for rule in rules:
+        lines += ["", "[[rules]]"] + [f"{k} = {_q(v)}" for k, v in rule.items()]
+    return "\n".join(lines) + "\n"
+
+
+def import_config(path: str | Path, layers_dir: str | Path | None = None) -> tuple[str, list[str]]:
+    """Read a config.js (the same file checks as a TOML config) and convert it."""
+    path = Path(path)
+    return convert(read_config_text(path), str(path), layers_dir)

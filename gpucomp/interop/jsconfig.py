@@ -1,0 +1,280 @@
+"""Read the plain values of a HashLips / nftchef `config.js` without running JavaScript.
+
+Those configs are a list of `const name = <value>;` declarations whose values the engines use as
+data: object and array literals, strings, numbers, booleans, `MODE.multiply` blend constants and
+names of earlier constants. This module reads exactly that subset. Anything else (a function, a
+call such as `path.join(...)`, a ternary, a template with `${...}`) is kept as `Unreadable`: an
+error naming its line is raised only if the converter needs that value.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gpucomp.errors import ConfigError
+
+# HashLips' and nftchef's `src/blendMode.js`; HashLips v1 maps `sourceAtop` to "source-out" (its bug, kept).
+MODE = {"sourceOver": "source-over", "sourceIn": "source-in", "sourceOut": "source-out",
+        "sourceAtop": "source-atop", "destinationOver": "destination-over", "destinationIn": "destination-in",
+        "destinationOut": "destination-out", "destinationAtop": "destination-atop", "lighter": "lighter",
+        "copy": "copy", "xor": "xor", "multiply": "multiply", "screen": "screen", "overlay": "overlay",
+        "darken": "darken", "lighten": "lighten", "colorDodge": "color-dodge", "colorBurn": "color-burn",
+        "hardLight": "hard-light", "softLight": "soft-light", "difference": "difference",
+        "exclusion": "exclusion", "hue": "hue", "saturation": "saturation", "color": "color",
+        "luminosity": "luminosity"}
+NETWORK = {"eth": "eth", "sol": "sol"}
+KNOWN_OBJECTS = {"MODE": MODE, "NETWORK": NETWORK}
+
+_TOKEN = re.compile(r"""
+    (?P<ws>[ \t\r\n\ufeff]+) | (?P<line>//[^\n]*) | (?P<block>/\*.*?\*/)
+  | (?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*') | (?P<tpl>`(?:[^`\\]|\\.)*`)
+  | (?P<num>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
+  | (?P<id>[A-Za-z_$][\w$]*) | (?P<op>=>|\.\.\.|===|!==|==|!=|&&|\|\||\?\?|\?\.|[{}\[\]().,:;=+\-*/%?!<>&|^~])
+""", re.X | re.S)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str
+    text: str
+    line: int
+    newline_before: bool
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A value that is not a plain literal: where it is and why."""
+
+    line: int
+    why: str
+
+
+def tokenize(text: str, source: str) -> list[Token]:
+    out, pos, line, newline = [], 0, 1, True
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise ConfigError(f"{source}: line {line}: cannot read {text[pos:pos + 20]!r} (not JavaScript this "
+                              f"reader knows); is this a HashLips or nftchef config.js?")
+        kind, piece = m.lastgroup, m.group()
+        if kind in ("ws", "line", "block"):
+            newline = newline or "\n" in piece
+        else:
+            out.append(Token(kind, piece, line, newline))
+            newline = False
+        line += piece.count("\n")
+        pos = m.end()
+    return out
+
+
+def _unquote(text: str) -> str:
+    body = text[1:-1]
+
+    def esc(m):
+        c = m.group(1)
+        if c[0] == "u":
+            return chr(int(c[1:], 16))
+        if c[0] == "x":
+            return chr(int(c[1:], 16))
+        return _ESCAPES.get(c, c)
+
+    return re.sub(r"\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|.)", esc, body, flags=re.S)
+
+
+class _Stop(Exception):
+    def __init__(self, token: Token | None, why: str):
+        self.token, self.why = token, why
+
+
+class Reader:
+    """Reads the top-level `const`/`let`/`var` declarations of a config.js into `values`."""
+
+    def __init__(self, text: str, source: str):
+        self.source = source
+        self.tokens = tokenize(text, source)
+        self.pos = 0
+        self.values: dict[str, object] = {}
+
+    def peek(self, k: int = 0) -> Token | None:
+        i = self.pos + k
+        return self.tokens[i] if i < len(self.tokens) else None
+
+    def next(self) -> Token:
+        t = self.peek()
+        if t is None:
+            raise _Stop(None, "the file ends in the middle of a value")
+        self.pos += 1
+        return t
+
+    def expect(self, text: str) -> None:
+        t = self.next()
+        if t.text != text:
+            raise _Stop(t, f"expected {text!r}, found {t.text!r}")
+
+    def read(self) -> dict[str, object]:
+        while self.peek() is not None:
+            t = self.peek()
+            if t.kind == "id" and t.text in ("const", "let", "var"):
+                self.pos += 1
+                self._declarations()
+            else:
+                self._skip_statement()
+        return self.values
+
+    def _declarations(self) -> None:
+        while True:
+            name = self.next()
+            if name.kind != "id" or self.peek() is None or self.peek().text != "=":
+                self._skip_statement()  # destructuring (`const { MODE } = require(...)`) or no value
+                return
+            self.pos += 1
+            start = self.pos
+            try:
+                value = self.value()
+                end = self.peek()
+                if end is not None and end.text not in (",", ";") and not end.newline_before:
+                    raise _Stop(end, f"{end.text!r} after the value (an expression, not a plain value)")
+            except _Stop as stop:
+                line = stop.token.line if stop.token else self.tokens[start].line
+                value = Unreadable(line, stop.why)
+                self.pos = start
+                self._skip_value()
+            self.values[name.text] = value
+            if self.peek() is not None and self.peek().text == ",":
+                self.pos += 1
+                continue
+            if self.peek() is not None and self.peek().text == ";":
+                self.pos += 1
+            return
+
+    def _skip_value(self) -> None:
+        """Past one expression: to a `,` or `;` outside brackets, or the end of its statement."""
+        depth = 0
+        while (t := self.peek()) is not None:
+            if depth == 0 and (t.text in (",", ";", ")", "]", "}") or
+                               (t.newline_before and t.text in ("const", "let", "var", "module", "function"))):
+                return
+            depth += t.text in ("(", "[", "{")
+            depth -= t.text in (")", "]", "}")
+            self.pos += 1
+
+    def _skip_statement(self) -> None:
+        first = True
+        depth = 0
+        while (t := self.peek()) is not None:
+            if not first and depth == 0 and t.newline_before and t.text in ("const", "let", "var"):
+                return
+            self.pos += 1
+            first = False
+            depth += t.text in ("(", "[", "{")
+            depth -= t.text in (")", "]", "}")
+            if depth <= 0 and t.text == ";":
+                return
+
+    def value(self):
+        t = self.next()
+        if t.kind == "str":
+            return _unquote(t.text)
+        if t.kind == "tpl":
+            if "${" in t.text:
+                raise _Stop(t, "a template string with ${...} (it needs JavaScript to fill in)")
+            return _unquote(t.text)
+        if t.kind == "num":
+            return _number(t.text)
+        if t.text == "-" and self.peek() is not None and self.peek().kind == "num":
+            return -_number(self.next().text)
+        if t.text == "[":
+            return self._array()
+        if t.text == "{":
+            return self._object()
+        if t.kind == "id":
+            return self._name(t)
+        raise _Stop(t, f"{t.text!r} where a value was expected")
+
+    def _name(self, t: Token):
+        words = {"true": True, "false": False, "null": None, "undefined": None}
+        if t.text in words:
+            return words[t.text]
+        if self.peek() is not None and self.peek().text in ("(", "=>"):
+            raise _Stop(t, f"a function or call ({t.text}{self.peek().text}...)")
+        if t.text in self.values:
+            value = self.values[t.text]
+        elif t.text in KNOWN_OBJECTS:
+            value = KNOWN_OBJECTS[t.text]
+        else:
+            raise _Stop(t, f"{t.text!r} names nothing declared above it")
+        while self.peek() is not None and self.peek().text in (".", "?."):
+            self.pos += 1
+            key = self.next()
+            if not isinstance(value, dict) or key.text not in value:
+                raise _Stop(key, f"{t.text}.{key.text} is not a known value")
+            value = value[key.text]
+        return value
+
+    def _array(self) -> list:
+        out = []
+        while True:
+            if self.peek() is not None and self.peek().text == "]":
+                self.pos += 1
+                return out
+            if self.peek() is not None and self.peek().text == "...":
+                raise _Stop(self.peek(), "a spread (...) in an array")
+            out.append(self.value())
+            t = self.next()
+            if t.text == "]":
+                return out
+            if t.text != ",":
+                raise _Stop(t, f"{t.text!r} in an array (an expression, not a plain value)")
+
+    def _object(self) -> dict:
+        out: dict[str, object] = {}
+        while True:
+            key = self.next()
+            if key.text == "}":
+                return out
+            if key.kind == "str":
+                name = _unquote(key.text)
+            elif key.kind in ("id", "num"):
+                name = key.text
+            else:
+                raise _Stop(key, f"{key.text!r} as an object key")
+            sep = self.next()
+            if sep.text in (",", "}") and key.kind == "id":  # shorthand `{ baseUri, ... }`
+                out[name] = self._name(key)
+                if sep.text == "}":
+                    return out
+                continue
+            if sep.text != ":":
+                raise _Stop(sep, f"{sep.text!r} after the key {name!r} (a method?)")
+            start = self.pos
+            try:
+                out[name] = self.value()
+                end = self.peek()
+                if end is not None and end.text not in (",", "}"):
+                    raise _Stop(end, f"{end.text!r} after the value of {name!r} (an expression)")
+            except _Stop as stop:
+                out[name] = Unreadable(stop.token.line if stop.token else key.line, stop.why)
+                self.pos = start
+                self._skip_value()
+            t = self.next()
+            if t.text == "}":
+                return out
+            if t.text != ",":
+                raise _Stop(t, f"{t.text!r} in an object")
+
+
+def _number(text: str) -> int | float:
+    if text.lower().startswith("0x"):
+        return int(text, 16)
+    value = float(text)
+    return int(value) if value.is_integer() and re.fullmatch(r"\d+", text) else value
+
+
+def read_js_config(text: str, source: str) -> dict[str, object]:
+    """Top-level constants of a config.js: plain values, or Unreadable where they are not."""
+    try:
+        return Reader(text, source).read()
+    except _Stop as stop:
+        line = stop.token.line if stop.token else "end"
+        raise ConfigError(f"{source}: line {line}: {stop.why}; gpucomp reads config.js without running it") from None

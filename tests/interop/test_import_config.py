@@ -1,0 +1,228 @@
+"""`gpucomp import-config`: HashLips v1 / nftchef config.js read without running it, as a TOML that
+gpucomp loads; a converted project renders with HashLips' layer order, names, blend and DNA rules."""
+import json
+import tomllib
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gpucomp
+from gpucomp.cli import main
+from gpucomp.compositing import reference
+from gpucomp.config import load_config
+from gpucomp.errors import ConfigError
+from gpucomp.interop.import_config import convert
+from gpucomp.interop.jsconfig import Unreadable, read_js_config
+
+HASHLIPS = r'''
+const basePath = process.cwd();
+const { MODE } = require(`${basePath}/constants/blend_mode.js`);
+const { NETWORK } = require(`${basePath}/constants/network.js`);
+
+const network = NETWORK.eth;
+
+// General metadata for Ethereum
+const namePrefix = "Your Collection";
+const description = "Remember to replace this description";
+const baseUri = "ipfs://NewUriToReplace";
+
+const solanaMetadata = {
+  symbol: "YC",
+  seller_fee_basis_points: 1000, // Define how much % you want from secondary market sales 1000 = 10%
+  external_url: "https://www.youtube.com/c/hashlipsnft",
+  creators: [
+    {
+      address: "7fXNuer5sbZtaTEPhtJ5g5gNtuyRoKkvxdjEjEnPN4mC",
+      share: 100,
+    },
+  ],
+};
+
+// If you have selected Solana then the collection starts from 0 automatically
+const layerConfigurations = [
+  {
+    growEditionSizeTo: 5,
+    layersOrder: [
+      { name: "Background" },
+      { name: "Eyeball", options: { displayName: "Awesome Eye Color" } },
+      { name: "Eye color", options: { blend: MODE.multiply, opacity: 0.5 } },
+      { name: "Shine", options: { bypassDNA: true } },
+    ],
+  },
+  {
+    growEditionSizeTo: 8,
+    layersOrder: [
+      { name: "Background" },
+      { name: "Eyeball" },
+    ],
+  },
+];
+
+const shuffleLayerConfigurations = false;
+
+const debugLogs = false;
+
+const format = {
+  width: 512,
+  height: 512,
+  smoothing: false,
+};
+
+const background = {
+  generate: true,
+  brightness: "80%",
+  static: false,
+  default: "#000000",
+};
+
+const extraMetadata = { artist: 'Jo \'the\' painter' };
+
+const rarityDelimiter = "#";
+
+const uniqueDnaTorrance = 10000;
+
+const preview = {
+  thumbPerRow: 5,
+  thumbWidth: 50,
+  imageRatio: format.height / format.width,
+  imageName: "preview.png",
+};
+
+module.exports = {
+  format,
+  baseUri,
+  description,
+  layerConfigurations,
+};
+'''
+
+
+def test_reads_plain_values_and_marks_the_rest():
+    values = read_js_config(HASHLIPS, "config.js")
+    assert values["namePrefix"] == "Your Collection" and values["network"] == "eth"
+    assert values["layerConfigurations"][0]["layersOrder"][2]["options"] == {"blend": "multiply", "opacity": 0.5}
+    assert values["extraMetadata"] == {"artist": "Jo 'the' painter"}
+    assert isinstance(values["basePath"], Unreadable)  # a call: never run
+    assert isinstance(values["preview"]["imageRatio"], Unreadable) and values["preview"]["thumbPerRow"] == 5
+
+
+def test_converts_a_hashlips_v1_config():
+    text, notes = convert(HASHLIPS, "config.js")
+    toml = tomllib.loads(text)
+    assert toml["collection"] == {"size": 8, "description": "Remember to replace this description",
+                                  "base_uri": "ipfs://NewUriToReplace", "shuffle": False,
+                                  "name_prefix": "Your Collection", "start": 1}
+    assert toml["metadata"] == {"extra": {"artist": "Jo 'the' painter"}}
+    first, second = toml["stacks"]
+    assert first["size"] == 5 and second["size"] == 3  # growEditionSizeTo counts up
+    assert first["layers"] == [{"folder": "Background"}, {"folder": "Eyeball", "name": "Awesome Eye Color"},
+                               {"folder": "Eye color", "blend": "multiply", "opacity": 0.5},
+                               {"folder": "Shine", "dna": False}]
+    assert any("background.generate" in n for n in notes) and text.count("# note:") == len(notes)
+
+
+def test_converted_toml_loads(tmp_path):
+    path = tmp_path / "collection.toml"
+    path.write_text(convert(HASHLIPS, "config.js")[0])
+    cfg = load_config(path)
+    assert cfg.size == 8 and [st.size for st in cfg.stacks] == [5, 3]
+    assert cfg.stacks[0].layers[3].dna is False and cfg.stacks[0].layers[2].opacity == 0.5
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("growEditionSizeTo: 8", "growEditionSizeTo: 5"), r"layerConfigurations\[1\].growEditionSizeTo is 5.*more than 5"),
+    (("MODE.multiply", "MODE.hue"), r"blend is 'hue', which gpucomp does not draw"),
+    (("opacity: 0.5", "opacity: 0.1 + 0.4"), r"line 32: layerConfigurations\[0\].layersOrder\[2\] opacity is not a plain value \('\+' after"),
+    (("{ name: \"Background\" },\n      { name: \"Eyeball\", options",
+      "{ name: `${basePath}` },\n      { name: \"Eyeball\", options"), r"line 30: layerConfigurations\[0\].layersOrder\[0\].name is not a plain value \(a template"),
+    (("const layerConfigurations", "const layerConfigs"), "no layerConfigurations array found"),
+])
+def test_what_cannot_be_converted_is_named(edit, message):
+    with pytest.raises(ConfigError, match=message):
+        convert(HASHLIPS.replace(*edit), "config.js")
+
+
+def test_nftchef_layer_options():
+    js = '''const layerConfigurations = [{ growEditionSizeTo: 3, namePrefix: "Chef",
+      layersOrder: [{ name: "Hair", trait: "Hairdo", blend: MODE.screen, opacity: 0.8,
+                      sublayerOptions: { rare: { blend: MODE.multiply } } }] }];
+    const emptyLayerName = "EMPTY"; const startIndex = 0;'''
+    toml = tomllib.loads(convert(js, "config.js")[0])
+    assert toml["collection"]["start"] == 0 and toml["collection"]["name_prefix"] == "Chef"
+    assert toml["input"] == {"empty_name": "EMPTY"}
+    assert toml["layers"] == [{"folder": "Hair", "name": "Hairdo", "blend": "screen", "opacity": 0.8,
+                               "traits": {"rare": {"blend": "multiply", "opacity": 1.0}}}]
+
+
+def test_cli_writes_the_toml_once(tmp_path, capsys):
+    js = tmp_path / "config.js"
+    js.write_text(HASHLIPS)
+    out = tmp_path / "c.toml"
+    assert main(["import-config", str(js), "-o", str(out)]) == 0
+    assert tomllib.loads(out.read_text())["collection"]["size"] == 8
+    assert main(["import-config", str(js), "-o", str(out)]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert main(["import-config", str(tmp_path / "missing.js")]) == 2
+
+
+def test_converted_hashlips_project_renders_as_hashlips_draws_it(tmp_path):
+    """HashLips v1: layers in layersOrder order, displayName as trait_type, blend/opacity per layer,
+    bypassDNA layers left out of uniqueness but drawn and listed."""
+    root = tmp_path / "layers"
+    rng = np.random.default_rng(1)
+    px = {}
+    for folder, names in (("Background", ["Black#1", "Blue#1"]), ("Eyeball", ["Red#1", "White#1"]),
+                          ("Eye color", ["Green#1", "Pink#1"]), ("Shine", ["Shapes#1"])):
+        for n in names:
+            a = rng.integers(0, 256, (6, 6, 4), dtype=np.uint8)
+            a[..., 3] = 255 if folder == "Background" else rng.choice(np.array([0, 128, 255], np.uint8), (6, 6))
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(a, "RGBA").save(root / folder / f"{n}.png")
+            px[folder, n.split("#")[0]] = a
+    js = HASHLIPS.replace("growEditionSizeTo: 8", "growEditionSizeTo: 7")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(convert(js, "config.js")[0])
+    out = tmp_path / "out"
+    list(gpucomp.generate(root, out, cfg, backend="cpu", seed=2))
+    meta = json.loads((out / "_metadata.json").read_text())
+    assert len(meta) == 7
+    keys = set()
+    for entry in meta:
+        attrs = [(a["trait_type"], a["value"]) for a in entry["attributes"]]
+        types = [t for t, _ in attrs]
+        assert types in (["Background", "Awesome Eye Color", "Eye color", "Shine"], ["Background", "Eyeball"])
+        folders = {"Awesome Eye Color": "Eyeball"}
+        traits = [SimpleNamespace(box=(0, 0, 6, 6), pixels=px[folders.get(t, t), v]) for t, v in attrs]
+        blends = [("multiply", 0.5) if t == "Eye color" else ("normal", 1) for t, _ in attrs]
+        got = np.asarray(Image.open(out / "images" / f"{entry['edition']}.png").convert("RGBA")).astype(float)
+        assert np.abs(got - reference((6, 6), traits, blends)).max() <= 1.0
+        key = tuple(v for t, v in attrs if t != "Shine")
+        assert key not in keys
+        keys.add(key)
+
+
+def test_incompatible_and_forced_become_rules_with_the_layers_folder(tmp_path):
+    root = tmp_path / "layers"
+    for path in ("Background/Red#1.png", "Background/Blue#1.png", "Hair/Dark Long#1.png", "Hair/Short#1.png",
+                 "Hat/Cap#1.png", "Hat/Crown#1.png"):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((4, 4, 4), 200, np.uint8), "RGBA").save(root / path)
+    js = '''const layerConfigurations = [{ growEditionSizeTo: 3,
+      layersOrder: [{ name: "Background" }, { name: "Hair" }, { name: "Hat" }] }];
+    const incompatible = { Red: ["Dark Long"], floral: ["Cap"] };
+    const forcedCombinations = { Blue: ["Crown"] };'''
+    text, notes = convert(js, "config.js", root)
+    toml = tomllib.loads(text)
+    assert toml["rules"] == [{"never": ["Background/Red", "Hair/Dark Long"]}, {"always": ["Background/Blue", "Hat/Crown"]}]
+    assert any("'floral' with 'Cap' not converted: a name is in no layer" in n for n in notes)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    out = tmp_path / "out"
+    list(gpucomp.generate(root, out, cfg, backend="cpu", seed=1))
+    for entry in json.loads((out / "_metadata.json").read_text()):
+        attrs = {a["trait_type"]: a["value"] for a in entry["attributes"]}
+        assert not (attrs["Background"] == "Red" and attrs["Hair"] == "Dark Long")
+        assert attrs["Background"] != "Blue" or attrs["Hat"] == "Crown"
+    assert "incompatible: pass --layers" in " ".join(convert(js, "config.js")[1])
