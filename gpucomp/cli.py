@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    from gpucomp.encode.png import PRESETS
+    from gpucomp.encode.png import PRESETS  # deferred: keeps `gpucomp --help` fast
 
     p.add_argument("-c", "--config", help="TOML config file (see README); flags below override it")
     p.add_argument("-n", "--size", type=int, help="number of items (default 100)")
@@ -76,7 +76,7 @@ def _formats(args):
     """--format png,webp as OutputFormats (with the config's settings tables), or None."""
     if not getattr(args, "formats", None):
         return None
-    from gpucomp.config import format_flag
+    from gpucomp.config import format_flag  # deferred: keeps `gpucomp --help` fast
 
     return format_flag(args.formats, args.config)
 
@@ -123,7 +123,7 @@ def _on_signals(gen):
 
 def _drive(gen, out: Path, args, resume_hint: str) -> int:
     """Run a Generation with Ctrl-C handling; print the summary, or how to resume."""
-    from gpucomp.errors import Interrupted
+    from gpucomp.errors import Interrupted  # deferred: keeps `gpucomp --help` fast
 
     previous = _on_signals(gen) if threading.current_thread() is threading.main_thread() else {}
     try:
@@ -159,26 +159,26 @@ def _from_output_options(args) -> dict:
 
 
 def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> int:
-    from gpucomp.outdir.pipeline import generate
+    from gpucomp.outdir.pipeline import generate  # deferred: keeps `gpucomp --help` fast
 
     layers = layers or Path(args.layers)
     out = out or Path(args.out)
     gen = generate(layers, out, args.config, log=_log(args), progress=None if not args.quiet else False,
                    resume=args.resume, stop_timeout=STOP_TIMEOUT, **_overrides(args))
     if args.export:  # before anything renders: the layout must fit the collection
-        from gpucomp.publish.export import check_config
+        from gpucomp.publish.export import check_config  # deferred: keeps `gpucomp --help` fast
 
         check_config(gen.cfg, args.export, args.config or "options")
     again = [a for a in sys.argv[1:] if a != "--force"]  # --force would discard what is finished
     hint = f"run the same command again: {shlex.join(['gpucomp', *again])}"
     rc = _drive(gen, out, args, hint)
     if rc == 0 and args.export:
-        from gpucomp.publish.export import export
+        from gpucomp.publish.export import export  # deferred: keeps `gpucomp --help` fast
 
         dest = export(out, args.export, log=_log(args))
         print(f"export: {dest}", file=sys.stderr if args.json else sys.stdout)  # --json: stdout is the summary
     if rc == 0 and args.gallery:
-        from gpucomp.publish.gallery import make_gallery
+        from gpucomp.publish.gallery import make_gallery  # deferred: keeps `gpucomp --help` fast
 
         page = make_gallery(out, log=_log(args))
         print(f"gallery: {page}", file=sys.stderr if args.json else sys.stdout)  # --json: stdout is the summary
@@ -186,35 +186,35 @@ def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> i
 
 
 def cmd_export(args) -> int:
-    from gpucomp.publish.export import export
+    from gpucomp.publish.export import export  # deferred: keeps `gpucomp --help` fast
 
     print(f"export: {export(args.out, args.layout, copy=args.copy, log=_log(args))}")
     return 0
 
 
 def cmd_resume(args) -> int:
-    from gpucomp.outdir.pipeline import resume
+    from gpucomp.outdir.pipeline import resume  # deferred: keeps `gpucomp --help` fast
 
     gen = resume(args.out, **_from_output_options(args))
     return _drive(gen, Path(args.out), args, shlex.join(["gpucomp", "resume", args.out]))
 
 
 def cmd_extend(args) -> int:
-    from gpucomp.outdir.pipeline import extend
+    from gpucomp.outdir.pipeline import extend  # deferred: keeps `gpucomp --help` fast
 
     gen = extend(args.out, args.size, stack=args.stack, **_from_output_options(args))
     return _drive(gen, Path(args.out), args, shlex.join(["gpucomp", "resume", args.out]))
 
 
 def cmd_rerender(args) -> int:
-    from gpucomp.outdir.pipeline import rerender
+    from gpucomp.outdir.pipeline import rerender  # deferred: keeps `gpucomp --help` fast
 
     gen = rerender(args.out, **_from_output_options(args))
     return _drive(gen, Path(args.out), args, shlex.join(["gpucomp", "rerender", args.out]))
 
 
 def cmd_demo(args) -> int:
-    from gpucomp.demo import check_args, make_layers
+    from gpucomp.demo import check_args, make_layers  # deferred: keeps `gpucomp --help` fast
 
     check_args(args.layers, args.traits, args.image_size, args.layer_seed)  # before an old demo folder is touched
     root = Path(args.out)
@@ -226,7 +226,8 @@ def cmd_demo(args) -> int:
         if layers.exists() and any(layers.iterdir()) and not stamp.exists():
             print(f"error: {layers} exists and was not made by gpucomp demo; choose another -o", file=sys.stderr)
             return 2
-        import shutil
+
+        import shutil  # deferred: shutil pulls in bz2 and lzma (3 ms), and only the demo needs it
 
         shutil.rmtree(layers, ignore_errors=True)
         if not args.quiet:
@@ -243,15 +244,15 @@ def cmd_demo(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from gpucomp.config import Config, load_config, with_overrides
-    from gpucomp.outdir.folder import load_stacks
-    from gpucomp.plan.collection import metadata_layers, plan_collection
+    from gpucomp.config import Config, load_config, with_overrides  # deferred: keeps `gpucomp --help` fast
+    from gpucomp.outdir.folder import load_stacks  # deferred: keeps `gpucomp --help` fast
+    from gpucomp.plan.collection import metadata_layers, plan_collection  # deferred: keeps `gpucomp --help` fast
 
     cfg = load_config(args.config) if args.config else Config()
     cfg = with_overrides(cfg, size=args.size, delimiter=args.delimiter, from_list=args.from_list,
                          formats=_formats(args))
     if cfg.from_list:
-        from gpucomp.config import with_list_size
+        from gpucomp.config import with_list_size  # deferred: keeps `gpucomp --help` fast
 
         cfg = with_list_size(cfg, args.size)
     print(f"reading layers folder {Path(args.layers).resolve()}", file=sys.stderr)
@@ -263,13 +264,13 @@ def cmd_validate(args) -> int:
             print(f"  {layer.folder} -> '{layer.name}': {len(layer.traits)} traits")
     print(f"canvas {ls.width}x{ls.height}")
     plan_collection(cfg, stacks)
-    from gpucomp.metadata.tokens import check_traits, options_for_config
+    from gpucomp.metadata.tokens import check_traits, options_for_config  # deferred: keeps `gpucomp --help` fast
 
     check_traits(options_for_config(cfg), metadata_layers(stacks), args.config or "options")
-    from gpucomp.encode.media import check_fits, output_files
+    from gpucomp.encode.media import check_fits, output_files  # deferred: keeps `gpucomp --help` fast
 
     check_fits(output_files(cfg.formats, cfg.sizes, cfg.animation), ls.width, ls.height, args.config or "options")
-    from gpucomp.plan.frames import plan_frames
+    from gpucomp.plan.frames import plan_frames  # deferred: keeps `gpucomp --help` fast
 
     frames = plan_frames(cfg, ls, args.config or "options")
     if cfg.animation is not None:
@@ -279,33 +280,33 @@ def cmd_validate(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from gpucomp import __version__
-    from gpucomp.encode.png import PRESETS, deflate_engine
-    from gpucomp.render.select import cuda_status
+    from gpucomp._version import __version__  # deferred: keeps `gpucomp --help` fast
+    from gpucomp.encode.png import PRESETS, deflate_engine  # deferred: keeps `gpucomp --help` fast
+    from gpucomp.render.select import cuda_status  # deferred: keeps `gpucomp --help` fast
 
     print(f"gpucomp {__version__}")
     ok, why = cuda_status()
     print(f"cuda: {'available' if ok else 'unavailable'} — {why}")
     if ok:
-        from gpucomp.render.cuda_backend import device_report
+        from gpucomp.render.cuda_backend import device_report  # deferred: keeps `gpucomp --help` fast
 
         for line in device_report():
             print(f"  {line}")
-    from gpucomp.render.numpy_backend import kernel_status
+    from gpucomp.render.numpy_backend import kernel_status  # deferred: keeps `gpucomp --help` fast
 
     print(f"cpu: available ({kernel_status()[1]})")  # the fused numba kernel, or why NumPy composites
-    from gpucomp.outdir.writeback import describe
+    from gpucomp.outdir.writeback import describe  # deferred: keeps `gpucomp --help` fast
 
     print(f"output files: {describe()}")
     for p in PRESETS.values():
         print(f"png preset {p.name}: {p.help} [deflate: {deflate_engine(p, gpu=ok)}]")
-    from gpucomp.encode.formats import availability
+    from gpucomp.encode.formats import availability  # deferred: keeps `gpucomp --help` fast
 
     have = availability()
     missing = [k for k, v in have.items() if not v]
     print(f"output formats: {', '.join(k for k, v in have.items() if v)}"
           + (f" (this Pillow lacks {', '.join(missing)})" if missing else ""))
-    from gpucomp.encode.animated import animated_availability
+    from gpucomp.encode.animated import animated_availability  # deferred: keeps `gpucomp --help` fast
 
     anim = animated_availability()
     print(f"animated output: {', '.join(k for k, v in anim.items() if v)}"
@@ -336,7 +337,7 @@ def _add_preview_parser(subparsers):
 
 
 def cmd_update_metadata(args) -> int:
-    from gpucomp.outdir.update import update_metadata
+    from gpucomp.outdir.update import update_metadata  # deferred: keeps `gpucomp --help` fast
 
     changes = {k: v for k, v in {"base_uri": args.base_uri, "name_prefix": args.name_prefix,
                                  "description": args.description}.items() if v is not None}
@@ -349,8 +350,8 @@ def cmd_update_metadata(args) -> int:
 
 
 def cmd_import_config(args) -> int:
-    from gpucomp.errors import ConfigError
-    from gpucomp.interop.import_config import import_config
+    from gpucomp.errors import ConfigError  # deferred: keeps `gpucomp --help` fast
+    from gpucomp.interop.import_config import import_config  # deferred: keeps `gpucomp --help` fast
 
     text, notes = import_config(args.config_js, args.layers)
     for note in notes:
@@ -386,7 +387,7 @@ def cmd_preview(args) -> int:
 
 def _add_gallery_parser(subparsers):
     """Add the `gallery` subcommand to an argparse subparsers object; returns its parser."""
-    from gpucomp.publish.gallery import THUMB_DEFAULT, THUMB_MAX, THUMB_MIN
+    from gpucomp.publish.limits import THUMB_DEFAULT, THUMB_MAX, THUMB_MIN  # deferred: `import gpucomp.cli` stays minimal
 
     p = subparsers.add_parser("gallery", help="a static web page of a finished collection: filters, rarity, charts",
                               description="Write OUT/gallery/index.html and its data (thumbnails, trait index, "
@@ -400,7 +401,7 @@ def _add_gallery_parser(subparsers):
 
 
 def cmd_gallery(args) -> int:
-    from gpucomp.publish.gallery import cmd_gallery as run_gallery
+    from gpucomp.publish.gallery import cmd_gallery as run_gallery  # deferred: keeps `gpucomp --help` fast
 
     return run_gallery(args)
 
@@ -530,7 +531,7 @@ def main(argv=None) -> int:
 
 
 def _run_command(args) -> int:
-    from gpucomp.errors import GpucompError
+    from gpucomp.errors import GpucompError  # deferred: keeps `gpucomp --help` fast
 
     try:
         return globals()[COMMANDS[args.command]](args)

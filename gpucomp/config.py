@@ -16,14 +16,16 @@ from gpucomp._shared.files import read_config_text
 from gpucomp._shared.tables import check_table
 from gpucomp.compositing import BLEND_MODES
 from gpucomp.encode.animated import Animation, parse_animation
-from gpucomp.encode.formats import OutputFormat, check_available, parse_formats
+from gpucomp.encode.formats import EXTENSIONS, OutputFormat, check_available, parse_formats
 from gpucomp.encode.formats import _settings as format_settings
+from gpucomp.encode.png import PRESETS
 from gpucomp.encode.resize import Size, parse_sizes
 from gpucomp.errors import ConfigError
 from gpucomp.interop.itemlist import read_list
 from gpucomp.layers.naming import is_plain_name
+from gpucomp.metadata.tokens import BASE_KEYS, default_start, options_for_config
 from gpucomp.plan.options import LayerOption, LinkOption, RuleOption, Stack, TraitOption
-from gpucomp.render.budget import MAX_BATCH
+from gpucomp.render.budget import MAX_BATCH, parse_budget
 
 MAX_SIZE = 10_000_000  # the plan holds every combination in memory; far above any real collection
 
@@ -144,8 +146,6 @@ def load_config(path: str | os.PathLike) -> Config:
                               f"drop collection.size (it is their sum)")
         values["size"] = total
     if "start" not in values:  # [metadata] format = "solana": numbered from 0, as Sugar's assets are
-        from gpucomp.metadata.tokens import default_start
-
         start = default_start(values.get("metadata"))
         if start is not None:
             values["start"] = start
@@ -175,8 +175,6 @@ def format_flag(text: str, config_path: str | os.PathLike | None = None) -> tupl
     """`--format png,webp`: these formats in this order (the first is the primary image), each with
     its settings table from the config's [output] when it has one (`webp = { quality = 70 }`), even
     for a format the config's own `format` does not list; else the defaults."""
-    from gpucomp.encode.formats import EXTENSIONS
-
     names = [n.strip() for n in text.split(",")]
     for name in names:
         if name not in EXTENSIONS:
@@ -338,8 +336,6 @@ def _links(body: Any, path: Path) -> tuple[LinkOption, ...]:
 
 
 def validate(cfg: Config, source: str = "options") -> Config:
-    from gpucomp.encode.png import PRESETS
-
     if cfg.size < 1:
         raise ConfigError(f"{source}: size must be at least 1, got {cfg.size}")
     if cfg.start > 2**53 or cfg.seed > 2**63 - 1:
@@ -411,9 +407,6 @@ def validate(cfg: Config, source: str = "options") -> Config:
                 if to.z is not None and abs(to.z) > 1_000_000:
                     raise ConfigError(f"{where}: layer {lo.folder!r}, trait {trait!r}: z {to.z} is out of range "
                                       f"(-1000000 to 1000000)")
-    from gpucomp.metadata.tokens import options_for_config
-    from gpucomp.render.budget import parse_budget
-
     parse_budget(cfg.vram_budget, source)
     cfg = _media(cfg, source)
     options_for_config(cfg, source)  # the [metadata] table, checked after CLI overrides
@@ -428,8 +421,6 @@ def with_overrides(cfg: Config, **overrides: Any) -> Config:
         raise ConfigError(f"unknown option(s): {', '.join(sorted(bad))}")
     given = {k: v for k, v in overrides.items() if v is not None}
     if "metadata" in given and "start" not in given and cfg.start == Config.start:
-        from gpucomp.metadata.tokens import default_start
-
         start = default_start(given["metadata"])  # a solana table given here: numbered from 0 unless start is set
         if start is not None:
             given["start"] = start
@@ -464,8 +455,6 @@ def to_dict(cfg: Config) -> dict:
     else:
         d["animation"] = cfg.animation.to_dict()
     if not isinstance(cfg.metadata, dict):  # MetadataOptions given in Python: store its table form
-        from gpucomp.metadata.tokens import BASE_KEYS
-
         d["metadata"] = {k: v for k, v in cfg.metadata.to_dict().items() if k not in BASE_KEYS}
     return d
 

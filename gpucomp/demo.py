@@ -9,11 +9,15 @@ in opacity. Output depends only on the arguments.
 """
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from gpucomp._shared.files import atomic_write_bytes
+from gpucomp.encode.png import encode_png
 from gpucomp.errors import ConfigError
 
 LAYER_NAMES = ["Background", "Body", "Clothes", "Eyes", "Mouth", "Head", "Accessory", "Aura",
@@ -135,9 +139,6 @@ MAX_FRAMES = 240
 
 def _write_trait(folder: Path, stem: str, pixels: np.ndarray, frames: int, kind: str, rng, preset: str) -> None:
     """One trait: a PNG (frames 0), a folder of numbered PNG frames, or an animated PNG."""
-    from gpucomp._shared.files import atomic_write_bytes
-    from gpucomp.encode.png import encode_png
-
     if not frames:
         atomic_write_bytes(folder / f"{stem}.png", encode_png(pixels, preset=preset, opaque_rgb=False))
         return
@@ -147,10 +148,6 @@ def _write_trait(folder: Path, stem: str, pixels: np.ndarray, frames: int, kind:
         for f, frame in enumerate(seq):
             atomic_write_bytes(folder / stem / f"{f:03d}.png", encode_png(frame, preset=preset, opaque_rgb=False))
         return
-    import io
-
-    from PIL import Image
-
     ims = [Image.fromarray(x, "RGBA") for x in seq]
     buf = io.BytesIO()
     ims[0].save(buf, "PNG", save_all=True, append_images=ims[1:], duration=100, disposal=0, blend=0)

@@ -69,11 +69,11 @@ def run(layers, out, **options):
 def test_every_animated_file_holds_the_items_frames(anim_layers, tmp_path):
     """APNG and lossless WebP equal the spec's frames, GIF within its bound (the demo's backgrounds have
     more than 256 colours: tests/encode/test_animated.py has GIF's exact case); the still files are frame 0."""
-    from tolerances import GIF_QUANTIZED_MAX_MEAN_ERROR
-
     from gpucomp.config import Config
     from gpucomp.encode.animated import parse_animation
     from gpucomp.encode.formats import parse_formats
+
+    from tolerances import GIF_QUANTIZED_MAX_MEAN_ERROR
 
     formats = parse_formats(["png", "webp"], {"webp": {"lossless": True}}, "test")
     cfg = Config(formats=formats, animation=parse_animation(["apng", "webp", "gif"], {}, formats[1].settings, "test"))

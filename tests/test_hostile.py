@@ -790,7 +790,7 @@ def test_trait_that_vanishes_before_it_is_read(tmp_path, monkeypatch):
 
 def test_trait_that_grows_while_it_is_read(tmp_path, monkeypatch):
     root = tmp_path / "layers"
-    grows = put(root, "L/A.png", opaque())
+    put(root, "L/A.png", opaque())
     real = gpucomp.layers.decode._check_head
 
     def append_after_check(path, head, size):

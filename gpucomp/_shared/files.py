@@ -17,7 +17,7 @@ import stat
 from contextlib import contextmanager
 from pathlib import Path
 
-from gpucomp.errors import ConfigError
+from gpucomp.errors import ConfigError, OutputError
 
 TMP_PREFIX = ".gpucomp-tmp-"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -140,8 +140,6 @@ def read_regular(path: str | os.PathLike, limit: int | None = None) -> bytes:
 def ensure_folder(path: Path) -> Path:
     """Create `path` (a folder we write into inside OUT) if missing; refuse a link or a non-folder
     there, so that no write can land outside OUT. Raises OutputError."""
-    from gpucomp.errors import OutputError
-
     try:
         try:
             path.mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import tempfile
 
 NO_JIT_ENV = "GPUCOMP_NO_JIT"  # set to 1: the NumPy and Pillow paths even where numba works
 
@@ -22,9 +23,7 @@ def import_jit(name: str):
     except RuntimeError as err:
         if "cannot cache" not in str(err):
             raise
-        import tempfile
-
-        import numba
+        import numba  # deferred: optional (numba missing or GPUCOMP_NO_JIT: NumPy compositing)
 
         numba.config.CACHE_DIR = tempfile.mkdtemp(prefix="gpucomp-numba-")
         return importlib.import_module(name)

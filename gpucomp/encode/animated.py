@@ -19,14 +19,16 @@ The Pillow encoders hold one item's frames until finish(); PyAV encodes each fra
 """
 from __future__ import annotations
 
+import importlib.util
 import io
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
+from PIL import Image, features
 
-from gpucomp.encode.formats import name_list
+from gpucomp.encode.formats import _hex_colour, flatten, name_list
 from gpucomp.errors import ConfigError
 
 ANIMATED = ("webp", "apng", "gif", "mp4", "webm")
@@ -93,18 +95,12 @@ def parse_animation(value: Any, table: Any, webp: dict, where: str) -> Animation
         if lo is not None and not lo <= v <= hi and not (key == "frame_ms" and v == 0):
             raise ConfigError(f"{where}.animated.{key}: must be between {lo} and {hi}, got {v}")
         out[key] = v
-    from gpucomp.encode.formats import _hex_colour
-
     _hex_colour(out["background"], f"{where}.animated.background")
     return Animation(tuple(names), out, dict(webp) if "webp" in names else {})
 
 
 def animated_availability() -> dict[str, bool]:
     """Animated format -> whether this install writes it (video needs PyAV, WebP Pillow's WebP)."""
-    import importlib.util
-
-    from PIL import features
-
     video = importlib.util.find_spec("av") is not None
     return {name: (video if name in VIDEO else name != "webp" or bool(features.check("webp"))) for name in ANIMATED}
 
@@ -113,8 +109,6 @@ def check_available(anim: Animation | None, width: int, height: int, where: str 
     """Refuse, before anything renders, an animated format this machine cannot write or a canvas it cannot hold."""
     if anim is None:
         return
-    from PIL import features
-
     if "webp" in anim.formats and not features.check("webp"):
         raise ConfigError(f"{where}: animation 'webp' needs Pillow's WebP support; install a Pillow wheel with it")
     for name in anim.formats:
@@ -125,7 +119,7 @@ def check_available(anim: Animation | None, width: int, height: int, where: str 
     if not video:
         return
     try:
-        import av  # noqa: F401 (PyAV present: video can be written)
+        import av  # noqa: F401  (deferred: optional, the [video] extra; its import is the check that video can be written)
     except ImportError:
         raise ConfigError(f"{where}: animation {' and '.join(map(repr, video))} needs PyAV, which is not installed: "
                           f"`pip install 'gpucomp[video]'` (or `pip install av`; its wheels include FFmpeg), "
@@ -156,8 +150,6 @@ class _PillowAnim:
         self.frames.append(rgba(frame))
 
     def finish(self) -> bytes:
-        from PIL import Image
-
         s, ms = self.anim.settings, self.anim.frame_ms
         buf = io.BytesIO()
         if self.name == "gif":
@@ -180,8 +172,6 @@ class _PillowAnim:
 
 def gif_frames(frames: list[np.ndarray], dither: bool):
     """The frames as P images sharing one palette (the item's), and the transparent index (None: none)."""
-    from PIL import Image
-
     stack = np.stack(frames)
     clear = stack[..., 3] < 128
     rgb = stack[..., :3]
@@ -212,8 +202,6 @@ def gif_frames(frames: list[np.ndarray], dither: bool):
 def _quantized(rgb: np.ndarray, clear: np.ndarray, colours: int, dither: bool):
     """(indices, palette) for more colours than a GIF holds: a median cut over the item's frames (every
     k-th row of them, at most about 2^20 pixels: 8x faster at 24 frames of 512x512, the same mean error)."""
-    from PIL import Image
-
     L, H, W, _ = rgb.shape
     rows = rgb.reshape(L * H, W, 3)
     mosaic = Image.fromarray(np.ascontiguousarray(rows), "RGB")
@@ -231,9 +219,7 @@ class _VideoAnim:
     CODECS = {"mp4": ("mp4", "libx264", "mp4_crf"), "webm": ("webm", "libvpx-vp9", "webm_crf")}
 
     def __init__(self, anim: Animation, name: str):
-        import av
-
-        from gpucomp.encode.formats import _hex_colour
+        import av  # deferred: optional (the [video] extra)
 
         container, codec, crf = self.CODECS[name]
         self.bg = _hex_colour(anim.settings["background"], "background")
@@ -255,9 +241,7 @@ class _VideoAnim:
         self.stream.codec_context.time_base = 1 / self.rate
 
     def add(self, frame: np.ndarray) -> None:
-        import av
-
-        from gpucomp.encode.formats import flatten
+        import av  # deferred: optional (the [video] extra)
 
         if self.stream is None:
             self._open(frame.shape[1], frame.shape[0])

@@ -14,11 +14,15 @@ What each file decodes to (tested in tests/encode/test_formats.py):
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from PIL import Image, features
+from PIL import __version__ as pillow_version
 
+from gpucomp.encode.png import encode_png
 from gpucomp.errors import ConfigError
 
 EXTENSIONS = {"png": "png", "webp": "webp", "jpeg": "jpg", "avif": "avif"}
@@ -119,16 +123,11 @@ def _hex_colour(text: str, where: str) -> tuple[int, int, int]:
 
 def availability() -> dict[str, bool]:
     """Format name -> whether this Pillow can write it (PNG always: gpucomp's own encoder)."""
-    from PIL import features
-
     return {name: name not in _PILLOW_FEATURE or bool(features.check(_PILLOW_FEATURE[name])) for name in EXTENSIONS}
 
 
 def check_available(formats: tuple[OutputFormat, ...], where: str = "config") -> None:
     """Refuse, before anything renders, a format this Pillow build cannot write."""
-    from PIL import __version__ as pillow_version
-    from PIL import features
-
     for fmt in formats:
         feature = _PILLOW_FEATURE.get(fmt.name)
         if feature and not features.check(feature):
@@ -142,11 +141,7 @@ def encode(pixels: np.ndarray, fmt: OutputFormat, preset="fast", opaque_rgb: boo
     """The bytes of one file of format `fmt` from (H, W, 3|4) uint8 composite pixels; `preset` (a name
     or encode.Preset) is the PNG encoder's."""
     if fmt.name == "png":
-        from gpucomp.encode.png import encode_png
-
         return encode_png(pixels, preset, opaque_rgb)
-    from PIL import Image
-
     s = fmt.settings
     if fmt.name == "jpeg":
         im = Image.fromarray(flatten(pixels, _hex_colour(s["background"], "jpeg.background")), "RGB")
@@ -162,8 +157,6 @@ def encode(pixels: np.ndarray, fmt: OutputFormat, preset="fast", opaque_rgb: boo
 
 
 def _save(im, kind: str, **options) -> bytes:
-    import io
-
     buf = io.BytesIO()
     im.save(buf, kind, **options)
     return buf.getvalue()

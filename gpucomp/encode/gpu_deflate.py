@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gpucomp._shared.sources import kernel_source
+
 SEG = 32768  # must match DEFLATE_SEG in kernels/deflate.cu (a test checks)
 SLOT = SEG + 8  # DEFLATE_SLOT: output bytes reserved per segment
 THREADS = 64  # DEFLATE_THREADS (default): one thread block per segment; other powers of two
@@ -82,8 +84,6 @@ class Deflated:
 def build_host_library(out_dir, threads: int = THREADS, stage: bool = False) -> ctypes.CDLL | None:
     """kernels/deflate.cu compiled as host C++ (its phases run one thread at a time), or None
     without a C++ compiler. Raises RuntimeError with the compiler's message if it fails."""
-    from gpucomp.render.kernels import kernel_source
-
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         return None

@@ -15,6 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from gpucomp._shared.files import atomic_write_bytes
+from gpucomp.encode.animated import EXTENSIONS as ANIM_EXT
+from gpucomp.encode.animated import FOLDER
+from gpucomp.encode.animated import MIME_TYPES as ANIM_MIME
 from gpucomp.encode.formats import MAX_PIXELS, MAX_SIDE, MIME_TYPES, OutputFormat, encode
 from gpucomp.encode.rendered import SizedPixels
 from gpucomp.encode.resize import Size, resize
@@ -34,9 +38,6 @@ class OutputFile:
 
 def output_files(formats: tuple[OutputFormat, ...], sizes: tuple[Size, ...], animation=None) -> tuple[OutputFile, ...]:
     """Every file of an item, primary first, animated files last (`animation`: anim_encode.Animation)."""
-    from gpucomp.encode.animated import EXTENSIONS as ANIM_EXT
-    from gpucomp.encode.animated import FOLDER
-
     files = [OutputFile(f"{{n}}.{f.ext}", f, None) for f in formats]
     for s in sizes:
         for f in formats:
@@ -64,9 +65,6 @@ def check_fits(files: tuple[OutputFile, ...], width: int, height: int, where: st
 def media_entries(files: tuple[OutputFile, ...]) -> tuple[tuple[str, str, str], ...]:
     """(relative path, MIME type, size name or "") per file: what metadata/tokens.py needs to name them.
     Empty for today's default (one PNG), so metadata options of earlier collections read the same."""
-    from gpucomp.encode.animated import FOLDER
-    from gpucomp.encode.animated import MIME_TYPES as ANIM_MIME
-
     entries = tuple((f.path, ANIM_MIME[f.format.name], FOLDER) if f.animated else
                     (f.path, MIME_TYPES[f.format.name], f.size.name if f.size else "") for f in files)
     return () if entries == (("{n}.png", "image/png", ""),) else entries
@@ -103,8 +101,6 @@ def is_default(files: tuple[OutputFile, ...]) -> bool:
 
 def size_folders(files: tuple[OutputFile, ...]) -> tuple[str, ...]:
     """The folders under images/ the sized copies (and the animated files) go to."""
-    from gpucomp.encode.animated import FOLDER
-
     return tuple(dict.fromkeys([*(f.size.name for f in files if f.size is not None),
                                 *((FOLDER,) if any(f.animated for f in files) else ())]))
 
@@ -113,8 +109,6 @@ def write_others(images: Path, number: int, files: tuple[OutputFile, ...], blobs
                  writeback=None) -> int:
     """Write every file but the primary (files[0]); the caller writes the primary after these, so
     that a journal record (made after the primary) implies every file was in place. Returns bytes."""
-    from gpucomp._shared.files import atomic_write_bytes
-
     for f, data in zip(files[1:], blobs[1:]):
         atomic_write_bytes(images / f.name(number), data, writeback=writeback)
     return sum(len(b) for b in blobs[1:])

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gpucomp.encode.rendered import Deflated, Filtered
+from gpucomp.errors import ConfigError
+
 try:  # ISA-L deflate: optional but strongly recommended (see README)
     from isal import isal_zlib as _isal
 except ImportError:  # pragma: no cover - exercised only where isal is missing
@@ -53,8 +56,6 @@ def deflate_engine(preset: Preset, gpu: bool = False) -> str:
 
 
 def get_preset(name: str) -> Preset:
-    from gpucomp.errors import ConfigError
-
     try:
         return PRESETS[name]
     except KeyError:
@@ -153,8 +154,6 @@ def encode_deflated(item) -> bytes:
 
 def encode_rendered(item, preset: Preset) -> bytes:
     """PNG bytes from what a backend handed back for one item (rendered.Rendered), by its type."""
-    from gpucomp.encode.rendered import Deflated, Filtered
-
     if isinstance(item, Deflated):
         return encode_deflated(item)
     if isinstance(item, Filtered):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from gpucomp._shared.tables import check_table
 from gpucomp.errors import ConfigError
@@ -108,8 +109,6 @@ def resize(pixels: np.ndarray, size: Size) -> np.ndarray:
     if size.filter == "nearest":
         k = int(size.scale)
         return np.repeat(np.repeat(pixels, k, axis=0), k, axis=1)
-    from PIL import Image
-
     h, w, c = pixels.shape
     target = size.target(w, h)
     if target == (w, h):

@@ -19,6 +19,7 @@ from gpucomp._shared.files import read_config_text
 from gpucomp.compositing import BLEND_MODES
 from gpucomp.errors import ConfigError
 from gpucomp.interop.jsconfig import Unreadable, read_js_config
+from gpucomp.layers.scan import Walk
 
 UNSUPPORTED = {
     "background": "background.generate (a generated background colour): add a Background layer folder instead",
@@ -123,8 +124,6 @@ class _Converter:
 
 def _trait_layers(layers_dir: Path, folders: list[str], delimiter: str) -> dict[str, list[str]]:
     """Trait name -> the layer folders that have it (names only: nothing is decoded)."""
-    from gpucomp.layers.scan import Walk
-
     found: dict[str, list[str]] = {}
     walk = Walk(Path(layers_dir), delimiter, [])
     for folder in folders:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from gpucomp._shared.files import read_regular
 from gpucomp.errors import ConfigError
@@ -61,8 +62,6 @@ def read_one_of_ones(folder, numbers: Mapping[str, int] | None = None) -> list[O
 
 
 def _read_one(path: Path, number: int | None) -> OneOfOne:
-    from PIL import Image, UnidentifiedImageError
-
     try:
         data = read_regular(path, MAX_IMAGE_BYTES)
     except OSError as err:

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from gpucomp.errors import LayerError
 from gpucomp.layers import png_read
+from gpucomp.layers.frames import decode_frames
 from gpucomp.layers.scan import why
 
 _WARNINGS_LOCK = threading.Lock()  # warnings.catch_warnings is not thread-safe
@@ -42,8 +44,6 @@ class _PngHeader:
 
 def _pixel_limit() -> int:
     """The stricter of ours and Pillow's: a file Pillow would refuse gets our specific message instead."""
-    from PIL import Image
-
     pil = Image.MAX_IMAGE_PIXELS
     return min(MAX_PIXELS, pil) if pil else MAX_PIXELS
 
@@ -184,8 +184,6 @@ ANIMATION_HINT = ("animated traits are read when the collection has animated out
 def _frames_or_refuse(im, path: Path, animated: bool, what: str):
     """None for a still image; when it is animated and animation is on, its frames (a list), or its
     one frame's pixels (a single-frame GIF); refused when animation is off."""
-    from gpucomp.layers.frames import decode_frames
-
     if im.format != "GIF" and getattr(im, "n_frames", 1) <= 1:
         return None
     if not animated:
@@ -197,8 +195,6 @@ def _frames_or_refuse(im, path: Path, animated: bool, what: str):
 def _decode_other(path: Path, animated: bool = False) -> tuple[np.ndarray | list[np.ndarray], str]:
     """A JPEG (read as opaque: it has no alpha) or WebP trait to (H, W, 4) uint8 straight RGBA. The
     declared size is checked from the header before any pixel is decoded."""
-    from PIL import Image
-
     want = OTHER_FORMATS[path.suffix.lower()]
     data = _read_regular(path, MAX_OTHER_BYTES)
     if want == "GIF" and not animated:
@@ -230,8 +226,6 @@ def _decode(path: Path, animated: bool = False) -> tuple[np.ndarray | list[np.nd
     """Decode one trait image to (H, W, 4) uint8 straight RGBA (a list of them: an animated image's
     frames, when `animated`; png_read.Decoded, already cropped, from the fast PNG reader); errors
     name the file and the fix."""
-    from PIL import Image
-
     if path.suffix.lower() in OTHER_FORMATS:
         return _decode_other(path, animated)
     data = _read_png(path)

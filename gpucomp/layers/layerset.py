@@ -17,8 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
+from gpucomp.compositing import BLEND_MODES
 from gpucomp.errors import LayerError, LayerWarning
 from gpucomp.layers.decode import decode_trait
+from gpucomp.layers.frames import check_frames
 from gpucomp.layers.naming import layer_display_name, natural_key, offset_of
 from gpucomp.layers.scan import Found, ScanLimit, Walk, list_layer_folders
 
@@ -182,8 +184,6 @@ def _frames_trait(found: Found, frames: list[Trait]) -> Trait:
     if len(frames) == 1:
         im = frames[0]
         return Trait(found.name, found.weight, found.path, im.box, im.pixels, im.sha256, im.canvas, im.opaque_full)
-    from gpucomp.layers.frames import check_frames
-
     if first_canvas := frames[0].canvas:
         check_frames(found.path, len(frames), first_canvas[1], first_canvas[0])
     h = hashlib.sha256(b"frames")
@@ -304,8 +304,6 @@ def load_layers(
     problems: list[str] = []
     jobs: list[tuple[Layer, Found]] = []
     layers: list[Layer] = []
-    from gpucomp.compositing import BLEND_MODES
-
     walk = Walk(root, delimiter, problems, empty_name, BLEND_MODES, frames=animated)
     for folder in folders:
         try:

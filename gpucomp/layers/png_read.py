@@ -16,6 +16,9 @@ import threading
 from typing import NamedTuple
 
 import numpy as np
+from isal import isal_zlib
+
+from gpucomp._shared.jit import disabled, import_jit
 
 _lock = threading.Lock()
 _state: dict = {}
@@ -38,13 +41,9 @@ def _tools(wait: bool = True):
 
 
 def _load():
-    from gpucomp._shared.jit import disabled, import_jit
-
     if disabled():
         return None
     try:
-        from isal import isal_zlib
-
         mod = import_jit("gpucomp.layers.png_unfilter")
         mod.warm_up()
         return isal_zlib, mod

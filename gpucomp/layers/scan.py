@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpucomp.errors import LayerError
+from gpucomp.layers.frames import MAX_TRAIT_FRAMES, frame_folder_names
 from gpucomp.layers.naming import (
     DEFAULT_WEIGHT,
     EDGE_CASES_FOLDER,
@@ -378,8 +379,6 @@ class Walk:
     def _frame_folder(self, p: Path) -> bool:
         """With animation on: whether p is a folder of frames (only image files, each named by its frame
         number, `000.png`, `001.png` ..., after one shared prefix, if any); its frames are kept for `_traits`."""
-        from gpucomp.layers.frames import MAX_TRAIT_FRAMES, frame_folder_names
-
         if not self.frames or self._outside(p):
             return False
         files, dirs = self.listing(p)

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from gpucomp.encode.media import media_entries, output_files
 from gpucomp.errors import ConfigError
 
 FORMATS = ("erc721", "solana", "erc1155", "tezos")
@@ -109,8 +110,6 @@ def _media(value: Any, where: str) -> tuple[tuple[str, str, str], ...]:
 def options_for_config(cfg, source: str = "config") -> MetadataOptions:
     """The options a run uses: cfg.metadata (a [metadata] table or MetadataOptions; absent means
     the defaults) with name_prefix, description and base_uri from cfg, so CLI overrides apply."""
-    from gpucomp.encode.media import media_entries, output_files
-
     base = {k: getattr(cfg, k) for k in BASE_KEYS}
     table = getattr(cfg, "metadata", None)
     if isinstance(table, MetadataOptions):

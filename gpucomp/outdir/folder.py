@@ -18,14 +18,29 @@ from typing import Callable
 import numpy as np
 
 from gpucomp._shared.files import TMP_PREFIX, atomic_write_json, ensure_folder
-from gpucomp.config import Config
+from gpucomp.config import MAX_SIZE, Config, from_dict, with_overrides
 from gpucomp.encode.media import check_fits, output_files, size_folders
-from gpucomp.errors import ConfigError, OutputError
+from gpucomp.errors import ConfigError, LayerError, OutputError
+from gpucomp.layers.layerset import list_layer_folders, load_layers
+from gpucomp.metadata.openrarity import metadata_columns
+from gpucomp.metadata.rarity import from_layerset, write_report
+from gpucomp.metadata.tokens import check_numbers, check_traits, options_for_config
 from gpucomp.outdir.journal import JOURNAL, Journal, load_records, rewrite_journal, unfinished, write_provenance
 from gpucomp.outdir.layout import MANIFEST, check_output, reset_output, write_collection_metadata
 from gpucomp.outdir.lock import OutputLock
-from gpucomp.outdir.resume import read_manifest
+from gpucomp.outdir.resume import (
+    RUN_FIELDS,
+    changed_traits,
+    clean_temporaries,
+    differences,
+    find_finished,
+    make_manifest,
+    read_manifest,
+)
 from gpucomp.outdir.shard import ItemIndex, fault, read_journal
+from gpucomp.plan.collection import derived_seed, metadata_layers, plan_collection, stack_layerset
+from gpucomp.plan.frames import plan_frames
+from gpucomp.plan.options import LayerOption
 
 SHARD_JOURNALS = "gpucomp.shard-"  # OUT/gpucomp.shard-<first>-<last>.journal: one per Ray shard
 
@@ -72,9 +87,6 @@ class Job:
 def source_of(out: Path, manifest: dict, layers, run_options: dict) -> tuple[Path, Config]:
     """The layers folder and config a collection was made from (its manifest's `source`), with
     the run options given now (they never change the output)."""
-    from gpucomp.config import from_dict, with_overrides
-    from gpucomp.outdir.resume import RUN_FIELDS
-
     source = manifest.get("source")
     if not isinstance(source, dict) or not isinstance(source.get("config"), dict):
         raise OutputError(f"{out / MANIFEST}: written by an older gpucomp without a source section; re-generate it")
@@ -104,11 +116,6 @@ def check_apart(layers_dir, out) -> None:
 def load_stacks(layers_dir, cfg: Config, progress=None):
     """Read every layer folder the config uses, once; returns (all layers as one LayerSet,
     [(LayerSet view, LayerOptions)] per stack). Stacks share trait objects."""
-    from gpucomp.errors import LayerError
-    from gpucomp.layers.layerset import list_layer_folders, load_layers
-    from gpucomp.plan.collection import stack_layerset
-    from gpucomp.plan.options import LayerOption
-
     stack_opts = [list(st.layers) for st in cfg.stacks] or [list(cfg.layers)]
     if not any(stack_opts):
         root = Path(layers_dir)
@@ -158,9 +165,6 @@ class CollectionFolder:
     def plan(self) -> Planned:
         """Read the inputs and plan the collection. A new folder is created and locked only now,
         with the layers and the plan known to be good."""
-        from gpucomp.metadata.tokens import check_numbers, check_traits, options_for_config
-        from gpucomp.plan.collection import metadata_layers, plan_collection
-
         cfg, layers_dir = self.cfg, self.layers_dir
         old = self._old_manifest()
         if self.request.from_output:
@@ -179,8 +183,6 @@ class CollectionFolder:
             cplan = plan_collection(cfg, stacks, extensions)
         check_traits(options_for_config(cfg), metadata_layers(stacks), "config")
         check_fits(output_files(cfg.formats, cfg.sizes, cfg.animation), ls.width, ls.height, "config")  # each format
-        from gpucomp.plan.frames import plan_frames
-
         frames = plan_frames(cfg, ls)
         check_numbers(options_for_config(cfg), cplan.start, cplan.start + len(cplan) - 1, "config")  # extend too
         if self.lock is None:
@@ -194,9 +196,6 @@ class CollectionFolder:
 
     def _extensions(self, old: dict | None, cfg: Config, n_stacks: int) -> list:
         """The collection's extensions: the manifest's, plus the one an extend adds."""
-        from gpucomp.config import MAX_SIZE
-        from gpucomp.plan.collection import derived_seed
-
         plan = old.get("plan") if old else None
         extensions = list(plan.get("extensions", [])) if isinstance(plan, dict) else []
         size = self.request.extend
@@ -219,9 +218,6 @@ class CollectionFolder:
     # ---- opening: compare, write the manifest, find what is finished --------------------------
     def open(self, planned: Planned, encoder: str, workers: int) -> Job:
         """Check OUT against the new manifest, write it, and find the finished items."""
-        from gpucomp.metadata.tokens import options_for_config
-        from gpucomp.outdir.resume import make_manifest
-
         p = planned
         manifest = make_manifest(p.cfg, p.ls, p.stacks, p.cplan, encoder, p.extensions, p.layers_dir, p.frames)
         resume, changed = self._compare(manifest, p.cplan)
@@ -250,8 +246,6 @@ class CollectionFolder:
     def _compare(self, manifest: dict, cplan) -> tuple[bool, set]:
         """(resume, changed traits): whether an earlier collection of the same inputs continues,
         and for a re-render which (folder, trait) art changed."""
-        from gpucomp.outdir.resume import differences
-
         out = self.out
         if self.cfg.force:
             reset_output(out)
@@ -285,8 +279,6 @@ class CollectionFolder:
         return old
 
     def _changed_art(self, old: dict, manifest: dict) -> set:
-        from gpucomp.outdir.resume import changed_traits
-
         oa, na = old.get("art", {}), manifest["art"]
         if any(oa.get(k) != na[k] for k in ("width", "height", "preset", "opaque_rgb", "blend")):
             changed = {"*"}
@@ -302,13 +294,9 @@ class CollectionFolder:
         fault("manifest")
         for sub in ("images", "metadata", *(f"images/{name}" for name in sizes)):
             ensure_folder(out / sub)
-        from gpucomp.outdir.resume import clean_temporaries
-
         clean_temporaries(out, TMP_PREFIX, sizes)
 
     def _finished(self, index: ItemIndex, shas: np.ndarray, workers: int) -> np.ndarray:
-        from gpucomp.outdir.resume import find_finished
-
         with self.stats.timer("verify"):
             done = find_finished(self.out, index.numbers, shas, index.meta_bytes, workers,
                                  tuple(f.path for f in index.files))
@@ -396,9 +384,6 @@ def write_rarity(out: Path, cplan, g_of: np.ndarray, display_types) -> None:
     """Rarity over the whole collection in item-number order. With several stacks, layers are
     matched by display name (and by order among layers of one name) and an item without a
     layer counts as trait '(none)'; what was asked is then not known per layer."""
-    from gpucomp.metadata.openrarity import metadata_columns
-    from gpucomp.metadata.rarity import from_layerset, write_report
-
     segs = cplan.segments
     # OpenRarity scores what the metadata states (hidden layers and 'none' traits left out)
     attributes = metadata_columns(segs, g_of, display_types)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from gpucomp._shared.files import TMP_PREFIX, atomic_open, is_real_folder, read_regular
+from gpucomp.errors import OutputError
 
 MAX_METADATA_BYTES = 16 << 20  # one item's metadata JSON: far above any real one
 
@@ -48,8 +49,6 @@ def output_state(out: Path) -> str:
 def check_output(out: Path, force: bool, resume: bool = False) -> str:
     """Refuse a path that is a file, a foreign non-empty folder unless forced, or --resume
     without a collection to resume. Writes nothing: called before the layers are read."""
-    from gpucomp.errors import OutputError
-
     state = output_state(out)
     if state == "file":
         raise OutputError(f"{out}: exists and is not a folder; choose another output path")
@@ -62,8 +61,6 @@ def check_output(out: Path, force: bool, resume: bool = False) -> str:
 
 def reset_output(out: Path) -> None:
     """--force: drop every item and result file of an earlier collection (nothing else)."""
-    from gpucomp.errors import OutputError
-
     try:
         for sub, exts in (("images", IMAGE_SUFFIXES), ("metadata", (".json",))):
             folder = out / sub

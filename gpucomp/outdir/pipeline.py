@@ -16,14 +16,16 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from gpucomp.config import Config
+from gpucomp.config import MAX_SIZE, Config, load_config, with_list_size, with_overrides
 from gpucomp.encode.png import deflate_engine, get_preset
 from gpucomp.errors import ConfigError, GpucompError, Interrupted, OutputError
-from gpucomp.outdir.folder import CollectionFolder, Job, Planned, Request
+from gpucomp.outdir.folder import CollectionFolder, Job, Planned, Request, source_of
 from gpucomp.outdir.layout import MANIFEST
+from gpucomp.outdir.ray_run import RayShards
 from gpucomp.outdir.resume import read_manifest
 from gpucomp.outdir.shard import Done, Item, ShardContext, ShardRenderer, human_bytes, write_error
 from gpucomp.outdir.stats import Progress, Stats
+from gpucomp.render.select import choose
 
 
 class LocalShards:
@@ -43,8 +45,6 @@ class LocalShards:
             pool.shutdown(wait=False)
 
     def _choose(self):
-        from gpucomp.render.select import choose
-
         cfg = self.cfg
         backend, why = choose(cfg.backend, opaque_rgb=cfg.opaque_rgb, batch_size=cfg.batch_size,
                               vram_budget=cfg.vram_budget, cache=cfg.cache)
@@ -147,8 +147,6 @@ class Generation:
     def _runner(self):
         """Where the shards render: on Ray workers (`ray`), or here as one shard."""
         if self.cfg.ray:
-            from gpucomp.outdir.ray_run import RayShards
-
             if self.backend is not None:
                 raise ConfigError("a backend object renders in this process; it cannot be used with ray")
             return RayShards(self.cfg, self.log, self.stats)
@@ -216,8 +214,6 @@ def generate(layers_dir, out_dir, config: Config | str | os.PathLike | None = No
     An output folder holding an unfinished collection of the same inputs is resumed;
     `resume=True` additionally insists that there is one.
     """
-    from gpucomp.config import load_config, with_overrides
-
     if config is None:
         cfg = Config()
     elif isinstance(config, Config):
@@ -226,8 +222,6 @@ def generate(layers_dir, out_dir, config: Config | str | os.PathLike | None = No
         cfg = load_config(config)
     cfg = with_overrides(cfg, **overrides)
     if cfg.from_list:
-        from gpucomp.config import with_list_size
-
         cfg = with_list_size(cfg, overrides.get("size"))
     return Generation(layers_dir, out_dir, cfg, log=log, progress=progress, resume=resume, stop_timeout=stop_timeout)
 
@@ -235,8 +229,6 @@ def generate(layers_dir, out_dir, config: Config | str | os.PathLike | None = No
 def _from_output(out_dir, mode: str, layers, run_options: dict, **request) -> tuple[Path, Config, Request]:
     """Check now, at the call, that `out_dir` holds a collection to work from, and return its
     layers folder and config as they are now. The run reads them again under the folder's lock."""
-    from gpucomp.outdir.folder import source_of
-
     out = Path(out_dir)
     if not os.path.lexists(out / MANIFEST):
         raise OutputError(f"{out}: not a gpucomp output (no {MANIFEST}); pass the folder `gpucomp generate` wrote")
@@ -249,8 +241,6 @@ def extend(out_dir, size: int, *, stack: int = 1, layers=None, log=None, progres
            stop_timeout: float | None = None, **run_options) -> Generation:
     """Add `size` new unique items (numbered after the last) to an existing collection, drawn
     from stack `stack` (1-based) without repeating any item; nothing existing is re-rendered."""
-    from gpucomp.config import MAX_SIZE
-
     if not 1 <= size <= MAX_SIZE:
         raise ConfigError(f"extend: the number of new items must be at least 1 and at most {MAX_SIZE}, got {size}")
     layers_dir, cfg, req = _from_output(out_dir, "extend", layers, run_options, extend=size, extend_stack=stack - 1)

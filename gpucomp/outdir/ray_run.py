@@ -31,6 +31,7 @@ from gpucomp.outdir.journal import Journal
 from gpucomp.outdir.layout import MANIFEST
 from gpucomp.outdir.shard import Done, ShardContext, ShardRenderer, fault, journaled
 from gpucomp.outdir.stats import Stats
+from gpucomp.render.select import choose
 
 MAX_RETRIES = 3  # restarts of a worker that died, and retries of the shard it was rendering
 IN_FLIGHT = 2  # shards queued per worker: one rendering, one waiting
@@ -38,7 +39,7 @@ IN_FLIGHT = 2  # shards queued per worker: one rendering, one waiting
 
 def import_ray():
     try:
-        import ray
+        import ray  # deferred: optional (the [ray] extra)
     except ImportError:
         raise ConfigError("--ray needs Ray: pip install 'gpucomp[ray]'") from None
     return ray
@@ -49,6 +50,9 @@ def shards_of(todo: np.ndarray, workers: int, cap: int) -> list[np.ndarray]:
     small enough to balance slow and fast devices, large enough that a call's ~2 ms is noise."""
     size = max(1, min(cap, -(-len(todo) // (4 * workers))))
     return [todo[i:i + size] for i in range(0, len(todo), size)]
+
+
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds this gpucomp package (gpucomp/outdir/ -> ..)
 
 
 class ShardWorker:
@@ -62,9 +66,7 @@ class ShardWorker:
         self.renderer: ShardRenderer | None = None
 
     def _start(self, ctx_ref) -> ShardRenderer:
-        import ray
-
-        from gpucomp.render.select import choose
+        import ray  # deferred: optional (the [ray] extra)
 
         ctx = ray.get(ctx_ref)
         run = self.run
@@ -150,7 +152,7 @@ class RayShards:
         the cluster at that address (every node needs the same gpucomp, Ray and Python)."""
         kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         if self.cfg.ray == "local":
-            here = str(Path(__file__).resolve().parents[1])
+            here = str(SOURCE_ROOT)
             path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
             kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": path}}
         else:

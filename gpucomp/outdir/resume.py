@@ -14,11 +14,14 @@ from typing import Callable
 
 import numpy as np
 
-from gpucomp import __version__
 from gpucomp._shared.files import TMP_PREFIX, atomic_write_bytes, nonempty_file, read_regular, remove_temporaries
+from gpucomp._version import __version__
+from gpucomp.config import from_dict, to_dict
 from gpucomp.errors import OutputError
+from gpucomp.metadata.tokens import options_for_config
 from gpucomp.outdir.journal import file_sha256, is_known
 from gpucomp.outdir.layout import MANIFEST, MAX_METADATA_BYTES
+from gpucomp.plan.render_view import trait_digest
 
 FORMAT = 3
 RUN_FIELDS = ("workers", "backend", "batch_size", "vram_budget", "cache", "ray", "ray_workers", "force")  # never change the output
@@ -39,10 +42,6 @@ DEFAULT_OUTPUT = {"formats": [{"name": "png"}], "sizes": []}
 
 def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir, frames: int = 1) -> dict:
     """`ls` is every loaded layer (for the art hashes), `stacks` the (LayerSet, options) per stack."""
-    from gpucomp.config import to_dict
-    from gpucomp.metadata.tokens import options_for_config
-    from gpucomp.plan.render_view import trait_digest
-
     manifest = {
         "gpucomp": __version__,
         "format": FORMAT,
@@ -189,8 +188,6 @@ def _plan_problem(plan: dict) -> str | None:
 
 def _config_problem(stored: dict) -> str | None:
     """source.config must rebuild a valid Config: resume, extend and rerender run from it."""
-    from gpucomp.config import from_dict
-
     try:
         from_dict(stored)
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as err:  # ConfigError is a ValueError

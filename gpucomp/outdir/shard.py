@@ -18,14 +18,19 @@ from typing import Iterator
 
 import numpy as np
 
-from gpucomp._shared.files import atomic_write_bytes, json_bytes, nonempty_file, open_regular
+from gpucomp._shared.files import atomic_write_bytes, json_bytes, nonempty_file, open_regular, read_regular
 from gpucomp._shared.testhooks import fault  # noqa: F401 (GPUCOMP_TEST_KILL / GPUCOMP_TEST_SLOW points, also for folder.py)
+from gpucomp.encode.animated import encoder
 from gpucomp.encode.media import DEFAULT_FILES, OutputFile, is_default, render_files, write_others
 from gpucomp.encode.png import Preset, encode_rendered
 from gpucomp.errors import OutputError
+from gpucomp.interop.oneofones import MAX_IMAGE_BYTES
+from gpucomp.metadata.tokens import item_metadata
 from gpucomp.outdir.journal import Journal, file_sha256
 from gpucomp.outdir.writeback import Writeback, WritebackError
 from gpucomp.plan.collection import ONE_OF_ONE, OneOfOneSegment
+from gpucomp.plan.frames import frame_view
+from gpucomp.plan.sampler import dna
 
 ANIM_GROUP_FRAMES = 512  # CUDA, animated output: frames composited per render call (items x frames)
 
@@ -70,9 +75,6 @@ class ItemIndex:
         return self.cplan.locate(int(self.g_of[p]))
 
     def meta_bytes(self, p: int) -> bytes:
-        from gpucomp.metadata.tokens import item_metadata
-        from gpucomp.plan.sampler import dna
-
         seg, row = self.locate(p)
         if isinstance(seg, OneOfOneSegment):  # its own fields (name, description, attributes ...) over ours
             image = seg.image(row)
@@ -84,8 +86,6 @@ class ItemIndex:
 
     def frame_view(self, seg):
         """The segment's render layers expanded to frames (animation.FrameView), made once per layer set."""
-        from gpucomp.plan.frames import frame_view
-
         ls = seg.render_layerset
         if id(ls) not in self._views:
             self._views[id(ls)] = (ls, frame_view(ls, self.frames))  # ls kept: its id stays unique
@@ -297,8 +297,6 @@ class ShardRenderer:
     def _encode_frames_and_write(self, p: int, frames) -> Done:
         """Feed the frames to one encoder per animated format (encode/animated.py), keep frame `still_frame`
         for the still files, then write them all (_write)."""
-        from gpucomp.encode.animated import encoder
-
         anim = self.ctx.index.animation
         files = [f for f in self.ctx.index.files if f.animated]
         encoders = [encoder(anim, f.format.name) for f in files]
@@ -368,9 +366,6 @@ class ShardRenderer:
 
 def finished_png(image) -> bytes:
     """A one-of-one's bytes, refused when the file no longer matches what the manifest records."""
-    from gpucomp._shared.files import read_regular
-    from gpucomp.interop.oneofones import MAX_IMAGE_BYTES
-
     try:
         data = read_regular(image.path, MAX_IMAGE_BYTES)
     except OSError as err:

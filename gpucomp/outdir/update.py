@@ -21,8 +21,10 @@ from gpucomp.metadata.tokens import (
     item_metadata,
     parse_number,
 )
+from gpucomp.outdir.journal import MAX_RECORDS_BYTES, PROVENANCE, unfinished
 from gpucomp.outdir.layout import MANIFEST, MAX_METADATA_BYTES, output_state, write_collection_metadata
 from gpucomp.outdir.lock import OutputLock
+from gpucomp.outdir.resume import clean_temporaries, read_manifest
 
 
 def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None) -> int:
@@ -30,8 +32,6 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
     for the stored options with `changes` applied (any MetadataOptions field). Images are not
     touched. Returns how many item files changed."""
     # lazily: these pull in NumPy, and config.py imports this module
-    from gpucomp.outdir.resume import clean_temporaries, read_manifest
-
     out = Path(out)
     log = log or (lambda msg: None)
     known = [f.name for f in fields(MetadataOptions)]
@@ -43,8 +43,6 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
                           f"written by `gpucomp generate`")
     fix = f"re-run `gpucomp generate` with the same layers and settings into {out}, which repairs it"
     with OutputLock(out):
-        from gpucomp.outdir.journal import unfinished
-
         if unfinished(out):
             raise OutputError(f"{out}: the collection is not finished (an earlier run was interrupted); finish it "
                               f"with `gpucomp resume {out}` first, then update its metadata")
@@ -117,8 +115,6 @@ def stored_options(manifest: dict, source: str) -> MetadataOptions:
 def finished_numbers(out: Path, fix: str) -> list[int]:
     """Every item number of a finished collection, in item order: provenance.json is written when
     a run finishes and lists them all."""
-    from gpucomp.outdir.journal import MAX_RECORDS_BYTES, PROVENANCE
-
     try:
         return [_int(x["number"]) for x in json.loads(read_regular(out / PROVENANCE, MAX_RECORDS_BYTES))["items"]]
     except (OSError, ValueError, KeyError, TypeError) as err:

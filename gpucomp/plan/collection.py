@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from gpucomp.errors import ConfigError, PlanError
+from gpucomp.interop.itemlist import check_unique, list_combos, read_list
+from gpucomp.interop.oneofones import generated_numbers, manifest_entry, place, read_one_of_ones
 from gpucomp.layers.layerset import Layer, LayerSet
+from gpucomp.layers.naming import layer_display_name
+from gpucomp.plan.options import LayerOption
+from gpucomp.plan.render_view import render_view
+from gpucomp.plan.rules import Rule, count_allowed
 from gpucomp.plan.sampler import make_plan
 
 
@@ -87,10 +94,6 @@ class OneOfOneSegment(Segment):
 
 
 def one_of_one_segment(ones, offset: int, width: int, height: int) -> OneOfOneSegment:
-    from pathlib import Path
-
-    from gpucomp.plan.options import LayerOption
-
     traits = [FinishedImage(o.name, o.path, o.sha256, o.metadata) for o in ones]
     ls = LayerSet(root=Path("."), layers=[Layer(folder=ONE_OF_ONE, name=ONE_OF_ONE, traits=traits)],
                   width=width, height=height)
@@ -174,9 +177,6 @@ def derived_seed(seed: int, *salt) -> int:
 def stack_layerset(loaded: dict[str, Layer], root, width: int, height: int, options) -> LayerSet:
     """A LayerSet view of one stack: the loaded layers in its order, with its display names and
     blend options; trait objects (and their pixels) are shared between stacks."""
-    from gpucomp.layers.naming import layer_display_name
-    from gpucomp.plan.render_view import render_view
-
     layers = []
     for o in options:
         src = loaded[o.folder]
@@ -196,8 +196,6 @@ def _rules_for(stack_rules, layerset: LayerSet, options, dna_index: dict[int, in
     `a always with b` where only b's layer is missing: then a cannot be picked here (banned)."""
     if not stack_rules:
         return (), set()
-    from gpucomp.plan.rules import Rule
-
     out, banned = [], set()
     for r in stack_rules:
         ends = []
@@ -259,8 +257,6 @@ def _link_layers(link, layerset: LayerSet, dna_index: dict[int, int], where: str
 
 def _links_for(links, layerset: LayerSet, dna_index: dict[int, int], weights: list[np.ndarray]) -> tuple:
     """Planner rules (dna-layer index space) for the links; sets the followers' weights in place."""
-    from gpucomp.plan.rules import Rule
-
     out = []
     for link, idx in links:
         index = [{t.name: k for k, t in enumerate(layerset.layers[li].traits)} for li in idx]
@@ -373,8 +369,6 @@ def plan_stack(stack_index: int, layerset: LayerSet, options, size: int, seed: i
     would break, colliding items are redrawn around their exact traits instead. An `extension`
     adds no item with an exact-count trait, so every exact count holds for the whole collection.
     `links` (LinkOptions) become rules between same-named traits (see _links_for)."""
-    from gpucomp.plan.rules import count_allowed
-
     dna_layers = [li for li, o in enumerate(options) if o.dna]
     if not dna_layers:
         raise PlanError(f"{where}: every layer has dna = false; uniqueness needs at least one dna layer")
@@ -489,8 +483,6 @@ def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), sou
                               f"{stacks[0][0].width}x{stacks[0][0].height}; a one-of-one is copied as it is, so it must "
                               f"have the collection's size")
     if ones:  # generated items keep their order over the numbers the one-of-ones leave
-        from gpucomp.interop.oneofones import generated_numbers
-
         numbers = np.concatenate([generated_numbers(placed, cfg.size, cfg.start)[numbers - cfg.start], placed])
         segments.append(one_of_one_segment(ones, offset, stacks[0][0].width, stacks[0][0].height))
         offset += len(ones)
@@ -503,8 +495,6 @@ def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), sou
     numbers = np.concatenate([numbers, np.arange(cfg.start + base, cfg.start + offset, dtype=np.int64)])
     entry = None
     if ones:
-        from gpucomp.interop.oneofones import manifest_entry
-
         entry = manifest_entry(ones, placed)
     return CollectionPlan(segments, numbers.astype(np.int64), cfg.start, cfg.seed,
                           given=given[1] if given is not None else None, one_of_ones=entry)
@@ -514,8 +504,6 @@ def _one_of_ones(cfg, source: str) -> tuple[list, np.ndarray]:
     """The config's one-of-ones and their numbers (seeded apart from the generated items' plan)."""
     if not cfg.one_of_ones:
         return [], np.empty(0, np.int64)
-    from gpucomp.interop.oneofones import place, read_one_of_ones
-
     if [f.name for f in cfg.formats] != ["png"] or cfg.sizes:
         raise ConfigError(f"{source}: one-of-ones are copied as they are, so the output must be one PNG at the "
                           f"canvas size; leave [output] format and sizes out, or the [one_of_ones] table")
@@ -526,8 +514,6 @@ def _one_of_ones(cfg, source: str) -> tuple[list, np.ndarray]:
 def _given_items(cfg, stack) -> tuple[np.ndarray, dict]:
     """The combos of a `--from` list on the (only) stack, and its record for the manifest. The list
     is the plan: weights, rules, links and exact counts apply to extensions only."""
-    from gpucomp.interop.itemlist import check_unique, list_combos, read_list
-
     items = read_list(cfg.from_list)
     if len(items) != cfg.size:
         raise PlanError(f"--from {items.path}: lists {len(items)} items, but the collection size is {cfg.size}; "

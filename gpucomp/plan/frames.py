@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpucomp.errors import LayerError
+from gpucomp.encode.animated import check_available
+from gpucomp.errors import ConfigError, LayerError
+from gpucomp.layers.layerset import Layer, LayerSet, images_of
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,6 @@ class FrameCount:
 
 def animated_traits(layerset) -> list[tuple[str, int]]:
     """("layer folder/trait", frames) for each animated image a loaded layer set draws."""
-    from gpucomp.layers.layerset import images_of
-
     out = {}
     for layer in layerset.layers:
         for t in layer.traits:
@@ -81,8 +81,6 @@ class FrameView:
 
 def frame_view(layerset, frames: int) -> FrameView:
     """The expanded layer set (see FrameView) of a stack's render layers, for an animation of `frames`."""
-    from gpucomp.layers.layerset import Layer, LayerSet
-
     layers, tables = [], []
     for layer in layerset.layers:
         traits = list(layer.traits)
@@ -103,9 +101,6 @@ def frame_view(layerset, frames: int) -> FrameView:
 def plan_frames(cfg, layerset, where: str = "config") -> int:
     """The collection's frame count for a config with animated output (1 without), after checking
     that its formats can be written here, that max_frames holds it and that still_frame is one of them."""
-    from gpucomp.encode.animated import check_available
-    from gpucomp.errors import ConfigError
-
     anim = cfg.animation
     if anim is None:
         return 1

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gpucomp.errors import PlanError
+from gpucomp.plan.rules import Names, _contradictions, analyse, as_rule, check_exact
 
 ENUMERATE_LIMIT = 4_000_000  # combinations we are willing to enumerate (~100 MB of temporaries)
 
@@ -347,8 +348,6 @@ def _sample(factors: list[_Factor], sizes: list[int], n: int, rng, rng_enum) -> 
 
 
 def _make_ruled_plan(weights, n, seed, start, rules, exact, names) -> Plan:
-    from gpucomp.plan.rules import Names, _contradictions, analyse, as_rule, check_exact
-
     weights = [np.asarray(w, np.float64) for w in weights]
     rules = tuple(as_rule(r) for r in rules)
     an = analyse(weights, rules, exact)

@@ -44,10 +44,12 @@ from gpucomp._shared.files import (
     remove_temporaries,
 )
 from gpucomp.encode.media import OutputFile
-from gpucomp.errors import OutputError
-from gpucomp.metadata.tokens import MetadataOptions
+from gpucomp.errors import ConfigError, OutputError
+from gpucomp.metadata.tokens import MetadataOptions, options_for_config
+from gpucomp.outdir.journal import unfinished
 from gpucomp.outdir.layout import MANIFEST, MAX_METADATA_BYTES, output_state
 from gpucomp.outdir.lock import OutputLock
+from gpucomp.outdir.resume import read_manifest
 from gpucomp.outdir.update import finished_numbers, stored_options
 from gpucomp.publish.itemfiles import animated_files, collection_files
 
@@ -63,9 +65,6 @@ _ITEM_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif", ".json")  #
 
 def export(out, layout: str, copy: bool = False, log: Callable[[str], None] | None = None) -> Path:
     """Write OUT/<folder> for `layout` from the finished collection in OUT; returns the folder."""
-    from gpucomp.outdir.journal import unfinished
-    from gpucomp.outdir.resume import read_manifest
-
     out = Path(out)
     log = log or (lambda msg: None)
     if layout not in LAYOUTS:
@@ -103,9 +102,6 @@ def export(out, layout: str, copy: bool = False, log: Callable[[str], None] | No
 
 def check_config(cfg, layout: str, source: str = "config") -> None:
     """Before a `generate --export LAYOUT` renders: will the finished collection fit the layout?"""
-    from gpucomp.errors import ConfigError
-    from gpucomp.metadata.tokens import options_for_config
-
     if layout not in LAYOUTS:
         raise ConfigError(f"export: unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     opts = options_for_config(cfg, source)

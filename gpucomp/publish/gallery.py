@@ -46,14 +46,18 @@ from gpucomp._shared.files import (
 )
 from gpucomp.encode.media import OutputFile
 from gpucomp.errors import ConfigError, OutputError
+from gpucomp.metadata.rarity import csv_header
+from gpucomp.outdir.journal import unfinished
 from gpucomp.outdir.layout import MANIFEST, MAX_METADATA_BYTES, PROVENANCE
+from gpucomp.outdir.lock import OutputLock
+from gpucomp.outdir.resume import read_manifest
 from gpucomp.publish.itemfiles import collection_files
+from gpucomp.publish.limits import THUMB_DEFAULT, THUMB_MAX, THUMB_MIN
 from gpucomp.publish.thumbs import LOAD_ERRORS, decode_image, thumbnail_files
 
 GALLERY = "gallery"
 ASSETS = ("index.html", "gallery.js", "gallery.css")
 META_CHUNK = 500  # items per metadata file the page loads when an item is opened
-THUMB_DEFAULT, THUMB_MIN, THUMB_MAX = 160, 16, 1024
 THUMB_QUALITY = 85
 OPENRARITY_COLUMN = "openrarity_rank"
 FORMAT = 1  # version of the data files, in data/index.js
@@ -95,8 +99,6 @@ def _check_ours(out: Path) -> None:
 
 def check_finished(out: Path) -> None:
     """Raise OutputError unless `out` is a gpucomp output whose last run finished."""
-    from gpucomp.outdir.journal import unfinished
-
     _check_ours(out)
     if unfinished(out):
         raise _not_finished(out, "the collection is not finished (an interrupted run, or no provenance.json)")
@@ -120,8 +122,6 @@ def _read_report(out: Path) -> dict:
 def _columns(header: list[str], layer_names: list[str], path: Path) -> tuple[list[int], int | None]:
     """Positions of the layer columns (named as rarity.csv_header names them) and of the
     OpenRarity rank column (None when the report has none)."""
-    from gpucomp.metadata.rarity import csv_header
-
     want = csv_header(layer_names)
     missing = [c for c in want if c not in header]
     if missing:
@@ -403,9 +403,6 @@ def make_gallery(out, thumb: int = THUMB_DEFAULT, workers: int | None = None, lo
                           f"got {thumb!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"gallery workers must be a whole number >= 0 (0: one per core), got {workers!r}")
-    from gpucomp.outdir.lock import OutputLock
-    from gpucomp.outdir.resume import read_manifest
-
     log = log or (lambda msg: None)
     out = Path(out)
     t0 = time.monotonic()

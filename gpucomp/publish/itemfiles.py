@@ -12,15 +12,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gpucomp.encode.animated import parse_animation
+from gpucomp.encode.formats import parse_formats
 from gpucomp.encode.media import DEFAULT_FILES, OutputFile, output_files
+from gpucomp.encode.resize import Size
 from gpucomp.errors import OutputError
 from gpucomp.outdir.layout import MANIFEST
+from gpucomp.outdir.resume import output_of, read_manifest
 
 
 def _recorded_output(out: Path) -> dict | None:
     """The manifest's `art.output` (resume.output_of), or None in a folder without a manifest."""
-    from gpucomp.outdir.resume import output_of, read_manifest
-
     if not (Path(out) / MANIFEST).exists():
         return None
     return output_of(read_manifest(Path(out)))
@@ -28,9 +30,6 @@ def _recorded_output(out: Path) -> dict | None:
 
 def collection_files(out: Path) -> tuple[OutputFile, ...]:
     """Every image file of an item of the collection in `out`, primary first (media.output_files)."""
-    from gpucomp.encode.formats import parse_formats
-    from gpucomp.encode.resize import Size
-
     output = _recorded_output(out)
     if output is None:
         return DEFAULT_FILES
@@ -52,8 +51,6 @@ def animated_files(out: Path) -> tuple[OutputFile, ...]:
     anim = (_recorded_output(out) or {}).get("animation")
     if not isinstance(anim, dict):
         return ()
-    from gpucomp.encode.animated import parse_animation
-
     table = {k: v for k, v in anim.items() if k not in ("formats", "webp", "frames")}
     try:
         parsed = parse_animation(anim.get("formats"), table, anim.get("webp", {}),

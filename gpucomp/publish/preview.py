@@ -184,5 +184,5 @@ def _draw_label(canvas, draw, font, text: str, x0: int, y: int, width: int) -> N
     canvas.paste(strip, (x0, y))
 
 
-__all__ = ["make_sheets", "cmd_preview", "list_numbers", "thumb_size", "sheet_geometry",
+__all__ = ["make_sheets", "list_numbers", "sheet_geometry",
            "MAX_SHEET_SIDE"]

@@ -18,6 +18,7 @@ from PIL import Image
 
 from gpucomp._shared.files import atomic_write_bytes
 from gpucomp.errors import ConfigError, OutputError
+from gpucomp.publish.itemfiles import collection_files
 from gpucomp.publish.thumbs import SHEET_BACKGROUND, check_int, list_numbers, sheet_folder, thumbnail, thumbnail_files
 
 MAX_FRAMES = 600  # 10 minutes at 1 s an item: a preview, not the collection
@@ -55,8 +56,6 @@ def make_reel(out_dir, *, items: int = 30, seconds: float = 1.0, size: int = 256
     out = Path(out_dir)
     if not out.is_dir():
         raise OutputError(f"{out}: not a folder; pass a gpucomp output folder (it holds images/)")
-    from gpucomp.publish.itemfiles import collection_files
-
     ext = collection_files(out)[0].format.ext
     numbers = list_numbers(out / "images", ext)[:items]
     if not numbers:

@@ -17,6 +17,7 @@ from gpucomp.compositing import INV, SA, is_plain, layer_blend
 from gpucomp.encode import gpu_deflate as gd
 from gpucomp.encode.rendered import Filtered, SizedPixels
 from gpucomp.encode.resize import nearest_factor
+from gpucomp.render import kernels  # kernels.get_kernel looked up per call: the tests' CuPy stand-in replaces it
 from gpucomp.render.budget import (
     MAX_BATCH,  # CUDA grid limit: one item per grid row
     resolve_budget,
@@ -32,6 +33,7 @@ from gpucomp.render.cuda_buffers import (
     item_channels,
     pad_box,
 )
+from gpucomp.render.numpy_backend import NumpyBackend
 from gpucomp.render.schedule import Lookahead, Residency, grouped_order, prefix_depth
 
 THREADS = 256
@@ -40,7 +42,7 @@ SCALED_BATCH_BYTES = 1 << 30  # pinned host bytes of one batch's nearest copies:
 
 def device_report() -> list[str]:
     """Lines for `gpucomp info`: device, memory (NVML when present) and the default budget."""
-    import cupy
+    import cupy  # deferred: optional (the [cuda12]/[cuda13] extras)
 
     dev = cupy.cuda.Device()
     props = cupy.cuda.runtime.getDeviceProperties(dev.id)
@@ -48,7 +50,7 @@ def device_report() -> list[str]:
     free, total = cupy.cuda.runtime.memGetInfo()
     lines = [f"device {dev.id}: {name}, compute capability {props['major']}.{props['minor']}"]
     try:
-        import pynvml
+        import pynvml  # deferred: optional (nvidia-ml-py, with the CUDA extras)
 
         pynvml.nvmlInit()
         h = pynvml.nvmlDeviceGetHandleByIndex(dev.id)
@@ -64,7 +66,7 @@ def device_report() -> list[str]:
 
 def free_device_memory() -> int:
     """Free bytes on the current device, counting memory CuPy's pool holds but does not use."""
-    import cupy
+    import cupy  # deferred: optional (the [cuda12]/[cuda13] extras)
 
     free, _ = cupy.cuda.runtime.memGetInfo()
     pool = cupy.get_default_memory_pool()
@@ -79,7 +81,7 @@ class CudaBackend:
 
     def __init__(self, opaque_rgb: bool = True, batch_size: int = 0, vram_budget: str = "0.8",
                  cache: str = "auto", trait_budget: int | None = None, scale_on_device: bool = True):
-        import cupy
+        import cupy  # deferred: optional (the [cuda12]/[cuda13] extras)
 
         if not 0 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 0 (auto) to {MAX_BATCH} (CUDA's grid limit), got {batch_size}")
@@ -113,12 +115,10 @@ class CudaBackend:
     def warm(self, deflate: bool = False) -> None:
         """Compile (or load from CuPy's cache) the kernels now, e.g. while layers load. If the
         deflate kernel cannot be built here, the `gpu` preset deflates on the CPU instead."""
-        from gpucomp.render.kernels import get_kernel
-
-        get_kernel("filter_rows")
+        kernels.get_kernel("filter_rows")
         if deflate:
             try:
-                get_kernel("deflate_segments", "deflate.cu")
+                kernels.get_kernel("deflate_segments", "deflate.cu")
             except Exception as err:  # NVRTC/driver trouble: keep the run, lose only the speed-up
                 self.gpu_deflate = False
                 self.fallbacks.append(f"GPU deflate unavailable ({type(err).__name__}: {err}); "
@@ -128,22 +128,20 @@ class CudaBackend:
         """Upload one stack's traits. Called again for each stack of a collection: the previous
         stack's buffers, residency and cache go first, so the budget sees the memory they held."""
         cp = self.cp
-        from gpucomp.render.kernels import get_kernel
-
         if getattr(self, "layerset", None) is not None:
             self._wait(self.stream)  # the previous stack's buffers go back to the pool next
             self.close()
             self.residency = None
             cp.get_default_memory_pool().free_all_blocks()
         with self.stream:  # uploads ordered before every launch on this stream
-            self.k_filter = get_kernel("filter_rows")
-            self.k_scale = get_kernel("scale_nearest")
+            self.k_filter = kernels.get_kernel("filter_rows")
+            self.k_scale = kernels.get_kernel("scale_nearest")
             self.layerset = layerset
             # Per layer blend mode and float32 opacity (compositing.py); the blend-capable kernel only
             # when some layer is not plain, so plain stacks run the plain kernel unchanged.
             blends = [layer_blend(layer) for layer in layerset.layers]
             self.blending = not all(is_plain(m, op) for m, op in blends)
-            self.k_composite = get_kernel("composite_batch_blend" if self.blending else "composite_batch")
+            self.k_composite = kernels.get_kernel("composite_batch_blend" if self.blending else "composite_batch")
             self.d_layer_blend = cp.asarray(np.array([m for m, _ in blends], np.int32).reshape(-1))
             self.d_layer_opacity = cp.asarray(np.array([op for _, op in blends], np.float32).reshape(-1))
             self.height, self.width = layerset.height, layerset.width
@@ -323,8 +321,6 @@ class CudaBackend:
                 return
 
     def _cpu_fallback(self, rest, combos, png_filter):
-        from gpucomp.render.numpy_backend import NumpyBackend
-
         cpu = NumpyBackend(opaque_rgb=self.opaque_rgb)
         cpu.prepare(self.layerset)
         for i in rest:

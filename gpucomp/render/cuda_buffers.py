@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gpucomp.encode import gpu_deflate as gd
+from gpucomp.render import kernels
 
 D2H = 2  # cudaMemcpyDeviceToHost
 
@@ -25,8 +26,6 @@ class DeflateBuffers:
 
     def __init__(self, cp, batch: int, width: int, height: int, opaque_rgb: bool, threads: int = gd.THREADS,
                  stage: bool = False):
-        from gpucomp.render import kernels
-
         self.cp = cp
         self.pinned = PinnedSizes()
         self.threads = threads
@@ -132,7 +131,7 @@ class PinnedSizes:
 
 def _pinned(shape, dtype=np.uint8) -> np.ndarray:
     """A NumPy array in page-locked memory from CuPy's pinned pool (returned when freed)."""
-    import cupyx
+    import cupyx  # deferred: optional (the [cuda12]/[cuda13] extras)
 
     return cupyx.empty_pinned(shape, dtype)
 

@@ -1,25 +1,18 @@
-"""Find the CUDA sources (a checkout's kernels/ or the installed gpucomp._kernels) and
-compile them lazily, once per device, through cupy.RawModule."""
+"""The CUDA kernels, compiled lazily, once per device and variant, through cupy.RawModule (the sources:
+_shared/sources.py). Only this module and the CUDA backend's own modules touch cupy, and only in calls."""
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
+
+from gpucomp._shared.sources import kernel_source
 
 NVRTC_OPTIONS = ("--std=c++17", "--fmad=false")  # no FMA contraction: bit-identical to NumPy
 
 
-def kernel_source(name: str = "composite.cu") -> str:
-    checkout = Path(__file__).resolve().parent.parent / "kernels" / name
-    if checkout.is_file():
-        return checkout.read_text()
-    from importlib.resources import files
-
-    return files("gpucomp._kernels").joinpath(name).read_text()
-
 
 @lru_cache(maxsize=None)
 def _module(device_id: int, name: str, defines: tuple[str, ...]):
-    import cupy
+    import cupy  # deferred: optional (the [cuda12]/[cuda13] extras)
 
     with cupy.cuda.Device(device_id):
         return cupy.RawModule(code=kernel_source(name), options=NVRTC_OPTIONS + tuple(f"-D{d}" for d in defines))
@@ -28,6 +21,6 @@ def _module(device_id: int, name: str, defines: tuple[str, ...]):
 def get_kernel(func: str, name: str = "composite.cu", defines: tuple[str, ...] = ()):
     """The compiled kernel `func` for the current device (compiled on first use); `defines`
     (e.g. ("DEFLATE_THREADS=128",)) build a variant of the source."""
-    import cupy
+    import cupy  # deferred: optional (the [cuda12]/[cuda13] extras)
 
     return _module(cupy.cuda.Device().id, name, tuple(defines)).get_function(func)

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from gpucomp.errors import BackendUnavailable
+from gpucomp.render.cuda_backend import CudaBackend
+from gpucomp.render.numpy_backend import NumpyBackend
 
 
 def cuda_status() -> tuple[bool, str]:
     """(usable, reason). Never raises: no cupy, no driver and no device are all answers."""
     try:
-        import cupy
+        import cupy  # deferred: optional (the [cuda12]/[cuda13] extras)
     except ImportError:
         return False, "CuPy is not installed (pip install 'gpucomp[cuda12]' or 'gpucomp[cuda13]')"
     except Exception as err:  # a broken install
@@ -29,14 +31,10 @@ def cuda_status() -> tuple[bool, str]:
 
 def choose(name: str, opaque_rgb: bool = True, **cuda_options):
     """-> (backend, reason). `auto` uses CUDA when it works, else the NumPy backend."""
-    from gpucomp.render.numpy_backend import NumpyBackend
-
     if name == "cpu":
         return NumpyBackend(opaque_rgb=opaque_rgb), "cpu backend requested"
     ok, why = cuda_status()
     if ok:
-        from gpucomp.render.cuda_backend import CudaBackend
-
         return CudaBackend(opaque_rgb=opaque_rgb, **cuda_options), why
     if name == "cuda":
         raise BackendUnavailable(f"--backend cuda: {why}; use --backend cpu or auto")

@@ -146,8 +146,10 @@ def test_extend_is_capped_like_generate(demo_layers, tmp_path, monkeypatch):
     rc, _, err = cli("extend", out, "-n", str(10**12), "-q")
     assert rc == 2 and "at most 10000000" in err and "Traceback" not in err, err
     from gpucomp import config
+    from gpucomp.outdir import folder
 
     monkeypatch.setattr(config, "MAX_SIZE", 25)  # the collection's total counts too
+    monkeypatch.setattr(folder, "MAX_SIZE", 25)
     with pytest.raises(ConfigError, match="would make 27, more than gpucomp supports"):
         list(gpucomp.extend(out, 7))
     assert snapshot(out) == before
