@@ -66,7 +66,9 @@ def main() -> int:
     for kernel in (False, True):
         be, prep = prepared(layers, kernel)
         name = "fused kernel" if kernel else "NumPy sparse"
-        one = (lambda c, be=be: be.composite([c])[0])
+        def one(c, be=be):
+            return be.composite([c])[0]
+
         one(combos[0])  # compile / warm caches
         ms = cpu_ms(one, combos)
         work = combos * (8 if kernel else 1)  # a few seconds of work per rate either way

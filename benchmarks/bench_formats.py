@@ -62,7 +62,8 @@ def main() -> int:
                       "mb": mb}
         rows.append((label, f"{one:.0f}", f"{two:.0f}", f"{one / two:.2f}x", f"{cpu2:.2f}", f"{mb:.2f}"))
     m = machine()
-    print(f"{args.items} composites {images[0].shape}; medians of {args.rounds} rounds; machine: {m['cpu']}, {m['cores']} cores")
+    print(f"{args.items} composites {images[0].shape}; medians of {args.rounds} rounds; "
+          f"machine: {m['cpu']}, {m['cores']} cores")
     print(table(rows, ("format", "ms/item 1 thread", "ms/item 2 threads", "speedup", "CPU/wall 2 threads", "MB")))
     write_json(args.json, {"machine": m, "items": args.items, "shape": list(images[0].shape), "results": res})
     return 0

@@ -252,7 +252,8 @@ def main() -> int:
             res.stage(f"preset_{preset}", run, layers, args.presets, "cuda", tmp=args.tmp, preset=preset)
         print(table([(p, _fmt(res.data[f"preset_{p}"], "items_per_s_total", ".1f"),
                       _fmt(res.data[f"preset_{p}"], "items_per_s", ".1f"),
-                      f"{res.data[f'preset_{p}']['avg_png_bytes'] / 1e6:.2f}" if "avg_png_bytes" in res.data[f"preset_{p}"] else "-")
+                      f"{res.data[f'preset_{p}']['avg_png_bytes'] / 1e6:.2f}"
+                      if "avg_png_bytes" in res.data[f"preset_{p}"] else "-")
                      for p in PRESETS], ("preset (cuda backend)", "items/s end to end", "render phase", "avg PNG MB")))
         return 0
     measure(args, res, layers, spec)
@@ -305,14 +306,16 @@ def print_table(d: dict, spec) -> None:
         return f"{s['avg_png_bytes'] / 1e6:.2f}" if "avg_png_bytes" in s else "-"
 
     rows = [
-        ("end-to-end items/s (load+plan+render+write)", _fmt(gpu, "items_per_s_total", ".1f"), _fmt(cpu, "items_per_s_total", ".1f")),
+        ("end-to-end items/s (load+plan+render+write)", _fmt(gpu, "items_per_s_total", ".1f"),
+         _fmt(cpu, "items_per_s_total", ".1f")),
         ("end-to-end items/s, gpu preset (deflate on the GPU)", _fmt(dfl, "items_per_s_total", ".1f"), "-"),
         ("render-phase items/s, gpu preset", _fmt(dfl, "items_per_s", ".1f"), "-"),
         ("avg PNG MB, gpu preset", mb(dfl), "-"),
         ("deflate-only items/s (kernel + gather, batch)", _fmt(dfl_only, "items_per_s", ".0f"), "-"),
         ("render-phase items/s", _fmt(gpu, "items_per_s", ".1f"), _fmt(cpu, "items_per_s", ".1f")),
         ("composite-only items/s (kernel, batch)", _fmt(comp, "items_per_s", ".0f"), "-"),
-        ("composite achieved GB/s / D2D copy GB/s", f"{_fmt(comp, 'gb_per_s', '.0f')} / {_fmt(bw, 'd2d_gb_per_s', '.0f')}", "-"),
+        ("composite achieved GB/s / D2D copy GB/s", f"{_fmt(comp, 'gb_per_s', '.0f')} / {_fmt(bw, 'd2d_gb_per_s', '.0f')}",
+         "-"),
         ("copy-back (D2H pinned) GB/s", _fmt(bw, "d2h_pinned_gb_per_s", ".1f"), "-"),
         ("encode items/s (all workers)", enc_rate(gpu) if gpu else "-", enc_rate(cpu) if cpu else "-"),
         ("avg PNG MB", mb(gpu), mb(cpu)),

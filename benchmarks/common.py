@@ -95,7 +95,7 @@ def write_floor(pngs: list, folder: Path, workers: int, items: int = 0, rounds: 
             for r in range(rounds):
                 t0 = time.perf_counter()
                 with Writeback() as back:
-                    list(pool.map(lambda i: atomic_write_bytes(folder / f"{r}-{i}.png", pngs[i % len(pngs)],
+                    list(pool.map(lambda i, r=r, back=back: atomic_write_bytes(folder / f"{r}-{i}.png", pngs[i % len(pngs)],
                                                                writeback=back), range(items)))
                 times.append(time.perf_counter() - t0)
     finally:

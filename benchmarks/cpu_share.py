@@ -56,7 +56,7 @@ def main() -> int:
             px = be.composite([combo])[0]
             h, w, c = px.shape
             rows = filter_rows(px, "up")  # what the GPU hands over for `fast`
-            ms, stream = timed(lambda: gd.host_stream(lib, rows, w, c))
+            ms, stream = timed(lambda rows=rows, w=w, c=c: gd.host_stream(lib, rows, w, c))
             res["host_kernel_ms"].append(ms)
             item = gd.Deflated(memoryview(stream[2:-6]), int.from_bytes(stream[-4:], "big"), w, h, c)
 
@@ -65,10 +65,11 @@ def main() -> int:
                 atomic_write_bytes(out / name, png)
                 return len(png)
 
-            ms, size = timed(lambda: finish(encode_filtered(rows, w, h, c, fast), f"{i}-fast.png"))
+            ms, size = timed(lambda rows=rows, w=w, h=h, c=c, i=i: finish(encode_filtered(rows, w, h, c, fast),
+                                                                          f"{i}-fast.png"))
             res["fast_ms"].append(ms)
             res["fast_mb"].append(size / 1e6)
-            ms, size = timed(lambda: finish(encode_deflated(item), f"{i}-gpu.png"))
+            ms, size = timed(lambda item=item, i=i: finish(encode_deflated(item), f"{i}-gpu.png"))
             res["gpu_ms"].append(ms)
             res["gpu_mb"].append(size / 1e6)
     med = {k: statistics.median(v) for k, v in res.items()}

@@ -226,7 +226,7 @@ def verify(out: Path, layers_dir: Path, n: int, start: int, summary: dict, recom
             p.add("provenance", "provenance_hash does not recompute from the item digests")
         if summary.get("provenance_hash") != prov.get("provenance_hash"):
             p.add("provenance", "provenance_hash differs from the run's summary")
-        shas = dict(zip(prov_numbers, shas))
+        shas = dict(zip(prov_numbers, shas, strict=True))
         del prov, prov_numbers
     except (OSError, ValueError, AttributeError, TypeError) as err:
         p.add("provenance", f"unreadable: {err}")
@@ -318,7 +318,7 @@ def verify(out: Path, layers_dir: Path, n: int, start: int, summary: dict, recom
             counted = [{t: v["count"] for t, v in rarity[name].items()} for name in layer_names]
         if len(counted) != len(tally):
             p.add("rarity.json", f"{len(counted)} layers, expected {len(tally)}")
-        for name, got, want in zip(layer_names, counted, tally):
+        for name, got, want in zip(layer_names, counted, tally, strict=True):
             if {t: c for t, c in got.items() if c} != dict(want):
                 p.add("rarity.json", f"counts of layer {name!r} do not match the metadata")
     except (OSError, ValueError, KeyError, TypeError) as err:

@@ -5,35 +5,42 @@ Quick use::
     import gpucomp
     for item in gpucomp.generate("layers", "out", size=1000, seed=1):
         print(item.number, item.image)
+
+The Python API is the names below, each loaded from its room on first use (so `import gpucomp` and
+`gpucomp --help` load nothing they do not need): a run (`generate`, `run`, `extend`, `rerender`,
+`resume`: gpucomp/outdir/pipeline.py), changing a finished collection's metadata (`update_metadata`:
+gpucomp/outdir/update.py) and what is made from a finished collection (`make_sheets`, `make_reel`,
+`make_gallery`, `export`: gpucomp/publish/). Errors are gpucomp.errors.GpucompError and its kinds.
 """
+from importlib import import_module
+
 from gpucomp._version import __version__
 
-__all__ = ["__version__", "extend", "generate", "rerender", "run"]
+API = {  # name -> the module that defines it
+    "generate": "gpucomp.outdir.pipeline",
+    "run": "gpucomp.outdir.pipeline",
+    "extend": "gpucomp.outdir.pipeline",
+    "rerender": "gpucomp.outdir.pipeline",
+    "resume": "gpucomp.outdir.pipeline",
+    "update_metadata": "gpucomp.outdir.update",
+    "make_sheets": "gpucomp.publish.preview",
+    "make_reel": "gpucomp.publish.reel",
+    "make_gallery": "gpucomp.publish.gallery",
+    "export": "gpucomp.publish.export",
+}
+
+__all__ = ["__version__", *API]
 
 
-def generate(*args, **kwargs):
-    """See gpucomp.outdir.pipeline.generate (imported lazily so `gpucomp --help` stays instant)."""
-    from gpucomp.outdir.pipeline import generate as _generate  # deferred: keeps `import gpucomp` and `gpucomp --help` fast
-
-    return _generate(*args, **kwargs)
-
-
-def run(*args, **kwargs):
-    """Render a whole collection and return its summary dict (see gpucomp.outdir.pipeline.run)."""
-    from gpucomp.outdir.pipeline import run as _run  # deferred: keeps `import gpucomp` and `gpucomp --help` fast
-
-    return _run(*args, **kwargs)
+def __getattr__(name: str):
+    """PEP 562: the API's functions are imported when first named (deferred: keeps `import gpucomp`
+    and `gpucomp --help` fast)."""
+    if name not in API:
+        raise AttributeError(f"module 'gpucomp' has no attribute {name!r}")
+    value = getattr(import_module(API[name]), name)
+    globals()[name] = value  # found directly from now on
+    return value
 
 
-def extend(*args, **kwargs):
-    """Add new unique items to an existing collection (see gpucomp.outdir.pipeline.extend)."""
-    from gpucomp.outdir.pipeline import extend as _extend  # deferred: keeps `import gpucomp` and `gpucomp --help` fast
-
-    return _extend(*args, **kwargs)
-
-
-def rerender(*args, **kwargs):
-    """Re-render a collection's plan with changed trait art (see gpucomp.outdir.pipeline.rerender)."""
-    from gpucomp.outdir.pipeline import rerender as _rerender  # deferred: keeps `import gpucomp` and `gpucomp --help` fast
-
-    return _rerender(*args, **kwargs)
+def __dir__() -> list[str]:
+    return sorted([*globals(), *API])

@@ -38,7 +38,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="start over: discard an earlier collection in the output folder, or write into a non-empty one")
     p.add_argument("--resume", action="store_true",
                    help="insist on resuming an interrupted collection (re-running the same command resumes anyway)")
-    p.add_argument("--gallery", action="store_true", help="also write OUT/gallery/index.html at the end (see `gpucomp gallery`)")
+    p.add_argument("--gallery", action="store_true",
+                   help="also write OUT/gallery/index.html at the end (see `gpucomp gallery`)")
     p.add_argument("--export", choices=["sugar", "erc1155"],
                    help="when the collection is finished, also write an upload layout (see `gpucomp export`)")
     _add_engine_options(p)
@@ -87,7 +88,8 @@ def _print_summary(s: dict, out: Path, as_json: bool) -> None:
         return
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in s["stage_seconds"].items())
     kept = f" ({s['resumed_from']} were already finished, {s['rendered']} rendered now)" if s["resumed_from"] else ""
-    rate = f"{s['items_per_s']} items/s while rendering, {s['items_per_s_total']} items/s overall" if s["rendered"] else "nothing to render"
+    rate = (f"{s['items_per_s']} items/s while rendering, {s['items_per_s_total']} items/s overall" if s["rendered"]
+            else "nothing to render")
     print(f"done: {s['items']} items{kept} in {s['seconds']:.1f}s — {rate}")
     if s.get("provenance_hash"):
         print(f"provenance hash: {s['provenance_hash']}")

@@ -203,7 +203,7 @@ def composite_dense(shape: tuple[int, int], layers: Iterable, blends: Sequence |
     transparent ones included. Used by tests as the spec."""
     acc = np.zeros(shape + (4,), F32)
     layers = list(layers)
-    for t, (name, opacity) in zip(layers, blends or [("normal", 1.0)] * len(layers)):
+    for t, (name, opacity) in zip(layers, blends or [("normal", 1.0)] * len(layers), strict=True):
         if t.box is None:
             continue
         y0, x0, y1, x1 = t.box

@@ -129,7 +129,8 @@ def load_config(path: str | os.PathLike) -> Config:
         if table == "output" and isinstance(body, dict):
             body = _output_media(body, values, path)
         if table not in SCHEMA:
-            raise ConfigError(f"{path}: unknown table [{table}]; known: {', '.join(sorted([*SCHEMA, 'layers', 'stacks', 'rules', 'links', 'metadata', 'one_of_ones']))}")
+            raise ConfigError(f"{path}: unknown table [{table}]; known: " +
+                              ", ".join(sorted([*SCHEMA, "layers", "stacks", "rules", "links", "metadata", "one_of_ones"])))
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: [{table}] must be a table")
         for key, value in body.items():
@@ -389,12 +390,14 @@ def validate(cfg: Config, source: str = "options") -> Config:
         for lo in layers:  # NFC: `Café` typed and `Cafe\u0301` copied from a Mac name one folder
             key = unicodedata.normalize("NFC", lo.folder)
             if key in spelt:
-                other = f" (also as {spelt[key]!r}, the same name in another Unicode form)" if spelt[key] != lo.folder else ""
+                other = (f" (also as {spelt[key]!r}, the same name in another Unicode form)" if spelt[key] != lo.folder
+                         else "")
                 raise ConfigError(f"{where}: the layer folder {lo.folder!r} is listed twice{other}")
             spelt[key] = lo.folder
         for lo in layers:
             if lo.blend not in BLEND_MODES:
-                raise ConfigError(f"{where}: layer {lo.folder!r}: unknown blend {lo.blend!r}; choose one of {', '.join(BLEND_MODES)}")
+                raise ConfigError(f"{where}: layer {lo.folder!r}: unknown blend {lo.blend!r}; "
+                                  f"choose one of {', '.join(BLEND_MODES)}")
             if not 0.0 <= lo.opacity <= 1.0:
                 raise ConfigError(f"{where}: layer {lo.folder!r}: opacity must be between 0 and 1, got {lo.opacity}")
             for trait, to in lo.traits:

@@ -86,7 +86,7 @@ def test_every_animated_file_holds_the_items_frames(anim_layers, tmp_path):
         for name in (f"animation/{n}.png", f"animation/{n}.webp", f"animation/{n}.gif"):
             got = decoded(images / name)
             assert len(got) == FRAMES, name
-            for f, (g, w) in enumerate(zip(got, want)):
+            for f, (g, w) in enumerate(zip(got, want, strict=True)):
                 if "gif" in name:
                     assert np.abs(g.astype(int) - w).mean() <= GIF_QUANTIZED_MAX_MEAN_ERROR, (name, f)
                 else:

@@ -58,7 +58,8 @@ def opaque_trait(rng, h=H, w=W):
 def make_stack(seed, mode, opacity, base):
     """Layers (bottom first): base, a normal semi layer, then three layers in `mode`/`opacity`:
     sparse traits, a full-canvas semi trait, an opaque full-canvas trait (which, blended, hides
-    nothing) and a full-canvas trait with one transparent pixel. base: 'opaque' (a plain full-canvas background), 'semi' or 'none'."""
+    nothing) and a full-canvas trait with one transparent pixel. base: 'opaque' (a plain
+    full-canvas background), 'semi' or 'none'."""
     rng = np.random.default_rng(seed)
     layers = []
     if base == "opaque":
@@ -221,7 +222,7 @@ def test_blend_rows_follow_the_documented_order(mode, opacity):
     acc, px = special_rows(rng, 400)
     got = acc.copy()
     blend_rows(got, px, MODES.index(mode), *opacity_tables(F32(opacity)))
-    want = np.array([scalar_layer(a, p, mode, opacity) for a, p in zip(acc, px)])
+    want = np.array([scalar_layer(a, p, mode, opacity) for a, p in zip(acc, px, strict=True)])
     assert np.array_equal(bits(got), bits(want))
     # the 3-channel form (alpha exactly 1) equals the 4-channel one with ab == 1
     one = acc[acc[:, 3] == 1]

@@ -93,7 +93,7 @@ def test_composite_is_bit_identical_to_dense_finalize(Backend, seed, with_bg, at
     combos = list(itertools.product(*[range(len(la.traits)) for la in ls.layers]))
     got = be.composite(combos)
     assert len(got) == len(combos)
-    for combo, img in zip(combos, got):
+    for combo, img in zip(combos, got, strict=True):
         want = finalize(composite_dense((H, W), stack(ls, combo)), opaque_rgb)
         assert img.dtype == np.uint8 and img.shape == want.shape
         assert img.shape[2] == (3 if with_bg and opaque_rgb else 4)

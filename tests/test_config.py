@@ -228,8 +228,10 @@ def run_validate(tmp_path, config, timeout=60):
     layers.mkdir(parents=True, exist_ok=True)
     Image.new("RGBA", (4, 4)).save(layers / "A.png")
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
-            f"from gpucomp.cli import main; sys.exit(main(['validate', {str(tmp_path / 'layers')!r}, '-c', {str(config)!r}]))")
-    env = {**os.environ, "PYTHONPATH": str(Path(gpucomp.__file__).parents[1]), "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+            "from gpucomp.cli import main; "
+            f"sys.exit(main(['validate', {str(tmp_path / 'layers')!r}, '-c', {str(config)!r}]))")
+    env = {**os.environ, "PYTHONPATH": str(Path(gpucomp.__file__).parents[1]), "OPENBLAS_NUM_THREADS": "1",
+           "MALLOC_ARENA_MAX": "2"}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
     assert "Traceback" not in p.stderr, p.stderr
     return p.returncode, p.stdout + p.stderr

@@ -16,7 +16,7 @@ def test_generate_writes_exact_pixels(demo_layers, tmp_path):
     meta = json.loads((out / "_metadata.json").read_text())
     for entry in meta:
         names = [a["value"] for a in entry["attributes"]]
-        traits = [next(t for t in layer.traits if t.name == name) for layer, name in zip(ls.layers, names)]
+        traits = [next(t for t in layer.traits if t.name == name) for layer, name in zip(ls.layers, names, strict=True)]
         want = finalize(composite_dense((ls.height, ls.width), traits))
         got = np.asarray(Image.open(out / "images" / f"{entry['edition']}.png"))
         assert got.shape == want.shape and np.array_equal(got, want)

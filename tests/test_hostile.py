@@ -46,7 +46,8 @@ def scanlines(rows):
 
 def make_png(w, h, depth, ctype, rows, before=b"", after=b""):
     """`before` goes between IHDR and IDAT, `after` between IDAT and IEND."""
-    return SIG + ihdr(w, h, depth, ctype) + before + chunk(b"IDAT", zlib.compress(scanlines(rows))) + after + chunk(b"IEND", b"")
+    return (SIG + ihdr(w, h, depth, ctype) + before + chunk(b"IDAT", zlib.compress(scanlines(rows))) + after
+            + chunk(b"IEND", b""))
 
 
 def pack_bits(values, depth):
@@ -659,7 +660,8 @@ def test_two_links_to_their_own_folder_fail_at_once(tmp_path):
     assert "2 problems" in out and all(f"{root / 'L' / n}: leads to" in out for n in "ab")
 
 
-@pytest.mark.parametrize("link, target", [("L/up", ".."), ("L/Deep#2/top", "../..")], ids=["to-layers-folder", "from-deeper"])
+@pytest.mark.parametrize("link, target", [("L/up", ".."), ("L/Deep#2/top", "../..")],
+                         ids=["to-layers-folder", "from-deeper"])
 def test_links_back_up_the_tree_are_loops(tmp_path, link, target):
     root = tmp_path / "layers"
     put(root, "L/A.png", opaque())

@@ -69,7 +69,8 @@ def test_resume_rebuilds_an_item_whose_other_file_is_missing(demo_layers, tmp_pa
 def test_resume_with_other_output_settings_is_refused_and_force_clears_every_file(demo_layers, tmp_path):
     out = tmp_path / "out"
     list(gpucomp.generate(demo_layers, out, size=12, seed=5, backend="cpu"))  # one PNG, as before
-    with pytest.raises(OutputError, match=r"the output formats or sizes changed \(png -> webp\+png\+jpeg, sizes x3, thumbnail\)"):
+    with pytest.raises(OutputError,
+                       match=r"the output formats or sizes changed \(png -> webp\+png\+jpeg, sizes x3, thumbnail\)"):
         list(gpucomp.generate(demo_layers, out, **settings()))
     list(gpucomp.generate(demo_layers, out, **settings(force=True)))
     list(gpucomp.generate(demo_layers, out, size=12, seed=5, backend="cpu", force=True))

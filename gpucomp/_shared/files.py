@@ -1,4 +1,5 @@
-"""Output files: the one place that opens files inside OUT.
+"""Files opened safely: the one place that opens files inside OUT, and the reads of inputs that must
+be regular files of a bounded size (configs, lists, one-of-ones, manifests).
 
 Everything appears atomically (written under a temporary name, then renamed), and nothing is
 ever written through a link: a temporary file is created with O_EXCL (never a link's target),

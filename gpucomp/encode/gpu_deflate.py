@@ -90,7 +90,8 @@ def build_host_library(out_dir, threads: int = THREADS, stage: bool = False) -> 
     out_dir = Path(out_dir)
     src, lib = out_dir / "deflate_host.cpp", out_dir / f"deflate_host_{threads}_{int(stage)}.so"
     src.write_text(kernel_source("deflate.cu"))
-    r = subprocess.run([cxx, "-O2", "-DDEFLATE_HOST", f"-DDEFLATE_THREADS={threads}", f"-DDEFLATE_STAGE={int(stage)}", "-Wall", "-Werror", "-shared", "-fPIC", str(src), "-o", str(lib)],
+    r = subprocess.run([cxx, "-O2", "-DDEFLATE_HOST", f"-DDEFLATE_THREADS={threads}", f"-DDEFLATE_STAGE={int(stage)}",
+                        "-Wall", "-Werror", "-shared", "-fPIC", str(src), "-o", str(lib)],
                        capture_output=True, text=True)
     if r.returncode:
         raise RuntimeError(f"building the host deflate failed:\n{r.stderr}")

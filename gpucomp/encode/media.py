@@ -109,6 +109,6 @@ def write_others(images: Path, number: int, files: tuple[OutputFile, ...], blobs
                  writeback=None) -> int:
     """Write every file but the primary (files[0]); the caller writes the primary after these, so
     that a journal record (made after the primary) implies every file was in place. Returns bytes."""
-    for f, data in zip(files[1:], blobs[1:]):
+    for f, data in zip(files[1:], blobs[1:], strict=True):
         atomic_write_bytes(images / f.name(number), data, writeback=writeback)
     return sum(len(b) for b in blobs[1:])

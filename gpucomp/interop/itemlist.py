@@ -81,7 +81,7 @@ def _csv_rows(text: str, path: Path) -> tuple[list, list]:
             continue
         if len(cells) != len(header):
             raise ConfigError(f"--from {path}: line {line} has {len(cells)} cells, the header {len(header)}")
-        rows.append({h: c.strip() for h, c in zip(header, cells) if h and c.strip()})
+        rows.append({h: c.strip() for h, c in zip(header, cells, strict=False) if h and c.strip()})
         labels.append(f"line {line}")
     return rows, labels
 
@@ -148,9 +148,9 @@ def list_combos(items: ItemList, layerset, options, delimiter: str = "#") -> np.
     refs = []  # per layer: the keys a row may use for it
     for li, layer in enumerate(layers):
         refs.append([f"#{li}"] if items.kind == "dna" else list(dict.fromkeys((layer.name, layer.folder))))
-    nothing = [_nothing_trait(layer, o) for layer, o in zip(layers, options)]
+    nothing = [_nothing_trait(layer, o) for layer, o in zip(layers, options, strict=True)]
     out = np.empty((len(items), len(layers)), np.int32)
-    for i, (row, label) in enumerate(zip(items.rows, items.labels)):
+    for i, (row, label) in enumerate(zip(items.rows, items.labels, strict=True)):
         for li, layer in enumerate(layers):
             key = next((r for r in refs[li] if r in row), None)
             if key is None:

@@ -127,4 +127,4 @@ def generated_numbers(placed: np.ndarray, size: int, start: int) -> np.ndarray:
 
 def manifest_entry(ones: list[OneOfOne], placed: np.ndarray) -> list[list]:
     """[name, image sha256, number] per one-of-one: what a resume compares."""
-    return [[one.name, one.sha256, int(n)] for one, n in zip(ones, placed)]
+    return [[one.name, one.sha256, int(n)] for one, n in zip(ones, placed, strict=True)]

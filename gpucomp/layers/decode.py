@@ -77,7 +77,8 @@ def _walk_chunks(path: Path, data: bytes) -> tuple[bytes | None, tuple, bool]:
         if end > len(data):
             raise LayerError(f"{path}: chunk {kind!r} at byte {pos} runs past the end of the file (truncated); re-export it")
         if zlib.crc32(view[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
-            raise LayerError(f"{path}: chunk {kind!r} at byte {pos} has a bad checksum (CRC); the file is damaged, re-export it")
+            raise LayerError(f"{path}: chunk {kind!r} at byte {pos} has a bad checksum (CRC); "
+                             "the file is damaged, re-export it")
         if kind == b"tRNS":
             trns = bytes(view[pos + 8:end - 4])
         elif kind == b"IDAT":
@@ -250,7 +251,8 @@ def _decode(path: Path, animated: bool = False) -> tuple[np.ndarray | list[np.nd
     except LayerError:
         raise
     except Exception as err:  # Pillow raises many types for broken files
-        raise LayerError(f"{path}: cannot decode PNG ({type(err).__name__}: {err}); the file is damaged, re-export it") from err
+        raise LayerError(f"{path}: cannot decode PNG ({type(err).__name__}: {err}); "
+                         "the file is damaged, re-export it") from err
     return arr, digest
 
 

@@ -1,20 +1,11 @@
-"""Animated traits: decoding their frames, the collection's frame count, and frame f of an item as
-an ordinary combination the backends composite.
+"""Animated traits' frames: which folders are frame folders, decoding an animated PNG, GIF or WebP,
+and the limits on frames a trait may have.
 
 A trait is animated when it is a folder of frames (`Flame#10/000.png, 001.png ...`, frames in natural
 order of their names, every name a frame number, optionally after one shared prefix: `frame_000.png`)
 or an animated PNG, GIF or WebP file. Its frames are read only when the collection has animated output
-([output] animation); without it an animated file is refused, naming the setting (layers/layerset.py).
-
-Frame-count rule: the collection's animation has L frames, the least common multiple of the frame
-counts of every animated trait it loads (static traits count 1). Each trait loops: frame f of a trait
-of n frames is its frame f mod n; a static trait is drawn in every frame. L above `max_frames`
-(default 1000) is refused, naming the traits and their counts.
-
-Frames are composited with no compositing code of their own: `FrameView` expands a stack's render
-layers so that each frame of an animated trait is a trait of its own, and maps an item's render
-combination to L combinations, one per frame. The CPU kernel and the CUDA batch kernel composite
-those like any other items, so the pixel contract and CPU/GPU byte identity hold by construction.
+([output] animation); without it an animated file is refused, naming the setting (layers/decode.py).
+The collection's frame count and frame f of an item: plan/frames.py.
 """
 from __future__ import annotations
 

@@ -324,7 +324,7 @@ def load_layers(
     decoded: dict[Path, Trait] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow's decoders release the GIL
         results = pool.map(lambda p: decode_trait(p, animated), paths)
-        for done, (p, result) in enumerate(zip(paths, results), 1):
+        for done, (p, result) in enumerate(zip(paths, results, strict=True), 1):
             if progress:
                 progress(done, len(paths))
             if isinstance(result, LayerError):

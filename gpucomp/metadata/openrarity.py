@@ -166,7 +166,7 @@ def metadata_columns(segments, order: np.ndarray, display_types: dict) -> list[C
     n = sum(len(seg.combos) for seg in segments)
     columns = []
     for seg in segments:
-        for li, (layer, o) in enumerate(zip(seg.layerset.layers, seg.options)):
+        for li, (layer, o) in enumerate(zip(seg.layerset.layers, seg.options, strict=True)):
             if not o.metadata:
                 continue
             names = [t.name for t in layer.traits]

@@ -65,7 +65,7 @@ def _check(layer_names: Sequence[str], trait_names: Sequence[Sequence[str]], wei
     if weights is not None:
         if len(weights) != n_layers:
             raise ValueError(f"{len(weights)} weight arrays for {n_layers} layers")
-        for li, (names, w) in enumerate(zip(trait_names, weights)):
+        for li, (names, w) in enumerate(zip(trait_names, weights, strict=True)):
             if len(np.asarray(w).reshape(-1)) != len(names):
                 raise ValueError(f"layer {li} ({layer_names[li]!r}): {len(np.asarray(w).reshape(-1))} weights "
                                  f"for {len(names)} traits")
@@ -108,7 +108,7 @@ def trait_table(layer_names: Sequence[str], trait_names: Sequence[Sequence[str]]
     n = int(combos.shape[0])
     counts = _counts(combos, [len(t) for t in trait_names])
     layers = []
-    for li, (lname, names) in enumerate(zip(layer_names, trait_names)):
+    for li, (lname, names) in enumerate(zip(layer_names, trait_names, strict=True)):
         if weights is not None:
             w = np.asarray(weights[li], np.float64).reshape(-1)
             wsum = float(w.sum())
@@ -259,7 +259,8 @@ def summary_lines(report: dict) -> list[str]:
     lines.append("")
     lines.append(f"{len(rarest)} rarest items (score = sum of items/count; log rarity = -log10 probability):")
     for r in rarest:
-        lines.append(f"  #{r['rank']:<4} item {r['number']:<8} score {r['score']:>10.3f}  log rarity {r['log_rarity']:>7.3f}  "
+        lines.append(f"  #{r['rank']:<4} item {r['number']:<8} score {r['score']:>10.3f}  "
+                     f"log rarity {r['log_rarity']:>7.3f}  "
                      + " / ".join(r["traits"]))
     orr = report.get("openrarity")
     if orr:
@@ -298,7 +299,7 @@ def _csv_rows(trait_names, combos, scores, ranks, logr, start: int, open_rarity=
         if open_rarity is not None:
             more = zip(open_rarity.ranks[s:e].tolist(),
                        [f"{x:.{_OR_SCORE}f}" for x in open_rarity.scores[s:e].tolist()],
-                       open_rarity.unique[s:e].tolist())
+                       open_rarity.unique[s:e].tolist(), strict=True)
         for k, extra in enumerate(more):
             yield [start + s + k, rk[k], sc[k], lr[k], *(c[k] for c in cols), *extra]
 

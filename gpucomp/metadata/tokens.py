@@ -1,7 +1,7 @@
 """Token metadata: ERC-721/OpenSea (default), Solana Metaplex, ERC-1155 or Tezos TZIP-21, from one
 set of options (the [metadata] table plus name_prefix/description/base_uri from [collection]), the
-chains' limits checked before anything renders, and `update_metadata`, which rewrites an output's
-metadata for new options without re-rendering.
+chains' limits checked before anything renders (rewriting a finished output's metadata for new
+options: outdir/update.py).
 
 Field names follow each standard: Metaplex's Token Metadata JSON (what Sugar uploads: `image` and
 `properties.files[].uri` are file names when no base URI is set, on-chain name <= 32 bytes, symbol

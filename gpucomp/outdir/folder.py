@@ -391,7 +391,7 @@ def write_rarity(out: Path, cplan, g_of: np.ndarray, display_types) -> None:
         seg0 = segs[0]
         combos = np.concatenate([s.combos for s in segs])[g_of]
         names, traits, weights = from_layerset(seg0.layerset)
-        asked = [_asked(t, w, o, len(cplan)) for t, w, o in zip(traits, weights, seg0.options)]
+        asked = [_asked(t, w, o, len(cplan)) for t, w, o in zip(traits, weights, seg0.options, strict=True)]
         write_report(out, names, traits, asked, combos, start=cplan.start, attributes=attributes)
         return
     keys, traits, combos = _stacked_columns(cplan)

@@ -90,7 +90,7 @@ def rewrite_journal(out: Path, numbers, shas: np.ndarray) -> None:
     """Replace the journal by the known records of `shas` and drop provenance.json, atomically
     enough: after a crash between the two steps every record left is still true."""
     with atomic_open(out / JOURNAL, "w", encoding="ascii") as f:
-        for number, row in zip(numbers, shas):
+        for number, row in zip(numbers, shas, strict=True):
             if is_known(row):
                 f.write(f"{number} {row.tobytes().hex()}\n")
     (out / PROVENANCE).unlink(missing_ok=True)

@@ -55,7 +55,8 @@ def check_output(out: Path, force: bool, resume: bool = False) -> str:
     if resume and state != "ours":
         raise OutputError(f"{out}: nothing to resume (no {MANIFEST} there); run without --resume to start a collection")
     if state == "foreign" and not force:
-        raise OutputError(f"{out}: is not empty and is not a gpucomp output; choose an empty folder or pass --force to write into it")
+        raise OutputError(f"{out}: is not empty and is not a gpucomp output; "
+                          "choose an empty folder or pass --force to write into it")
     return state
 
 

@@ -24,7 +24,8 @@ from gpucomp.outdir.layout import MANIFEST, MAX_METADATA_BYTES
 from gpucomp.plan.render_view import trait_digest
 
 FORMAT = 3
-RUN_FIELDS = ("workers", "backend", "batch_size", "vram_budget", "cache", "ray", "ray_workers", "force")  # never change the output
+# never change the output
+RUN_FIELDS = ("workers", "backend", "batch_size", "vram_budget", "cache", "ray", "ray_workers", "force")
 
 
 def output_settings(cfg, frames: int = 1) -> dict:
@@ -49,8 +50,8 @@ def make_manifest(cfg, ls, stacks, cplan, encoder: str, extensions, layers_dir, 
             "seed": cfg.seed, "size": cfg.size, "start": cfg.start, "shuffle": cfg.shuffle,
             "stacks": [{"size": size, "layers": [
                 {"folder": layer.folder, "name": layer.name, "dna": o.dna, "exact": dict(o.exact),
-                 "traits": [[t.name, t.weight] for t in layer.traits]} for layer, o in zip(sl.layers, opts)]}
-                for (sl, opts), size in zip(stacks, cfg.stack_sizes)],
+                 "traits": [[t.name, t.weight] for t in layer.traits]} for layer, o in zip(sl.layers, opts, strict=True)]}
+                for (sl, opts), size in zip(stacks, cfg.stack_sizes, strict=True)],
             "rules": [r.text for r in cfg.rules],
             **({"links": [list(link.layers) for link in cfg.links]} if cfg.links else {}),
             **({"from": cplan.given} if cplan.given is not None else {}),
@@ -153,7 +154,8 @@ def _schema_problem(value, spec, where: str) -> str | None:
     if isinstance(spec, _Row):
         if not isinstance(value, list) or len(value) != len(spec):
             return f"{where} should be a list of {len(spec)} values, not {_kind(value)}"
-        return next((p for i, (v, s) in enumerate(zip(value, spec)) if (p := _schema_problem(v, s, f"{where}[{i}]"))), None)
+        return next((p for i, (v, s) in enumerate(zip(value, spec, strict=True))
+                     if (p := _schema_problem(v, s, f"{where}[{i}]"))), None)
     types = spec if isinstance(spec, tuple) else (spec,)
     if isinstance(value, bool) and bool not in types and object not in types:
         return f"{where} should be {_names(types)}, not {_kind(value)}"
@@ -210,7 +212,8 @@ def differences(old: dict, new: dict, art: bool = True) -> list[str]:
     """What changed in a way that would change the plan (or, with `art`, the pixels); empty
     means the old collection can be resumed with the new inputs."""
     if not isinstance(old, dict) or old.get("format") != FORMAT:
-        return [f"its manifest has another format (written by gpucomp {old.get('gpucomp', '?') if isinstance(old, dict) else '?'})"]
+        return ["its manifest has another format (written by gpucomp "
+                f"{old.get('gpucomp', '?') if isinstance(old, dict) else '?'})"]
     out = []
     op, np_ = old.get("plan", {}), new["plan"]
     for key in ("seed", "size", "start", "shuffle"):
@@ -219,14 +222,14 @@ def differences(old: dict, new: dict, art: bool = True) -> list[str]:
     os_, ns = op.get("stacks", []), np_["stacks"]
     if len(os_) != len(ns):
         out.append(f"the number of stacks changed ({len(os_)} -> {len(ns)})")
-    for k, (a, b) in enumerate(zip(os_, ns)):
+    for k, (a, b) in enumerate(zip(os_, ns, strict=False)):
         where = f" of stack {k + 1}" if len(ns) > 1 else ""
         al, bl = a.get("layers", []), b["layers"]
         if [(x.get("folder"), x.get("name")) for x in al] != [(x["folder"], x["name"]) for x in bl]:
             out.append("the layers or their order{} changed ({} -> {})".format(
                 where, ", ".join(str(x.get("folder")) for x in al), ", ".join(x["folder"] for x in bl)))
             continue
-        for x, y in zip(al, bl):
+        for x, y in zip(al, bl, strict=True):
             if x.get("traits") != y["traits"]:
                 out.append(f"traits or weights of layer {y['folder']!r}{where} changed")
             elif (x.get("dna"), x.get("exact")) != (y["dna"], y["exact"]):

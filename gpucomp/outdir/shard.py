@@ -229,7 +229,7 @@ class ShardRenderer:
         the CUDA backend yields batches that the workers only encode."""
         limit = 2 * self.workers
         if self.backend.renders_in_workers:
-            for row, p in zip(rows.tolist(), pos.tolist()):
+            for row, p in zip(rows.tolist(), pos.tolist(), strict=True):
                 if self.stop.is_set():
                     return
                 self.pending.add(self.pool.submit(self._composite_and_write, seg, row, p))
@@ -242,7 +242,7 @@ class ShardRenderer:
         try:
             for idx, outputs in batches:
                 limit = max(limit, 2 * len(outputs))
-                for j, rendered in zip(idx.tolist(), outputs):
+                for j, rendered in zip(idx.tolist(), outputs, strict=True):
                     self.pending.add(self.pool.submit(self._write, int(pos[j]), rendered))
                 del outputs
                 yield from self._drain(limit)
@@ -257,7 +257,7 @@ class ShardRenderer:
         a group of items in its batches, and the workers encode each item once its frames are back."""
         view = self.ctx.index.frame_view(seg)
         if self.backend.renders_in_workers:
-            for row, p in zip(rows.tolist(), pos.tolist()):
+            for row, p in zip(rows.tolist(), pos.tolist(), strict=True):
                 if self.stop.is_set():
                     return
                 self.pending.add(self.pool.submit(self._animate_and_write, view, seg.render_combos([row]), p))
@@ -271,7 +271,7 @@ class ShardRenderer:
             batches = self.backend.render(combos, self.stats, "none", deflate=False)
             try:
                 for idx, outputs in batches:
-                    for j, px in zip(idx.tolist(), outputs):
+                    for j, px in zip(idx.tolist(), outputs, strict=True):
                         got = frames.setdefault(j // L, [None] * L)
                         got[j % L] = px
                         if all(x is not None for x in got):
@@ -313,7 +313,7 @@ class ShardRenderer:
 
     def _copy(self, seg: OneOfOneSegment, rows: np.ndarray, pos: np.ndarray) -> Iterator[Done]:
         """One-of-ones: each image file's bytes, checked again (it may have changed since planning)."""
-        for row, p in zip(rows.tolist(), pos.tolist()):
+        for row, p in zip(rows.tolist(), pos.tolist(), strict=True):
             if self.stop.is_set():
                 return
             self.pending.add(self.pool.submit(self._write, p, finished_png(seg.image(row))))

@@ -39,7 +39,7 @@ class Segment:
         return [t.name for t in self.traits(row)]
 
     def traits(self, row: int) -> list:
-        return [layer.traits[j] for layer, j in zip(self.layerset.layers, self.combos[row].tolist())]
+        return [layer.traits[j] for layer, j in zip(self.layerset.layers, self.combos[row].tolist(), strict=True)]
 
     @property
     def render_layerset(self) -> LayerSet:
@@ -55,15 +55,17 @@ class Segment:
         return self.combos[row] if self.layerset.render is None else self.render_combos([row])[0]
 
     def dna_names(self, row: int) -> list[str]:
-        return [n for n, o in zip(self.names(row), self.options) if o.dna]
+        return [n for n, o in zip(self.names(row), self.options, strict=True) if o.dna]
 
     def attributes(self, row: int) -> list[tuple[str, str]]:
         """(trait_type, value) for metadata: hidden layers, 'none' and empty traits left out."""
-        return [(layer.name, t.name) for layer, o, t in zip(self.layerset.layers, self.options, self.traits(row))
+        return [(layer.name, t.name)
+                for layer, o, t in zip(self.layerset.layers, self.options, self.traits(row), strict=True)
                 if o.metadata and t.name != o.none and not t.empty]
 
     def identity(self, row: int) -> tuple:
-        return tuple((layer.name, n) for layer, o, n in zip(self.layerset.layers, self.options, self.names(row)) if o.dna)
+        return tuple((layer.name, n)
+                     for layer, o, n in zip(self.layerset.layers, self.options, self.names(row), strict=True) if o.dna)
 
 
 ONE_OF_ONE = "1/1"  # the layer (and trait_type) of the one-of-ones' own segment
@@ -139,7 +141,7 @@ class CollectionPlan:
 def metadata_layers(stacks) -> list[tuple[str, list[str]]]:
     """(trait_type, trait names that can appear in metadata) of every stack, for metadata checks."""
     return [(layer.name, [t.name for t in layer.traits if t.name != o.none and not t.empty])
-            for sl, lopts in stacks for layer, o in zip(sl.layers, lopts) if o.metadata]
+            for sl, lopts in stacks for layer, o in zip(sl.layers, lopts, strict=True) if o.metadata]
 
 
 class Identities:
@@ -223,12 +225,13 @@ def check_rule_layers(rules, stacks, source: str, links=()) -> None:
     named += [(f"link {link.text}", ref) for link in links for ref in link.layers]
     for what, ref in named:
         if all(_find_layer(ls, ref) is None for ls, _ in stacks):
-            known = ", ".join(dict.fromkeys(x for ls, _ in stacks for layer in ls.layers for x in (layer.folder, layer.name)))
+            known = ", ".join(dict.fromkeys(x for ls, _ in stacks for layer in ls.layers
+                                            for x in (layer.folder, layer.name)))
             raise PlanError(f"{source}: {what}: no layer is named {ref!r} (by folder or display name); known: {known}")
     for link in links:
         for ls, _ in stacks:
             found = [_find_layer(ls, ref) for ref in link.layers]
-            twice = [ref for ref, li in zip(link.layers, found) if li is not None and found.count(li) > 1]
+            twice = [ref for ref, li in zip(link.layers, found, strict=True) if li is not None and found.count(li) > 1]
             if twice:
                 raise PlanError(f"{source}: link {link.text}: {' and '.join(map(repr, twice))} name the same layer")
 
@@ -258,7 +261,7 @@ def _link_layers(link, layerset: LayerSet, dna_index: dict[int, int], where: str
 def _links_for(links, layerset: LayerSet, dna_index: dict[int, int], weights: list[np.ndarray]) -> tuple:
     """Planner rules (dna-layer index space) for the links; sets the followers' weights in place."""
     out = []
-    for link, idx in links:
+    for _link, idx in links:
         index = [{t.name: k for k, t in enumerate(layerset.layers[li].traits)} for li in idx]
         for j in range(1, len(idx)):
             w = weights[dna_index[idx[j]]]
@@ -355,7 +358,8 @@ def _independent(layer: Layer, exact: dict[int, int], n: int, rng: np.random.Gen
     w[list(exact)] = 0
     rest = n - fixed
     if rest and w.sum() <= 0:
-        raise PlanError(f"{where}: layer {layer.folder!r}: exact counts cover {fixed} of {n} items and no other trait has a weight")
+        raise PlanError(f"{where}: layer {layer.folder!r}: exact counts cover {fixed} of {n} items "
+                        "and no other trait has a weight")
     col = np.concatenate([np.full(c, k, np.int32) for k, c in sorted(exact.items())] +
                          [rng.choice(len(w), size=rest, p=w / w.sum()).astype(np.int32) if rest else np.empty(0, np.int32)])
     return rng.permutation(col).astype(np.int32)
@@ -398,7 +402,7 @@ def plan_stack(stack_index: int, layerset: LayerSet, options, size: int, seed: i
     kwargs = dict(rules=plan_rules, exact=exact or None, names=label) if plan_rules or exact else {}
 
     def key(row):
-        return tuple((layerset.layers[li].name, names[k][j]) for k, (li, j) in enumerate(zip(dna_layers, row)))
+        return tuple((layerset.layers[li].name, names[k][j]) for k, (li, j) in enumerate(zip(dna_layers, row, strict=True)))
 
     want = size
     while True:
@@ -467,7 +471,7 @@ def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), sou
         raise ConfigError(f"{source}: {len(ones)} one-of-ones, but the {'first stack' if len(sizes) > 1 else 'collection'} "
                           f"has only {sizes[0]} items; they take the place of generated items")
     sizes[0] -= len(ones)
-    for k, ((ls, options), size) in enumerate(zip(stacks, sizes)):
+    for k, ((ls, options), size) in enumerate(zip(stacks, sizes, strict=True)):
         if given is not None:
             break
         where = source if len(stacks) == 1 else f"{source}: stack {k + 1}"

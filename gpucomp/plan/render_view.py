@@ -135,7 +135,7 @@ def render_view(layerset: LayerSet, options) -> RenderView | None:
         return None
     drawn: dict[tuple[int, int], list[tuple[tuple, Trait]]] = {}
     edges: dict[tuple[int, int], list[tuple[int, int, list]]] = {}
-    for li, (layer, o) in enumerate(zip(layerset.layers, options)):
+    for li, (layer, o) in enumerate(zip(layerset.layers, options, strict=True)):
         trait_opts = dict(o.traits)
         unknown = set(trait_opts) - {t.name for t in layer.traits}
         if unknown:

@@ -70,18 +70,18 @@ class Names:
     def __init__(self, names=None):
         self.layers, self.traits = names if names is not None else (None, None)
 
-    def layer(self, l: int) -> str:
+    def layer(self, li: int) -> str:
         try:
-            return f'layer "{self.layers[l]}"'
+            return f'layer "{self.layers[li]}"'
         except (TypeError, IndexError):
-            return f"layer {l}"
+            return f"layer {li}"
 
     def trait(self, x: Trait) -> str:
-        l, t = x
+        li, t = x
         try:
-            return f'"{self.layers[l]}/{self.traits[l][t]}"'
+            return f'"{self.layers[li]}/{self.traits[li][t]}"'
         except (TypeError, IndexError):
-            return f"layer {l} trait {t}"
+            return f"layer {li} trait {t}"
 
     def rule(self, r: Rule) -> str:
         return f"{self.trait(r.a)} {r.kind} with {self.trait(r.b)}"
@@ -124,7 +124,7 @@ class Analysis:
         N = Names(names)
         dims = " x ".join(str(len(k)) for k in comp.keep)
         return PlanError(
-            f"the rules link {', '.join(N.layer(l) for l in comp.layers)}, whose {dims} = {comp.grid:,} "
+            f"the rules link {', '.join(N.layer(li) for li in comp.layers)}, whose {dims} = {comp.grid:,} "
             f"combinations are too many to count (limit {COUNT_LIMIT:,}); use fewer rules across these layers"
         )
 
@@ -132,36 +132,36 @@ class Analysis:
         """Allowed combinations, optionally with some layers limited to the given traits."""
         restrict = restrict or {}
         total = 1
-        for l in self.free:
-            traits = np.flatnonzero(self.avail[l])
-            if l in restrict:
-                traits = np.intersect1d(traits, np.asarray(restrict[l], np.int64))
+        for li in self.free:
+            traits = np.flatnonzero(self.avail[li])
+            if li in restrict:
+                traits = np.intersect1d(traits, np.asarray(restrict[li], np.int64))
             total *= len(traits)
         for comp in self.comps:
             if comp.mask is None:
                 raise self.too_big(comp, names)
             sub = comp.mask
-            for i, l in enumerate(comp.layers):
-                if l in restrict:
-                    sub = sub.take(np.flatnonzero(np.isin(comp.keep[i], np.asarray(restrict[l], np.int64))), axis=i)
+            for i, li in enumerate(comp.layers):
+                if li in restrict:
+                    sub = sub.take(np.flatnonzero(np.isin(comp.keep[i], np.asarray(restrict[li], np.int64))), axis=i)
             total *= int(np.count_nonzero(sub))
         return total
 
 
 def _check_index(x: Trait, sizes: list[int], what: str) -> None:
-    l, t = x
-    if not 0 <= l < len(sizes):
-        raise PlanError(f"{what} refers to layer {l}, but there are only {len(sizes)} layers (0-{len(sizes) - 1})")
-    if not 0 <= t < sizes[l]:
-        raise PlanError(f"{what} refers to trait {t} of layer {l}, which has only {sizes[l]} traits")
+    li, t = x
+    if not 0 <= li < len(sizes):
+        raise PlanError(f"{what} refers to layer {li}, but there are only {len(sizes)} layers (0-{len(sizes) - 1})")
+    if not 0 <= t < sizes[li]:
+        raise PlanError(f"{what} refers to trait {t} of layer {li}, which has only {sizes[li]} traits")
 
 
 def normalise_exact(exact, sizes: list[int]) -> dict[Trait, int]:
     out: dict[Trait, int] = {}
     for key, count in dict(exact or {}).items():
         try:
-            l, t = key
-            key = (operator.index(l), operator.index(t))
+            li, t = key
+            key = (operator.index(li), operator.index(t))
         except (TypeError, ValueError):
             raise PlanError(f"exact counts are keyed by (layer, trait) pairs of integers, got {key!r}") from None
         _check_index(key, sizes, f"the exact count for {key}")
@@ -182,8 +182,8 @@ def analyse(weights: Sequence, rules: Iterable = (), exact=None) -> Analysis:
             _check_index(x, sizes, f"rule {i + 1} ({r.kind})")
     exact = normalise_exact(exact, sizes)
     pickable = [w > 0 for w in weights]
-    for (l, t), c in exact.items():
-        pickable[l][t] = c > 0
+    for (li, t), c in exact.items():
+        pickable[li][t] = c > 0
     avail = [p.copy() for p in pickable]
 
     def ok(x: Trait) -> bool:
@@ -215,25 +215,25 @@ def analyse(weights: Sequence, rules: Iterable = (), exact=None) -> Analysis:
         parent[find(r.a[0])] = find(r.b[0])
     groups: dict[int, list[int]] = {}
     for r in live:
-        for l in (r.a[0], r.b[0]):
-            members = groups.setdefault(find(l), [])
-            if l not in members:
-                members.append(l)
+        for li in (r.a[0], r.b[0]):
+            members = groups.setdefault(find(li), [])
+            if li not in members:
+                members.append(li)
     comps = []
     for root, members in sorted(groups.items(), key=lambda kv: min(kv[1])):
         layers = tuple(sorted(members))
         crules = [r for r in live if find(r.a[0]) == root]
-        keep = [np.flatnonzero(avail[l]) for l in layers]
+        keep = [np.flatnonzero(avail[li]) for li in layers]
         shape = tuple(len(k) for k in keep)
         grid = math.prod(shape)
         mask = None
         if grid <= COUNT_LIMIT:
             mask = np.ones(shape, bool)
-            axis = {l: i for i, l in enumerate(layers)}
+            axis = {li: i for i, li in enumerate(layers)}
             pos = {}
-            for l, k in zip(layers, keep):
-                pos[l] = np.full(sizes[l], -1, np.int64)
-                pos[l][k] = np.arange(len(k))
+            for li, k in zip(layers, keep, strict=True):
+                pos[li] = np.full(sizes[li], -1, np.int64)
+                pos[li][k] = np.arange(len(k))
             for r in crules:
                 idx: list = [slice(None)] * len(layers)
                 idx[axis[r.a[0]]] = int(pos[r.a[0]][r.a[1]])
@@ -246,8 +246,8 @@ def analyse(weights: Sequence, rules: Iterable = (), exact=None) -> Analysis:
                     idx[axis[r.b[0]]] = others
                 mask[tuple(idx)] = False
         comps.append(Component(layers, keep, mask, grid, crules))
-    linked = {l for c in comps for l in c.layers}
-    free = [l for l in range(len(sizes)) if l not in linked]
+    linked = {li for c in comps for li in c.layers}
+    free = [li for li in range(len(sizes)) if li not in linked]
     return Analysis(sizes, weights, rules, exact, pickable, avail, comps, free)
 
 
@@ -293,10 +293,10 @@ def _contradictions(an: Analysis, names=None) -> None:
     for r in rules:
         if r.kind == "always" and frozenset((r.a, r.b)) in never:
             raise PlanError(f"rules contradict each other: {N.rule(never[frozenset((r.a, r.b))])}, but also {N.rule(r)}")
-    for l in range(len(an.sizes)):
-        if not an.pickable[l].any():
-            why = "weight 0 or exact count 0" if any(k[0] == l for k in an.exact) else "weight 0"
-            raise PlanError(f"{N.layer(l)} has no trait that can be picked: every trait has {why}")
+    for li in range(len(an.sizes)):
+        if not an.pickable[li].any():
+            why = "weight 0 or exact count 0" if any(k[0] == li for k in an.exact) else "weight 0"
+            raise PlanError(f"{N.layer(li)} has no trait that can be picked: every trait has {why}")
     for a, parent in closures(rules, an.pickable).items():
         by_layer: dict[int, Trait] = {a[0]: a}
         for f in parent:
@@ -326,13 +326,13 @@ def _contradictions(an: Analysis, names=None) -> None:
             shown = "; ".join(N.rule(r) for r in comp.rules[:4])
             raise PlanError(
                 f"the rules leave no pickable trait in {N.layer(comp.layers[0])}: no combination of "
-                f"{', '.join(N.layer(l) for l in comp.layers)} satisfies them ({shown})"
+                f"{', '.join(N.layer(li) for li in comp.layers)} satisfies them ({shown})"
             )
-        for i, l in enumerate(comp.layers):
+        for i, li in enumerate(comp.layers):
             others = tuple(j for j in range(len(comp.layers)) if j != i)
             ok = comp.mask.any(axis=others) if others else comp.mask
             for t in comp.keep[i][~ok]:
-                x = (l, int(t))
+                x = (li, int(t))
                 on = [r for r in comp.rules if x in (r.a, r.b)] or comp.rules
                 raise PlanError(
                     f"{N.trait(x)} can never be picked: every combination with it breaks a rule "
@@ -348,7 +348,7 @@ def check_rules(rules: Iterable, sizes: Sequence[int], weights: Sequence | None 
     sizes = [operator.index(s) for s in sizes]
     if weights is None:
         weights = [np.ones(s) for s in sizes]
-    if len(weights) != len(sizes) or any(len(w) != s for w, s in zip(weights, sizes)):
+    if len(weights) != len(sizes) or any(len(w) != s for w, s in zip(weights, sizes, strict=True)):
         raise PlanError(f"weights ({[len(w) for w in weights]} traits) do not match the layer sizes {sizes}")
     _contradictions(analyse(weights, rules, exact), names)
 
@@ -369,18 +369,18 @@ def check_exact(an: Analysis, n: int, names=None) -> None:
     for x in sorted(want):
         by_layer.setdefault(x[0], []).append(x)
     rest: dict[int, int] = {}
-    for l, xs in by_layer.items():
+    for li, xs in by_layer.items():
         s = sum(want[x] for x in xs)
         listed = ", ".join(f"{N.trait(x)}: {want[x]}" for x in xs)
         if s > n:
-            raise PlanError(f"the exact counts in {N.layer(l)} add up to {s} ({listed}), more than the {n} items")
-        others = [t for t in np.flatnonzero(an.pickable[l]) if (l, int(t)) not in want]
+            raise PlanError(f"the exact counts in {N.layer(li)} add up to {s} ({listed}), more than the {n} items")
+        others = [t for t in np.flatnonzero(an.pickable[li]) if (li, int(t)) not in want]
         if not others and s != n:
             raise PlanError(
-                f"every trait of {N.layer(l)} that can be picked has an exact count, and they add up to {s} "
+                f"every trait of {N.layer(li)} that can be picked has an exact count, and they add up to {s} "
                 f"({listed}), not to the {n} items; make them add up to {n} or leave one trait without an exact count"
             )
-        rest[l] = n - s
+        rest[li] = n - s
     forced = closures(an.rules, an.pickable)
     for a in want:
         parent = forced.get(a, {a: None})
@@ -427,13 +427,13 @@ def check_exact(an: Analysis, n: int, names=None) -> None:
                 f"{N.trait(a)} is asked for {want[a]} items, but {there} only {allowed} distinct "
                 f"combinations with it"
             )
-    for l, r in rest.items():
+    for li, r in rest.items():
         if r == 0:
             continue
-        others = [int(t) for t in np.flatnonzero(an.pickable[l]) if (l, int(t)) not in want]
-        allowed = an.count({l: others}, names)
+        others = [int(t) for t in np.flatnonzero(an.pickable[li]) if (li, int(t)) not in want]
+        allowed = an.count({li: others}, names)
         if allowed < r:
             raise PlanError(
-                f"the exact counts in {N.layer(l)} leave {r} items for its other traits, but {there} "
+                f"the exact counts in {N.layer(li)} leave {r} items for its other traits, but {there} "
                 f"only {allowed} distinct combinations with one of them"
             )

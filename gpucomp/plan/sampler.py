@@ -152,7 +152,7 @@ def _reject(probs: list[np.ndarray], n: int, total: int, rng: np.random.Generato
 
     def draw(size: int) -> np.ndarray:
         return np.stack([np.minimum(np.searchsorted(c, rng.random(size), side="right"), top)
-                         for c, top in zip(cdfs, last)], axis=1).astype(np.int32)
+                         for c, top in zip(cdfs, last, strict=True)], axis=1).astype(np.int32)
 
     return _unique_rows(draw, n, [len(p) for p in probs], total)
 
@@ -244,7 +244,7 @@ class _Factor:
             parts, have = [], 0
             while have < size:
                 axes = self._axes(int((size - have) / self.share * 1.2) + 64, rng)
-                ok = flat_mask[sum(a * s for a, s in zip(axes, strides))]
+                ok = flat_mask[sum(a * s for a, s in zip(axes, strides, strict=True))]
                 parts.append([a[ok] for a in axes])
                 have += int(ok.sum())
             pos = [np.concatenate([p[i] for p in parts])[:size] for i in range(len(self.layers))]
@@ -252,13 +252,13 @@ class _Factor:
             if self._cells is None:
                 cells = np.flatnonzero(self.mask)
                 w = np.ones(len(cells))
-                for p, d in zip(self.probs, np.unravel_index(cells, self.mask.shape)):
+                for p, d in zip(self.probs, np.unravel_index(cells, self.mask.shape), strict=True):
                     w *= p[d]
                 self._cells = (cells, np.cumsum(w))
             cells, cdf = self._cells
             k = np.minimum(np.searchsorted(cdf, rng.random(size) * cdf[-1], side="right"), len(cdf) - 1)
             pos = np.unravel_index(cells[k], self.mask.shape)
-        return np.stack([keep[p] for keep, p in zip(self.keep, pos)], axis=1)
+        return np.stack([keep[p] for keep, p in zip(self.keep, pos, strict=True)], axis=1)
 
     def options(self) -> tuple[np.ndarray, np.ndarray]:
         """Every allowed (traits, log weight) of this factor."""
@@ -266,8 +266,8 @@ class _Factor:
             digits = [np.arange(len(self.keep[0]))]
         else:
             digits = np.unravel_index(np.flatnonzero(self.mask), self.mask.shape)
-        logp = sum(np.log(p)[d] for p, d in zip(self.probs, digits))
-        return np.stack([k[d] for k, d in zip(self.keep, digits)], axis=1), logp
+        logp = sum(np.log(p)[d] for p, d in zip(self.probs, digits, strict=True))
+        return np.stack([k[d] for k, d in zip(self.keep, digits, strict=True)], axis=1), logp
 
 
 def _factors(an, box: dict, cache: dict | None = None) -> list[_Factor]:
@@ -275,36 +275,36 @@ def _factors(an, box: dict, cache: dict | None = None) -> list[_Factor]:
     and `cache` reuses factors by the tags of the layers they cover."""
     out = []
     for ci, comp in enumerate(an.comps):
-        key = ("c", ci, tuple(box[l][2] if l in box else None for l in comp.layers))
+        key = ("c", ci, tuple(box[li][2] if li in box else None for li in comp.layers))
         if cache is not None and key in cache:
             out.append(cache[key])
             continue
         keep, weights, pos = [], [], []
-        for i, l in enumerate(comp.layers):
-            if l in box:
-                traits, w = box[l][0], box[l][1]
+        for i, li in enumerate(comp.layers):
+            if li in box:
+                traits, w = box[li][0], box[li][1]
                 pos.append(np.searchsorted(comp.keep[i], traits))
             else:
-                traits, w = comp.keep[i], an.weights[l][comp.keep[i]]
+                traits, w = comp.keep[i], an.weights[li][comp.keep[i]]
                 pos.append(np.arange(len(traits)))
             keep.append(traits)
             weights.append(w)
-        mask = comp.mask[np.ix_(*pos)] if any(l in box for l in comp.layers) else comp.mask
+        mask = comp.mask[np.ix_(*pos)] if any(li in box for li in comp.layers) else comp.mask
         f = _Factor(comp.layers, keep, weights, mask)
         if cache is not None:
             cache[key] = f
         out.append(f)
-    for l in an.free:
-        key = ("f", l, box[l][2] if l in box else None)
+    for li in an.free:
+        key = ("f", li, box[li][2] if li in box else None)
         if cache is not None and key in cache:
             out.append(cache[key])
             continue
-        if l in box:
-            traits, w = box[l][0], box[l][1]
+        if li in box:
+            traits, w = box[li][0], box[li][1]
         else:
-            traits = np.flatnonzero(an.avail[l])
-            w = an.weights[l][traits]
-        f = _Factor([l], [traits], [w])
+            traits = np.flatnonzero(an.avail[li])
+            w = an.weights[li][traits]
+        f = _Factor([li], [traits], [w])
         if cache is not None:
             cache[key] = f
         out.append(f)
@@ -329,13 +329,13 @@ def _enumerate_factors(factors: list[_Factor], n_layers: int, n: int, rng) -> np
     total = math.prod(counts)
     digits = np.indices(counts).reshape(len(counts), -1)
     logp = np.zeros(total, np.float64)
-    for (_, lp), d in zip(opts, digits):
+    for (_, lp), d in zip(opts, digits, strict=True):
         logp += lp[d]
     keys = logp + rng.gumbel(size=total)
     top = np.argpartition(-keys, n - 1)[:n] if n < total else np.arange(total)
     top = top[np.argsort(-keys[top], kind="stable")]
     out = np.empty((n, n_layers), np.int32)
-    for f, (traits, _), d in zip(factors, opts, digits):
+    for f, (traits, _), d in zip(factors, opts, digits, strict=True):
         out[:, f.layers] = traits[d[top]]
     return out
 
@@ -371,23 +371,23 @@ def _make_ruled_plan(weights, n, seed, start, rules, exact, names) -> Plan:
 def _exact_plan(an, want: dict, n: int, seed: int, N) -> np.ndarray:
     layers = sorted({x[0] for x in want})
     classes: dict[int, list[tuple]] = {}  # layer -> [(exact trait or None, traits, weights, target)]
-    for l in layers:
-        xs = sorted(x for x in want if x[0] == l)
+    for li in layers:
+        xs = sorted(x for x in want if x[0] == li)
         cl = [(x, np.array([x[1]], np.int64), np.ones(1), want[x]) for x in xs]
         rest = n - sum(want[x] for x in xs)
         if rest > 0:
-            others = np.array([t for t in np.flatnonzero(an.avail[l]) if (l, int(t)) not in want], np.int64)
-            cl.append((None, others, an.weights[l][others], rest))
-        classes[l] = cl
-    dims = [len(classes[l]) for l in layers]
+            others = np.array([t for t in np.flatnonzero(an.avail[li]) if (li, int(t)) not in want], np.int64)
+            cl.append((None, others, an.weights[li][others], rest))
+        classes[li] = cl
+    dims = [len(classes[li]) for li in layers]
     if math.prod(dims) > SIGNATURE_LIMIT:
         raise PlanError(
-            f"the exact counts in {', '.join(N.layer(l) for l in layers)} split the items into "
+            f"the exact counts in {', '.join(N.layer(li) for li in layers)} split the items into "
             f"{' x '.join(map(str, dims))} = {math.prod(dims):,} classes, more than {SIGNATURE_LIMIT:,}; "
             f"give fewer traits exact counts"
         )
     cap = _class_caps(an, layers, classes, dims, n)
-    targets = [np.array([c[3] for c in classes[l]], np.int64) for l in layers]
+    targets = [np.array([c[3] for c in classes[li]], np.int64) for li in layers]
     stuck = None
     for attempt in range(EXACT_TRIES):
         table, stuck = _arrange(targets, cap, dims, np.random.default_rng([seed, 2, attempt]))
@@ -395,8 +395,8 @@ def _exact_plan(an, want: dict, n: int, seed: int, N) -> np.ndarray:
             break
     else:
         sig = np.unravel_index(stuck, dims)
-        parts = [N.trait(classes[l][c][0]) if classes[l][c][0] is not None
-                 else f"another trait of {N.layer(l)}" for l, c in zip(layers, map(int, sig))]
+        parts = [N.trait(classes[li][c][0]) if classes[li][c][0] is not None
+                 else f"another trait of {N.layer(li)}" for li, c in zip(layers, map(int, sig), strict=True)]
         there = "the rules allow" if an.rules else "there are"
         raise PlanError(
             f"cannot meet the exact counts together: after {EXACT_TRIES} tries, the items with {' + '.join(parts)} "
@@ -408,7 +408,7 @@ def _exact_plan(an, want: dict, n: int, seed: int, N) -> np.ndarray:
     parts = []
     for code in np.flatnonzero(table):
         sig = np.unravel_index(code, dims)
-        box = {l: (*classes[l][int(c)][1:3], int(c)) for l, c in zip(layers, sig)}
+        box = {li: (*classes[li][int(c)][1:3], int(c)) for li, c in zip(layers, sig, strict=True)}
         parts.append(_sample(_factors(an, box, cache), an.sizes, int(table[code]), rng, rng))
     combos = np.concatenate(parts)
     return combos[rng.permutation(n)]
@@ -421,23 +421,23 @@ def _class_caps(an, layers: list[int], classes: dict, dims: list[int], n: int) -
     for comp in an.comps:
         if comp.mask is None:
             raise an.too_big(comp)
-        mine = [l for l in comp.layers if l in classes]
-        rest_axes = tuple(i for i, l in enumerate(comp.layers) if l not in classes)
+        mine = [li for li in comp.layers if li in classes]
+        rest_axes = tuple(i for i, li in enumerate(comp.layers) if li not in classes)
         t = comp.mask.sum(axis=rest_axes, dtype=np.int64) if rest_axes else comp.mask.astype(np.int64)
-        for j, l in enumerate(mine):
-            keep = comp.keep[comp.layers.index(l)]
-            t = np.stack([t.take(np.searchsorted(keep, c[1]), axis=j).sum(axis=j) for c in classes[l]], axis=j)
+        for j, li in enumerate(mine):
+            keep = comp.keep[comp.layers.index(li)]
+            t = np.stack([t.take(np.searchsorted(keep, c[1]), axis=j).sum(axis=j) for c in classes[li]], axis=j)
         if not mine:
             const = min(const * int(t), n)
         else:
-            shape = [dims[k] if l in mine else 1 for k, l in enumerate(layers)]
+            shape = [dims[k] if li in mine else 1 for k, li in enumerate(layers)]
             cap = np.minimum(cap * t.reshape(shape), n)
-    for l in an.free:
-        if l in classes:
-            shape = [dims[k] if m == l else 1 for k, m in enumerate(layers)]
-            cap = np.minimum(cap * np.array([len(c[1]) for c in classes[l]], np.float64).reshape(shape), n)
+    for li in an.free:
+        if li in classes:
+            shape = [dims[k] if m == li else 1 for k, m in enumerate(layers)]
+            cap = np.minimum(cap * np.array([len(c[1]) for c in classes[li]], np.float64).reshape(shape), n)
         else:
-            const = min(const * int(an.avail[l].sum()), n)
+            const = min(const * int(an.avail[li].sum()), n)
     return np.minimum(cap * const, n).reshape(-1).astype(np.int64)
 
 
@@ -446,7 +446,7 @@ def _arrange(targets: list[np.ndarray], cap: np.ndarray, dims: list[int], rng) -
     columns, then greedy margin-preserving swaps (plateau moves allowed). (None, a stuck cell) on failure."""
     strides = np.array([math.prod(dims[j + 1:]) for j in range(len(dims))], np.int64)
     code = np.zeros(int(targets[0].sum()), np.int64)
-    for t, s in zip(targets, strides):
+    for t, s in zip(targets, strides, strict=True):
         code += rng.permutation(np.repeat(np.arange(len(t)), t)) * s
     m = np.bincount(code, minlength=len(cap)).astype(np.int64)
     stuck = -1
@@ -468,7 +468,7 @@ def _arrange(targets: list[np.ndarray], cap: np.ndarray, dims: list[int], rng) -
             ok = (step != 0) & (nz - s1 != step)
             delta = -1 - over2 + full[s1p] + full[s2p]
             cands.append((delta[ok], nz[ok], s1p[ok], s2p[ok]))
-        delta, s2, s1p, s2p = (np.concatenate(c) for c in zip(*cands))
+        delta, s2, s1p, s2p = (np.concatenate(c) for c in zip(*cands, strict=True))
         if not len(delta) or delta.min() > 0:
             return None, s1
         pick = rng.choice(np.flatnonzero(delta == delta.min()))

@@ -161,7 +161,7 @@ def read_index(out: Path) -> Index:
         raise _not_finished(out, f"rarity.csv is unreadable ({err})") from err
     if not index.numbers:
         raise _not_finished(out, "rarity.csv lists no items")
-    if any(b <= a for a, b in zip(index.numbers, index.numbers[1:])):
+    if any(b <= a for a, b in zip(index.numbers, index.numbers[1:], strict=False)):
         raise OutputError(f"{path}: items are not in increasing number order; re-run `gpucomp resume {out}`")
     return index
 

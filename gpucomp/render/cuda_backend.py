@@ -26,12 +26,12 @@ from gpucomp.render.cache import PrefixCache
 from gpucomp.render.cuda_buffers import (
     D2H,
     DeflateBuffers,
+    InFlight,
     PinnedSizes,
-    _InFlight,
-    _pinned,
     copy_items,
     item_channels,
     pad_box,
+    pinned_array,
 )
 from gpucomp.render.numpy_backend import NumpyBackend
 from gpucomp.render.schedule import Lookahead, Residency, grouped_order, prefix_depth
@@ -334,7 +334,7 @@ class CudaBackend:
         buffers go back to the pools (a kernel or a copy may still use them)."""
         with self.stream:  # allocated on the stream that writes them: the pool reuses them in its order
             bufs = _Buffers(self, self.batch_size, deflate)
-        flight: deque[_InFlight] = deque()
+        flight: deque[InFlight] = deque()
         try:
             for bi, idx in enumerate(batches):
                 flight.append(self._launch_batch(bufs, bi, idx, gids, layers, png_filter, stats))
@@ -351,7 +351,7 @@ class CudaBackend:
                 self._wait(self.stream)
                 self._wait(self.copy_stream)
 
-    def _launch_batch(self, bufs: _Buffers, bi: int, idx, gids, layers, png_filter, stats) -> _InFlight:
+    def _launch_batch(self, bufs: _Buffers, bi: int, idx, gids, layers, png_filter, stats) -> InFlight:
         """Queue batch `bi` on the compute stream into slot bi % 2, then its flags (and deflate
         sizes) to pinned memory on the copy stream. Nothing here waits for the device, except
         before evicting streamed traits a running launch may still read."""
@@ -377,9 +377,9 @@ class CudaBackend:
         self._note_vram()
         self.copy_stream.wait_event(self._event(stream))
         bufs.queue_meta(s, nb, self.copy_stream)
-        return _InFlight(idx, s, nb, self._event(self.copy_stream))
+        return InFlight(idx, s, nb, self._event(self.copy_stream))
 
-    def _copy_back(self, bufs: _Buffers, b: _InFlight, stats) -> None:
+    def _copy_back(self, bufs: _Buffers, b: InFlight, stats) -> None:
         """Once batch b's flags (and sizes) are on the host: queue exactly its bytes into one
         pinned buffer on the copy stream: deflate streams, or rows at each item's own length
         (RGB items are a quarter shorter than the RGBA-capacity slot)."""
@@ -403,7 +403,7 @@ class CudaBackend:
             b.copies[name] = (k, host, starts, n)
         b.copied = bufs.copied[s] = self._event(self.copy_stream)
 
-    def _collect(self, bufs: _Buffers, b: _InFlight, png_filter: str, stats):
+    def _collect(self, bufs: _Buffers, b: InFlight, png_filter: str, stats):
         """(plan indices, outputs) of batch b once its bytes are on the host: views of its pinned
         buffer, which lives as long as any of them."""
         with stats.timer("gpu_wait"):
@@ -412,7 +412,7 @@ class CudaBackend:
             return b.idx, bufs.dfl.items(b.host, b.flags, b.sizes, b.adler, b.starts)
         outs = []
         h, w = self.height, self.width
-        for j, (c, at, n) in enumerate(zip(b.channels.tolist(), b.starts.tolist(), b.lengths.tolist())):
+        for j, (c, at, n) in enumerate(zip(b.channels.tolist(), b.starts.tolist(), b.lengths.tolist(), strict=True)):
             r = b.host[at:at + n].reshape(h, 1 + w * c)
             if png_filter == "up":
                 outs.append(Filtered(r, w, h, c))
@@ -516,7 +516,8 @@ class CudaBackend:
             t = self._timed(reps, lambda: dfl.launch(0, nb, rows, flags))
             n_in = int(dfl.lengths(item_channels(flags.get(), self.opaque_rgb, np)).sum(dtype=np.int64))
             n_out = int(dfl.sizes[0][:nb].get().sum())
-        return {"threads": threads, "stage": stage, "items": nb, "seconds": t, "items_per_s": nb / t, "gb_per_s_in": n_in / t / 1e9,
+        return {"threads": threads, "stage": stage, "items": nb, "seconds": t, "items_per_s": nb / t,
+                "gb_per_s_in": n_in / t / 1e9,
                 "out_over_in": n_out / n_in, "avg_mb_out": n_out / nb / 1e6}
 
     def _timed(self, reps: int, launch) -> float:
@@ -569,10 +570,10 @@ class _Buffers:
         self.scaled = {name: [cp.empty((batch, k * k * b.npix * 4), cp.uint8) for _ in range(2)]
                        for name, k in b.scales}
         self.dfl = DeflateBuffers(cp, batch, b.width, b.height, b.opaque_rgb) if deflate else None
-        self.h_flags = [_pinned((batch,), np.int32) for _ in range(2)]
+        self.h_flags = [pinned_array((batch,), np.int32) for _ in range(2)]
         if self.dfl is not None:
-            self.h_sizes = [_pinned(a.shape, a.dtype) for a in self.dfl.sizes]
-            self.h_adler = [_pinned(a.shape, a.dtype) for a in self.dfl.adler]
+            self.h_sizes = [pinned_array(a.shape, a.dtype) for a in self.dfl.sizes]
+            self.h_adler = [pinned_array(a.shape, a.dtype) for a in self.dfl.adler]
         self.copied: list = [None, None]  # per slot: event after its last batch's bytes were copied
         self.cp = cp
 

@@ -29,7 +29,8 @@ class DeflateBuffers:
         self.cp = cp
         self.pinned = PinnedSizes()
         self.threads = threads
-        defines = (() if threads == gd.THREADS else (f"DEFLATE_THREADS={threads}",)) + (("DEFLATE_STAGE=1",) if stage else ())
+        defines = ((() if threads == gd.THREADS else (f"DEFLATE_THREADS={threads}",))
+                   + (("DEFLATE_STAGE=1",) if stage else ()))
         self.k_deflate = kernels.get_kernel("deflate_segments", "deflate.cu", defines)
         self.k_gather = kernels.get_kernel("gather_segments", "deflate.cu", defines)
         self.width, self.height, self.opaque_rgb = width, height, opaque_rgb
@@ -99,7 +100,7 @@ def copy_items(cp, src, stride: int, lengths: np.ndarray, stream, pinned: Pinned
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
     host = (pinned or PinnedSizes()).take(max(int(lengths.sum()), 1))
     base, dst = src.data.ptr, host.ctypes.data
-    for k, (at, n) in enumerate(zip(starts.tolist(), lengths.tolist())):
+    for k, (at, n) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
         cp.cuda.runtime.memcpyAsync(dst + at, base + k * stride, n, D2H, stream.ptr)
     return host, starts
 
@@ -126,10 +127,10 @@ class PinnedSizes:
         """`n` bytes (uint8); the block returns to the pool when the array and its views are gone."""
         if n > self.size:  # headroom: the next batches are about as large, some a little larger
             self.size = size_class(n + n // 4)
-        return _pinned((self.size,))[:n]
+        return pinned_array((self.size,))[:n]
 
 
-def _pinned(shape, dtype=np.uint8) -> np.ndarray:
+def pinned_array(shape, dtype=np.uint8) -> np.ndarray:
     """A NumPy array in page-locked memory from CuPy's pinned pool (returned when freed)."""
     import cupyx  # deferred: optional (the [cuda12]/[cuda13] extras)
 
@@ -137,7 +138,7 @@ def _pinned(shape, dtype=np.uint8) -> np.ndarray:
 
 
 @dataclass
-class _InFlight:
+class InFlight:
     """A launched batch on its way to the encoders: slot, then what comes back in two steps."""
 
     idx: np.ndarray  # plan indices

@@ -143,7 +143,7 @@ class NumpyBackend:
         for layer in layerset.layers:
             mode, op = layer_blend(layer)
             self.blends.append(None if is_plain(mode, op) else (mode, *opacity_tables(op)))
-        plains = [[b is None] * len(layer.traits) for layer, b in zip(layerset.layers, self.blends)]
+        plains = [[b is None] * len(layer.traits) for layer, b in zip(layerset.layers, self.blends, strict=True)]
         if self.uses_kernel:
             self._kernel = compiled_kernel()  # also compiles the run indexing below
             self.pool = self._index_runs(layerset, plains, release_pixels)
@@ -157,14 +157,15 @@ class NumpyBackend:
             return form
 
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            self.traits = [list(pool.map(one, layer.traits, p)) for layer, p in zip(layerset.layers, plains)]
+            self.traits = [list(pool.map(one, layer.traits, p)) for layer, p in zip(layerset.layers, plains, strict=True)]
 
     @staticmethod
     def _index_runs(layerset, plains, release_pixels: bool) -> SpanPool:
         """The kernel's run layout in two passes over the traits, in threads: count each trait's
         runs and bytes, allocate the pool once, then each trait fills its own slices."""
         k = _kernel_state["module"]
-        traits = [(t, plain) for layer, p in zip(layerset.layers, plains) for t, plain in zip(layer.traits, p)]
+        traits = [(t, plain) for layer, p in zip(layerset.layers, plains, strict=True)
+                  for t, plain in zip(layer.traits, p, strict=True)]
 
         def count(tp):
             t, plain = tp

@@ -11,11 +11,12 @@ from PIL import Image
 from gpucomp.encode.animated import encoder, parse_animation
 from gpucomp.errors import ConfigError
 
+from tolerances import GIF_QUANTIZED_MAX_MEAN_ERROR
+
 LOSSLESS_WEBP = {"quality": 90, "method": 4, "lossless": True}
 LOSSY_WEBP = {"quality": 90, "method": 4, "lossless": False}
 PSNR_LOSSY_WEBP = 30.0  # dB, every frame: quality 90 on these flat shapes gives ~40
 PSNR_VIDEO = 28.0  # dB, every frame: yuv420p halves colour resolution, hard red edges give ~30
-from tolerances import GIF_QUANTIZED_MAX_MEAN_ERROR
 
 
 def frames_of(n: int, size: int = 64, clear: bool = True, gradient: bool = False) -> list[np.ndarray]:
@@ -77,7 +78,7 @@ def test_lossless_formats_decode_to_the_frames_exactly(name):
     frames = frames_of(6)  # 3 colours and transparency: a GIF holds them exactly
     got = decode(encode(name, frames))
     assert len(got) == 6
-    for g, f in zip(got, frames):
+    for g, f in zip(got, frames, strict=True):
         assert np.array_equal(g, f)
 
 
@@ -86,14 +87,14 @@ def test_a_repeated_frame_is_stored_once_with_the_summed_duration():
     frames = [frames[0], frames[1], frames[1], frames[2]]
     for name in ("apng", "webp", "gif"):
         got = decode(encode(name, frames))
-        assert len(got) == 4 and all(np.array_equal(g, f) for g, f in zip(got, frames)), name
+        assert len(got) == 4 and all(np.array_equal(g, f) for g, f in zip(got, frames, strict=True)), name
 
 
 def test_gif_over_256_colours_is_one_median_cut_palette_per_item():
     frames = frames_of(4, clear=False, gradient=True)
     got = decode(encode("gif", frames))
     assert len(got) == 4
-    err = np.mean([np.abs(g[..., :3].astype(int) - f[..., :3]).mean() for g, f in zip(got, frames)])
+    err = np.mean([np.abs(g[..., :3].astype(int) - f[..., :3]).mean() for g, f in zip(got, frames, strict=True)])
     assert err <= GIF_QUANTIZED_MAX_MEAN_ERROR
     assert all((g[..., 3] == 255).all() for g in got)
     im = Image.open(io.BytesIO(encode("gif", frames)))
@@ -118,7 +119,7 @@ def test_lossy_webp_is_within_the_stated_psnr():
     frames = frames_of(4)
     got = decode(encode("webp", frames, LOSSY_WEBP))
     assert len(got) == 4
-    assert min(psnr(g, f) for g, f in zip(got, frames)) >= PSNR_LOSSY_WEBP
+    assert min(psnr(g, f) for g, f in zip(got, frames, strict=True)) >= PSNR_LOSSY_WEBP
 
 
 @pytest.mark.parametrize("name", ["mp4", "webm"])
@@ -128,7 +129,7 @@ def test_video_decodes_to_every_frame_flattened_within_the_stated_psnr(name):
     got = decode_video(encode(name, frames, background="#ffffff"))
     assert len(got) == 5
     flat = [np.where(f[..., 3:4] == 255, f[..., :3], 255).astype(np.uint8) for f in frames]
-    assert min(psnr(g, f) for g, f in zip(got, flat)) >= PSNR_VIDEO
+    assert min(psnr(g, f) for g, f in zip(got, flat, strict=True)) >= PSNR_VIDEO
 
 
 def test_video_bytes_are_the_same_every_time():

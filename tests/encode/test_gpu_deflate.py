@@ -171,7 +171,7 @@ def test_backend_glue_with_the_host_build_as_kernels(lib, monkeypatch):
     assert host.nbytes == int(sizes.sum())  # exactly the deflated bytes came back
     items = dfl.items(host, not_opaque[:batch - 1], sizes, adler, starts)
     assert [it.channels for it in items] == [4, 3]
-    for item, p in zip(items, want):
+    for item, p in zip(items, want, strict=False):
         got = np.asarray(Image.open(io.BytesIO(encode_deflated(item))))
         assert np.array_equal(got.reshape(p.shape), p)
 

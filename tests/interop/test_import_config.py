@@ -134,9 +134,11 @@ def test_converted_toml_loads(tmp_path):
 @pytest.mark.parametrize("edit, message", [
     (("growEditionSizeTo: 8", "growEditionSizeTo: 5"), r"layerConfigurations\[1\].growEditionSizeTo is 5.*more than 5"),
     (("MODE.multiply", "MODE.hue"), r"blend is 'hue', which gpucomp does not draw"),
-    (("opacity: 0.5", "opacity: 0.1 + 0.4"), r"line 32: layerConfigurations\[0\].layersOrder\[2\] opacity is not a plain value \('\+' after"),
+    (("opacity: 0.5", "opacity: 0.1 + 0.4"),
+     r"line 32: layerConfigurations\[0\].layersOrder\[2\] opacity is not a plain value \('\+' after"),
     (("{ name: \"Background\" },\n      { name: \"Eyeball\", options",
-      "{ name: `${basePath}` },\n      { name: \"Eyeball\", options"), r"line 30: layerConfigurations\[0\].layersOrder\[0\].name is not a plain value \(a template"),
+      "{ name: `${basePath}` },\n      { name: \"Eyeball\", options"),
+     r"line 30: layerConfigurations\[0\].layersOrder\[0\].name is not a plain value \(a template"),
     (("const layerConfigurations", "const layerConfigs"), "no layerConfigurations array found"),
 ])
 def test_what_cannot_be_converted_is_named(edit, message):

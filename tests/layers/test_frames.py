@@ -66,7 +66,7 @@ def test_a_folder_of_frames_is_one_trait_in_natural_order(tmp_path):
         Image.fromarray(f).save(root / "02-Fx" / "Flame#10" / f"{i}.png")
     t = traits(load_layers(root, animated=True))["Flame"]
     assert t.weight == 10 and len(t.frames) == 11
-    for got, want in zip(t.frames, frames):
+    for got, want in zip(t.frames, frames, strict=True):
         assert np.array_equal(full_frame(got), want)
     assert np.array_equal(full_frame(t), frames[0])  # the trait itself is frame 0 (stills, previews)
 
@@ -92,7 +92,7 @@ def test_animated_files_decode_to_their_frames_exactly(tmp_path, fmt, suffix, op
     save_animated(root / "02-Fx" / f"Spin#2.{suffix}", frames, fmt, **options)
     t = traits(load_layers(root, animated=True))["Spin"]
     assert len(t.frames) == 5
-    for got, want in zip(t.frames, frames):
+    for got, want in zip(t.frames, frames, strict=True):
         assert np.array_equal(full_frame(got), want)
     # (APNG with disposal 2 is left out: Pillow 13's writer drops unchanged pixels that the disposal
     # cleared, so its file means other frames than it was given; its reader follows the file.)

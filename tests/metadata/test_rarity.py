@@ -66,7 +66,7 @@ def test_ranks_are_a_permutation_in_score_order():
     assert sorted(ranks.tolist()) == list(range(1, 2001))
     order = np.argsort(ranks)
     assert np.all(np.diff(scores[order]) <= 0)
-    for a, b in zip(order[:-1], order[1:]):  # equal scores: item order
+    for a, b in zip(order[:-1], order[1:], strict=True):  # equal scores: item order
         if scores[a] == scores[b]:
             assert a < b
 

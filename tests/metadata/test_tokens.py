@@ -121,8 +121,8 @@ def test_erc721_matches_the_pipelines_current_bytes(cfg):
     old = json_bytes({  # the field set and order gpucomp wrote before formats existed
         "name": f"{cfg.name_prefix} #4", "description": cfg.description,
         "image": f"{cfg.base_uri.rstrip('/')}/4.png", "dna": DNA, "edition": 4,
-        "attributes": [{"trait_type": lt, "value": v} for lt, v in zip(layers, names)], "compiler": "gpucomp"})
-    new = json_bytes(item_metadata(4, list(zip(layers, names)), DNA, options_for_config(cfg)))
+        "attributes": [{"trait_type": lt, "value": v} for lt, v in zip(layers, names, strict=True)], "compiler": "gpucomp"})
+    new = json_bytes(item_metadata(4, list(zip(layers, names, strict=True)), DNA, options_for_config(cfg)))
     assert new == old
 
 
@@ -199,7 +199,8 @@ def test_display_type_values_become_numbers(text, want):
 @pytest.mark.parametrize("text", ["seven", "7 ", "1_000", "nan", "inf", "1e999", "٣", ""])
 def test_display_type_needs_a_number(text):
     opts = MetadataOptions(display_types={"Level": "number"})
-    with pytest.raises(ConfigError, match=f"display_type 'number' needs numeric values, but trait 'Level' has the value {text!r}"):
+    with pytest.raises(ConfigError, match="display_type 'number' needs numeric values, "
+                                          f"but trait 'Level' has the value {text!r}"):
         item_metadata(1, [("Level", text)], DNA, opts)
 
 
@@ -413,7 +414,7 @@ def test_numeric_traits_keep_their_names(layers, tmp_path):
     numeric = tmp_path / "layers"
     shutil.copytree(layers, numeric)
     eyes = numeric / "04-Eyes"
-    for p, name in zip(sorted(eyes.iterdir()), ["07", "2.50", "3"]):
+    for p, name in zip(sorted(eyes.iterdir()), ["07", "2.50", "3"], strict=True):
         p.rename(eyes / f"{name}#{p.name.split('#')[1]}")
     out = tmp_path / "out"
     gpucomp.run(numeric, out, size=8, seed=1)
@@ -548,11 +549,11 @@ def check_values_follow_the_layers(out):
     rarity = json.loads((out / "rarity.json").read_text(encoding="utf-8"))
     traits_of = {layer["name"]: [t["name"] for t in layer["traits"]] for layer in rarity["layers"]}
     for row in rows[1:]:
-        cells = dict(zip(header, row.split(",")))
+        cells = dict(zip(header, row.split(","), strict=True))
         attrs = {a["trait_type"]: a["value"] for a in meta[int(cells["number"])]["attributes"]}
         assert {k: v for k, v in cells.items() if k in attrs} == attrs
     for item in rarity["summary"]["rarest"]:
-        assert [t in traits_of[name] for name, t in zip(traits_of, item["traits"])] == [True] * len(traits_of)
+        assert [t in traits_of[name] for name, t in zip(traits_of, item["traits"], strict=True)] == [True] * len(traits_of)
 
 
 def test_attributes_follow_the_natural_order_of_the_layer_folders(order_layers, tmp_path):

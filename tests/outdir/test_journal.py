@@ -99,7 +99,7 @@ def test_provenance_hash_is_sha256_of_the_concatenated_hex_digests(tmp_path):
     assert got == want
     prov = json.loads((tmp_path / PROVENANCE).read_text(encoding="ascii"))
     assert prov["provenance_hash"] == want and prov["count"] == 3 and prov["algorithm"] == "sha256"
-    assert prov["items"] == [{"number": n, "sha256": h} for n, h in zip([30, 31, 32], digests)]
+    assert prov["items"] == [{"number": n, "sha256": h} for n, h in zip([30, 31, 32], digests, strict=True)]
     assert load_records(tmp_path, 30, 3).tolist() == shas.tolist()
 
 

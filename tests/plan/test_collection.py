@@ -317,7 +317,8 @@ def test_dna_false_layer_is_left_out_of_uniqueness_and_dna(demo_layers, tmp_path
     assert sum(dict(attrs(m))["Eyes"] == "Green Box" for m in ma.values()) != 6
     # one more than the dna layers allow is refused, although Eyes would make 36 combinations
     with pytest.raises(PlanError, match="12"):
-        list(gpucomp.generate(demo_layers, tmp_path / "c", write_toml(tmp_path / "c.toml", DNA_FALSE.format(size=13, extra=""))))
+        list(gpucomp.generate(demo_layers, tmp_path / "c",
+                              write_toml(tmp_path / "c.toml", DNA_FALSE.format(size=13, extra=""))))
     with pytest.raises(PlanError, match="04-Eyes.* 6, more than the 5 items"):  # exact counts above the size
         list(gpucomp.generate(demo_layers, tmp_path / "d",
                               write_toml(tmp_path / "d.toml", DNA_FALSE.format(size=5, extra='exact = {"Green Box" = 6}'))))
@@ -652,7 +653,8 @@ def test_rules_and_exact_counts_from_the_config_hold_in_every_item(demo_layers, 
 
 
 @pytest.mark.parametrize("rules, message", [
-    ('never = ["02-Body/Blue Ring", "03-Clothes/Green Box"]\n[[rules]]\nalways = ["02-Body/Blue Ring", "03-Clothes/Green Box"]',
+    ('never = ["02-Body/Blue Ring", "03-Clothes/Green Box"]\n[[rules]]\n'
+     'always = ["02-Body/Blue Ring", "03-Clothes/Green Box"]',
      "Blue Ring"),
     ('never = ["02-Body/No Such", "03-Clothes/Green Box"]', "no trait 'No Such'"),
 ])

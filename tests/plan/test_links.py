@@ -65,7 +65,7 @@ def plans(folder: Path, toml: Path, size: int, seeds) -> list[list[dict]]:
     out = []
     for seed in seeds:
         seg = plan_collection(replace(cfg, size=size, seed=seed), [(stack, options)]).segments[0]
-        out.append([dict(zip((la.name for la in stack.layers), seg.names(i))) for i in range(len(seg.combos))])
+        out.append([dict(zip((la.name for la in stack.layers), seg.names(i), strict=True)) for i in range(len(seg.combos))])
     return out
 
 

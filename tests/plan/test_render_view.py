@@ -210,7 +210,7 @@ def test_dense_contract_matches_reference_for_render_layers(nftchef):
     view = stack.render
     row = np.zeros((1, len(stack.layers)), np.int32)
     combo = view.combos(row)[0]
-    traits = [layer.traits[t] for layer, t in zip(view.layerset.layers, combo)]
+    traits = [layer.traits[t] for layer, t in zip(view.layerset.layers, combo, strict=True)]
     got = finalize(composite_dense((H, W), traits, [(la.blend, la.opacity) for la in view.layerset.layers]), False)
     attrs = {layer: stack.layers[li].traits[0].name for li, layer in enumerate(LAYERS)}
     attrs = {k: (None if v == "NONE" else v) for k, v in attrs.items()}

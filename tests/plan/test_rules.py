@@ -36,17 +36,17 @@ def brute_allowed(weights, rules, exact=None):
     """Every allowed combination, by checking the whole product one combination at a time."""
     exact = exact or {}
 
-    def pickable(l, t):
-        return exact[(l, t)] > 0 if (l, t) in exact else weights[l][t] > 0
+    def pickable(li, t):
+        return exact[(li, t)] > 0 if (li, t) in exact else weights[li][t] > 0
 
     return [c for c in itertools.product(*[range(len(x)) for x in weights])
-            if all(pickable(l, t) for l, t in enumerate(c)) and not any(breaks(r, c) for r in rules)]
+            if all(pickable(li, t) for li, t in enumerate(c)) and not any(breaks(r, c) for r in rules)]
 
 
 def brute_law(weights, rules):
     """Allowed combinations and their probabilities under the product of weights, conditioned."""
     cells = brute_allowed(weights, rules)
-    p = np.array([math.prod(weights[l][t] for l, t in enumerate(c)) for c in cells])
+    p = np.array([math.prod(weights[li][t] for li, t in enumerate(c)) for c in cells])
     return cells, p / p.sum()
 
 
@@ -84,9 +84,10 @@ SMILE, FROWN = (3, 0), (3, 1)
 
 
 @pytest.mark.parametrize("rules, exact, message", [
-    ([never(RED, RED)], None, 'rule "Background/Red" never with "Background/Red": a trait never with itself could never be picked'),
-    ([always(CAP, CROWN)], None, 'rule "Hat/Cap" always with "Hat/Crown": both traits are in layer "Hat" and an item has one '
-                                 'trait per layer, so "Hat/Cap" could never be picked'),
+    ([never(RED, RED)], None, 'rule "Background/Red" never with "Background/Red": '
+                              'a trait never with itself could never be picked'),
+    ([always(CAP, CROWN)], None, 'rule "Hat/Cap" always with "Hat/Crown": both traits are in layer "Hat" and an item has '
+                                 'one trait per layer, so "Hat/Cap" could never be picked'),
     ([never(RED, CAP), always(CAP, RED)], None,
      'rules contradict each other: "Background/Red" never with "Hat/Cap", but also "Hat/Cap" always with "Background/Red"'),
     ([always(RED, CAP), always(RED, OPEN), always(CAP, SHUT)], None,
@@ -96,14 +97,16 @@ SMILE, FROWN = (3, 0), (3, 1)
      '"Background/Blue" can never be picked: it forces "Background/Blue" -> "Hat/Crown" -> "Eyes/Shut", '
      'but "Background/Blue" never with "Eyes/Shut"'),
     ([always(GOLD, SHUT), always(SHUT, HALO)], None,
-     '"Background/Gold" can never be picked: "Background/Gold" -> "Eyes/Shut" -> "Hat/Halo" forces "Hat/Halo", which has weight 0'),
+     '"Background/Gold" can never be picked: "Background/Gold" -> "Eyes/Shut" -> "Hat/Halo" forces "Hat/Halo", '
+     'which has weight 0'),
     ([always(GOLD, SHUT)], {SHUT: 0},
      '"Background/Gold" can never be picked: "Background/Gold" -> "Eyes/Shut" forces "Eyes/Shut", which has exact count 0'),
     ([never(RED, OPEN), never(RED, SHUT)], None,
      '"Background/Red" can never be picked: every combination with it breaks a rule (rules on it: '
      '"Background/Red" never with "Eyes/Open"; "Background/Red" never with "Eyes/Shut")'),
     ([never((0, t), e) for t in range(3) for e in (OPEN, SHUT)], None,
-     'the rules leave no pickable trait in layer "Background": no combination of layer "Background", layer "Eyes" satisfies them'),
+     'the rules leave no pickable trait in layer "Background": no combination of layer "Background", layer "Eyes" '
+     'satisfies them'),
     ([], {OPEN: 0, SHUT: 0}, 'layer "Eyes" has no trait that can be picked: every trait has weight 0 or exact count 0'),
     ([never((4, 0), RED)], None, "rule 1 (never) refers to layer 4, but there are only 4 layers (0-3)"),
     ([never(RED, CAP), always((1, 4), RED)], None, "rule 2 (always) refers to trait 4 of layer 1, which has only 4 traits"),
@@ -118,7 +121,8 @@ def test_contradictions_are_explained_with_names(rules, exact, message):
 
 
 def test_messages_without_names_use_indices():
-    with pytest.raises(PlanError, match=re.escape("layer 0 trait 2 can never be picked: layer 0 trait 2 -> layer 1 trait 2")):
+    with pytest.raises(PlanError, match=re.escape("layer 0 trait 2 can never be picked: "
+                                                  "layer 0 trait 2 -> layer 1 trait 2")):
         check_rules([always(GOLD, HALO)], SIZES, W4)
 
 
@@ -149,8 +153,8 @@ def test_count_allowed_matches_brute_force():
         rules = random_rules(rng, sizes, int(rng.integers(0, 6)))
         exact = {}
         if rng.random() < 0.4:
-            l = int(rng.integers(len(sizes)))
-            exact[(l, int(rng.integers(sizes[l])))] = int(rng.integers(0, 3))
+            li = int(rng.integers(len(sizes)))
+            exact[(li, int(rng.integers(sizes[li])))] = int(rng.integers(0, 3))
         assert count_allowed(weights, rules, exact) == len(brute_allowed(weights, rules, exact)), (weights, rules, exact)
 
 
@@ -234,7 +238,8 @@ def test_plans_without_rules_or_exact_counts_are_unchanged():
     taken from make_plan before rules existed."""
     cases = [([w(*range(1, 11))] * 4, 50, 11, "d4002e0ebf4054e0a97ae4ec9fa90d3b924a464cc51ce88c1546b9883d465840"),
              ([w(1, 2, 3, 4), w(1, 5, 1)], 10, 11, "81ac19f2c5d15c4fcdf5a6c9560defac42b5e510a660182d9b6ded0aea13f19b"),
-             ([w(1e9, *([1.0] * 999)), w(1, 1)], 1000, 3, "d188bbb598b6c94d948dc79abbf742c5dbbc1060f2a2460bc67b3cc10e8a39d8")]
+             ([w(1e9, *([1.0] * 999)), w(1, 1)], 1000, 3,
+              "d188bbb598b6c94d948dc79abbf742c5dbbc1060f2a2460bc67b3cc10e8a39d8")]
     for weights, n, seed, digest in cases:
         for extra in ({}, {"rules": ()}, {"rules": [], "exact": {}}, {"exact": None, "names": NAMES}):
             combos = make_plan(weights, n, seed, **extra).combos
@@ -305,11 +310,12 @@ def test_the_golden_cases_take_the_paths_they_name():
 def share(weights, rules):
     """P(a product-of-weights draw is allowed)."""
     p = [x / x.sum() for x in weights]
-    return sum(math.prod(p[l][t] for l, t in enumerate(c)) for c in brute_allowed(weights, rules))
+    return sum(math.prod(p[li][t] for li, t in enumerate(c)) for c in brute_allowed(weights, rules))
 
 
 @pytest.mark.parametrize("weights, rules, path", [
-    ([w(1, 2, 3), w(2, 1, 0, 4), w(1, 1)], [never((0, 0), (1, 1)), always((0, 2), (1, 3)), always((1, 3), (2, 0))], "reject"),
+    ([w(1, 2, 3), w(2, 1, 0, 4), w(1, 1)], [never((0, 0), (1, 1)), always((0, 2), (1, 3)), always((1, 3), (2, 0))],
+     "reject"),
     ([w(100, 1, 1), w(1, 100), w(1, 2)], [always((0, 0), (1, 0)), never((1, 1), (2, 1))], "cdf"),
 ])
 def test_first_item_follows_the_conditioned_law(weights, rules, path):
@@ -358,15 +364,15 @@ def test_marginals_follow_the_conditioned_distribution(linked, rules, path):
     weights = linked + MARGINAL[4:] + [x[::-1].copy() for x in MARGINAL] + MARGINAL
     assert (share(linked, rules) >= REJECT_SHARE) == (path == "reject")
     cells, p = brute_law(linked, rules)
-    marginals = [np.bincount([c[l] for c in cells], weights=p, minlength=len(linked[l])) for l in range(4)]
+    marginals = [np.bincount([c[li] for c in cells], weights=p, minlength=len(linked[li])) for li in range(4)]
     marginals += [x / x.sum() for x in weights[4:]]
     n = 20_000
     repeats = n * n / 2 * float((p**2).sum()) * math.prod(float((m**2).sum()) for m in marginals[4:])
     assert repeats < 1
     combos = make_plan(weights, n, seed=2024, rules=rules).combos
     assert np.unique(combos, axis=0).shape[0] == n
-    for l, m in enumerate(marginals):
-        check_counts(np.bincount(combos[:, l], minlength=len(m)), m, n)
+    for li, m in enumerate(marginals):
+        check_counts(np.bincount(combos[:, li], minlength=len(m)), m, n)
 
 
 # --- exact counts ---------------------------------------------------------------------------------------
@@ -389,8 +395,8 @@ def test_exact_counts_are_met_and_the_rest_follows_the_weights():
     assert abs(at.mean() - (n - 1) / 2) <= Z * sd
     check_counts(c0[:3], w(1, 2, 3) / 6, 14_000)
     check_counts(np.bincount(combos[:, 1], minlength=5), w(0, 1, 1, 2, 4) / 8, n)
-    for l, x in enumerate(weights[2:], start=2):
-        check_counts(np.bincount(combos[:, l], minlength=len(x)), x / x.sum(), n)
+    for li, x in enumerate(weights[2:], start=2):
+        check_counts(np.bincount(combos[:, li], minlength=len(x)), x / x.sum(), n)
 
 
 def test_exact_counts_with_rules():
@@ -399,8 +405,8 @@ def test_exact_counts_with_rules():
     exact = {(0, 0): 500, (1, 1): 600, (2, 2): 800, (3, 3): 6000, (4, 1): 5000}
     combos = make_plan(weights, 50_000, seed=3, rules=rules, exact=exact).combos
     assert np.unique(combos, axis=0).shape[0] == 50_000
-    for (l, t), q in exact.items():
-        assert int((combos[:, l] == t).sum()) == q
+    for (li, t), q in exact.items():
+        assert int((combos[:, li] == t).sum()) == q
     for r in rules:
         assert not any(breaks(r, c) for c in combos[combos[:, r.a[0]] == r.a[1]].tolist())
     assert not ((combos[:, 1] == 1) & (combos[:, 4] == 0)).any()
@@ -418,21 +424,21 @@ def test_exact_counts_succeed_exactly_when_brute_force_finds_a_plan():
         rules = random_rules(rng, sizes, int(rng.integers(0, 3)))
         exact = {}
         for _ in range(int(rng.integers(1, 4))):
-            l = int(rng.integers(len(sizes)))
-            exact[(l, int(rng.integers(sizes[l])))] = int(rng.integers(0, 6))
+            li = int(rng.integers(len(sizes)))
+            exact[(li, int(rng.integers(sizes[li])))] = int(rng.integers(0, 6))
         if not rules_ok(weights, rules, exact):
             continue
         allowed = brute_allowed(weights, rules, exact)
         n = int(rng.integers(1, min(len(allowed), 8) + 1))
         if math.comb(len(allowed), n) > 50_000:
             continue
-        feasible = any(all(sum(c[l] == t for c in sub) == q for (l, t), q in exact.items())
+        feasible = any(all(sum(c[li] == t for c in sub) == q for (li, t), q in exact.items())
                        for sub in itertools.combinations(allowed, n))
         seed = int(rng.integers(2**32))
         if feasible:
             got = rows(make_plan(weights, n, seed=seed, rules=rules, exact=exact))
             assert len(set(got)) == n and set(got) <= set(allowed)
-            assert all(sum(c[l] == t for c in got) == q for (l, t), q in exact.items())
+            assert all(sum(c[li] == t for c in got) == q for (li, t), q in exact.items())
             made += 1
         else:
             with pytest.raises(PlanError):
@@ -443,7 +449,8 @@ def test_exact_counts_succeed_exactly_when_brute_force_finds_a_plan():
 
 @pytest.mark.parametrize("rules, exact, n, message", [
     ([], {RED: 5, BLUE: 6}, 10,
-     'the exact counts in layer "Background" add up to 11 ("Background/Red": 5, "Background/Blue": 6), more than the 10 items'),
+     'the exact counts in layer "Background" add up to 11 ("Background/Red": 5, "Background/Blue": 6), '
+     'more than the 10 items'),
     ([], {OPEN: 3, SHUT: 4}, 10,
      'every trait of layer "Eyes" that can be picked has an exact count, and they add up to 7 ("Eyes/Open": 3, '
      '"Eyes/Shut": 4), not to the 10 items'),

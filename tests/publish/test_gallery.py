@@ -98,7 +98,8 @@ def test_metadata_chunks_hold_every_items_metadata_in_order(out, monkeypatch):
 def test_page_assets_are_copied_and_load_nothing_from_the_network(out):
     make_gallery(out, thumb=32)
     for name in gallery.ASSETS:
-        assert (out / "gallery" / name).read_bytes() == (gallery.resources.files("gpucomp.publish") / "gallery_assets" / name).read_bytes()
+        assert ((out / "gallery" / name).read_bytes()
+                == (gallery.resources.files("gpucomp.publish") / "gallery_assets" / name).read_bytes())
     html = (out / "gallery" / "index.html").read_text(encoding="utf-8")
     for name in ("gallery.js", "gallery.css", "data/index.js"):
         assert f'"{name}"' in html
@@ -204,7 +205,8 @@ def test_openrarity_ranks_are_read_where_the_report_has_them(out):
     make_gallery(out, thumb=32)
     data = script_data(out / "gallery" / "data" / "index.js", "GALLERY.load")
     assert data["openrarity"] == list(range(ITEMS, 0, -1))
-    assert data["traits"][0][0] == [t["name"] for t in data["layers"][0]["traits"]].index(metadata(out, 1)["attributes"][0]["value"])
+    assert (data["traits"][0][0]
+            == [t["name"] for t in data["layers"][0]["traits"]].index(metadata(out, 1)["attributes"][0]["value"]))
 
 
 def test_folders_that_are_not_finished_outputs_are_refused(tmp_path, out):

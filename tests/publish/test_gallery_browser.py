@@ -248,7 +248,7 @@ def synthetic_index(n: int, seed: int = 1) -> tuple[gallery.Index, np.ndarray]:
     rng = np.random.default_rng(seed)
     sizes = [6, 8, 10, 12, 7, 9, 11, 12]
     weights = [rng.integers(1, 50, k).astype(float) for k in sizes]
-    combos = np.stack([rng.choice(k, n, p=w / w.sum()) for k, w in zip(sizes, weights)], axis=1)
+    combos = np.stack([rng.choice(k, n, p=w / w.sum()) for k, w in zip(sizes, weights, strict=True)], axis=1)
     asked = [w.copy() for w in weights]
     asked[1][0] *= 2
     asked[5][3] *= 2

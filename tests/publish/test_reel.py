@@ -45,7 +45,7 @@ def test_lossless_webp_reel_is_each_item_in_number_order(collection):
     assert path == collection / "preview" / "collection.webp"
     frames = frames_of(path)
     assert len(frames) == 5
-    for n, (px, ms) in zip(numbers(collection), frames):
+    for n, (px, ms) in zip(numbers(collection), frames, strict=False):
         assert ms == 500
         assert np.array_equal(px, item_frame(collection, n, 96)), n
 
@@ -53,7 +53,7 @@ def test_lossless_webp_reel_is_each_item_in_number_order(collection):
 def test_default_reel_shows_every_item_up_to_thirty_lossy_over_30_db(collection):
     frames = frames_of(make_reel(collection, size=192))
     assert len(frames) == 7  # fewer items than the default 30: all of them
-    for n, (px, ms) in zip(numbers(collection), frames):
+    for n, (px, ms) in zip(numbers(collection), frames, strict=True):
         err = np.mean((px.astype(float) - item_frame(collection, n, 192)) ** 2)
         assert ms == 1000 and 10 * np.log10(255 ** 2 / max(err, 1e-9)) > 30, n  # quality 85
 

@@ -59,7 +59,7 @@ def combos_of(ls):
 
 
 def dense(ls, combo):
-    traits = [la.traits[t] for la, t in zip(ls.layers, combo)]
+    traits = [la.traits[t] for la, t in zip(ls.layers, combo, strict=True)]
     blends = [(getattr(la, "blend", "normal"), getattr(la, "opacity", 1.0)) for la in ls.layers]
     return composite_dense((ls.height, ls.width), traits, blends)
 
@@ -151,7 +151,7 @@ def test_the_kernels_run_indexing_equals_the_numpy_definition():
         px[..., 3] = np.where(k < 0.3, 0, np.where(k < 0.6, 255, px[..., 3]))
         px[..., 3] = 255 if trial % 7 == 0 else (0 if trial % 11 == 0 else px[..., 3])
         for plain in (True, False):
-            for want, got in zip(trait_runs(px, plain), kernel_runs(px, plain)):
+            for want, got in zip(trait_runs(px, plain), kernel_runs(px, plain), strict=True):
                 assert want.dtype == got.dtype and np.array_equal(want, got), (trial, plain)
 
 
@@ -163,7 +163,7 @@ def test_the_pool_filled_in_place_equals_the_numpy_definition(base):
     ls.layers[1].traits.append(SimpleNamespace(box=None, pixels=np.zeros((0, 0, 4), np.uint8), opaque_full=False))
     kern, _ = backends(ls, True)
     forms = []
-    for layer, plain in zip(ls.layers, (True, True, True, False)):
+    for layer, plain in zip(ls.layers, (True, True, True, False), strict=True):
         forms.append([(t.box, *trait_runs(t.pixels, plain), int(t.opaque_full and plain)) if t.box else
                       (None, np.empty(0, np.int64), np.empty((0, 3), np.int64), np.empty(0, np.uint8), 0)
                       for t in layer.traits])
@@ -242,7 +242,7 @@ def test_parallel_calls_give_the_same_bytes():
         t.start()
     for t in threads:
         t.join()
-    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
 
 
 def test_env_var_selects_the_numpy_path(monkeypatch):

@@ -48,7 +48,7 @@ def gpu_images(ls, combos, opaque_rgb=True, **kw):
     b.prepare(ls)
     got = {}
     for idx, outs in b.render(combos, Stats(), png_filter="none"):
-        for i, o in zip(idx.tolist(), outs):
+        for i, o in zip(idx.tolist(), outs, strict=True):
             got[i] = np.array(o)
     b.final_stats = b.stats()  # close() drops the cache and its counts
     b.close()
@@ -64,7 +64,7 @@ def test_gpu_matches_cpu_on_random_layers(opaque_base, opaque_rgb, width):
     combos = make_plan([layer.weights for layer in ls.layers], 40, seed=4).combos
     want = cpu_images(ls, combos, opaque_rgb)
     got, _ = gpu_images(ls, combos, opaque_rgb, batch_size=7)
-    for w, g in zip(want, got):
+    for w, g in zip(want, got, strict=True):
         assert w.shape == g.shape and np.array_equal(w, g)
 
 
@@ -80,7 +80,7 @@ def test_cache_on_off_identical_with_evictions_and_streaming():
 
     sizes = [pad_box(t.pixels, t.box, ls.width)[0].nbytes for layer in ls.layers for t in layer.traits]
     offs = np.cumsum([0] + [len(layer.traits) for layer in ls.layers[:-1]])
-    per_item = max(sum(sizes[o + c] for o, c in zip(offs, row)) for row in combos)
+    per_item = max(sum(sizes[o + c] for o, c in zip(offs, row, strict=True)) for row in combos)
     assert sum(sizes) > per_item + 16
     npix = ls.width * ls.height
     item_bytes = npix * 4 + ls.height * (1 + 4 * ls.width)
@@ -89,7 +89,7 @@ def test_cache_on_off_identical_with_evictions_and_streaming():
     st = b2.final_stats
     assert st["prefetch"]["misses"] > 0 and not st["traits_resident"]
     assert st["cache"]["evictions"] > 0
-    for a, c, d in zip(off, on, tiny):
+    for a, c, d in zip(off, on, tiny, strict=True):
         assert np.array_equal(a, c) and np.array_equal(a, d)
 
 
@@ -110,7 +110,7 @@ def test_out_of_memory_falls_back_to_cpu(monkeypatch):
     with pytest.warns(RuntimeWarning, match="CPU backend"):
         got, b = gpu_images(ls, combos, batch_size=4)
     assert any("batch size" in f for f in b.final_stats["fallbacks"])
-    for w, g in zip(cpu_images(ls, combos), got):
+    for w, g in zip(cpu_images(ls, combos), got, strict=True):
         assert np.array_equal(w, g)
 
 
@@ -143,7 +143,7 @@ def test_gpu_nearest_copies_equal_the_cpu_resize(opaque_base, opaque_rgb):
     b.prepare(ls)
     got = {}
     for idx, outs in b.render(combos, Stats(), png_filter="none", sizes=sizes):
-        for i, o in zip(idx.tolist(), outs):
+        for i, o in zip(idx.tolist(), outs, strict=True):
             assert isinstance(o, SizedPixels)
             got[i] = (np.array(o.pixels), {k: np.array(v) for k, v in o.copies.items()})
     assert b.stats()["device_sizes"] == ["x2", "x3", "x32"] and not b.fallbacks
@@ -212,7 +212,7 @@ def test_gpu_matches_cpu_with_blend_modes(mode, opaque_base, width):
         want = cpu_images(ls, combos, opaque_rgb)
         got, b = gpu_images(ls, combos, opaque_rgb, batch_size=5)
         assert b.blending  # opacity < 1 somewhere: the blend kernel
-        for w, g in zip(want, got):
+        for w, g in zip(want, got, strict=True):
             assert w.shape == g.shape and np.array_equal(w, g)
 
 
@@ -224,7 +224,7 @@ def test_gpu_blend_prefix_cache_on_off_identical(mode):
     off, _ = gpu_images(ls, combos, cache="off", batch_size=5)
     on, b = gpu_images(ls, combos, cache="on", batch_size=5)
     assert b.final_stats["cache"]["hits"] > 0
-    for c, a, o in zip(cpu_images(ls, combos), off, on):
+    for c, a, o in zip(cpu_images(ls, combos), off, on, strict=True):
         assert np.array_equal(c, a) and np.array_equal(c, o)
 
 
@@ -300,7 +300,7 @@ def test_gpu_deflate_is_the_host_build_bit_for_bit(host_deflate, opaque_rgb, sha
     b.prepare(ls)
     seen = 0
     for idx, outs in b.render(combos, Stats(), "up", deflate=True):
-        for i, item in zip(idx.tolist(), outs):
+        for i, item in zip(idx.tolist(), outs, strict=True):
             px = want[i]
             assert item.channels == px.shape[2]
             if host_deflate is not None:
@@ -390,7 +390,7 @@ def test_gpu_render_closed_mid_run_then_the_next_matches_cpu(deflate):
     run.close()
     seen = 0
     for idx, outs in b.render(combos, Stats(), "up", deflate=deflate):
-        for i, o in zip(idx.tolist(), outs):
+        for i, o in zip(idx.tolist(), outs, strict=True):
             if deflate:
                 got = np.asarray(Image.open(io.BytesIO(encode_deflated(o))))
             else:

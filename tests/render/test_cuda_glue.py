@@ -59,7 +59,8 @@ def test_cuda_backend_orchestration_matches_the_cpu_backend(fake_gpu, layers256,
     for n in range(1, 11):
         with Image.open(tmp_path / "cpu/images" / f"{n}.png") as a, Image.open(tmp_path / "cuda/images" / f"{n}.png") as b:
             assert a.mode == b.mode and np.array_equal(np.asarray(a), np.asarray(b)), n
-        assert (tmp_path / "cpu/metadata" / f"{n}.json").read_bytes() == (tmp_path / "cuda/metadata" / f"{n}.json").read_bytes()
+        assert ((tmp_path / "cpu/metadata" / f"{n}.json").read_bytes()
+                == (tmp_path / "cuda/metadata" / f"{n}.json").read_bytes())
 
 
 @pytest.mark.parametrize("fits_below", [2, 1])  # 2: batches of 1 fit, go on; 1: nothing fits, finish on the CPU
@@ -122,7 +123,8 @@ def test_bench_gpu_smoke_runs(fake_gpu, monkeypatch, tmp_path):
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["cuda_gpu_preset"]["deflate"] == "gpu" and out["cuda"]["deflate"] != "gpu"
     sweep = out["deflate_sweep"]["variants"]
-    assert [(d["threads"], d["stage"]) for d in sweep][:5] == [(64, False), (32, False), (128, False), (256, False), (64, True)]
+    assert ([(d["threads"], d["stage"]) for d in sweep][:5]
+            == [(64, False), (32, False), (128, False), (256, False), (64, True)])
     assert all("error" not in d for d in sweep)
     assert not [k for k, v in out.items() if "error" in v], out
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
@@ -161,7 +163,7 @@ def _render(backend, combos, preset="gpu", on_batch=None, keep=False):
 
     p = get_preset(preset)
     outs, n = [], 0
-    for k, (idx, batch) in enumerate(backend.render(combos, Stats(), p.filter, deflate=p.engine == "gpu")):
+    for k, (_idx, batch) in enumerate(backend.render(combos, Stats(), p.filter, deflate=p.engine == "gpu")):
         n += len(batch)
         if keep:
             outs += batch
