@@ -16,8 +16,7 @@ from gpucomp._shared.files import read_config_text
 from gpucomp._shared.tables import check_table
 from gpucomp.compositing import BLEND_MODES
 from gpucomp.encode.animated import Animation, parse_animation
-from gpucomp.encode.formats import EXTENSIONS, OutputFormat, check_available, parse_formats
-from gpucomp.encode.formats import _settings as format_settings
+from gpucomp.encode.formats import EXTENSIONS, OutputFormat, check_available, format_settings, parse_formats
 from gpucomp.encode.png import PRESETS
 from gpucomp.encode.resize import Size, parse_sizes
 from gpucomp.errors import ConfigError

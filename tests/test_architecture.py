@@ -185,3 +185,12 @@ def test_importing_the_package_or_the_cli_loads_no_room():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=PACKAGE.parent)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_private_name_stays_in_its_module():
+    """`_name` is a module's own business; a name another module needs is public (and documented)."""
+    crossing = [f"{p.relative_to(PACKAGE.parent)}:{node.lineno}: {a.name}"
+                for p in modules().values() for node in ast.walk(ast.parse(p.read_text()))
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gpucomp")
+                for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not crossing, "private names imported from another module:\n" + "\n".join(crossing)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, features
 
-from gpucomp.encode.formats import _hex_colour, flatten, name_list
+from gpucomp.encode.formats import flatten, hex_colour, name_list
 from gpucomp.errors import ConfigError
 
 ANIMATED = ("webp", "apng", "gif", "mp4", "webm")
@@ -95,7 +95,7 @@ def parse_animation(value: Any, table: Any, webp: dict, where: str) -> Animation
         if lo is not None and not lo <= v <= hi and not (key == "frame_ms" and v == 0):
             raise ConfigError(f"{where}.animated.{key}: must be between {lo} and {hi}, got {v}")
         out[key] = v
-    _hex_colour(out["background"], f"{where}.animated.background")
+    hex_colour(out["background"], f"{where}.animated.background")
     return Animation(tuple(names), out, dict(webp) if "webp" in names else {})
 
 
@@ -222,7 +222,7 @@ class _VideoAnim:
         import av  # deferred: optional (the [video] extra)
 
         container, codec, crf = self.CODECS[name]
-        self.bg = _hex_colour(anim.settings["background"], "background")
+        self.bg = hex_colour(anim.settings["background"], "background")
         self.buf = io.BytesIO()
         self.out = av.open(self.buf, "w", format=container)
         self.stream = None

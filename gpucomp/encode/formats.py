@@ -87,11 +87,11 @@ def parse_formats(value: Any, tables: dict, where: str) -> tuple[OutputFormat, .
         if name not in SETTINGS or name == "png":
             raise ConfigError(f"{where}: unknown table [output.{name}]; settings tables: webp, jpeg, avif "
                               f"(PNG is set by [output] preset)")
-        _settings(name, tables[name], f"{where}.{name}")  # checked even while its format is not listed
-    return tuple(OutputFormat(n, _settings(n, tables.get(n, {}), f"{where}.{n}")) for n in names)
+        format_settings(name, tables[name], f"{where}.{name}")  # checked even while its format is not listed
+    return tuple(OutputFormat(n, format_settings(n, tables.get(n, {}), f"{where}.{n}")) for n in names)
 
 
-def _settings(name: str, table: Any, where: str) -> dict:
+def format_settings(name: str, table: Any, where: str) -> dict:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table, e.g. [output.{name}] quality = 90")
     known = SETTINGS[name]
@@ -107,11 +107,11 @@ def _settings(name: str, table: Any, where: str) -> dict:
             raise ConfigError(f"{where}.{key}: must be between {lo} and {hi}, got {value}")
         out[key] = value
     if name == "jpeg":
-        _hex_colour(out["background"], f"{where}.background")
+        hex_colour(out["background"], f"{where}.background")
     return out
 
 
-def _hex_colour(text: str, where: str) -> tuple[int, int, int]:
+def hex_colour(text: str, where: str) -> tuple[int, int, int]:
     digits = text[1:] if text.startswith("#") else ""
     try:
         if len(digits) != 6:
@@ -144,7 +144,7 @@ def encode(pixels: np.ndarray, fmt: OutputFormat, preset="fast", opaque_rgb: boo
         return encode_png(pixels, preset, opaque_rgb)
     s = fmt.settings
     if fmt.name == "jpeg":
-        im = Image.fromarray(flatten(pixels, _hex_colour(s["background"], "jpeg.background")), "RGB")
+        im = Image.fromarray(flatten(pixels, hex_colour(s["background"], "jpeg.background")), "RGB")
         return _save(im, "JPEG", quality=s["quality"], optimize=False)
     if opaque_rgb and pixels.shape[2] == 4 and bool((pixels[..., 3] == 255).all()):
         pixels = pixels[..., :3]

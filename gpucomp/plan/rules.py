@@ -278,7 +278,7 @@ def _unpickable_reason(exact: dict, x: Trait) -> str:
     return "has exact count 0" if exact.get(x) == 0 else "has weight 0"
 
 
-def _contradictions(an: Analysis, names=None) -> None:
+def check_contradictions(an: Analysis, names=None) -> None:
     N = Names(names)
     rules = an.rules
     for r in rules:
@@ -350,7 +350,7 @@ def check_rules(rules: Iterable, sizes: Sequence[int], weights: Sequence | None 
         weights = [np.ones(s) for s in sizes]
     if len(weights) != len(sizes) or any(len(w) != s for w, s in zip(weights, sizes, strict=True)):
         raise PlanError(f"weights ({[len(w) for w in weights]} traits) do not match the layer sizes {sizes}")
-    _contradictions(analyse(weights, rules, exact), names)
+    check_contradictions(analyse(weights, rules, exact), names)
 
 
 def count_allowed(weights: Sequence, rules: Iterable = (), exact=None, names=None) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gpucomp.errors import PlanError
-from gpucomp.plan.rules import Names, _contradictions, analyse, as_rule, check_exact
+from gpucomp.plan.rules import Names, analyse, as_rule, check_contradictions, check_exact
 
 ENUMERATE_LIMIT = 4_000_000  # combinations we are willing to enumerate (~100 MB of temporaries)
 
@@ -351,7 +351,7 @@ def _make_ruled_plan(weights, n, seed, start, rules, exact, names) -> Plan:
     weights = [np.asarray(w, np.float64) for w in weights]
     rules = tuple(as_rule(r) for r in rules)
     an = analyse(weights, rules, exact)
-    _contradictions(an, names)
+    check_contradictions(an, names)
     allowed = an.count(names=names)
     if n > allowed:
         what = "the rules allow" if rules else "the layers allow"
