@@ -112,6 +112,8 @@ def test_wrong_type(tmp_path, text, key):
     ("[collection]\nsize = 0\n", "size"),
     ("[run]\nbackend = \"metal\"\n", "metal"),
     ("[run]\nvram_budget = \"lots\"\n", "vram_budget"),
+    ("[run]\nvram_budget = \"٣GiB\"\n", "neither a fraction"),  # digits Python reads, no config means
+    ("[run]\nvram_budget = \"" + "9" * 400 + "GiB\"\n", "larger than any memory"),
     ("[input]\ndelimiter = \".\"\n", "delimiter"),
     ("[collection\nsize = 3\n", "TOML"),
     ("size = 3\n", "[size]"),

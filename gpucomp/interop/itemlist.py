@@ -75,6 +75,10 @@ def _csv_rows(text: str, path: Path) -> tuple[list, list]:
     if not header or not any(h.strip() for h in header):
         raise ConfigError(f"--from {path}: a CSV needs a header row naming the layers (Background,Body,...)")
     header = [h.strip() for h in header]
+    seen: dict[str, int] = {}
+    for col, h in enumerate(header, start=1):
+        if h and seen.setdefault(h, col) != col:
+            raise ConfigError(f"--from {path}: columns {seen[h]} and {col} are both named {h!r}; keep one")
     rows, labels = [], []
     for line, cells in enumerate(reader, start=2):
         if not any(c.strip() for c in cells):
@@ -114,7 +118,7 @@ def _metadata_rows(text: str, path: Path) -> tuple[list, list]:
     return rows, labels
 
 
-_PIECE = re.compile(r"-(?=\d+:)")  # a DNA joins "layer:id:file" pieces with "-"; names may hold "-" too
+_PIECE = re.compile(r"-(?=[0-9]+:)")  # a DNA joins "layer:id:file" pieces with "-"; names may hold "-" too
 
 
 def _dna_rows(text: str, path: Path) -> tuple[list, list]:
@@ -126,10 +130,14 @@ def _dna_rows(text: str, path: Path) -> tuple[list, list]:
         row = {}
         for piece in _PIECE.split(s):
             parts = piece.split(":")
-            if len(parts) < 2 or not parts[0].isdigit():
-                raise ConfigError(f"--from {path}: line {line}: {piece!r} is not a DNA piece "
+            if len(parts) < 2 or not (parts[0].isascii() and parts[0].isdigit() and len(parts[0]) <= 6):
+                shown = repr(piece) if len(piece) <= 80 else f"{piece[:60]!r}... ({len(piece)} characters)"
+                raise ConfigError(f"--from {path}: line {line}: {shown} is not a DNA piece "
                                   f"(layer:id:file, as in 0:3:Red#10.png-1:0:Cap.png)")
-            row[f"#{int(parts[0])}"] = parts[-1].split("?", 1)[0]  # drop ?bypassDNA=true
+            key = f"#{int(parts[0])}"
+            if key in row:
+                raise ConfigError(f"--from {path}: line {line} gives layer {parts[0]} twice; keep one piece for it")
+            row[key] = parts[-1].split("?", 1)[0]  # drop ?bypassDNA=true
         rows.append(row)
         labels.append(f"line {line}")
     return rows, labels
@@ -152,7 +160,11 @@ def list_combos(items: ItemList, layerset, options, delimiter: str = "#") -> np.
     out = np.empty((len(items), len(layers)), np.int32)
     for i, (row, label) in enumerate(zip(items.rows, items.labels, strict=True)):
         for li, layer in enumerate(layers):
-            key = next((r for r in refs[li] if r in row), None)
+            keys = [r for r in refs[li] if r in row]
+            if len(keys) > 1:  # `Body` and `02-Body`: which one is meant is the list's to say, not ours
+                raise ConfigError(f"--from {items.path}: {label} names layer {layer.name!r} twice, as "
+                                  f"{' and '.join(map(repr, keys))}; keep one {_column(items.kind)}")
+            key = keys[0] if keys else None
             if key is None:
                 if nothing[li] is None:
                     raise ConfigError(f"--from {items.path}: {label} gives no trait for layer {layer.name!r}, which has "

@@ -28,7 +28,7 @@ KNOWN_OBJECTS = {"MODE": MODE, "NETWORK": NETWORK}
 _TOKEN = re.compile(r"""
     (?P<ws>[ \t\r\n\ufeff]+) | (?P<line>//[^\n]*) | (?P<block>/\*.*?\*/)
   | (?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*') | (?P<tpl>`(?:[^`\\]|\\.)*`)
-  | (?P<num>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
+  | (?P<num>0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)
   | (?P<id>[A-Za-z_$][\w$]*) | (?P<op>=>|\.\.\.|===|!==|==|!=|&&|\|\||\?\?|\?\.|[{}\[\]().,:;=+\-*/%?!<>&|^~])
 """, re.X | re.S)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
@@ -268,7 +268,7 @@ def _number(text: str) -> int | float:
     if text.lower().startswith("0x"):
         return int(text, 16)
     value = float(text)
-    return int(value) if value.is_integer() and re.fullmatch(r"\d+", text) else value
+    return int(value) if value.is_integer() and re.fullmatch(r"[0-9]+", text) else value
 
 
 def read_js_config(text: str, source: str) -> dict[str, object]:

@@ -10,7 +10,7 @@ from pathlib import PureWindowsPath
 from gpucomp.errors import LayerError
 
 _NUM = re.compile(r"(\d+)")
-_ORDER_PREFIX = re.compile(r"^\d+\s*[-_. ]\s*(?=\S)")
+_ORDER_PREFIX = re.compile(r"^[0-9]+\s*[-_. ]\s*(?=\S)")
 
 
 def _number(digits: str) -> tuple[int, int, str]:
@@ -33,7 +33,7 @@ def layer_display_name(folder: str) -> str:
     """`01_Background` -> `Background`: a leading order number is for stacking, not metadata. NFC, as
     trait names are: a folder copied from a Mac (`Cafe\u0301`) shows as the `Café` anyone types."""
     folder = unicodedata.normalize("NFC", folder)
-    folder = re.sub(r"__z-?\d+(?=__|$)", "", folder) or folder  # Art Engine 2's `Eyes__z10`: a position, not a name
+    folder = re.sub(r"__z-?[0-9]+(?=__|$)", "", folder) or folder  # Art Engine 2's `Eyes__z10`: a position, not a name
     return _ORDER_PREFIX.sub("", folder) or folder
 
 
@@ -52,7 +52,26 @@ def require_utf8(text: str, source: str) -> None:
 
 
 DEFAULT_WEIGHT = 1.0  # a trait without a weight, also among traits that have one (as HashLips does)
-_HASHLIPS_WEIGHT = re.compile(r"(.*?)__w([-+]?[\d.,]+)")
+_HASHLIPS_WEIGHT = re.compile(r"(.*?)__w([-+]?[\d.,]+)")  # \d: `__w٣` is a bad weight, said so
+
+
+def _finite(text: str, source: str) -> float:
+    """A weight's value: ASCII digits only (the patterns above use [0-9], not \\d, which also takes
+    `٣` or `５`, digits no other engine reads as numbers), and finite (400 nines are float inf)."""
+    weight = float(text)
+    if not math.isfinite(weight):
+        raise LayerError(f"{source}: weight {text[:20]!r}... is larger than any weight; write a plain number such as 3")
+    return weight
+
+
+MAX_PARAM_DIGITS = 9  # z, x and y: far beyond any canvas or stacking order, and int() of 4301 digits raises
+
+
+def _param(text: str, what: str, source: str) -> int:
+    if len(text.lstrip("-")) > MAX_PARAM_DIGITS:
+        raise LayerError(f"{source}: {what} {text[:20]}... has more than {MAX_PARAM_DIGITS} digits; "
+                         f"write a position such as {what}10")
+    return int(text)
 
 
 def parse_trait_name(stem: str, delimiter: str, source: str) -> tuple[str, float]:
@@ -65,22 +84,20 @@ def parse_trait_name(stem: str, delimiter: str, source: str) -> tuple[str, float
     newer = _HASHLIPS_WEIGHT.fullmatch(stem) if delimiter not in stem else None
     if newer:  # `Name__w10`: the naming of HashLips' newer engine
         name, text = newer.group(1), newer.group(2)
-        if not re.fullmatch(r"\d+(\.\d+)?|\.\d+", text):
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?|\.[0-9]+", text):
             raise LayerError(f"{source}: bad weight {text!r} after '__w'; write a plain number such as "
                              f"'Name__w3' or 'Name__w0.15' (decimal point, no comma or sign)")
-        weight = float(text)
+        weight = _finite(text, source)
     elif delimiter not in stem:
         name, weight = stem, DEFAULT_WEIGHT
     else:
         name, _, text = stem.rpartition(delimiter)
-        if not re.fullmatch(r"\d+(\.\d+)?|\.\d+", text):
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?|\.[0-9]+", text):
             raise LayerError(
                 f"{source}: bad weight {text!r} after {delimiter!r}; write a plain number "
                 f"such as 'Name{delimiter}3' or 'Name{delimiter}0.15' (decimal point, no comma or sign)"
             )
-        weight = float(text)
-        if not math.isfinite(weight):
-            raise LayerError(f"{source}: weight {text!r} is not a finite number")
+        weight = _finite(text, source)
     require_utf8(name, source)
     # NFC: macOS writes decomposed file names, so `Café` copied from a Mac must equal a typed `Café`.
     name = unicodedata.normalize("NFC", name.strip())
@@ -89,8 +106,8 @@ def parse_trait_name(stem: str, delimiter: str, source: str) -> tuple[str, float
     return name, weight
 
 
-_Z_PREFIX = re.compile(r"z(-?\d+),")  # nftchef's stacking prefix, `z-1,Back piece#10.png`
-_ENGINE2_PARAM = re.compile(r"__([zxy])(-?\d+)(?=__|$)")  # `Name__w10__z5__x10__y20` (`__w`: parse_trait_name)
+_Z_PREFIX = re.compile(r"z(-?[0-9]+),")  # nftchef's stacking prefix, `z-1,Back piece#10.png`
+_ENGINE2_PARAM = re.compile(r"__([zxy])(-?[0-9]+)(?=__|$)")  # `Name__w10__z5__x10__y20` (`__w`: parse_trait_name)
 BLEND_ALIASES = {"source-over": "normal", "normal": "normal"}  # canvas operation names nftchef and HashLips write
 
 
@@ -118,12 +135,12 @@ def parse_entry(stem: str, delimiter: str, source: str, blend_modes: tuple[str, 
     z = None
     m = _Z_PREFIX.match(stem)
     if m:
-        z, stem = int(m.group(1)), stem[m.end():]
+        z, stem = _param(m.group(1), "z", source), stem[m.end():]
     blend = opacity = None
     if "?" in stem:
         stem, _, query = stem.partition("?")
         blend, opacity = _parse_query(query, delimiter, source, blend_modes)
-    params = {k: int(v) for k, v in _ENGINE2_PARAM.findall(stem)}
+    params = {k: _param(v, f"__{k}", source) for k, v in _ENGINE2_PARAM.findall(stem)}
     stem = _ENGINE2_PARAM.sub("", stem) if params else stem
     if "z" in params:
         z = params["z"]
@@ -155,14 +172,14 @@ def parse_edge_case(stem: str, source: str) -> tuple[str, str, str]:
 
 def offset_of(stem: str) -> tuple[int, int] | None:
     """(x, y) from a file name's `__x<N>`/`__y<N>` (HashLips Art Engine 2), None without them."""
-    params = {k: int(v) for k, v in _ENGINE2_PARAM.findall(stem.partition("?")[0])}
+    params = {k: _param(v, f"__{k}", stem) for k, v in _ENGINE2_PARAM.findall(stem.partition("?")[0])}
     return (params.get("x", 0), params.get("y", 0)) if "x" in params or "y" in params else None
 
 
 def layer_z(folder: str) -> int | None:
     """A layer folder's `__z<N>` (HashLips Art Engine 2): the stacking position of all its images."""
     found = _ENGINE2_PARAM.findall(folder)
-    return next((int(v) for k, v in found if k == "z"), None)
+    return next((_param(v, "__z", folder) for k, v in found if k == "z"), None)
 
 
 def _parse_query(query: str, delimiter: str, source: str,
@@ -179,7 +196,7 @@ def _parse_query(query: str, delimiter: str, source: str,
                 raise LayerError(f"{source}: blend {value!r} is not one gpucomp draws; use one of "
                                  f"{', '.join(('source-over',) + tuple(blend_modes))}")
         elif key == "opacity":
-            if not re.fullmatch(r"\d+(\.\d+)?", value) or float(value) > 100:
+            if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", value) or float(value) > 100:
                 raise LayerError(f"{source}: opacity {value!r} must be a percentage from 0 to 100 (opacity=50)")
             opacity = float(value) / 100
         else:

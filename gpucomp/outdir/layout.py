@@ -84,7 +84,7 @@ IMAGE_SUFFIXES = (".png", ".webp", ".jpg", ".avif")  # formats.EXTENSIONS: what 
 
 def _remove_items(folder: Path, suffixes: tuple[str, ...]) -> None:
     for p in folder.iterdir():
-        if p.suffix in suffixes and p.stem.isdigit() and not p.is_dir():
+        if p.suffix in suffixes and p.stem.isascii() and p.stem.isdigit() and not p.is_dir():
             p.unlink()
 
 

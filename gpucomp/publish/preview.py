@@ -29,13 +29,15 @@ from gpucomp._shared.files import atomic_write_bytes
 from gpucomp._shared.testhooks import fault
 from gpucomp.encode.png import encode_png
 from gpucomp.errors import ConfigError, OutputError
+from gpucomp.outdir.layout import PROVENANCE
+from gpucomp.outdir.update import finished_numbers
 from gpucomp.publish.itemfiles import collection_files
 from gpucomp.publish.thumbs import SHEET_BACKGROUND, check_int, list_numbers, sheet_folder, thumbnail, thumbnail_files
 
 MIN_THUMB, MAX_THUMB = 8, 1024
 MAX_SHEET_SIDE = 8192
 LABEL_COLOUR = (235, 235, 235)
-SHEET_NAME = re.compile(r"^sheet-(\d+)\.png$")
+SHEET_NAME = re.compile(r"^sheet-([0-9]+)\.png$")
 
 
 def _new_canvas(size: tuple[int, int]) -> Image.Image:
@@ -67,6 +69,24 @@ def sheet_geometry(thumb: int, columns: int, rows: int, label: bool) -> dict:
             "width": width, "height": height}
 
 
+def _collection_numbers(out: Path) -> list[int] | None:
+    """Every item of a finished collection (its provenance.json lists them, in item order), sorted by
+    number; None while it has none (an unfinished run: its sheets show what is there)."""
+    if not (out / PROVENANCE).exists():
+        return None
+    return sorted(finished_numbers(out, "run `gpucomp resume` on the folder to finish it"))
+
+
+def _check_present(images: Path, source, numbers: list[int]) -> None:
+    """Say which items are missing before any sheet is written, instead of sheets with holes."""
+    missing = [n for n in numbers if not (images / source.name(n)).is_file()]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise OutputError(f"{images / source.name(missing[0])}: image missing ({len(missing)} of the {len(numbers)} "
+                          f"items to show have none: {shown}); `gpucomp resume` on the output folder renders "
+                          f"missing items again")
+
+
 def make_sheets(out_dir, *, thumb: int = 128, columns: int = 10, rows: int = 10, numbers=None, dest=None,
                 label: bool = True, workers: int | None = None, progress=None) -> list[Path]:
     """Write contact sheets of the collection in `out_dir` and return their paths, in order.
@@ -90,7 +110,7 @@ def make_sheets(out_dir, *, thumb: int = 128, columns: int = 10, rows: int = 10,
     images = out / "images"
     ext = collection_files(out)[0].format.ext
     if numbers is None:
-        numbers = list_numbers(images, ext)
+        numbers = _collection_numbers(out) or list_numbers(images, ext)
         if not numbers:
             raise OutputError(f"{images}: no numbered images (<n>.{ext}) to preview; generate the collection first")
     else:
@@ -102,6 +122,7 @@ def make_sheets(out_dir, *, thumb: int = 128, columns: int = 10, rows: int = 10,
             raise ConfigError("preview numbers is empty; give at least one item number (or None for all)")
 
     source = thumbnail_files(out, numbers, thumb)
+    _check_present(images, source, numbers)
     dest = sheet_folder(out, dest)
 
     per_sheet = columns * rows

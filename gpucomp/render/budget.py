@@ -1,6 +1,7 @@
 """VRAM budget parsing: a fraction of free memory (`0.8`) or a size (`8GiB`, `512MB`)."""
 from __future__ import annotations
 
+import math
 import re
 
 from gpucomp.errors import ConfigError
@@ -11,10 +12,13 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "m
 def parse_budget(text: str, source: str = "options") -> tuple[str, float]:
     """-> ("fraction", f) with 0 < f <= 1, or ("bytes", n)."""
     s = str(text).strip().lower()
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-z]*)", s)
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)", s)
     if not m or m.group(2) not in _UNITS:
         raise ConfigError(f"{source}: vram_budget {text!r} is neither a fraction (0.8) nor a size (8GiB, 512MB)")
     value, unit = float(m.group(1)), m.group(2)
+    if not math.isfinite(value * _UNITS[unit]):  # 400 digits are float inf, which no int() takes
+        raise ConfigError(f"{source}: vram_budget {str(text)[:20]!r}... is larger than any memory; "
+                          f"write a size such as 8GiB")
     if not unit and value <= 1:
         if value <= 0:
             raise ConfigError(f"{source}: vram_budget fraction must be above 0, got {text!r}")

@@ -126,6 +126,17 @@ def test_bad_rows_are_named_before_anything_is_written(folder, tmp_path, capsys,
     ("", "l.csv", "a CSV needs a header row"),
     ("Background,Body,Hat\nSky,Red\n", "l.csv", "line 2 has 2 cells, the header 3"),
     ("Background,Body,Hat\n", "l.csv", "lists no item"),
+    # one layer given twice: which one is meant is the list's to say, never a silent pick
+    ("Background,Body,Hat,Body\nSky,Red,Cap,Blue\n", "l.csv", "columns 2 and 4 are both named 'Body'; keep one"),
+    ("Background,Body,Hat,2-Body\nSky,Red,Cap,Blue\n", "l.csv",
+     "line 2 names layer 'Body' twice, as 'Body' and '2-Body'; keep one column"),
+    ('[{"attributes": [{"trait_type": "Background", "value": "Sky"}, {"trait_type": "Body", "value": "Red"}, '
+     '{"trait_type": "2-Body", "value": "Red"}]}]', "m.json", "item 1 names layer 'Body' twice, as 'Body' and '2-Body'"),
+    ("0:0:Sky#3.png-1:2:Green-ish#2.png-1:0:Red#3.png\n", "dna.txt", "line 1 gives layer 1 twice"),
+    # digits Python's int() reads but a DNA string never holds, and layer numbers past any layer count
+    ("²:0:Sky#3.png-1:2:Green-ish#2.png\n", "dna.txt", "line 1: '²:0:Sky#3.png' is not a DNA piece"),
+    ("٣:0:Sky#3.png\n", "dna.txt", "is not a DNA piece"),
+    ("9" * 5000 + ":0:Sky#3.png\n", "dna.txt", "9" * 60 + "'... (5012 characters) is not a DNA piece"),  # not echoed whole
 ])
 def test_malformed_lists_are_named(folder, tmp_path, text, name, message):
     path = tmp_path / name

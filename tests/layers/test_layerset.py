@@ -406,3 +406,33 @@ def test_layer_named_in_the_order_that_is_a_file(tmp_path):
     with pytest.raises(LayerError) as err:
         load_layers(root, order=["Body", "Notes"])
     assert str(err.value) == f"{root / 'Notes'}: a layer must be a folder, this is a file; name a sub-folder of {root}"
+
+
+@pytest.mark.parametrize("stem", ["Hat#٣", "Hat#१", "Hat#５", "Hat#1٠٠", "Hat__w٣", "Hat#²"])
+def test_weights_are_ascii_numbers_as_the_message_asks(stem):
+    """Python's \\d and float() take Arabic-Indic, Devanagari and full-width digits; no other engine
+    reads them as numbers, and the error asks for a plain number: so they are refused, naming the file."""
+    with pytest.raises(LayerError, match="bad weight"):
+        parse_trait_name(stem, "#", "L/odd.png")
+
+
+def test_a_weight_too_large_for_a_float_is_refused_in_both_namings():
+    for stem in ("Hat#" + "9" * 400, "Hat__w" + "9" * 400):
+        with pytest.raises(LayerError, match="larger than any weight"):
+            parse_trait_name(stem, "#", "L/huge.png")
+
+
+@pytest.mark.parametrize("stem", ["z" + "9" * 5000 + ",Hat#2", "Hat__z" + "1" * 5000, "Hat__x" + "7" * 20 + "__y1"])
+def test_positions_past_nine_digits_are_an_error_not_a_traceback(stem):
+    from gpucomp.layers.naming import parse_entry
+
+    with pytest.raises(LayerError, match="more than 9 digits"):
+        parse_entry(stem, "#", "L/far.png")
+
+
+@pytest.mark.parametrize("stem", ["z٣,Hat#2", "Hat__z٣", "Hat__x５"])
+def test_positions_with_other_digits_stay_part_of_the_name(stem):
+    from gpucomp.layers.naming import parse_entry
+
+    entry = parse_entry(stem, "#", "L/odd.png")
+    assert entry.z is None and entry.offset is None

@@ -153,3 +153,15 @@ def test_extend_is_capped_like_generate(demo_layers, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="would make 27, more than gpucomp supports"):
         list(gpucomp.extend(out, 7))
     assert snapshot(out) == before
+
+
+def test_force_clears_only_the_items_gpucomp_names_with_ascii_numbers(demo_layers, tmp_path):
+    """`--force` removes images/<n>.<ext> it wrote; a file whose name only looks numeric to Python
+    (`²`, `٣`: str.isdigit is true for them) is somebody else's and stays."""
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, size=3, seed=1)
+    for name in ("².png", "٣.png"):
+        (out / "images" / name).write_bytes(b"not ours")
+    gpucomp.run(demo_layers, out, size=2, seed=2, force=True)
+    names = sorted(p.name for p in (out / "images").iterdir())
+    assert names == sorted(["1.png", "2.png", "².png", "٣.png"])

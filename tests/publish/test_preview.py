@@ -300,3 +300,20 @@ def test_cli(out, capsys):
     assert load(printed[0]).height == sheet_geometry(16, 4, 3, False)["height"]
     defaults = parser.parse_args(["preview", str(out)])
     assert (defaults.thumb, defaults.columns, defaults.rows, defaults.label, defaults.dest) == (128, 10, 10, True, None)
+
+
+def test_a_finished_collection_missing_an_item_is_said_before_any_sheet(demo_layers, tmp_path):
+    """A finished collection (provenance.json lists every item) with images removed: the sheets
+    would have holes, so the preview names the missing items and how to render them again."""
+    import gpucomp
+
+    out = tmp_path / "c"
+    gpucomp.run(demo_layers, out, size=14, seed=3)
+    (out / "images" / "5.png").unlink()
+    (out / "images" / "12.png").unlink()
+    with pytest.raises(OutputError, match=r"5\.png: image missing \(2 of the 14 items to show have none: 5, 12\); "
+                                          r"`gpucomp resume`"):
+        make_sheets(out, thumb=16)
+    assert not (out / "preview").exists() or not any((out / "preview").iterdir())
+    list(gpucomp.resume(out))  # re-renders the missing items
+    assert len(make_sheets(out, thumb=16, columns=4, rows=4)) == 1  # all 14 again
