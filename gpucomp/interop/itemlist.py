@@ -15,13 +15,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from gpucomp._shared import json_input
 from gpucomp._shared.files import read_regular
 from gpucomp.errors import ConfigError
 
@@ -69,9 +69,19 @@ def read_list(path) -> ItemList:
     return ItemList(path, kind, rows, labels, sha)
 
 
+def _records(reader, path: Path):
+    """The CSV's records; one the csv module refuses (a cell past its 131072-character limit, a NUL
+    byte) is an error naming its line, not a traceback."""
+    try:
+        yield from reader
+    except csv.Error as err:
+        raise ConfigError(f"--from {path}: line {reader.line_num}: {err}; no item list holds such a cell") from None
+
+
 def _csv_rows(text: str, path: Path) -> tuple[list, list]:
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    records = _records(reader, path)
+    header = next(records, None)
     if not header or not any(h.strip() for h in header):
         raise ConfigError(f"--from {path}: a CSV needs a header row naming the layers (Background,Body,...)")
     header = [h.strip() for h in header]
@@ -80,7 +90,7 @@ def _csv_rows(text: str, path: Path) -> tuple[list, list]:
         if h and seen.setdefault(h, col) != col:
             raise ConfigError(f"--from {path}: columns {seen[h]} and {col} are both named {h!r}; keep one")
     rows, labels = [], []
-    for line, cells in enumerate(reader, start=2):
+    for line, cells in enumerate(records, start=2):
         if not any(c.strip() for c in cells):
             continue
         if len(cells) != len(header):
@@ -92,7 +102,7 @@ def _csv_rows(text: str, path: Path) -> tuple[list, list]:
 
 def _metadata_rows(text: str, path: Path) -> tuple[list, list]:
     try:
-        items = json.loads(text)
+        items = json_input.loads(text)
     except ValueError as err:
         raise ConfigError(f"--from {path}: not valid JSON ({err})") from None
     if not isinstance(items, list):

@@ -68,7 +68,21 @@ def tokenize(text: str, source: str) -> list[Token]:
     return out
 
 
-def _unquote(text: str) -> str:
+MAX_DEPTH = 64  # arrays and objects within each other: a config.js nests four or five deep
+
+
+def _unquote(token: Token) -> str:
+    """A string literal's value. JavaScript strings are UTF-16: `"\\uD83D\\uDE00"` is one emoji, made
+    one character here; half of a pair alone has no UTF-8 form and is refused."""
+    text = _unescape(token.text)
+    try:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    except UnicodeDecodeError:
+        raise _Stop(token, "a string holding half of a UTF-16 surrogate pair (\\uD800-\\uDFFF alone), which "
+                           "is no character; write the character itself") from None
+
+
+def _unescape(text: str) -> str:
     body = text[1:-1]
 
     def esc(m):
@@ -94,6 +108,7 @@ class Reader:
         self.source = source
         self.tokens = tokenize(text, source)
         self.pos = 0
+        self.depth = 0  # arrays and objects open around the value being read
         self.values: dict[str, object] = {}
 
     def peek(self, k: int = 0) -> Token | None:
@@ -174,20 +189,24 @@ class Reader:
 
     def value(self):
         t = self.next()
+        if t.text in ("[", "{"):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise _Stop(t, f"arrays or objects nested more than {MAX_DEPTH} deep")
+            try:
+                return self._array() if t.text == "[" else self._object()
+            finally:
+                self.depth -= 1
         if t.kind == "str":
-            return _unquote(t.text)
+            return _unquote(t)
         if t.kind == "tpl":
             if "${" in t.text:
                 raise _Stop(t, "a template string with ${...} (it needs JavaScript to fill in)")
-            return _unquote(t.text)
+            return _unquote(t)
         if t.kind == "num":
             return _number(t.text)
         if t.text == "-" and self.peek() is not None and self.peek().kind == "num":
             return -_number(self.next().text)
-        if t.text == "[":
-            return self._array()
-        if t.text == "{":
-            return self._object()
         if t.kind == "id":
             return self._name(t)
         raise _Stop(t, f"{t.text!r} where a value was expected")
@@ -234,7 +253,7 @@ class Reader:
             if key.text == "}":
                 return out
             if key.kind == "str":
-                name = _unquote(key.text)
+                name = _unquote(key)
             elif key.kind in ("id", "num"):
                 name = key.text
             else:

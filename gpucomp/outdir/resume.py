@@ -6,7 +6,6 @@ the pixels would differ, and simply rewrites metadata when only its text changed
 """
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from gpucomp._shared import json_input
 from gpucomp._shared.files import TMP_PREFIX, atomic_write_bytes, nonempty_file, read_regular, remove_temporaries
 from gpucomp._version import __version__
 from gpucomp.config import from_dict, to_dict
@@ -114,7 +114,7 @@ def read_manifest(out: Path) -> dict:
     path = Path(out) / MANIFEST
     fix = "pass --force to discard this output and start over"
     try:
-        manifest = json.loads(read_regular(path, MAX_MANIFEST_BYTES))
+        manifest = json_input.loads(read_regular(path, MAX_MANIFEST_BYTES))
     except (OSError, ValueError) as err:
         why = err.strerror if isinstance(err, OSError) and err.strerror else err
         raise OutputError(f"{path}: unreadable ({why}); {fix}") from err

@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
+from gpucomp._shared import json_input
 from gpucomp._shared.files import TMP_PREFIX, atomic_write_bytes, atomic_write_json, json_bytes, read_regular
 from gpucomp._shared.testhooks import fault
 from gpucomp.errors import ConfigError, OutputError
@@ -181,7 +182,7 @@ def _read_item(path: Path, n: int, names: dict[str, list[str]], fix: str) -> tup
     if not os.path.lexists(path):
         raise OutputError(f"{path}: missing; {fix}")
     try:
-        meta = json.loads(read_regular(path, MAX_METADATA_BYTES))
+        meta = json_input.loads(read_regular(path, MAX_METADATA_BYTES))
         attributes = []
         for a in meta["attributes"]:
             trait_type, value = a["trait_type"] if "trait_type" in a else a["name"], a["value"]  # TZIP-21: name

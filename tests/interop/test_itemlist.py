@@ -137,6 +137,13 @@ def test_bad_rows_are_named_before_anything_is_written(folder, tmp_path, capsys,
     ("²:0:Sky#3.png-1:2:Green-ish#2.png\n", "dna.txt", "line 1: '²:0:Sky#3.png' is not a DNA piece"),
     ("٣:0:Sky#3.png\n", "dna.txt", "is not a DNA piece"),
     ("9" * 5000 + ":0:Sky#3.png\n", "dna.txt", "9" * 60 + "'... (5012 characters) is not a DNA piece"),  # not echoed whole
+    # JSON that Python's json module reads but no UTF-8 file or JSON reader holds, and what it cannot read
+    ('[{"attributes": [{"trait_type": "Body", "value": "\\ud800"}]}]', "m.json", "lone surrogate"),
+    ('[{"attributes": [{"trait_type": "Body", "value": NaN}]}]', "m.json", "NaN is not a JSON number"),
+    ("[" * 100000 + "]" * 100000, "m.json", "nested more than 64 levels deep"),
+    ("[" * 70 + "]" * 70, "m.json", "nested more than 64 levels deep"),
+    ('[{"edition": ' + "7" * 5000 + ', "attributes": []}]', "m.json", "integer of more than 4300 digits"),
+    ("Background,Body,Hat\nSky,Red," + "C" * 200000 + "\n", "l.csv", "line 2: field larger than field limit"),
 ])
 def test_malformed_lists_are_named(folder, tmp_path, text, name, message):
     path = tmp_path / name

@@ -2,9 +2,11 @@
 earlier manifest means), a change is refused by name, and an item counts as finished only with every
 file of it in place."""
 import numpy as np
+import pytest
 
 from gpucomp.config import Config, with_overrides
-from gpucomp.outdir.resume import DEFAULT_OUTPUT, differences, find_finished, output_of, output_settings
+from gpucomp.errors import OutputError
+from gpucomp.outdir.resume import DEFAULT_OUTPUT, differences, find_finished, output_of, output_settings, read_manifest
 
 
 def manifest(cfg: Config) -> dict:
@@ -56,3 +58,10 @@ def test_finished_needs_the_primary_hash_and_every_other_file(tmp_path):
     assert done.tolist() == [True, False, False]
     (images / "1.webp").write_bytes(b"changed")
     assert find_finished(tmp_path, [1, 2, 3], shas, lambda i: b"{}", 1, files).tolist() == [False, False, False]
+
+
+@pytest.mark.parametrize("text", ["[" * 100000 + "]" * 100000, '{"format": NaN}', '{"format": 3, "x": "\\ud800"}'])
+def test_a_manifest_json_cannot_hold_is_unreadable_not_a_traceback(tmp_path, text):
+    (tmp_path / "gpucomp.json").write_text(text)
+    with pytest.raises(OutputError, match="gpucomp.json: unreadable .*pass --force"):
+        read_manifest(tmp_path)
