@@ -11,6 +11,7 @@ Two kinds of resize, each defined here and nowhere else:
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,9 @@ def _size(item: Any, formats: tuple[str, ...], w: str) -> Size:
         raise ConfigError(f"{w}.name: {name!r} must be lower-case letters, digits, '-' or '_' (it names the folder "
                           f"images/<name>/)")
     width, height, scale = item.get("width", 0), item.get("height", 0), item.get("scale", 0)
+    if not math.isfinite(scale) or scale > MAX_SIDE:  # TOML has nan and inf; 1e308 x a side is inf too
+        raise ConfigError(f"{w}.scale: {scale} is not a size; give a scale such as 32 or 0.25 (at most {MAX_SIDE}, "
+                          f"which already makes every copy wider than any format holds)")
     if bool(scale) == bool(width or height) or scale < 0 or width < 0 or height < 0:
         raise ConfigError(f"{w}: give either scale (e.g. 32, or 0.25) or width and/or height (positive), not both")
     if max(width, height) > MAX_SIDE:

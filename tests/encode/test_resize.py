@@ -88,6 +88,10 @@ def test_target_keeps_the_aspect_ratio_from_one_side():
     ({"name": "t", "width": 50, "format": "webp"}, "not one of the [output] formats (png)"),
     ({"name": "t", "width": True}, "x.sizes[0].width: expected int"),
     ({"name": "t", "width": 5, "colour": 1}, "unknown key(s) colour"),
+    ({"name": "t", "scale": float("nan")}, "x.sizes[0].scale: nan is not a size"),  # TOML `scale = nan`
+    ({"name": "t", "scale": float("inf")}, "x.sizes[0].scale: inf is not a size"),
+    ({"name": "t", "scale": float("-inf")}, "-inf is not a size"),
+    ({"name": "t", "scale": 1e308}, "1e+308 is not a size"),  # times any side: inf, which round() cannot take
 ])
 def test_bad_sizes_are_named(item, message):
     with pytest.raises(ConfigError) as err:
