@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from gpucomp._shared.threads import capped_note, thread_count
 from gpucomp.config import MAX_SIZE, Config, load_config, with_list_size, with_overrides
 from gpucomp.encode.png import deflate_engine, get_preset
 from gpucomp.errors import ConfigError, GpucompError, Interrupted, OutputError
@@ -34,7 +35,9 @@ class LocalShards:
 
     def __init__(self, cfg: Config, log: Callable[[str], None], stats: Stats, backend=None):
         self.cfg, self.log, self.stats, self.backend = cfg, log, stats, backend
-        self.workers = cfg.workers or os.cpu_count() or 1
+        self.workers = thread_count(cfg.workers)
+        if note := capped_note(cfg.workers, self.workers):
+            log(note)
         self.abandoned = 0
         self._init: Future | None = None
         if backend is None and cfg.backend != "cpu":

@@ -16,7 +16,6 @@ sheet keeps the full width but only the rows it uses.
 """
 from __future__ import annotations
 
-import os
 import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from gpucomp._shared.files import atomic_write_bytes
 from gpucomp._shared.testhooks import fault
+from gpucomp._shared.threads import thread_count
 from gpucomp.encode.png import encode_png
 from gpucomp.errors import ConfigError, OutputError
 from gpucomp.outdir.layout import PROVENANCE
@@ -101,7 +101,7 @@ def make_sheets(out_dir, *, thumb: int = 128, columns: int = 10, rows: int = 10,
     thumb = check_int("thumb", thumb, MIN_THUMB, MAX_THUMB)
     columns = check_int("columns", columns, 1)
     rows = check_int("rows", rows, 1)
-    workers = check_int("workers", workers if workers is not None else 0, 0) or (os.cpu_count() or 1)
+    workers = thread_count(check_int("workers", workers if workers is not None else 0, 0))
     geo = sheet_geometry(thumb, columns, rows, label)
 
     out = Path(out_dir)

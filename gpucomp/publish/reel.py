@@ -10,13 +10,13 @@ threads like the sheets.
 from __future__ import annotations
 
 import io
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
 
 from gpucomp._shared.files import atomic_write_bytes
+from gpucomp._shared.threads import thread_count
 from gpucomp.errors import ConfigError, OutputError
 from gpucomp.publish.itemfiles import collection_files
 from gpucomp.publish.thumbs import SHEET_BACKGROUND, check_int, list_numbers, sheet_folder, thumbnail, thumbnail_files
@@ -61,7 +61,7 @@ def make_reel(out_dir, *, items: int = 30, seconds: float = 1.0, size: int = 256
     if not numbers:
         raise OutputError(f"{out / 'images'}: no numbered images (<n>.{ext}) for a reel; generate the collection first")
     source = thumbnail_files(out, numbers, size)
-    workers = check_int("workers", workers if workers is not None else 0, 0) or (os.cpu_count() or 1)
+    workers = thread_count(check_int("workers", workers if workers is not None else 0, 0))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpucomp-reel") as pool:
         frames = list(pool.map(lambda n: _frame(out / "images" / source.name(n), size), numbers))
     data = _encode(frames, fmt, max(20, round(seconds * 1000)), lossless)
