@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from gpucomp._shared.files import json_bytes
 from gpucomp.encode.media import media_entries, output_files
 from gpucomp.errors import ConfigError
 
@@ -35,6 +36,8 @@ TABLE_KEYS = ("format", "external_url", "symbol", "seller_fee_basis_points", "cr
 BASE_KEYS = ("name_prefix", "description", "base_uri")  # these live in [collection]
 # Metaplex Token Metadata on-chain limits, in UTF-8 bytes (Sugar's validate checks the same)
 SYMBOL_MAX = 10
+MAX_ITEM_BYTES = 16 << 20  # one item's metadata JSON as written (and read back to build _metadata.json)
+MAX_SAFE_NUMBER = 2**53 - 1  # the largest integer a double (JavaScript's Number) holds exactly
 NAME_MAX = 32
 URI_MAX = 200
 CREATORS_MAX = 5
@@ -137,6 +140,10 @@ def _utf8(text: str) -> int:
 def check_numbers(opts: MetadataOptions, first: int, last: int, source: str = "options") -> None:
     """The limits that depend on the item numbers first..last (Metaplex's on-chain name and URI
     lengths), checked before anything renders. Raises ConfigError naming the key and the limit."""
+    if last > MAX_SAFE_NUMBER:
+        raise ConfigError(f"{source}: item numbers would reach {last}, past 2^53 - 1 ({MAX_SAFE_NUMBER}): JavaScript "
+                          f"and most marketplaces read JSON numbers as doubles, where such editions collide "
+                          f"({MAX_SAFE_NUMBER + 2} reads as {float(MAX_SAFE_NUMBER + 2):.0f}); lower collection.start")
     if opts.format != "solana":
         return
     name = f"{opts.name_prefix} #{last}"  # the longest number gives the longest name
@@ -151,6 +158,18 @@ def check_numbers(opts: MetadataOptions, first: int, last: int, source: str = "o
                 raise ConfigError(f"{source}: collection.base_uri: solana URIs are at most {URI_MAX} bytes on chain, "
                                   f"and {uri!r} is {_utf8(uri)}; use a shorter base URI (or none: Sugar fills in "
                                   f"the links it uploads)")
+
+
+def check_size(opts: MetadataOptions, layers: list[tuple[str, list[str]]], last: int, source: str = "options") -> None:
+    """The largest item metadata the collection can write, checked before anything renders (a 9 MB
+    description rendered every item, then failed writing them): the last number, each layer's
+    longest trait name, a full-length dna."""
+    longest = [(name, max(traits, key=lambda t: len(t.encode("utf-8")))) for name, traits in layers if traits]
+    size = len(json_bytes(item_metadata(last, longest, "f" * 64, opts)))
+    if size > MAX_ITEM_BYTES:
+        raise ConfigError(f"{source}: one item's metadata would be {size} bytes, more than the {MAX_ITEM_BYTES} "
+                          f"gpucomp writes (the description is {_utf8(opts.description)} bytes); shorten the "
+                          f"description or the [metadata] extra table")
 
 
 def _reject_unknown(d: dict, known, source: str, prefix: str) -> None:

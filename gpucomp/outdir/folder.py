@@ -24,7 +24,7 @@ from gpucomp.errors import ConfigError, LayerError, OutputError
 from gpucomp.layers.layerset import list_layer_folders, load_layers
 from gpucomp.metadata.openrarity import metadata_columns
 from gpucomp.metadata.rarity import from_layerset, write_report
-from gpucomp.metadata.tokens import check_numbers, check_traits, options_for_config
+from gpucomp.metadata.tokens import check_numbers, check_size, check_traits, options_for_config
 from gpucomp.outdir.journal import JOURNAL, Journal, load_records, rewrite_journal, unfinished, write_provenance
 from gpucomp.outdir.layout import MANIFEST, check_output, reset_output, write_collection_metadata
 from gpucomp.outdir.lock import OutputLock
@@ -184,7 +184,9 @@ class CollectionFolder:
         check_traits(options_for_config(cfg), metadata_layers(stacks), "config")
         check_fits(output_files(cfg.formats, cfg.sizes, cfg.animation), ls.width, ls.height, "config")  # each format
         frames = plan_frames(cfg, ls)
-        check_numbers(options_for_config(cfg), cplan.start, cplan.start + len(cplan) - 1, "config")  # extend too
+        last = cplan.start + len(cplan) - 1  # extend too
+        check_numbers(options_for_config(cfg), cplan.start, last, "config")
+        check_size(options_for_config(cfg), metadata_layers(stacks), last, "config")
         if self.lock is None:
             self._take_lock()
         return Planned(cfg, Path(layers_dir), ls, stacks, cplan, extensions, frames)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from gpucomp._shared.files import TMP_PREFIX, atomic_open, is_real_folder, read_regular
 from gpucomp.errors import OutputError
+from gpucomp.metadata.tokens import MAX_ITEM_BYTES
 
-MAX_METADATA_BYTES = 16 << 20  # one item's metadata JSON: far above any real one
+MAX_METADATA_BYTES = MAX_ITEM_BYTES  # one item's metadata JSON (metadata/tokens.check_size holds it)
 
 
 MANIFEST = "gpucomp.json"

@@ -18,6 +18,7 @@ from gpucomp.metadata.tokens import (
     MetadataOptions,
     build_options,
     check_numbers,
+    check_size,
     check_traits,
     item_metadata,
     parse_number,
@@ -57,6 +58,9 @@ def update_metadata(out, changes: dict, log: Callable[[str], None] | None = None
         if numbers:
             check_numbers(opts, min(numbers), max(numbers), "update-metadata")
         names = _trait_names(plan)
+        if numbers:  # before any file is rewritten: every item's new metadata fits
+            check_size(opts, [(layer, list(dict.fromkeys(t))) for layer, t in names.items()], max(numbers),
+                       "update-metadata")
         if opts.display_types:  # the same check generate makes: numeric, distinct trait names
             check_traits(opts, [(layer, list(dict.fromkeys(traits))) for layer, traits in names.items()],
                          "update-metadata")

@@ -619,3 +619,39 @@ def test_item_metadata_keeps_the_order_it_is_given():
         key = "name" if fmt == "tezos" else "trait_type"  # TZIP-21 names the trait type `name`
         assert [a[key] for a in meta["attributes"]] == ["Zebra", "Apple", "Mango"]
         assert [a["value"] for a in meta["attributes"]] == [7, "Red", "2.5"]
+
+
+# --- limits checked before anything is written ---------------------------------------------------
+
+HUGE_DESCRIPTION = '"' * (9 << 20)  # 9 MiB of quotes: 18 MiB once JSON escapes them, past the 16 MiB an item holds
+
+
+def test_metadata_too_large_for_an_item_is_refused_before_anything_renders(layers, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"config: one item's metadata would be 18874\d{3} bytes, more than the "
+                                          r"16777216 gpucomp writes \(the description is 9437184 bytes\)"):
+        gpucomp.run(layers, out, size=3, seed=1, description=HUGE_DESCRIPTION)
+    assert not (out / "images").exists() and not (out / "metadata").exists()
+
+
+def test_an_update_too_large_for_an_item_rewrites_nothing(collection):
+    before = snapshot(collection / "metadata")
+    with pytest.raises(ConfigError, match="update-metadata: one item's metadata would be"):
+        update_metadata(collection, {"description": HUGE_DESCRIPTION})
+    assert snapshot(collection / "metadata") == before
+
+
+@pytest.mark.parametrize("start, size", [(2**53 - 2, 3), (2**53, 1), (2**53 - 1000, 1001)])
+def test_numbers_past_what_a_double_holds_are_refused(layers, tmp_path, start, size):
+    """Marketplaces and JavaScript read JSON numbers as doubles: 2^53 + 1 reads as 2^53, so two
+    editions would be one. Refused before anything is written."""
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"past 2\^53 - 1 \(9007199254740991\).*lower collection.start"):
+        gpucomp.run(layers, out, size=size, seed=1, start=start)
+    assert not (out / "images").exists()
+
+
+def test_numbers_up_to_what_a_double_holds_are_fine(layers, tmp_path):
+    gpucomp.run(layers, tmp_path / "out", size=2, seed=1, start=2**53 - 2)
+    meta = json.loads((tmp_path / "out" / "metadata" / f"{2**53 - 1}.json").read_text())
+    assert meta["edition"] == 2**53 - 1 and float(meta["edition"]) == 2**53 - 1
