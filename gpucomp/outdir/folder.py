@@ -26,7 +26,7 @@ from gpucomp.metadata.openrarity import metadata_columns
 from gpucomp.metadata.rarity import from_layerset, write_report
 from gpucomp.metadata.tokens import check_numbers, check_size, check_traits, options_for_config
 from gpucomp.outdir.journal import JOURNAL, Journal, load_records, rewrite_journal, unfinished, write_provenance
-from gpucomp.outdir.layout import MANIFEST, check_output, reset_output, write_collection_metadata
+from gpucomp.outdir.layout import LOCK, MANIFEST, check_output, reset_output, write_collection_metadata
 from gpucomp.outdir.lock import OutputLock
 from gpucomp.outdir.resume import (
     RUN_FIELDS,
@@ -130,6 +130,17 @@ def load_stacks(layers_dir, cfg: Config, progress=None):
     return ls, stacks
 
 
+def _remove_if_empty(out: Path) -> None:
+    """A folder this run created and failed in before writing anything (a refused backend, a limit
+    found after planning): it holds only the lock file, and goes, so no empty output is left behind."""
+    try:
+        if {p.name for p in out.iterdir()} <= {LOCK}:
+            (out / LOCK).unlink(missing_ok=True)
+            out.rmdir()
+    except OSError:
+        pass  # something else is in it now (another run, a user): it stays
+
+
 class CollectionFolder:
     """OUT for one run: `with` it to check and lock, then plan(), open(), and finish()."""
 
@@ -138,6 +149,7 @@ class CollectionFolder:
         self.log, self.stats = log, stats
         self.lock: OutputLock | None = None
         self.journal: Journal | None = None
+        self.created = False  # this run made OUT: a run that fails before writing into it removes it again
 
     def __enter__(self) -> "CollectionFolder":
         check_apart(self.layers_dir, self.out)
@@ -151,8 +163,11 @@ class CollectionFolder:
             self.journal.close()
         if self.lock is not None:
             self.lock.release()
+            if exc[0] is not None and self.created:
+                _remove_if_empty(self.out)
 
     def _take_lock(self) -> None:
+        self.created = not os.path.lexists(self.out)
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as err:

@@ -165,3 +165,21 @@ def test_force_clears_only_the_items_gpucomp_names_with_ascii_numbers(demo_layer
     gpucomp.run(demo_layers, out, size=2, seed=2, force=True)
     names = sorted(p.name for p in (out / "images").iterdir())
     assert names == sorted(["1.png", "2.png", "².png", "٣.png"])
+
+
+def test_a_run_refused_after_planning_leaves_no_folder_it_made(demo_layers, tmp_path):
+    """`--backend cuda` without CUDA is refused once the plan is known, after the folder was made and
+    locked: the folder goes again, as if the command had never run; one the user made stays."""
+    from gpucomp.errors import GpucompError
+
+    out = tmp_path / "new" / "out"
+    with pytest.raises(GpucompError, match="--backend cuda"):
+        gpucomp.run(demo_layers, out, size=3, seed=1, backend="cuda")
+    assert not out.exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(GpucompError, match="--backend cuda"):
+        gpucomp.run(demo_layers, mine, size=3, seed=1, backend="cuda")
+    assert mine.is_dir()
+    rc, _, err = cli("generate", demo_layers, "-o", tmp_path / "cli", "-n", "3", "--backend", "cuda", "-q")
+    assert rc == 2 and "--backend cuda" in err and not (tmp_path / "cli").exists()
