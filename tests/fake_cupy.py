@@ -15,7 +15,9 @@ Work runs at once, but the stand-in keeps the books a device would enforce (`Dev
 - host waits are logged with whether they sleep (an Event(block=True)) or spin (`waits`);
 - a launch with a grid dimension over CUDA's limits raises `CUDADriverError`.
 """
+import atexit
 import ctypes
+import shutil
 import tempfile
 import types
 import weakref
@@ -25,6 +27,15 @@ import numpy as np
 from gpucomp.encode import gpu_deflate as gd
 from gpucomp.encode.png import filter_rows
 from gpucomp.render.numpy_backend import NumpyBackend
+
+# The host builds of deflate.cu, one folder per process (removed when it exits: a test run used to
+# leave a gpucomp-fake-* folder in the temporary directory for every build).
+_BUILDS = tempfile.mkdtemp(prefix="gpucomp-fake-")
+atexit.register(shutil.rmtree, _BUILDS, True)
+
+
+def build_dir() -> str:
+    return tempfile.mkdtemp(dir=_BUILDS)
 
 MAX_GRID_YZ = 65535
 PINNED_UNIT = 512
@@ -420,7 +431,7 @@ class FakeKernels:
             if d.startswith("DEFLATE_THREADS="):
                 threads = int(d.split("=", 1)[1])
         if (threads, stage) not in self.libs:
-            self.libs[threads, stage] = gd.build_host_library(tempfile.mkdtemp(prefix="gpucomp-fake-"), threads, stage)
+            self.libs[threads, stage] = gd.build_host_library(build_dir(), threads, stage)
 
         def kernel(grid, block, args):
             self.calls[name] = self.calls.get(name, 0) + 1
@@ -515,7 +526,7 @@ def install_everywhere() -> None:
 
     cp, cupyx = make_cupy()
     sys.modules["cupy"], sys.modules["cupyx"] = cp, cupyx
-    fake = FakeKernels(gd.build_host_library(pathlib.Path(tempfile.mkdtemp(prefix="gpucomp-fake-"))))
+    fake = FakeKernels(gd.build_host_library(pathlib.Path(build_dir())))
     kernels.get_kernel = fake
     prepare = cuda_backend.CudaBackend.prepare
 
