@@ -40,3 +40,20 @@ def test_nesting_past_the_limit_is_unreadable_not_a_recursion_error(text):
 
 def test_nesting_up_to_the_limit_reads():
     assert read_js_config("const a = " + "[" * 64 + "]" * 64 + ";\n", "c.js")["a"] is not None
+
+
+def test_a_long_string_reads_in_memory_near_its_size():
+    """A 15 MiB string in config.js (under the 16 MiB file limit) once took 3.6 GB: the string
+    pattern kept a backtracking entry per character. Read here under a 600 MiB address-space limit."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (600 << 20, 600 << 20))\n"
+            "from gpucomp.interop.jsconfig import read_js_config\n"
+            "v = read_js_config('const d = \"' + 'a' * (15 << 20) + '\";\\nconst e = `' + 'b' * (15 << 20) + '`;', 'c.js')\n"
+            "print(len(v['d']), len(v['e']))")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(15 << 20)] * 2
