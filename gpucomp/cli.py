@@ -8,6 +8,7 @@ import shlex
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 
@@ -147,8 +148,22 @@ def _drive(gen, out: Path, args, resume_hint: str) -> int:
     return 0
 
 
+def _safe(text, multiline: bool = False) -> str:
+    """`text` as it may reach a terminal: names from the layers folder or a config can hold escape
+    sequences, so every control character is shown as an escape (safe_text.terminal_safe)."""
+    from gpucomp._shared.safe_text import terminal_safe  # deferred: keeps `import gpucomp.cli` loading no room
+
+    return terminal_safe(text, multiline)
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """How the CLI shows a warning (LayerWarning names files from the layers folder): one
+    `warning:` line in the style of `error:`, terminal-safe; recording warnings is left alone."""
+    return f"warning: {_safe(message, multiline=True)}\n"
+
+
 def _log(args):
-    return None if args.quiet else (lambda m: print(m, file=sys.stderr))
+    return None if args.quiet else (lambda m: print(_safe(m), file=sys.stderr))
 
 
 def _from_output_options(args) -> dict:
@@ -226,7 +241,7 @@ def cmd_demo(args) -> int:
     stamp = layers / ".gpucomp-demo"
     if not (stamp.exists() and stamp.read_text() == key):
         if layers.exists() and any(layers.iterdir()) and not stamp.exists():
-            print(f"error: {layers} exists and was not made by gpucomp demo; choose another -o", file=sys.stderr)
+            print(f"error: {_safe(layers)} exists and was not made by gpucomp demo; choose another -o", file=sys.stderr)
             return 2
 
         import shutil  # deferred: shutil pulls in bz2 and lzma (3 ms), and only the demo needs it
@@ -257,13 +272,13 @@ def cmd_validate(args) -> int:
         from gpucomp.config import with_list_size  # deferred: keeps `gpucomp --help` fast
 
         cfg = with_list_size(cfg, args.size)
-    print(f"reading layers folder {Path(args.layers).resolve()}", file=sys.stderr)
+    print(f"reading layers folder {_safe(Path(args.layers).resolve())}", file=sys.stderr)
     ls, stacks = load_stacks(args.layers, cfg)
     for k, (sl, _) in enumerate(stacks):
         if len(stacks) > 1:
             print(f"stack {k + 1}: {cfg.stack_sizes[k]} items")
         for layer in sl.layers:
-            print(f"  {layer.folder} -> '{layer.name}': {len(layer.traits)} traits")
+            print(f"  {_safe(layer.folder)} -> '{_safe(layer.name)}': {len(layer.traits)} traits")
     print(f"canvas {ls.width}x{ls.height}")
     plan_collection(cfg, stacks)
     from gpucomp.metadata.tokens import check_traits, options_for_config  # deferred: keeps `gpucomp --help` fast
@@ -346,28 +361,28 @@ def cmd_update_metadata(args) -> int:
     if not changes:
         print("error: nothing to change; pass --base-uri, --name-prefix or --description", file=sys.stderr)
         return 2
-    n = update_metadata(args.out, changes, log=lambda m: print(m, file=sys.stderr))
+    n = update_metadata(args.out, changes, log=lambda m: print(_safe(m), file=sys.stderr))
     print(f"{n} metadata files rewritten")
     return 0
 
 
 def cmd_import_config(args) -> int:
+    from gpucomp._shared.files import atomic_write_bytes, write_failure  # deferred: keeps `gpucomp --help` fast
     from gpucomp.errors import ConfigError  # deferred: keeps `gpucomp --help` fast
     from gpucomp.interop.import_config import import_config  # deferred: keeps `gpucomp --help` fast
 
     text, notes = import_config(args.config_js, args.layers)
     for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {_safe(note)}", file=sys.stderr)
     if not args.out:
         sys.stdout.write(text)
         return 0
-    try:
-        with open(args.out, "w" if args.force else "x", encoding="utf-8") as f:
-            f.write(text)
+    try:  # complete or absent under its name, even if killed; never replaced without --force
+        atomic_write_bytes(args.out, text.encode("utf-8"), fsync=True, exclusive=not args.force)
     except FileExistsError:
         raise ConfigError(f"{args.out}: already exists; pass --force to replace it") from None
     except OSError as err:
-        raise ConfigError(f"{args.out}: cannot write ({err.strerror or err})") from None
+        raise write_failure(args.out, err, "convert it again") from None
     print(f"wrote {args.out}; use it with: gpucomp generate <layers> -c {args.out} -o <out>", file=sys.stderr)
     return 0
 
@@ -522,6 +537,8 @@ def main(argv=None) -> int:
     saved = sys.stdout, sys.stderr
     out, err = (_TolerantStream(s) if s is not None else None for s in saved)
     sys.stdout, sys.stderr = out or saved[0], err or saved[1]
+    shown = warnings.formatwarning  # what Python shows a warning as (its display calls this)
+    warnings.formatwarning = _format_warning
     try:
         status = _run_command(args)
         if out is not None and out.lost is not None:
@@ -530,6 +547,7 @@ def main(argv=None) -> int:
         return status
     finally:
         sys.stdout, sys.stderr = saved
+        warnings.formatwarning = shown
 
 
 def _run_command(args) -> int:
@@ -538,7 +556,7 @@ def _run_command(args) -> int:
     try:
         return globals()[COMMANDS[args.command]](args)
     except GpucompError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_safe(err, multiline=True)}", file=sys.stderr)  # some list their problems a line each
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished items are kept, and running the same command again resumes", file=sys.stderr)

@@ -3,12 +3,13 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from gpucomp import __version__
+from gpucomp import __version__, cli
 from gpucomp.cli import main
 from gpucomp.layers.layerset import load_layers
 
@@ -115,6 +116,28 @@ def test_validate(demo_layers, capsys):
     out, err = capsys.readouterr()
     assert "01-Background -> 'Background'" in out and "64x64" in out and "ok:" in out
     assert f"reading layers folder {demo_layers.resolve()}" in err  # a long scan says what it scans
+
+
+def test_log_lines_show_what_an_earlier_runs_lock_file_says_as_escapes(demo_layers, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".gpucomp.lock").write_text(json.dumps({"pid": "1\x1b]0;owned\x07\u202e\r"}), encoding="utf-8")
+    assert main(["generate", str(demo_layers), "-n", "2", "-o", str(out), "--backend", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "note: an earlier run (pid 1\\x1b]0;owned\\x07\\u202e\\r) ended without finishing" in err
+    assert not {"\x1b", "\x07", "\u202e", "\r"} & set(err)
+
+
+def test_the_cli_shows_warnings_as_escaped_warning_lines_only_while_it_runs(demo_layers, monkeypatch):
+    before, seen, real = warnings.formatwarning, [], cli._run_command
+
+    def run_and_look(args):
+        seen.append(warnings.formatwarning("bad\x1b[2J\nname\u202e", UserWarning, "f.py", 1))
+        return real(args)
+
+    monkeypatch.setattr(cli, "_run_command", run_and_look)
+    assert main(["validate", str(demo_layers), "-n", "2"]) == 0
+    assert seen == ["warning: bad\\x1b[2J\nname\\u202e\n"] and warnings.formatwarning is before
 
 
 def test_validate_too_many_items(demo_layers, capsys):

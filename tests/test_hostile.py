@@ -1,6 +1,8 @@
 """Hostile or broken input: every case either loads with exact pixels or fails while loading with a
 LayerError/ConfigError that names the file and the problem, before anything is rendered or written."""
+import csv
 import io
+import json
 import os
 import socket
 import stat
@@ -10,6 +12,7 @@ import sys
 import threading
 import time
 import unicodedata
+import warnings
 import zlib
 from pathlib import Path
 
@@ -18,6 +21,8 @@ import pytest
 from PIL import Image
 
 import gpucomp
+from gpucomp._shared.safe_text import UNSAFE_CODES
+from gpucomp.cli import main
 from gpucomp.config import Config, load_config, with_overrides
 from gpucomp.errors import ConfigError, LayerError, LayerWarning, PlanError
 from gpucomp.layers.decode import _max_png_bytes
@@ -979,3 +984,90 @@ def test_demo_options_out_of_range(tmp_path, capsys, args, needle):
     err = capsys.readouterr().err
     assert err.startswith("error: demo ") and needle in err
     assert not (tmp_path / "demo" / "layers").exists()
+
+
+# --- 11. names a terminal or a spreadsheet would obey ----------------------------------------------
+
+ESCAPING_NAMES = {  # layer folder -> trait files; every one is a name a file system takes
+    "Back\x1b]0;owned\x07": ["Red\x1b[31m#2.png", "Blue\u202egnp.png", "Gone\x9b2J.png"],
+    "Eyes\x1b[2J": ["Op\ren.png", "Shut\x08\x7f.png"],
+}
+
+
+def escaping_layers(root, names=ESCAPING_NAMES):
+    for k, (layer, files) in enumerate(names.items()):
+        for t, name in enumerate(files):
+            put(root, f"{layer}/{name}", opaque(value=40 * t + 10 * k + 5))
+    return root
+
+
+def raw_controls(text: str) -> list[str]:
+    """Characters a terminal would obey, except the newlines between lines."""
+    return [c for c in text if ord(c) in UNSAFE_CODES and c != "\n"]
+
+
+def test_validate_lists_folder_and_trait_names_with_their_escape_sequences_shown(tmp_path, capsys):
+    assert main(["validate", str(escaping_layers(tmp_path / "layers")), "-n", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert raw_controls(out) == [] and raw_controls(err) == []
+    assert "  Back\\x1b]0;owned\\x07 -> 'Back\\x1b]0;owned\\x07': 3 traits" in out
+    assert "  Eyes\\x1b[2J -> 'Eyes\\x1b[2J': 2 traits" in out and "ok:" in out
+
+
+def test_generate_keeps_escape_sequences_out_of_the_terminal_and_rarity_txt(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["generate", str(escaping_layers(tmp_path / "layers")), "-o", str(out), "-n", "4", "--seed", "2",
+                 "--backend", "cpu", "--workers", "1"]) == 0
+    printed = capsys.readouterr()
+    assert raw_controls(printed.out) == [] and raw_controls(printed.err) == []
+    text = (out / "rarity.txt").read_text(encoding="utf-8")
+    assert raw_controls(text) == []
+    for shown in ("Layer 1: Back\\x1b]0;owned\\x07", "Red\\x1b[31m", "Blue\\u202egnp", "Op\\ren", "Shut\\x08\\x7f"):
+        assert shown in text
+    meta = json.loads((out / "metadata" / "1.json").read_text(encoding="utf-8"))  # the data keeps the real names
+    assert meta["attributes"][0]["trait_type"] == "Back\x1b]0;owned\x07"
+
+
+@pytest.mark.parametrize("files, needle", [
+    (["Red\x1b[2J#abc.png"], "Red\\x1b[2J#abc.png"),  # one problem
+    (["Red\x1b[2J#abc.png", "Blue\x1b]0;x\x07#-1.png"], "Blue\\x1b]0;x\\x07#-1.png"),  # a list, a line each
+])
+def test_an_error_naming_a_hostile_file_shows_its_escapes_and_keeps_its_lines(tmp_path, capsys, files, needle):
+    root = escaping_layers(tmp_path / "layers", {"Hat\x1b[5m": files})
+    assert main(["generate", str(root), "-o", str(tmp_path / "out"), "-n", "1", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and needle in err and "Hat\\x1b[5m" in err
+    assert raw_controls(err) == []
+    assert err.count("\n") == (1 if len(files) == 1 else len(files) + 1)  # a header, then a line per problem
+
+
+def test_a_warning_naming_a_hostile_file_is_one_escaped_warning_line(tmp_path, capsys, monkeypatch):
+    root = escaping_layers(tmp_path / "layers")
+    put(root, "Eyes\x1b[2J/notes\x1b]0;x\x07\u202e.txt", b"not an image")
+    # what Python does when it shows a warning (pytest records them instead): write formatwarning's text
+    monkeypatch.setattr(warnings, "showwarning", lambda message, category, filename, lineno, file=None, line=None:
+                        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", LayerWarning)
+        assert main(["validate", str(root), "-n", "2"]) == 0
+    err = capsys.readouterr().err
+    shown = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert len(shown) == 1 and "left out: Eyes\\x1b[2J/notes\\x1b]0;x\\x07\\u202e.txt" in shown[0]
+    assert raw_controls(err) == []
+    assert warnings.formatwarning is not None and "warning: " not in warnings.formatwarning("m", UserWarning, "f", 1)
+
+
+def test_names_that_start_like_formulas_are_neutralised_in_rarity_csv_and_the_gallery_still_reads_it(tmp_path):
+    root = escaping_layers(tmp_path / "layers", {"=Layer": ["-x.png", "'-x.png", "+SUM(A1).png", "@cmd.png", "ok.png"]})
+    out = tmp_path / "out"
+    assert main(["generate", str(root), "-o", str(out), "-n", "5", "--backend", "cpu", "-q", "--gallery"]) == 0
+    with open(out / "rarity.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][4] == "'=Layer"
+    assert sorted(r[4] for r in rows[1:]) == sorted(["'-x", "''-x", "'+SUM(A1)", "'@cmd", "ok"])
+    data = (out / "gallery" / "data" / "index.js").read_text(encoding="utf-8")
+    index = json.loads(data[data.index("(") + 1:data.rindex(")")])
+    names = [t["name"] for t in index["layers"][0]["traits"]]
+    for n, col in zip(index["numbers"], index["traits"][0], strict=True):  # each item shows its own trait
+        meta = json.loads((out / "metadata" / f"{n}.json").read_text(encoding="utf-8"))
+        assert names[col] == meta["attributes"][0]["value"]

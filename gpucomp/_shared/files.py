@@ -42,10 +42,11 @@ def create_temporary(folder: Path) -> tuple[int, str]:
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb", fsync: bool = False, **kwargs):
+def atomic_open(path: str | os.PathLike, mode: str = "wb", fsync: bool = False, exclusive: bool = False, **kwargs):
     """A file to stream into; it appears under `path` only once the block ends without error,
     and a failure leaves nothing behind (not even the temporary file). A link at `path` is
-    replaced, never written through. `fsync`: the data and the rename are on disk on return."""
+    replaced, never written through. `fsync`: the data and the rename are on disk on return.
+    `exclusive`: FileExistsError when something (a link too) has the name by then (`link_new`)."""
     path = Path(path)
     fd, tmp = create_temporary(path.parent)
     try:
@@ -54,7 +55,10 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", fsync: bool = False, 
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            link_new(tmp, path)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -63,6 +67,30 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", fsync: bool = False, 
         raise
     if fsync:
         _fsync_folder(path.parent)
+
+
+NO_HARD_LINKS = (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
+def link_new(tmp: str, path: Path) -> None:
+    """Give the finished file `tmp` the name `path` only if nothing has that name, and drop `tmp`.
+    link(2) fails with EEXIST when the name exists, in the same step that would make it, so there is
+    no window between a check and the write (what O_EXCL gives, without an empty or partial file
+    ever showing under `path`). Where the file system refuses hard links, the name is claimed with
+    O_EXCL and the finished file renamed onto it: an empty file shows there for that moment only."""
+    try:
+        os.link(tmp, path, follow_symlinks=False)
+    except OSError as err:
+        if err.errno not in NO_HARD_LINKS:
+            raise
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o666))
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(path)  # the empty file claimed just above, never someone else's
+            raise
+    else:
+        os.unlink(tmp)
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -157,6 +185,23 @@ def ensure_folder(path: Path) -> Path:
     return path
 
 
+def write_failure(path: str | os.PathLike, err: OSError, then: str) -> OutputError:
+    """The error for a write to `path` that failed with `err`: the file, what went wrong in words a
+    user can act on (a full disk, a quota, a read-only or failing device), and `then`, how to go on
+    once that is fixed (e.g. "run `gpucomp gallery OUT` again")."""
+    if err.errno == errno.ENOSPC:
+        why = "no space left on the device; free space"
+    elif err.errno == errno.EDQUOT:
+        why = "over the disk quota; free space (or have the quota raised)"
+    elif err.errno == errno.EROFS:
+        why = "the file system is read-only; make it writable (or use a copy of the folder elsewhere)"
+    elif err.errno == errno.EIO:
+        why = "input/output error (a failing disk or a lost network mount); check the device"
+    else:
+        why = f"cannot write ({err.strerror or err}); fix the cause"
+    return OutputError(f"{path}: {why}, then {then}")
+
+
 def remove_temporaries(folder: Path, prefix: str = TMP_PREFIX) -> int:
     """Remove what killed writers left in `folder` under temporary names; a link to a folder
     (or no folder) is left alone. Returns how many files went."""
@@ -194,13 +239,15 @@ def is_real_folder(path: Path) -> bool:
 WRITE_PIECE = 1 << 20  # one write() per MiB: see atomic_write_bytes
 
 
-def atomic_write_bytes(path: str | os.PathLike, data, fsync: bool = False, writeback=None) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data, fsync: bool = False, writeback=None,
+                       exclusive: bool = False) -> None:
     """Write `data` to `path` so the final name only ever shows complete content. Large data goes
     in 1 MiB writes: one 4.2 MB write() took a median 3.3 ms (p90 15 ms) on the 2-core box's
     sandboxed kernel against 1.3 ms (p90 1.7 ms) in 1 MiB pieces; elsewhere it costs nothing.
-    `writeback` (a writeback.Writeback): stream the file to disk and out of the page cache."""
+    `writeback` (a writeback.Writeback): stream the file to disk and out of the page cache.
+    `exclusive`: never replace a file already at `path` (FileExistsError; see atomic_open)."""
     view = memoryview(data).cast("B")
-    with atomic_open(path, "wb", fsync) as f:
+    with atomic_open(path, "wb", fsync, exclusive) as f:
         for start in range(0, len(view), WRITE_PIECE):
             f.write(view[start:start + WRITE_PIECE])
         if writeback is not None:
@@ -209,8 +256,10 @@ def atomic_write_bytes(path: str | os.PathLike, data, fsync: bool = False, write
 
 
 def json_bytes(obj, indent: int | None = 2) -> bytes:
-    """The exact bytes gpucomp writes for a JSON file (also used to check files on resume)."""
-    return (json.dumps(obj, indent=indent, ensure_ascii=False) + "\n").encode()
+    """The exact bytes gpucomp writes for a JSON file (also used to check files on resume). NaN and
+    infinities are a ValueError, never written as `NaN`/`Infinity` (which JSON does not have, so the
+    file would stop being JSON): inputs that could carry one are refused where they are read."""
+    return (json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False) + "\n").encode()
 
 
 def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 2, fsync: bool = False) -> None:

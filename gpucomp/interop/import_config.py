@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from gpucomp._shared.files import read_config_text
+from gpucomp._shared.safe_text import UNSAFE_CODES, terminal_safe
 from gpucomp.compositing import BLEND_MODES
 from gpucomp.errors import ConfigError
 from gpucomp.interop.jsconfig import Unreadable, read_js_config
@@ -189,14 +190,29 @@ def convert(text: str, source: str, layers_dir: str | Path | None = None) -> tup
     return _toml(collection, inputs, extra, stacks, rules, conv.notes, source), conv.notes
 
 
+# TOML basic strings: quote and backslash escaped, and every control (TOML refuses them raw; tab too, and C1
+# controls and bidi overrides, which TOML takes raw, so that `cat`ing the file shows them): the
+# value tomllib reads back is the text itself, and no string can end its line or its quotes
+_TOML_ESCAPES = {0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r",
+                 **{c: f"\\u{c:04x}" for c in UNSAFE_CODES if c not in (0x08, 0x09, 0x0A, 0x0C, 0x0D)
+                    and not 0xD800 <= c < 0xE000}}
+
+
+def toml_string(text: str) -> str:
+    """`text` as a TOML basic string (a value, or a quoted key: the same escapes)."""
+    if any(0xD800 <= ord(c) < 0xE000 for c in text):  # no TOML (or UTF-8) text can hold half a pair
+        raise ConfigError(f"cannot write {text!r} into TOML: it holds half of a UTF-16 surrogate pair")
+    return '"' + text.translate(_TOML_ESCAPES) + '"'
+
+
 def _q(value) -> str:
-    """A TOML value (strings JSON-quoted: the same escapes)."""
+    """A TOML value; strings (and inline tables' keys) as TOML basic strings."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return toml_string(value)
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{_q(k)} = {_q(v)}" for k, v in value.items()) + " }"
     if isinstance(value, list):
@@ -205,9 +221,11 @@ def _q(value) -> str:
 
 
 def _toml(collection, inputs, extra, stacks, rules, notes, source) -> str:
-    lines = [f"# Converted by `gpucomp import-config` from {Path(source).name} (HashLips art engine / nftchef).",
-             "# Keep it: gpucomp generate <layers folder> -c <this file> -o <output folder>"]
-    lines += [f"# note: {n}" for n in notes]
+    # comments hold text from the config.js (its name, its keys): a newline there would end the
+    # comment and make the rest TOML, so each is one line, its controls shown as escapes
+    lines = [f"# Converted by `gpucomp import-config` from {terminal_safe(Path(source).name)} (HashLips art "
+             f"engine / nftchef).", "# Keep it: gpucomp generate <layers folder> -c <this file> -o <output folder>"]
+    lines += [f"# note: {terminal_safe(n)}" for n in notes]
     lines += ["", "[collection]"] + [f"{k} = {_q(v)}" for k, v in collection.items()]
     if inputs:
         lines += ["", "[input]"] + [f"{k} = {_q(v)}" for k, v in inputs.items()]

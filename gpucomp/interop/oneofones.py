@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -21,6 +20,7 @@ from typing import Mapping
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from gpucomp._shared import json_input
 from gpucomp._shared.files import read_regular
 from gpucomp.errors import ConfigError
 
@@ -77,8 +77,8 @@ def _read_one(path: Path, number: int | None) -> OneOfOne:
     meta = None
     side = path.with_suffix(".json")
     if side.exists():
-        try:
-            meta = json.loads(read_regular(side, MAX_JSON_BYTES))
+        try:  # strictly: it is copied into metadata/ and _metadata.json, which must stay JSON (no NaN)
+            meta = json_input.loads(read_regular(side, MAX_JSON_BYTES))
         except (OSError, ValueError) as err:
             raise ConfigError(f"one-of-ones: {side}: not readable JSON ({err})") from None
         _check_metadata(meta, side)

@@ -36,6 +36,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from gpucomp._shared.files import atomic_open, atomic_write_bytes, atomic_write_json
+from gpucomp._shared.safe_text import csv_text_cell, terminal_safe
 from gpucomp.metadata import openrarity
 
 SIGMA = 3.0  # |z| above this marks a trait as off from what was asked
@@ -232,7 +233,8 @@ def build_report(layer_names, trait_names, weights, combos, start: int = 1, sigm
 
 def summary_lines(report: dict) -> list[str]:
     """Readable summary of a build_report dict: per layer its traits by count (most first)
-    with observed % and asked %, `!` where |z| > sigma, then the rarest items."""
+    with observed % and asked %, `!` where |z| > sigma, then the rarest items. Names are shown
+    terminal-safe: rarity.txt is what people `cat`, and a name may hold escape sequences."""
     n = report["items"]
     sigma = report["sigma"]
     known = report["weights_known"]
@@ -240,15 +242,16 @@ def summary_lines(report: dict) -> list[str]:
              + (f"; '!' marks a trait more than {sigma:g} sigma from its weight" if known else "; weights unknown")]
     for layer in report["layers"]:
         lines.append("")
-        lines.append(f"Layer {layer['index'] + 1}: {layer['name']}")
+        lines.append(f"Layer {layer['index'] + 1}: {terminal_safe(layer['name'])}")
         traits = sorted(layer["traits"], key=lambda t: (-t["count"], t["index"]))
-        width = max([5] + [len(t["name"]) for t in traits])
+        shown = [terminal_safe(t["name"]) for t in traits]  # the width is that of what is printed
+        width = max([5] + [len(s) for s in shown])
         head = f"  {'trait':<{width}}  {'count':>8}  {'observed':>9}"
         if known:
             head += f"  {'asked':>9}  {'z':>8}"
         lines.append(head)
-        for t in traits:
-            row = f"  {t['name']:<{width}}  {t['count']:>8}  {t['percent']:>8.3f}%"
+        for t, name in zip(traits, shown, strict=True):
+            row = f"  {name:<{width}}  {t['count']:>8}  {t['percent']:>8.3f}%"
             if known:
                 z = "-" if t["z"] is None else f"{t['z']:+.2f}"
                 row += f"  {t['weight_percent']:>8.3f}%  {z:>8}"
@@ -261,20 +264,22 @@ def summary_lines(report: dict) -> list[str]:
     for r in rarest:
         lines.append(f"  #{r['rank']:<4} item {r['number']:<8} score {r['score']:>10.3f}  "
                      f"log rarity {r['log_rarity']:>7.3f}  "
-                     + " / ".join(r["traits"]))
+                     + " / ".join(map(terminal_safe, r["traits"])))
     orr = report.get("openrarity")
     if orr:
         lines.append("")
         lines.append(f"{len(orr['rarest'])} rarest items by OpenRarity (the rank marketplaces show; ties share a rank):")
         for r in orr["rarest"]:
             lines.append(f"  #{r['openrarity_rank']:<4} item {r['number']:<8} score {r['openrarity_score']:>10.6f}  "
-                         + " / ".join(r["traits"]))
+                         + " / ".join(map(terminal_safe, r["traits"])))
     return lines
 
 
 def csv_header(layer_names: Sequence[str]) -> list[str]:
     """number, rank, score, log_rarity, then one column per layer; repeated names get ' (2)', ' (3)'...
-    (as do layers named like one of the OpenRarity columns, which write_csv may add after these)."""
+    (as do layers named like one of the OpenRarity columns, which write_csv may add after these).
+    A layer's column is a CSV text cell from an input: one that starts like a formula is neutralised
+    (safe_text.csv_text_cell), after the repeats are told apart, so distinct columns stay distinct."""
     header = ["number", "rank", "score", "log_rarity"]
     taken = set(header) | set(OPENRARITY_COLUMNS)
     for name in layer_names:
@@ -282,13 +287,14 @@ def csv_header(layer_names: Sequence[str]) -> list[str]:
         while col in taken:
             col, k = f"{name} ({k})", k + 1
         taken.add(col)
-        header.append(col)
+        header.append(csv_text_cell(col))
     return header
 
 
 def _csv_rows(trait_names, combos, scores, ranks, logr, start: int, open_rarity=None,
               chunk: int = 4096) -> Iterable[list]:
-    names = [np.array(list(t), dtype=object) for t in trait_names]
+    # trait names are the only text from an input here: neutralised once per trait, not per row
+    names = [np.array([csv_text_cell(name) for name in t], dtype=object) for t in trait_names]
     for s in range(0, combos.shape[0], chunk):
         e = min(s + chunk, combos.shape[0])
         cols = [names[li][combos[s:e, li]] for li in range(combos.shape[1])]

@@ -16,14 +16,15 @@ The renderer writes only images/ and metadata/; these folders are derived from t
 end, so nothing here touches how items render or resume. Files are hard links to the finished ones
 (no second copy of a large collection, and made in a moment), each made under a temporary name and
 renamed into place, so a name in the folder only ever shows a complete file and a link already
-there is replaced, never written through. Where the file system refuses hard links (or with
-`copy=True`) the files are copied through output.atomic_open instead. A hard link shares the file:
-rerender and update-metadata replace images and metadata with new files, so export again after
-them (old links keep the old content; nothing is written into them).
+there is replaced, never written through; one that already is the finished file is kept (renaming a
+link onto another link of the same file does nothing and would leave the temporary name behind).
+Where the file system refuses hard links (or with `copy=True`) the files are copied through
+_shared/files.atomic_open instead. A hard link shares the file: rerender and update-metadata replace
+images and metadata with new files, so export again after them (old links keep the old content;
+nothing is written into them).
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import secrets
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from gpucomp._shared.files import (
+    NO_HARD_LINKS,
     TMP_PREFIX,
     atomic_open,
     atomic_write_bytes,
@@ -42,6 +44,7 @@ from gpucomp._shared.files import (
     open_regular,
     read_regular,
     remove_temporaries,
+    write_failure,
 )
 from gpucomp.encode.media import OutputFile
 from gpucomp.errors import ConfigError, OutputError
@@ -55,11 +58,11 @@ from gpucomp.publish.itemfiles import animated_files, collection_files
 
 LAYOUTS = {"sugar": "assets", "erc1155": "erc1155"}  # layout -> folder inside OUT
 FORMATS = {"sugar": ("solana",), "erc1155": ("erc1155", "erc721")}  # metadata formats each layout takes
-_NO_LINKS = (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS)
 SUGAR_ANIMATIONS = ("mp4", "webm")  # animated files Sugar uploads as an item's animation_url (<n>.mp4, <n>.webm)
 SUGAR_FORMATS = ("png", "jpeg")  # formats gpucomp writes that Sugar takes as an item's image (it also takes GIF)
 SUGAR_COVERS = {"collection.png": "image/png", "collection.jpg": "image/jpeg", "collection.jpeg": "image/jpeg",
                 "collection.gif": "image/gif"}
+AGAIN = "export again (the files already in place are kept)"  # after a failed write, once its cause is fixed
 _ITEM_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif", ".json")  # what _remove_stale may remove
 
 
@@ -93,7 +96,10 @@ def export(out, layout: str, copy: bool = False, log: Callable[[str], None] | No
             if cover is None:
                 cover = f"collection.{image.format.ext}"
                 _place(out / "images" / image.name(numbers[0]), dest / cover, copy)
-            atomic_write_json(dest / "collection.json", collection_metadata(opts, cover))
+            try:
+                atomic_write_json(dest / "collection.json", collection_metadata(opts, cover))
+            except OSError as err:
+                raise write_failure(dest / "collection.json", err, AGAIN) from err
             names |= {"collection.json", cover}
         stale = _remove_stale(dest, names)
     log(f"export: {len(numbers)} items into {dest} ({layout}" + (f"; {stale} stale files removed)" if stale else ")"))
@@ -184,7 +190,7 @@ def _sugar_json(src: Path, asset: str, dst: Path, animation: str | None = None) 
     try:
         atomic_write_bytes(dst, json_bytes(fixed))
     except OSError as err:
-        raise OutputError(f"{dst}: cannot write ({err.strerror or err})") from err
+        raise write_failure(dst, err, AGAIN) from err
     return True
 
 
@@ -221,18 +227,23 @@ def _place(src: Path, dst: Path, copy: bool) -> bool:
         raise OutputError(f"{src}: missing or not a plain file; run `gpucomp resume {src.parent.parent}`, which "
                           f"repairs the collection, then export again")
     if not copy:
+        if _same_file(src, dst):
+            return True  # an earlier export's link: already this file, nothing to write
         tmp = dst.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
         try:
             os.link(src, tmp, follow_symlinks=False)
         except OSError as err:
-            if err.errno not in _NO_LINKS:
+            if err.errno not in NO_HARD_LINKS:
                 raise OutputError(f"{dst}: cannot link {src} ({err.strerror or err})") from err
         else:
             try:
                 os.replace(tmp, dst)
             except OSError as err:
                 os.unlink(tmp)
-                raise OutputError(f"{dst}: cannot write ({err.strerror or err})") from err
+                raise write_failure(dst, err, AGAIN) from err
+            # rename(2) of one link onto another of the same file does nothing and keeps both names:
+            # so if dst became one (between the check and here), the temporary name is still there
+            _unlink_if_there(tmp)
             return True
     try:
         with open_regular(src) as f, atomic_open(dst) as g:
@@ -240,6 +251,22 @@ def _place(src: Path, dst: Path, copy: bool) -> bool:
     except OSError as err:
         raise OutputError(f"{dst}: cannot copy {src} there ({err.strerror or err})") from err
     return False
+
+
+def _same_file(src: Path, dst: Path) -> bool:
+    """dst is a hard link to src (not a symbolic link, which is replaced: never written through)."""
+    try:
+        a, b = os.lstat(src), os.lstat(dst)
+    except OSError:
+        return False
+    return stat.S_ISREG(b.st_mode) and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _unlink_if_there(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _is_regular(path: Path) -> bool:

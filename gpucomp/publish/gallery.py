@@ -20,6 +20,7 @@ streamed, with at most 2 * workers thumbnails in flight.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -43,7 +44,9 @@ from gpucomp._shared.files import (
     open_regular,
     read_regular,
     remove_temporaries,
+    write_failure,
 )
+from gpucomp._shared.safe_text import csv_text_cell
 from gpucomp.encode.media import OutputFile
 from gpucomp.errors import ConfigError, OutputError
 from gpucomp.metadata.rarity import csv_header
@@ -135,7 +138,8 @@ def read_index(out: Path) -> Index:
     """The per-item index from rarity.json and rarity.csv (streamed), in number order."""
     report = _read_report(out)
     layers = report["layers"]
-    lookup = [{t["name"]: k for k, t in enumerate(layer["traits"])} for layer in layers]
+    # rarity.csv writes each name as csv_text_cell makes it (one to one): looked up the same way
+    lookup = [{csv_text_cell(t["name"]): k for k, t in enumerate(layer["traits"])} for layer in layers]
     index = Index(report, traits=[[] for _ in layers])
     path = out / "rarity.csv"
     try:
@@ -200,11 +204,20 @@ def _read_nofollow(path: Path) -> bytes | None:
         return None
 
 
+def _write(path: Path, data: bytes) -> None:
+    """Write atomically (a failure leaves neither the file nor its temporary); a failed write (a full
+    disk, a quota, a read-only or failing device) is an OutputError naming the file and what to do."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as err:
+        raise write_failure(path, err, "run `gpucomp gallery` again (thumbnails already made are kept)") from err
+
+
 def _write_if_changed(path: Path, data: bytes) -> bool:
     """Write atomically unless the file already holds exactly `data` (re-runs touch nothing)."""
     if _read_nofollow(path) == data:
         return False
-    atomic_write_bytes(path, data)
+    _write(path, data)
     return True
 
 
@@ -268,12 +281,15 @@ def make_thumbnails(out: Path, numbers: list[int], size: int = THUMB_DEFAULT, wo
     todo = [n for n in numbers if str(n) not in fresh]
     log(f"gallery: {len(numbers)} items, {len(numbers) - len(todo)} thumbnails up to date, {len(todo)} to make "
         f"({size}px {fmt})")
+    state = {"size": size, "format": fmt, **({"source": source.path} if source.path != "{n}.png" else {}),
+             "sha256": fresh}  # `fresh` grows as thumbnails are made
     try:
         _run_thumbs(out, source, folder, todo, names, size, fmt, workers, fresh, shas, log)
-    finally:
-        state = {"size": size, "format": fmt, **({"source": source.path} if source.path != "{n}.png" else {}),
-                 "sha256": fresh}
-        atomic_write_bytes(state_path, json_bytes(state, indent=None))
+    except BaseException:
+        with contextlib.suppress(OutputError):  # the first failure is the one to report; losing the
+            _write(state_path, json_bytes(state, indent=None))  # state only costs remaking thumbnails
+        raise
+    _write(state_path, json_bytes(state, indent=None))
     _remove_stale(folder, _THUMB_NAME, set(names.values()))
     return fmt
 
@@ -286,7 +302,7 @@ def _run_thumbs(out, source: OutputFile, folder, todo, names, size, fmt, workers
     workers = workers or (os.cpu_count() or 1)
 
     def one(n: int) -> int:
-        atomic_write_bytes(folder / names[n], thumbnail_bytes(out / "images" / source.name(n), size, fmt))
+        _write(folder / names[n], thumbnail_bytes(out / "images" / source.name(n), size, fmt))
         return n
 
     t0 = last = time.monotonic()

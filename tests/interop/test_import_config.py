@@ -1,6 +1,8 @@
 """`gpucomp import-config`: HashLips v1 / nftchef config.js read without running it, as a TOML that
 gpucomp loads; a converted project renders with HashLips' layer order, names, blend and DNA rules."""
+import errno
 import json
+import os
 import tomllib
 from types import SimpleNamespace
 
@@ -9,12 +11,16 @@ import pytest
 from PIL import Image
 
 import gpucomp
+from gpucomp._shared import files
+from gpucomp._shared.safe_text import UNSAFE_CODES
 from gpucomp.cli import main
 from gpucomp.compositing import reference
 from gpucomp.config import load_config
 from gpucomp.errors import ConfigError
-from gpucomp.interop.import_config import convert
+from gpucomp.interop.import_config import convert, toml_string
 from gpucomp.interop.jsconfig import Unreadable, read_js_config
+
+from disk_faults import fail_writes
 
 HASHLIPS = r'''
 const basePath = process.cwd();
@@ -158,6 +164,68 @@ def test_nftchef_layer_options():
                                "traits": {"rare": {"blend": "multiply", "opacity": 1.0}}}]
 
 
+BREAK_OUT = '\n[one_of_ones]\nfolder = "/etc"'  # what a key or value would become if written raw
+HOSTILE = r"""
+const namePrefix = "x\n[one_of_ones]\nfolder = \"/etc\"";
+const description = "a \"quoted\" \\ back\x7f\u0000 \u001b[2J \u202e tab\there \r\n[input]\n# end";
+const extraMetadata = { "k\n[one_of_ones]\nfolder = \"/etc\"": "v\r\n[x]", "\u202e\u2066": 1 };
+const layerConfigurations = [{ growEditionSizeTo: 5, layersOrder: [
+  { name: "Back", "evil\n[one_of_ones]\nfolder = \"/etc\"\n#": 1,
+    sublayerOptions: { "t\"]\n[one_of_ones]\nfolder = \"/etc\"": { blend: "multiply", trait: "x" } } },
+  { name: "Hat\u0007\u009b", options: { displayName: "Hat\n[one_of_ones]" } },
+]}];
+const incompatible = { "a\n[rules]": ["b"] };
+"""
+
+
+def test_keys_and_values_that_try_to_break_out_of_the_toml_convert_to_exactly_the_intended_tables():
+    text, notes = convert(HOSTILE, "config.js")
+    toml = tomllib.loads(text)
+    assert set(toml) == {"collection", "metadata", "layers"}  # no one_of_ones, input or rules table
+    assert toml["collection"] == {"size": 5, "name_prefix": "x" + BREAK_OUT, "start": 1,
+                                  "description": 'a "quoted" \\ back\x7f\x00 \x1b[2J \u202e tab\there \r\n[input]\n# end'}
+    assert toml["metadata"]["extra"] == {"k" + BREAK_OUT: "v\r\n[x]", "\u202e\u2066": 1}
+    assert toml["layers"] == [
+        {"folder": "Back", "traits": {'t"]' + BREAK_OUT: {"blend": "multiply", "opacity": 1.0}}},
+        {"folder": "Hat\x07\x9b", "name": "Hat\n[one_of_ones]"}]
+    assert len(notes) == 4 and any("evil" + BREAK_OUT in n for n in notes)
+
+
+def test_every_note_in_the_toml_is_one_comment_line_with_its_controls_escaped():
+    text, notes = convert(HOSTILE, "con\nfig\x1b.js")
+    head = text[:text.index("\n[collection]")].splitlines()
+    assert all(line.startswith("# ") for line in head if line)  # nothing before the first table is TOML
+    assert [line for line in head if line.startswith("# note: ")] == [f"# note: {n}".replace("\n", "\\n")
+                                                                       .replace("\r", "\\r") for n in notes]
+    assert "from con\\nfig\\x1b.js (" in head[0]
+    assert not [c for c in text if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u202e\u2066")]
+
+
+@pytest.mark.parametrize("value", ['"', "\\", '\\"', "\x00", "\x08\x09\x0a\x0c\x0d", "\x1b[2J", "\x7f", "\x85\x9b",
+                                   "\u202a\u202e\u2066\u2069", "\u2028", "plain é 帽 🎩", "'single'", "", "a\"\"\"b"])
+def test_a_toml_string_reads_back_as_exactly_the_text_and_stays_on_its_line(value):
+    written = toml_string(value)
+    assert tomllib.loads(f"x = {written}\n") == {"x": value}
+    assert tomllib.loads(f"[t]\n{written} = 1\n") == {"t": {value: 1}}  # as a quoted key too
+    assert [c for c in written if ord(c) in UNSAFE_CODES] == []  # no control, DEL, C1 or bidi override raw
+
+
+def test_a_lone_surrogate_cannot_be_written_into_toml():
+    with pytest.raises(ConfigError, match="half of a UTF-16 surrogate pair"):
+        toml_string("bad\ud800")
+
+
+def test_cli_prints_each_note_as_one_line_with_escapes(tmp_path, capsys):
+    js = tmp_path / "config.js"
+    js.write_text(HOSTILE, encoding="utf-8")
+    assert main(["import-config", str(js)]) == 0
+    out, err = capsys.readouterr()
+    notes = [line for line in err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 4 and len(err.splitlines()) == 4
+    assert 'note: layerConfigurations[0].layersOrder[0].evil\\n[one_of_ones]\\nfolder = "/etc"\\n#: not converted' in notes
+    assert "\x1b" not in err and set(tomllib.loads(out)) == {"collection", "metadata", "layers"}
+
+
 def test_cli_writes_the_toml_once(tmp_path, capsys):
     js = tmp_path / "config.js"
     js.write_text(HASHLIPS)
@@ -228,3 +296,91 @@ def test_incompatible_and_forced_become_rules_with_the_layers_folder(tmp_path):
         assert not (attrs["Background"] == "Red" and attrs["Hair"] == "Dark Long")
         assert attrs["Background"] != "Blue" or attrs["Hat"] == "Crown"
     assert "incompatible: pass --layers" in " ".join(convert(js, "config.js")[1])
+
+
+# --- writing the TOML: complete or absent under its name, and never over an existing file without --force ---
+
+@pytest.fixture
+def js(tmp_path):
+    path = tmp_path / "config.js"
+    path.write_text(HASHLIPS)
+    return path
+
+
+def only(folder, *names) -> None:
+    """`folder` holds exactly these names: no temporary file, no half TOML."""
+    assert sorted(os.listdir(folder)) == sorted(names)
+
+
+def test_the_written_toml_is_the_whole_conversion(js, tmp_path):
+    out = tmp_path / "c.toml"
+    assert main(["import-config", str(js), "-o", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == convert(HASHLIPS, str(js))[0]
+    only(tmp_path, "config.js", "c.toml")
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO], ids=errno.errorcode.get)
+def test_a_write_that_fails_midway_leaves_nothing_and_blocks_no_later_try(js, tmp_path, capsys, monkeypatch, code):
+    out = tmp_path / "c.toml"
+    failed = fail_writes(monkeypatch, code)
+    assert main(["import-config", str(js), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert failed == [out] and f"error: {out}: " in err and "Traceback" not in err
+    only(tmp_path, "config.js")  # neither a half TOML under its name nor the temporary
+    monkeypatch.undo()
+    assert main(["import-config", str(js), "-o", str(out)]) == 0  # no empty file left to refuse
+    assert tomllib.loads(out.read_text(encoding="utf-8"))["collection"]["size"] == 8
+
+
+@pytest.mark.parametrize("what", ["file", "dangling link"])
+def test_an_existing_name_is_refused_without_force_and_left_as_it_was(js, tmp_path, capsys, what):
+    out = tmp_path / "c.toml"
+    if what == "file":
+        out.write_text("mine")
+    else:
+        out.symlink_to(tmp_path / "elsewhere.toml")
+    assert main(["import-config", str(js), "-o", str(out)]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    if what == "file":
+        assert out.read_text() == "mine"
+    else:
+        assert os.readlink(out) == str(tmp_path / "elsewhere.toml")
+    only(tmp_path, "config.js", "c.toml")
+
+
+def test_force_replaces_an_existing_file_with_the_whole_conversion(js, tmp_path):
+    out = tmp_path / "c.toml"
+    out.write_text("mine")
+    assert main(["import-config", str(js), "-o", str(out), "--force"]) == 0
+    assert out.read_text(encoding="utf-8") == convert(HASHLIPS, str(js))[0]
+    only(tmp_path, "config.js", "c.toml")
+
+
+def test_a_file_made_meanwhile_under_the_name_is_not_replaced(js, tmp_path, capsys, monkeypatch):
+    """Nothing is checked first and written later: the name is taken in one step (a link), which
+    fails when another process made the file while the TOML was being written."""
+    out = tmp_path / "c.toml"
+    real = files.link_new
+
+    def someone_else_first(tmp, path):
+        out.write_text("theirs")
+        real(tmp, path)
+
+    monkeypatch.setattr(files, "link_new", someone_else_first)
+    assert main(["import-config", str(js), "-o", str(out)]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert out.read_text() == "theirs"
+    only(tmp_path, "config.js", "c.toml")
+
+
+def test_where_hard_links_are_refused_the_name_is_still_taken_only_when_free(js, tmp_path, capsys, monkeypatch):
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)  # FAT, some network file systems
+    out = tmp_path / "c.toml"
+    assert main(["import-config", str(js), "-o", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == convert(HASHLIPS, str(js))[0]
+    assert main(["import-config", str(js), "-o", str(out)]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    only(tmp_path, "config.js", "c.toml")

@@ -43,6 +43,25 @@ def test_bad_folders_are_named(folder, change, message):
         read_one_of_ones(folder)
 
 
+@pytest.mark.parametrize("text, value", [
+    ('{"name": "The Ghost", "power": NaN}', "NaN"),
+    ('{"power": Infinity}', "Infinity"),
+    ('{"attributes": [{"trait_type": "Power", "value": -Infinity}]}', "-Infinity"),
+    ('{"nested": {"deeper": [1, 2, NaN]}}', "NaN"),
+])
+def test_metadata_with_a_number_json_does_not_have_is_refused_naming_the_file_and_the_value(folder, text, value):
+    (folder / "Ghost.json").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        read_one_of_ones(folder)
+    assert f"{folder / 'Ghost.json'}: not readable JSON ({value} is not a JSON number" in str(err.value)
+
+
+def test_metadata_holding_a_lone_surrogate_is_refused_before_it_reaches_utf8_files(folder):
+    (folder / "Ghost.json").write_text('{"name": "\\ud800"}', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"Ghost.json: not readable JSON \(the string .* lone surrogate"):
+        read_one_of_ones(folder)
+
+
 def test_numbers_for_unknown_images_and_missing_folders(folder, tmp_path):
     with pytest.raises(ConfigError, match="no Robott.png"):
         read_one_of_ones(folder, {"Robott": 3})

@@ -227,3 +227,40 @@ def test_csv_has_every_item_once_past_the_write_chunk(tmp_path):
     assert [int(r[0]) for r in rows] == list(range(n))
     assert sorted(int(r[1]) for r in rows) == list(range(1, n + 1))
     assert [r[4:] for r in rows[-3:]] == [[traits[li][t] for li, t in enumerate(c)] for c in plan.combos[-3:].tolist()]
+
+
+HOSTILE_LAYERS = ["=Back", "Eyes\x1b[2J"]
+HOSTILE_TRAITS = [["=HYPERLINK(\"http://x\",\"y\")", "+1", "plain"], ["-2+3", "@SUM(A1)", "\tTab", "'quoted"]]
+HOSTILE_COMBOS = np.array([[0, 0], [1, 1], [2, 2], [0, 3]], np.int32)
+
+
+def test_csv_cells_of_names_that_start_like_formulas_are_neutralised_but_numbers_are_not(tmp_path):
+    write_report(tmp_path, HOSTILE_LAYERS, HOSTILE_TRAITS, None, HOSTILE_COMBOS, start=-1)
+    with open(tmp_path / "rarity.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["number", "rank", "score", "log_rarity", "'=Back", "Eyes\x1b[2J"]
+    assert [r[4:] for r in rows[1:]] == [["'=HYPERLINK(\"http://x\",\"y\")", "'-2+3"], ["'+1", "'@SUM(A1)"],
+                                         ["plain", "'\tTab"], ["'=HYPERLINK(\"http://x\",\"y\")", "''quoted"]]
+    assert [r[0] for r in rows[1:]] == ["-1", "0", "1", "2"]  # numbers gpucomp writes keep their sign
+    assert not any(c.startswith("'") for r in rows[1:] for c in r[:4])
+
+
+def test_csv_header_neutralises_layer_names_after_telling_repeats_apart():
+    assert csv_header(["-A", "-A", "@B", "number"])[4:] == ["'-A", "'-A (2)", "'@B", "number (2)"]
+    assert csv_header(["'-A", "-A"])[4:] == ["''-A", "'-A"]  # two layers, two columns
+
+
+def test_rarity_text_shows_escape_sequences_in_names_as_visible_escapes(tmp_path):
+    layers = ["Back\x1b]0;owned\x07", "Eyes\u202e"]
+    traits = [["red\x1b[31m", "blue\r"], ["x\x9b2J", "y\u2066z\x7f"]]
+    write_report(tmp_path, layers, traits, [w(1, 1), w(1, 1)], np.array([[0, 0], [1, 1]], np.int32))
+    text = (tmp_path / "rarity.txt").read_text(encoding="utf-8")
+    controls = [c for c in text if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or "\u202a" <= c <= "\u202e"
+                                                  or "\u2066" <= c <= "\u2069")]
+    assert controls == []
+    for shown in ("Layer 1: Back\\x1b]0;owned\\x07", "Layer 2: Eyes\\u202e", "red\\x1b[31m", "blue\\r", "x\\x9b2J",
+                  "y\\u2066z\\x7f", "red\\x1b[31m / x\\x9b2J"):
+        assert shown in text
+    lines = text.splitlines()
+    back = lines.index("Layer 1: Back\\x1b]0;owned\\x07")
+    assert len({line.index("%") for line in lines[back + 2:back + 4]}) == 1  # columns line up on the escapes

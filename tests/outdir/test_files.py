@@ -13,7 +13,9 @@ from gpucomp._shared.files import (
     NotRegularFile,
     atomic_open,
     atomic_write_bytes,
+    atomic_write_json,
     ensure_folder,
+    json_bytes,
     open_in_place,
     read_regular,
     remove_temporaries,
@@ -169,3 +171,16 @@ def _error(fn, *args):
     except Exception as err:  # noqa: BLE001 - the test inspects it
         return err
     return None
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), {"a": [1, {"b": float("nan")}]}])
+def test_no_json_file_is_written_with_a_number_json_does_not_have(tmp_path, value):
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        json_bytes({"x": value})
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        atomic_write_json(tmp_path / "x.json", [value])
+    assert list(tmp_path.iterdir()) == []  # not even a temporary file
+
+
+def test_finite_numbers_are_written_as_before():
+    assert json_bytes({"x": 1.5, "y": -0.0, "z": 1e308}, indent=None) == b'{"x": 1.5, "y": -0.0, "z": 1e+308}\n'

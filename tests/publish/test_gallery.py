@@ -4,6 +4,7 @@ links, bounded memory, the CLI. The page itself is tested in a browser: test_gal
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import threading
@@ -13,9 +14,12 @@ import pytest
 from PIL import Image
 
 import gpucomp
+from gpucomp.cli import main
 from gpucomp.errors import ConfigError, OutputError
 from gpucomp.publish import gallery
 from gpucomp.publish.gallery import make_gallery
+
+from disk_faults import fail_writes, temporaries
 
 ITEMS = 40
 
@@ -390,3 +394,35 @@ def test_other_primary_formats_and_thumbnails_from_a_sized_copy(demo_layers, tmp
     assert read == []  # up to date
     make_gallery(out, thumb=60)
     assert sorted(read) == [out / "images" / f"{n}.jpg" for n in range(1, 7)]
+
+
+GALLERY_FILES = {  # which of the gallery's files a failing write hits
+    "a thumbnail": lambda p: p.parent.name == "thumbs" and p.stem.isdigit(),
+    "the thumbnail state": lambda p: p.name == "thumbs.json",
+    "a metadata chunk": lambda p: p.name.startswith("meta-"),
+    "the index": lambda p: p.name == "index.js",
+    "the page": lambda p: p.name == "index.html",
+    "every file": lambda p: True,
+}
+REPORTED = {"every file": GALLERY_FILES["a thumbnail"]}  # the first failure, not the state saved after it
+FIXES = {errno.ENOSPC: "no space left on the device; free space", errno.EDQUOT: "over the disk quota; free space",
+         errno.EROFS: "the file system is read-only", errno.EIO: "input/output error"}
+
+
+@pytest.mark.parametrize("code, where", [pytest.param(code, where, id=f"{errno.errorcode[code]} in {where}")
+                                         for code, where in [(errno.ENOSPC, where) for where in GALLERY_FILES]
+                                         + [(code, "a metadata chunk") for code in (errno.EDQUOT, errno.EROFS, errno.EIO)]])
+def test_a_failing_disk_ends_in_one_error_line_naming_the_file_and_leaves_no_temporaries(out, capsys, monkeypatch,
+                                                                                          code, where):
+    failed = fail_writes(monkeypatch, code, GALLERY_FILES[where])
+    assert main(["gallery", str(out), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err and err.splitlines()[-1] == errors[0]
+    named = [path for path in failed if errors[0].startswith(f"error: {path}: {FIXES[code]}")]
+    assert named and REPORTED.get(where, GALLERY_FILES[where])(named[0]), errors
+    assert "run `gpucomp gallery` again" in errors[0]
+    assert temporaries(out) == [] and not (out / ".gpucomp.lock").exists()
+    monkeypatch.undo()
+    assert main(["gallery", str(out), "-q"]) == 0  # once there is space, the same command finishes the job
+    assert len(list((out / "gallery" / "thumbs").glob(f"*.{gallery.thumb_format()}"))) == ITEMS
