@@ -49,3 +49,9 @@ def csv_text_cell(text: str) -> str:
     """A CSV text cell from an input, as no spreadsheet runs it: a quote in front of a cell that
     begins like a formula (or with a quote already, so that the mapping stays one to one)."""
     return "'" + text if text.startswith((*FORMULA_STARTS, "'")) else text
+
+
+def csv_text_value(cell: str) -> str:
+    """The name a cell written by csv_text_cell stands for (`--from rarity.csv` reads gpucomp's own
+    CSV back): the quote in front goes only where csv_text_cell put one."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith((*FORMULA_STARTS, "'")) else cell

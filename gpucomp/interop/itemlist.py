@@ -23,6 +23,7 @@ import numpy as np
 
 from gpucomp._shared import json_input
 from gpucomp._shared.files import read_regular
+from gpucomp._shared.safe_text import csv_text_value
 from gpucomp.errors import ConfigError
 
 MAX_LIST_BYTES = 256 << 20  # a million items of a few hundred bytes each
@@ -84,7 +85,7 @@ def _csv_rows(text: str, path: Path) -> tuple[list, list]:
     header = next(records, None)
     if not header or not any(h.strip() for h in header):
         raise ConfigError(f"--from {path}: a CSV needs a header row naming the layers (Background,Body,...)")
-    header = [h.strip() for h in header]
+    header = [csv_text_value(h.strip()) for h in header]  # rarity.csv's neutralised names read back
     seen: dict[str, int] = {}
     for col, h in enumerate(header, start=1):
         if h and seen.setdefault(h, col) != col:
@@ -95,7 +96,7 @@ def _csv_rows(text: str, path: Path) -> tuple[list, list]:
             continue
         if len(cells) != len(header):
             raise ConfigError(f"--from {path}: line {line} has {len(cells)} cells, the header {len(header)}")
-        rows.append({h: c.strip() for h, c in zip(header, cells, strict=False) if h and c.strip()})
+        rows.append({h: csv_text_value(c.strip()) for h, c in zip(header, cells, strict=False) if h and c.strip()})
         labels.append(f"line {line}")
     return rows, labels
 

@@ -201,3 +201,15 @@ def test_extend_resume_and_rerender_after_a_list(folder, original, tmp_path):
     write_csv(path, list(reversed(given)))
     with pytest.raises(OutputError, match="the --from list of items changed"):
         gpucomp.run(folder, out, from_list=path, seed=3)
+
+
+def test_a_collections_rarity_csv_gives_it_back_even_with_names_that_start_like_formulas(tmp_path):
+    """rarity.csv neutralises names a spreadsheet would run (`-Red`, `=Sky`); read back with
+    --from, those cells are the names again, and the collection comes out the same."""
+    layers = make_folder(tmp_path / "layers", {"1-Background": ["=Sky#3", "Sea#1"], "2-Body": ["-Red#3", "+Blue#1"],
+                                               "3-@Hat": ["'Cap#1", "Crown#1"]})
+    first = tmp_path / "first"
+    gpucomp.run(layers, first, size=6, seed=2)
+    again = tmp_path / "again"
+    gpucomp.run(layers, again, from_list=first / "rarity.csv")
+    assert traits(again) == traits(first)

@@ -2,7 +2,7 @@
 a spreadsheet would run as formulas neutralised."""
 import pytest
 
-from gpucomp._shared.safe_text import UNSAFE_CODES, csv_text_cell, terminal_safe
+from gpucomp._shared.safe_text import UNSAFE_CODES, csv_text_cell, csv_text_value, terminal_safe
 
 
 @pytest.mark.parametrize("text, shown", [
@@ -66,3 +66,10 @@ def test_other_cells_are_written_as_they_are(cell):
 def test_distinct_names_stay_distinct_cells():
     names = ["-x", "'-x", "''-x", "x", "'x", "=", "'="]
     assert len({csv_text_cell(n) for n in names}) == len(names)
+
+
+def test_a_neutralised_cell_reads_back_as_its_name():
+    """`--from out/rarity.csv` reads gpucomp's own CSV: each cell maps back to exactly its name."""
+    names = ["-x", "'-x", "''", "'", "=SUM(A1)", "@me", "\tx", "plain", "it's", "'quoted"]
+    assert [csv_text_value(csv_text_cell(n)) for n in names] == names
+    assert csv_text_value("'plain") == "'plain"  # a quote csv_text_cell never adds is part of the name
