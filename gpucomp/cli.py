@@ -495,10 +495,20 @@ class _TolerantStream:
     def write(self, text: str) -> int:
         if self.lost is None:
             try:
-                return self._stream.write(text)
+                return self._write(text)
             except OSError as err:
                 self._lose(err)
         return len(text)
+
+    def _write(self, text: str) -> int:
+        """A terminal whose encoding lacks a character (a Latin-1 locale and the `—` in a message,
+        or a name that is not UTF-8 at all) gets it as an escape instead of a UnicodeEncodeError."""
+        try:
+            return self._stream.write(text)
+        except UnicodeEncodeError:
+            encoding = getattr(self._stream, "encoding", None) or "ascii"
+            self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+            return len(text)
 
     def flush(self) -> None:
         if self.lost is None:
@@ -561,6 +571,12 @@ def _run_command(args) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished items are kept, and running the same command again resumes", file=sys.stderr)
         return 130
+    except RuntimeError as err:
+        if "can't start new thread" not in str(err):
+            raise
+        print("error: cannot start another thread: the process limit (ulimit -u) or memory is reached; lower "
+              "--workers or raise the limit (finished items are kept, and the same command resumes)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

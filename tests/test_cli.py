@@ -1,14 +1,18 @@
 """The command line: generate, validate, info, demo, output-folder safety, error reporting."""
 import json
+import os
 import shutil
 import subprocess
 import sys
+import threading
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import gpucomp
 from gpucomp import __version__, cli
 from gpucomp.cli import main
 from gpucomp.layers.layerset import load_layers
@@ -263,3 +267,37 @@ def test_python_m_help():
 def test_python_m_without_command_is_a_usage_error():
     res = subprocess.run([sys.executable, "-m", "gpucomp"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "usage: gpucomp" in res.stderr
+
+
+def _gpucomp(*args, env=None):
+    full = {**os.environ, "PYTHONPATH": str(Path(gpucomp.__file__).parents[1]), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "gpucomp", *args], capture_output=True, env=full, timeout=300)
+
+
+def test_a_latin1_terminal_gets_escapes_for_what_it_cannot_show(demo_layers, tmp_path):
+    """`—` and non-Latin-1 names in a Latin-1 locale: escaped (`\\u2014`), never a UnicodeEncodeError."""
+    env = {"PYTHONIOENCODING": "latin-1", "LC_ALL": "C"}
+    for args in (["info"], ["generate", str(demo_layers), "-o", str(tmp_path / "out"), "-n", "3", "--backend", "cpu"]):
+        done = _gpucomp(*args, env=env)
+        assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr[-2000:]
+    assert b"\\u2014" in done.stdout + done.stderr  # the summary's dash, as an escape
+
+
+def test_an_argument_that_is_not_utf8_is_named_in_an_error_line(tmp_path):
+    """A path of bytes that are not UTF-8 reaches Python as lone surrogates; the error shows them as
+    escapes instead of failing to print them."""
+    odd = bytes(tmp_path) + b"/layers-\xff\xfe"
+    done = _gpucomp("validate", odd)
+    assert done.returncode == 2 and b"Traceback" not in done.stderr, done.stderr[-2000:]
+    assert b"error:" in done.stderr and b"layers-\\udcff\\udcfe" in done.stderr
+
+
+def test_a_thread_that_cannot_start_is_an_error_line_not_a_traceback(demo_layers, tmp_path, monkeypatch, capsys):
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    rc = main(["generate", str(demo_layers), "-o", str(tmp_path / "out"), "-n", "3", "--backend", "cpu", "-q"])
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot start another thread" in err and "lower --workers" in err

@@ -83,8 +83,11 @@ class OutputLock:
 
 
 def _read(fd: int) -> dict:
+    """What an earlier run wrote into the lock file (pid, host, start), {} for anything else: the
+    lock file is only a note, so a damaged or foreign one (a JSON list, a string) says nothing."""
     try:
         data = os.pread(fd, 4096, 0)
-        return json.loads(data) if data.strip() else {}
-    except (OSError, ValueError):
+        value = json.loads(data) if data.strip() else {}
+    except (OSError, ValueError, RecursionError):
         return {}
+    return value if isinstance(value, dict) else {}

@@ -183,3 +183,12 @@ def test_a_run_refused_after_planning_leaves_no_folder_it_made(demo_layers, tmp_
     assert mine.is_dir()
     rc, _, err = cli("generate", demo_layers, "-o", tmp_path / "cli", "-n", "3", "--backend", "cuda", "-q")
     assert rc == 2 and "--backend cuda" in err and not (tmp_path / "cli").exists()
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b'"pid"', b"[" * 5000, b"\xff\xfe", b"7"])
+def test_a_lock_file_that_holds_no_note_of_a_run_is_no_traceback(demo_layers, tmp_path, content):
+    """The lock file is only a note (pid, host): whatever else it holds says nothing, and the run goes on."""
+    out = tmp_path / "out"
+    gpucomp.run(demo_layers, out, size=3, seed=1)
+    (out / ".gpucomp.lock").write_bytes(content)
+    assert list(gpucomp.extend(out, 2))
