@@ -302,3 +302,19 @@ def _check_config_file(path: Path, info: os.stat_result) -> None:
     if info.st_size > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: {info.st_size} bytes is far more than a config holds "
                           f"(at most {MAX_CONFIG_BYTES}); is this the right file?")
+
+
+PATH_MAX = 4096  # Linux: a path longer than this cannot be opened as written (ENAMETOOLONG)
+
+
+def reachable(path: str) -> str:
+    """`path`, or the same place relative to the working directory when the absolute path is too
+    long to open (a manifest records absolute paths; resumed from a very deep working directory,
+    those exceed PATH_MAX while the relative path does not)."""
+    if len(os.fsencode(path)) < PATH_MAX:
+        return path
+    try:
+        relative = os.path.relpath(path)
+    except (OSError, ValueError):
+        return path
+    return relative if len(os.fsencode(relative)) < PATH_MAX else path

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from gpucomp._shared.files import TMP_PREFIX, atomic_write_json, ensure_folder
+from gpucomp._shared.files import TMP_PREFIX, atomic_write_json, ensure_folder, reachable
 from gpucomp.config import MAX_SIZE, Config, from_dict, with_overrides
 from gpucomp.encode.media import check_fits, output_files, size_folders
 from gpucomp.errors import ConfigError, LayerError, OutputError
@@ -94,7 +94,8 @@ def source_of(out: Path, manifest: dict, layers, run_options: dict) -> tuple[Pat
     if bad:
         raise ConfigError(f"only run options can be changed here ({', '.join(RUN_FIELDS)}), not {', '.join(sorted(bad))}")
     cfg = with_overrides(from_dict(source["config"]), **{**run_options, "force": None})
-    recorded = str(source.get("layers_dir"))
+    cfg = replace(cfg, **{k: reachable(getattr(cfg, k)) for k in ("from_list", "one_of_ones") if getattr(cfg, k)})
+    recorded = reachable(str(source.get("layers_dir")))
     if not layers and not Path(recorded).is_dir():
         raise OutputError(f"{out}: the layers folder it was made from, {recorded}, is gone; "
                           f"pass --layers (layers= in Python) with its new place")

@@ -192,3 +192,19 @@ def test_a_lock_file_that_holds_no_note_of_a_run_is_no_traceback(demo_layers, tm
     gpucomp.run(demo_layers, out, size=3, seed=1)
     (out / ".gpucomp.lock").write_bytes(content)
     assert list(gpucomp.extend(out, 2))
+
+
+def test_resume_and_extend_from_a_working_directory_deeper_than_path_max(demo_layers, tmp_path, monkeypatch):
+    """The manifest records the layers folder as an absolute path; made in a working directory whose
+    absolute path is past PATH_MAX (4096), that path cannot be opened as written, but the same
+    folder relative to the working directory can."""
+    monkeypatch.chdir(tmp_path)  # restored afterwards; the steps below go deeper one by one
+    for _ in range(25):  # 25 x 201 bytes: past PATH_MAX
+        os.mkdir("d" * 200)
+        os.chdir("d" * 200)
+    shutil.copytree(demo_layers, "layers")
+    assert len(os.getcwd()) > 4096
+    gpucomp.run("layers", "out", size=3, seed=1)
+    assert main(["resume", "out", "-q"]) == 0
+    assert main(["extend", "out", "-n", "2", "-q"]) == 0
+    assert len(os.listdir("out/images")) == 5
