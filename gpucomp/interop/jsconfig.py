@@ -8,6 +8,7 @@ error naming its line is raised only if the converter needs that value.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -206,9 +207,9 @@ class Reader:
                 raise _Stop(t, "a template string with ${...} (it needs JavaScript to fill in)")
             return _unquote(t)
         if t.kind == "num":
-            return _number(t.text)
+            return _number(t)
         if t.text == "-" and self.peek() is not None and self.peek().kind == "num":
-            return -_number(self.next().text)
+            return -_number(self.next())
         if t.kind == "id":
             return self._name(t)
         raise _Stop(t, f"{t.text!r} where a value was expected")
@@ -285,11 +286,16 @@ class Reader:
                 raise _Stop(t, f"{t.text!r} in an object")
 
 
-def _number(text: str) -> int | float:
-    if text.lower().startswith("0x"):
-        return int(text, 16)
-    value = float(text)
-    return int(value) if value.is_integer() and re.fullmatch(r"[0-9]+", text) else value
+def _number(token: Token) -> int | float:
+    """A number literal's value; one no double holds (JavaScript makes it Infinity, or loses its
+    digits: 2^53 + 1) is refused, not carried into the config."""
+    text = token.text
+    if len(text) > 40:  # 0x + 38 hex digits, or 40 decimal ones: far past any count or weight
+        raise _Stop(token, f"a number of {len(text)} characters ({text[:12]}...), larger than any a config holds")
+    value = float(int(text, 16)) if text.lower().startswith("0x") else float(text)
+    if not math.isfinite(value):
+        raise _Stop(token, f"the number {text} is too large for JavaScript (it reads as Infinity)")
+    return int(value) if value.is_integer() and re.fullmatch(r"[0-9]+|0[xX][0-9a-fA-F]+", text) else value
 
 
 def read_js_config(text: str, source: str) -> dict[str, object]:

@@ -57,3 +57,17 @@ def test_a_long_string_reads_in_memory_near_its_size():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [str(15 << 20)] * 2
+
+
+def test_numbers_read_as_javascript_reads_them():
+    assert read_js_config("const a = 0x1F; const b = 12; const c = 1.5; const d = -3;", "c.js") == \
+        {"a": 31, "b": 12, "c": 1.5, "d": -3}
+    assert read_js_config("const a = 9007199254740993;", "c.js") == {"a": 9007199254740992}  # a double, as in node
+
+
+@pytest.mark.parametrize("literal, why", [("9" * 5000, "a number of 5000 characters"),
+                                          ("0x" + "f" * 5000, "a number of 5002 characters"),
+                                          ("1e400", "too large for JavaScript")])
+def test_a_number_no_double_holds_is_unreadable_not_a_traceback(literal, why):
+    value = read_js_config(f"const growEditionSizeTo = {literal};\n", "c.js")["growEditionSizeTo"]
+    assert isinstance(value, Unreadable) and why in value.why
