@@ -506,7 +506,7 @@ class _TolerantStream:
         try:
             return self._stream.write(text)
         except UnicodeEncodeError:
-            encoding = getattr(self._stream, "encoding", None) or "ascii"
+            encoding = self._stream.encoding or "ascii"  # a text stream's; None for an io.StringIO
             self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
             return len(text)
 

@@ -219,8 +219,8 @@ def test_a_large_csv_list_reads_in_a_small_multiple_of_its_size(tmp_path):
     """A 24 MiB list of a few trait names repeated (as real lists are) is read in under 5x its size:
     equal cells are one string, and the text is not copied again (a 96 MiB list took 1.3 GB)."""
     import random
-    import subprocess
-    import sys
+
+    from memory import peak_growth
 
     rnd = random.Random(1)
     names = [f"Trait number {i}" for i in range(30)]
@@ -229,12 +229,5 @@ def test_a_large_csv_list_reads_in_a_small_multiple_of_its_size(tmp_path):
     path = tmp_path / "big.csv"
     path.write_text("\n".join(lines) + "\n")
     size = path.stat().st_size
-    code = ("import resource, sys\nfrom gpucomp.interop.itemlist import read_list\n"
-            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            f"n = len(read_list({str(path)!r}).rows)\n"
-            "print(n, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=Path(gpucomp.__file__).parents[1])
-    assert done.returncode == 0, done.stderr[-2000:]
-    n, grown = map(int, done.stdout.split())
-    assert n == 200_000 and grown < 5 * size, (grown, size)
+    n, grown = peak_growth("from gpucomp.interop.itemlist import read_list", f"len(read_list({str(path)!r}).rows)")
+    assert n == "200000" and grown < 5 * size, (grown, size)

@@ -76,17 +76,8 @@ def test_a_number_no_double_holds_is_unreadable_not_a_traceback(literal, why):
 def test_many_tokens_are_held_compactly():
     """Half a million numbers in an array (1 MiB of config.js): the tokens are 14 bytes each in
     arrays, not an object each (an 8 MiB array took 1.05 GB that way, now 0.18 GB)."""
-    import subprocess
-    import sys
-    from pathlib import Path
+    from memory import peak_growth
 
-    code = ("import resource\nfrom gpucomp.interop.jsconfig import read_js_config\n"
-            "text = 'const a = [' + '1,' * (512 << 10) + '];'\n"
-            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            "n = len(read_js_config(text, 'c.js')['a'])\n"
-            "print(n, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[2])
-    assert done.returncode == 0, done.stderr[-2000:]
-    n, grown = map(int, done.stdout.split())
-    assert n == 512 << 10 and grown < 30 << 20, grown
+    setup = "from gpucomp.interop.jsconfig import read_js_config\ntext = 'const a = [' + '1,' * (512 << 10) + '];'"
+    n, grown = peak_growth(setup, "len(read_js_config(text, 'c.js')['a'])")
+    assert n == str(512 << 10) and grown < 30 << 20, grown
