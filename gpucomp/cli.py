@@ -101,7 +101,8 @@ def _print_summary(s: dict, out: Path, as_json: bool) -> None:
     if "cache" in s["backend"]:
         c = s["backend"]["cache"]
         print(f"prefix cache: {c['hits']} hits / {c['misses']} misses ({c['hit_rate']:.0%}), {c['evictions']} evictions")
-    print(f"output: {out}/images, {out}/metadata, {out}/_metadata.json, {out}/rarity.txt, {out}/provenance.json")
+    o = _safe(out)
+    print(f"output: {o}/images, {o}/metadata, {o}/_metadata.json, {o}/rarity.txt, {o}/provenance.json")
 
 
 STOP_TIMEOUT = 1.5  # seconds to let items in flight finish after Ctrl-C (the issue allows 2)
@@ -150,16 +151,17 @@ def _drive(gen, out: Path, args, resume_hint: str) -> int:
 
 def _safe(text, multiline: bool = False) -> str:
     """`text` as it may reach a terminal: names from the layers folder or a config can hold escape
-    sequences, so every control character is shown as an escape (safe_text.terminal_safe)."""
-    from gpucomp._shared.safe_text import terminal_safe  # deferred: keeps `import gpucomp.cli` loading no room
+    sequences, so every control character is shown as an escape (safe_text.terminal_safe), and a
+    line that echoes a huge value is clipped to its head and tail (safe_text.clip)."""
+    from gpucomp._shared.safe_text import clip, terminal_safe  # deferred: keeps `import gpucomp.cli` loading no room
 
-    return terminal_safe(text, multiline)
+    return "\n".join(clip(line) for line in terminal_safe(text, multiline).split("\n"))
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
     """How the CLI shows a warning (LayerWarning names files from the layers folder): one
     `warning:` line in the style of `error:`, terminal-safe; recording warnings is left alone."""
-    return f"warning: {_safe(message, multiline=True)}\n"
+    return f"warning: {_safe(message)}\n"
 
 
 def _log(args):
@@ -193,19 +195,19 @@ def cmd_generate(args, layers: Path | None = None, out: Path | None = None) -> i
         from gpucomp.publish.export import export  # deferred: keeps `gpucomp --help` fast
 
         dest = export(out, args.export, log=_log(args))
-        print(f"export: {dest}", file=sys.stderr if args.json else sys.stdout)  # --json: stdout is the summary
+        print(f"export: {_safe(dest)}", file=sys.stderr if args.json else sys.stdout)  # --json: stdout is the summary
     if rc == 0 and args.gallery:
         from gpucomp.publish.gallery import make_gallery  # deferred: keeps `gpucomp --help` fast
 
         page = make_gallery(out, log=_log(args))
-        print(f"gallery: {page}", file=sys.stderr if args.json else sys.stdout)  # --json: stdout is the summary
+        print(f"gallery: {_safe(page)}", file=sys.stderr if args.json else sys.stdout)  # --json: stdout is the summary
     return rc
 
 
 def cmd_export(args) -> int:
     from gpucomp.publish.export import export  # deferred: keeps `gpucomp --help` fast
 
-    print(f"export: {export(args.out, args.layout, copy=args.copy, log=_log(args))}")
+    print(f"export: {_safe(export(args.out, args.layout, copy=args.copy, log=_log(args)))}")
     return 0
 
 
@@ -383,7 +385,8 @@ def cmd_import_config(args) -> int:
         raise ConfigError(f"{args.out}: already exists; pass --force to replace it") from None
     except OSError as err:
         raise write_failure(args.out, err, "convert it again") from None
-    print(f"wrote {args.out}; use it with: gpucomp generate <layers> -c {args.out} -o <out>", file=sys.stderr)
+    print(f"wrote {_safe(args.out)}; use it with: gpucomp generate <layers> -c {shlex.quote(args.out)} -o <out>",
+          file=sys.stderr)
     return 0
 
 
@@ -398,7 +401,7 @@ def cmd_preview(args) -> int:
         paths.append(make_reel(args.out, items=args.reel, seconds=args.reel_seconds, size=args.reel_size,
                                fmt=args.reel_format, dest=args.dest, workers=getattr(args, "workers", None)))
     for p in paths:
-        print(p)
+        print(_safe(p))
     return 0
 
 
@@ -418,9 +421,10 @@ def _add_gallery_parser(subparsers):
 
 
 def cmd_gallery(args) -> int:
-    from gpucomp.publish.gallery import cmd_gallery as run_gallery  # deferred: keeps `gpucomp --help` fast
+    from gpucomp.publish.gallery import make_gallery  # deferred: keeps `gpucomp --help` fast
 
-    return run_gallery(args)
+    print(_safe(make_gallery(args.out, thumb=args.thumb, workers=args.workers, log=_log(args))))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -501,14 +505,18 @@ class _TolerantStream:
         return len(text)
 
     def _write(self, text: str) -> int:
-        """A terminal whose encoding lacks a character (a Latin-1 locale and the `—` in a message,
-        or a name that is not UTF-8 at all) gets it as an escape instead of a UnicodeEncodeError."""
+        """Every control and bidi character is shown as an escape (but newlines, tabs and CR), and a
+        terminal whose encoding lacks a character (a Latin-1 locale and the `—` in a message) gets it
+        as an escape instead of a UnicodeEncodeError."""
+        from gpucomp._shared.safe_text import stream_safe  # deferred: keeps `import gpucomp.cli` loading no room
+
+        shown = stream_safe(text)  # no escape sequence reaches the terminal, whatever printed it
         try:
-            return self._stream.write(text)
+            self._stream.write(shown)
         except UnicodeEncodeError:
             encoding = self._stream.encoding or "ascii"  # a text stream's; None for an io.StringIO
-            self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
-            return len(text)
+            self._stream.write(shown.encode(encoding, "backslashreplace").decode(encoding))
+        return len(text)
 
     def flush(self) -> None:
         if self.lost is None:
@@ -566,7 +574,7 @@ def _run_command(args) -> int:
     try:
         return globals()[COMMANDS[args.command]](args)
     except GpucompError as err:
-        print(f"error: {_safe(err, multiline=True)}", file=sys.stderr)  # some list their problems a line each
+        print(f"error: {_safe(err, multiline=err.multiline)}", file=sys.stderr)  # some list their problems a line each
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished items are kept, and running the same command again resumes", file=sys.stderr)

@@ -3,11 +3,22 @@ names the file or key, what is wrong, and what to do; the CLI prints it without 
 
 
 class GpucompError(Exception):
-    """Base class: the CLI prints the message and exits with status 2."""
+    """Base class: the CLI prints the message and exits with status 2. A newline in the message is
+    shown as `\\n` (a name holding one cannot fake a line of its own), but in the classes whose
+    `multiline` is True: their newlines are their layout, and every name in them was made one line
+    where the message was built."""
+
+    multiline = False
 
 
 class LayerError(GpucompError, ValueError):
     """A layers folder or trait file is unusable."""
+
+
+class LayerProblems(LayerError):
+    """Several problems in a layers folder, a line each (safe_text.terminal_safe made each one line)."""
+
+    multiline = True
 
 
 class LayerWarning(UserWarning):

@@ -141,7 +141,21 @@ def test_the_cli_shows_warnings_as_escaped_warning_lines_only_while_it_runs(demo
 
     monkeypatch.setattr(cli, "_run_command", run_and_look)
     assert main(["validate", str(demo_layers), "-n", "2"]) == 0
-    assert seen == ["warning: bad\\x1b[2J\nname\\u202e\n"] and warnings.formatwarning is before
+    assert seen == ["warning: bad\\x1b[2J\\nname\\u202e\n"] and warnings.formatwarning is before  # one line
+
+
+def test_whatever_a_command_prints_reaches_the_terminal_without_escape_sequences(demo_layers, monkeypatch, capsys):
+    """The CLI's streams are the last guard: text printed without terminal_safe still shows its
+    escapes; newlines, tabs and the CR a progress bar redraws with pass."""
+    def careless(args):
+        print("name \x1b]0;owned\x07\u202e\x9b2J\u2028 \udcff")
+        print("\r[###...] 3/6\tok", file=sys.stderr)
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_validate", careless)
+    assert main(["validate", str(demo_layers)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "name \\x1b]0;owned\\x07\\u202e\\x9b2J\\u2028 \\udcff\n" and err == "\r[###...] 3/6\tok\n"
 
 
 def test_validate_too_many_items(demo_layers, capsys):

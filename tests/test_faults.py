@@ -287,7 +287,8 @@ def test_write_errors_in_the_final_files_are_clean_and_resumable(demo_layers, tm
 
     out = tmp_path / "out"
     monkeypatch.setattr(folder, "write_provenance", full)
-    with pytest.raises(OutputError, match="provenance.json: no space left on the device; finished items are kept"):
+    with pytest.raises(OutputError, match="provenance.json: no space left on the device; free space, then re-run the "
+                                          "same command to resume; finished items are kept"):
         gpucomp.run(demo_layers, out, size=120, seed=9, workers=2)
     assert not (out / ".gpucomp.lock").exists()
     monkeypatch.undo()

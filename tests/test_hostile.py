@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 import gpucomp
-from gpucomp._shared.safe_text import UNSAFE_CODES
+from gpucomp._shared.safe_text import unsafe
 from gpucomp.cli import main
 from gpucomp.config import Config, load_config, with_overrides
 from gpucomp.errors import ConfigError, LayerError, LayerWarning, PlanError
@@ -1003,7 +1003,7 @@ def escaping_layers(root, names=ESCAPING_NAMES):
 
 def raw_controls(text: str) -> list[str]:
     """Characters a terminal would obey, except the newlines between lines."""
-    return [c for c in text if ord(c) in UNSAFE_CODES and c != "\n"]
+    return [c for c in text if unsafe(c) and c != "\n"]
 
 
 def test_validate_lists_folder_and_trait_names_with_their_escape_sequences_shown(tmp_path, capsys):
@@ -1039,6 +1039,59 @@ def test_an_error_naming_a_hostile_file_shows_its_escapes_and_keeps_its_lines(tm
     assert err.startswith("error: ") and needle in err and "Hat\\x1b[5m" in err
     assert raw_controls(err) == []
     assert err.count("\n") == (1 if len(files) == 1 else len(files) + 1)  # a header, then a line per problem
+
+
+@pytest.mark.parametrize("files", [
+    ["Red\n\nerror: nothing is wrong#abc.png"],  # one problem: the error is one line
+    ["Red\nerror: nothing is wrong#abc.png", "Blue\n  fine.png#-1.png", "Green\r\n#x.png"],  # a list
+])
+def test_a_newline_in_a_file_name_cannot_fake_a_line_of_an_error(tmp_path, capsys, files):
+    root = escaping_layers(tmp_path / "layers", {"Hat": files})
+    assert main(["generate", str(root), "-o", str(tmp_path / "out"), "-n", "1", "-q"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("error: ") and len(lines) == (1 if len(files) == 1 else len(files) + 1)
+    assert "Red\\n" in "\n".join(lines) and not any(line.startswith(("error", "  fine")) for line in lines[1:])
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("Cap\u200fpng.exe#2.png", "Cap\\u200fpng.exe"),  # right-to-left mark
+    ("Cap\u061c#2.png", "Cap\\u061c"),  # Arabic letter mark
+    ("Cap\u2028ok#2.png", "Cap\\u2028ok"),  # line separator
+    ("Ca\xadp#2.png", "Ca\\xadp"),  # soft hyphen: invisible, so "Cap" twice would look alike
+    ("Cap\U000e0041#2.png", "Cap\\U000e0041"),  # a tag character
+])
+def test_bidi_marks_separators_and_invisible_characters_in_names_are_shown(tmp_path, capsys, name, shown):
+    root = escaping_layers(tmp_path / "layers", {"Hat": [name, "Plain#1.png"]})
+    assert main(["validate", str(root), "-n", "2"]) == 0
+    main(["generate", str(root), "-o", str(tmp_path / "out"), "-n", "2", "--backend", "cpu", "--workers", "1"])
+    out, err = capsys.readouterr()
+    assert raw_controls(out) == [] and raw_controls(err) == []
+    assert shown in (tmp_path / "out" / "rarity.txt").read_text(encoding="utf-8")
+
+
+def test_joiners_and_wide_spaces_in_names_are_shown_as_they_are(tmp_path, capsys):
+    names = ["赤い\u3000帽子.png", "family 👨\u200d👩\u200d👧.png", "می\u200cخواهم.png"]
+    assert main(["validate", str(escaping_layers(tmp_path / "layers", {"Hat": names})), "-n", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Hat -> 'Hat': 3 traits" in out and "\\u" not in out
+
+
+def test_paths_typed_on_the_command_line_are_printed_with_their_escapes_shown(tmp_path, capsys, demo_layers):
+    out = tmp_path / "out\x1b]0;owned\x07"
+    assert main(["generate", str(demo_layers), "-o", str(out), "-n", "2", "--backend", "cpu", "--gallery"]) == 0
+    printed = capsys.readouterr()
+    assert raw_controls(printed.out) == [] and raw_controls(printed.err) == []
+    assert "output: " + str(tmp_path) + "/out\\x1b]0;owned\\x07/images" in printed.out
+    assert "gallery: " in printed.out and (out / "gallery" / "index.html").is_file()
+
+
+def test_an_error_that_echoes_a_huge_value_is_clipped_and_still_says_what_to_do(tmp_path, capsys, demo_layers):
+    config = tmp_path / "c.toml"
+    config.write_text('[output]\npreset = "' + "x" * 5_000_000 + '"\n', encoding="utf-8")
+    assert main(["validate", str(demo_layers), "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert len(err) < 2_100 and err.startswith("error: ") and "characters left out" in err
+    assert err.rstrip().endswith("choose one of fast, balanced, small, gpu")
 
 
 def test_a_warning_naming_a_hostile_file_is_one_escaped_warning_line(tmp_path, capsys, monkeypatch):

@@ -176,7 +176,7 @@ def ensure_folder(path: Path) -> Path:
             pass  # checked below, whatever it is
         st = os.lstat(path)
     except OSError as err:
-        raise OutputError(f"{path}: cannot create this folder ({err.strerror or err})") from err
+        raise write_failure(path, err, "run the same command again") from err
     if stat.S_ISLNK(st.st_mode):
         raise OutputError(f"{path}: is a symbolic link; gpucomp only writes into real folders inside the output "
                           f"folder (so nothing lands elsewhere): remove the link, or pass --force to start over")

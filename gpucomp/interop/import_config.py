@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from gpucomp._shared.files import read_config_text
-from gpucomp._shared.safe_text import UNSAFE_CODES, terminal_safe
+from gpucomp._shared.safe_text import EscapeTable, terminal_safe
 from gpucomp.compositing import BLEND_MODES
 from gpucomp.errors import ConfigError
 from gpucomp.interop.jsconfig import Unreadable, read_js_config
@@ -193,9 +193,8 @@ def convert(text: str, source: str, layers_dir: str | Path | None = None) -> tup
 # TOML basic strings: quote and backslash escaped, and every control (TOML refuses them raw; tab too, and C1
 # controls and bidi overrides, which TOML takes raw, so that `cat`ing the file shows them): the
 # value tomllib reads back is the text itself, and no string can end its line or its quotes
-_TOML_ESCAPES = {0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r",
-                 **{c: f"\\u{c:04x}" for c in UNSAFE_CODES if c not in (0x08, 0x09, 0x0A, 0x0C, 0x0D)
-                    and not 0xD800 <= c < 0xE000}}
+_TOML_ESCAPES = EscapeTable(lambda c: f"\\u{c:04x}" if c < 0x10000 else f"\\U{c:08x}",
+                            {0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"})
 
 
 def toml_string(text: str) -> str:

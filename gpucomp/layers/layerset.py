@@ -17,8 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
+from gpucomp._shared.safe_text import terminal_safe
 from gpucomp.compositing import BLEND_MODES
-from gpucomp.errors import LayerError, LayerWarning
+from gpucomp.errors import LayerError, LayerProblems, LayerWarning
 from gpucomp.layers.decode import decode_trait
 from gpucomp.layers.frames import check_frames
 from gpucomp.layers.naming import layer_display_name, natural_key, offset_of
@@ -273,11 +274,11 @@ def _combined_error(root: Path, problems: list[str]) -> LayerError:
     """One error listing every problem, so an artist fixes the whole folder in one go."""
     if len(problems) == 1:
         return LayerError(problems[0])
-    lines = [f"{root}: {len(problems)} problems in the layers folder; fix them all, then run again:"]
-    lines += [f"  {p}" for p in problems[:MAX_PROBLEMS_SHOWN]]
+    lines = [f"{terminal_safe(root)}: {len(problems)} problems in the layers folder; fix them all, then run again:"]
+    lines += [f"  {terminal_safe(p)}" for p in problems[:MAX_PROBLEMS_SHOWN]]  # a newline in a name stays in its line
     if len(problems) > MAX_PROBLEMS_SHOWN:
         lines.append(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more")
-    return LayerError("\n".join(lines))
+    return LayerProblems("\n".join(lines))
 
 
 def load_layers(

@@ -24,6 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
+from gpucomp._shared.threads import thread_count
 from gpucomp.encode.png import deflate_engine, get_preset
 from gpucomp.errors import BackendUnavailable, ConfigError, GpucompError, OutputError
 from gpucomp.outdir.folder import Job, Planned, shard_journal
@@ -76,7 +77,7 @@ class ShardWorker:
         gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
         device = f"GPU {','.join(map(str, gpus))}" if gpus and backend.name == "cuda" else "CPU"
         self.where = {"host": socket.gethostname(), "pid": os.getpid(), "device": device}
-        return ShardRenderer(ctx, backend, Stats(), self.threads)
+        return ShardRenderer(ctx, backend, Stats(), thread_count(self.threads))  # capped to this node's cores
 
     def render(self, ctx_ref: list, positions: np.ndarray) -> tuple[list[Done], dict]:
         """Render one shard; a retry skips what the shard's journal proves finished."""
@@ -130,7 +131,10 @@ class RayShards:
         if cfg.backend == "cuda" and not gpus:
             raise BackendUnavailable("--backend cuda: the Ray cluster has no GPU; use --backend cpu or auto")
         self.gpu = gpus > 0 and cfg.backend != "cpu"
-        n = cfg.ray_workers or (int(gpus) if self.gpu else max(1, cpus))
+        # more worker processes than CPUs (or devices) only wait, each holding a backend and its items
+        n = min(cfg.ray_workers, max(1, cpus, int(gpus))) if cfg.ray_workers else (int(gpus) if self.gpu else max(1, cpus))
+        if cfg.ray_workers and n < cfg.ray_workers:
+            self.log(f"ray: {cfg.ray_workers} workers asked, {n} started (the cluster has {cpus} CPUs, {int(gpus)} GPUs)")
         per_cpu = max(1, cpus // n)
         # Fractions when there are more workers than devices: every worker must be able to start,
         # or the shards queued on it would wait forever.

@@ -18,7 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
-from gpucomp._shared.files import atomic_write_bytes, json_bytes, nonempty_file, open_regular, read_regular
+from gpucomp._shared.files import atomic_write_bytes, json_bytes, nonempty_file, open_regular, read_regular, write_failure
 from gpucomp._shared.testhooks import fault  # noqa: F401 (GPUCOMP_TEST_KILL / GPUCOMP_TEST_SLOW points, also for folder.py)
 from gpucomp.encode.animated import encoder
 from gpucomp.encode.media import DEFAULT_FILES, OutputFile, is_default, render_files, write_others
@@ -132,14 +132,12 @@ def human_bytes(n: float) -> str:
 
 
 def write_error(path: Path, err: OSError, item_bytes: int, remaining: int) -> OutputError:
-    """The error for a failed write in OUT: what failed, about how much space is missing, how to go on."""
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        need = f" (about {human_bytes(item_bytes * remaining * 1.02)} more needed for the {remaining} items left)" \
-            if remaining else ""
-        return OutputError(f"{path}: no space left on the device{need}; finished items are kept: free space, "
-                           f"then re-run the same command to resume")
-    return OutputError(f"{path}: cannot write ({err.strerror or err}); finished items are kept: "
-                       f"fix the cause, then re-run the same command to resume")
+    """The error for a failed write in OUT: what failed (files.write_failure's words), about how much
+    space is missing, how to go on."""
+    need = ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT) and remaining:
+        need = f" (about {human_bytes(item_bytes * remaining * 1.02)} more needed for the {remaining} items left)"
+    return write_failure(path, err, f"re-run the same command to resume{need}; finished items are kept")
 
 
 class ShardRenderer:

@@ -26,7 +26,6 @@ import io
 import json
 import os
 import re
-import sys
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -330,7 +329,7 @@ def _run_thumbs(out, source: OutputFile, folder, todo, names, size, fmt, workers
 
 def _script(call: str, obj) -> bytes:
     """A JavaScript file that hands `obj` (as JSON, which is valid JavaScript) to `call`."""
-    return f"{call}({json.dumps(obj, ensure_ascii=False, separators=(',', ':'))});\n".encode("utf-8")
+    return f"{call}({json.dumps(obj, ensure_ascii=False, separators=(',', ':'), allow_nan=False)});\n".encode("utf-8")
 
 
 def write_metadata_chunks(out: Path, index: Index, log: Log | None = None) -> int:
@@ -440,12 +439,5 @@ def make_gallery(out, thumb: int = THUMB_DEFAULT, workers: int | None = None, lo
     return page
 
 
-def cmd_gallery(args) -> int:
-    """Run `gpucomp gallery`: print the path of the page."""
-    log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    print(make_gallery(args.out, thumb=args.thumb, workers=args.workers, log=log))
-    return 0
-
-
 __all__ = ["make_gallery", "read_index", "check_finished", "make_thumbnails", "write_metadata_chunks",
-           "index_data", "write_index", "write_assets", "thumbnail_bytes", "cmd_gallery", "Index"]
+           "index_data", "write_index", "write_assets", "thumbnail_bytes", "Index"]

@@ -82,6 +82,16 @@ def test_ray_renders_the_bytes_of_one_process(cluster, demo_layers, tmp_path, re
     assert not list(out.glob("gpucomp.shard-*")) and not (out / "gpucomp.journal").exists()
 
 
+def test_worker_and_thread_counts_past_the_cluster_are_capped(cluster, demo_layers, tmp_path, reference):
+    """`ray_workers = 500` on 2 CPUs starts 2 processes (more only wait, each holding a backend), and
+    `workers = 100000` encoder threads become what each node's cores can use: the same bytes."""
+    out, logged = tmp_path / "out", []
+    gen = gpucomp.generate(demo_layers, out, ray=True, ray_workers=500, workers=100_000, log=logged.append, **ARGS)
+    assert len(list(gen)) == 60 and snapshot(out) == reference
+    assert len(gen.summary["backend"]["ray"]["devices"]) == 2
+    assert any("500 workers asked, 2 started" in line for line in logged)
+
+
 def test_an_animated_collection_on_ray_is_the_bytes_of_one_process(cluster, tmp_path):
     """Frames, stills and animated files (APNG, GIF) from the Ray workers equal one process's."""
     from gpucomp.demo import make_layers

@@ -107,7 +107,7 @@ def test_a_run_whose_disk_fails_says_which_image_and_resumes(demo_layers, tmp_pa
     with pytest.raises(OutputError) as info:
         gpucomp.run(demo_layers, out, size=40, seed=3, workers=2)
     msg = str(info.value)
-    assert f"{out / 'images' / '7.png'}: cannot write" in msg and "re-run the same command" in msg, msg
+    assert f"{out / 'images' / '7.png'}: input/output error (a failing disk" in msg and "re-run the same command" in msg, msg
     monkeypatch.setattr(wb, "_SYNC_FILE_RANGE", wb._load_sync_file_range())
     summary = gpucomp.run(demo_layers, out, size=40, seed=3, workers=2)
     assert summary["items"] == 40 and summary["resumed_from"] >= 1
