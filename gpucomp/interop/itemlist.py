@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,22 +27,81 @@ from gpucomp._shared.safe_text import csv_text_value
 from gpucomp.errors import ConfigError
 
 MAX_LIST_BYTES = 256 << 20  # a million items of a few hundred bytes each
+MAX_ITEMS = 10_000_000  # the most a collection holds (config.MAX_SIZE): counted while reading
 METADATA_NAME = "_metadata.json"
+NO_EDITION = -(1 << 63)
+
+
+class Column:
+    """The cells a list gives for one layer reference (a CSV column, a trait_type, `#<k>` for the
+    k-th piece of a DNA string), as numbers: row `rows[j]` names trait `names[codes[j]]`. A few
+    bytes a cell, where a dict a row took 60 times an item's bytes on a list of short names."""
+
+    def __init__(self):
+        self.rows, self.codes = array("q"), array("l")
+        self.names: list[str] = []
+        self._code: dict[str, int] = {}
+
+    def add(self, row: int, name: str) -> None:
+        code = self._code.get(name)
+        if code is None:
+            code = self._code[name] = len(self.names)
+            self.names.append(name)
+        self.rows.append(row)
+        self.codes.append(code)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, codes) as NumPy arrays (views, no copy)."""
+        return np.frombuffer(self.rows, np.int64), np.frombuffer(self.codes, np.dtype(f"i{self.codes.itemsize}"))
 
 
 @dataclass
 class ItemList:
-    """`rows[i]` maps a layer reference (folder or display name; `#<k>` for the k-th layer of a DNA
-    string) to a trait name; `labels[i]` names the row in messages."""
+    """The items of a list, by column: `columns[ref]` holds what each row gives for the layer
+    reference `ref` (a row gives nothing where it has no cell); `where[i]` is row i's line (CSV,
+    DNA) and `editions[i]` its edition (metadata), to name it in messages."""
 
     path: Path
     kind: str  # "csv" | "metadata" | "dna"
-    rows: list[dict[str, str]]
-    labels: list[str]
+    count: int
+    columns: dict[str, Column]
+    where: array
+    editions: array
     sha256: str
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.count
+
+    def label(self, i: int) -> str:
+        """How a message names row i: `line 12`, or `item 3 (edition 7)`."""
+        if self.kind != "metadata":
+            return f"line {self.where[i]}"
+        edition = self.editions[i]
+        return f"item {i + 1}" + (f" (edition {edition})" if edition != NO_EDITION else "")
+
+
+class _Builder:
+    """Collects a list's rows into columns, counting them against MAX_ITEMS."""
+
+    def __init__(self, path: Path):
+        self.path, self.count = path, 0
+        self.columns: dict[str, Column] = {}
+        self.where, self.editions = array("q"), array("q")
+
+    def row(self, cells: dict[str, str] | list[tuple[str, str]], where: int = 0, edition: int = NO_EDITION) -> None:
+        if self.count == MAX_ITEMS:
+            raise ConfigError(f"--from {self.path}: lists more than {MAX_ITEMS:,} items, the most a collection holds")
+        for ref, name in (cells.items() if isinstance(cells, dict) else cells):
+            column = self.columns.get(ref)
+            if column is None:
+                column = self.columns[ref] = Column()
+            column.add(self.count, name)
+        self.where.append(where)
+        self.editions.append(edition)
+        self.count += 1
+
+    def done(self, kind: str, sha: str) -> ItemList:
+        return ItemList(self.path, kind, self.count, self.columns, self.where, self.editions, sha)
 
 
 def read_list(path) -> ItemList:
@@ -58,16 +118,19 @@ def read_list(path) -> ItemList:
     except UnicodeDecodeError as err:
         raise ConfigError(f"--from {path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     del data  # the text is all that is read from here on: one copy of a list of up to 256 MiB, not two
-    suffix = path.suffix.lower()
+    suffix, rows = path.suffix.lower(), _Builder(path)
     if suffix == ".csv":
-        kind, rows, labels = "csv", *_csv_rows(text, path)
+        kind = "csv"
+        _csv_rows(text, path, rows)
     elif suffix == ".json" or text.lstrip().startswith(("[", "{")):
-        kind, rows, labels = "metadata", *_metadata_rows(text, path)
+        kind = "metadata"
+        _metadata_rows(text, path, rows)
     else:
-        kind, rows, labels = "dna", *_dna_rows(text, path)
-    if not rows:
+        kind = "dna"
+        _dna_rows(text, path, rows)
+    if not rows.count:
         raise ConfigError(f"--from {path}: lists no item")
-    return ItemList(path, kind, rows, labels, sha)
+    return rows.done(kind, sha)
 
 
 def _lines(text: str):
@@ -93,9 +156,8 @@ def _records(reader, path: Path):
         raise ConfigError(f"--from {path}: line {reader.line_num}: {err}; no item list holds such a cell") from None
 
 
-def _csv_rows(text: str, path: Path) -> tuple[list, list]:
-    """Rows as {column: cell}; equal cells are one string object (a list repeats a few dozen trait
-    names a million times), and the text is read line by line (io.StringIO held a copy of four
+def _csv_rows(text: str, path: Path, rows: _Builder) -> None:
+    """The CSV's rows into `rows`; the text is read line by line (io.StringIO held a copy of four
     bytes a character): a 96 MiB list took 1.3 GB here before."""
     reader = csv.reader(_lines(text))
     records = _records(reader, path)
@@ -107,29 +169,26 @@ def _csv_rows(text: str, path: Path) -> tuple[list, list]:
     for col, h in enumerate(header, start=1):
         if h and seen.setdefault(h, col) != col:
             raise ConfigError(f"--from {path}: columns {seen[h]} and {col} are both named {h!r}; keep one")
-    rows, labels, shared = [], [], {}
     for line, cells in enumerate(records, start=2):
         if not any(c.strip() for c in cells):
             continue
         if len(cells) != len(header):
             raise ConfigError(f"--from {path}: line {line} has {len(cells)} cells, the header {len(header)}")
-        rows.append({h: shared.setdefault(c, c) for h, c in zip(header, map(_cell, cells), strict=False) if h and c})
-        labels.append(f"line {line}")
-    return rows, labels
+        rows.row([(h, c) for h, c in zip(header, map(_cell, cells), strict=True) if h and c], line)
 
 
-def _metadata_rows(text: str, path: Path) -> tuple[list, list]:
+def _metadata_rows(text: str, path: Path, rows: _Builder) -> None:
     try:
         items = json_input.loads(text)
     except ValueError as err:
         raise ConfigError(f"--from {path}: not valid JSON ({err})") from None
     if not isinstance(items, list):
         raise ConfigError(f"--from {path}: expected a list of items (HashLips' _metadata.json), got {type(items).__name__}")
-    rows, labels = [], []
     for i, item in enumerate(items):
-        label = f"item {i + 1}"
-        if isinstance(item, dict) and isinstance(item.get("edition"), int) and not isinstance(item["edition"], bool):
-            label += f" (edition {item['edition']})"
+        edition = item.get("edition") if isinstance(item, dict) else None
+        if not (isinstance(edition, int) and not isinstance(edition, bool) and NO_EDITION < edition < 1 << 63):
+            edition = NO_EDITION
+        label = f"item {i + 1}" + (f" (edition {edition})" if edition != NO_EDITION else "")
         attributes = item.get("attributes") if isinstance(item, dict) else None
         if not isinstance(attributes, list):
             raise ConfigError(f"--from {path}: {label} has no attributes list")
@@ -141,18 +200,17 @@ def _metadata_rows(text: str, path: Path) -> tuple[list, list]:
             if a["trait_type"] in row:
                 raise ConfigError(f"--from {path}: {label} lists {a['trait_type']!r} twice")
             row[a["trait_type"]] = str(a["value"])
-        rows.append(row)
-        labels.append(label)
-    return rows, labels
+        rows.row(row, edition=edition)
+        items[i] = None  # each item's objects go as soon as it is read
 
 
 _PIECE = re.compile(r"-(?=[0-9]+:)")  # a DNA joins "layer:id:file" pieces with "-"; names may hold "-" too
+_DNA_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")  # a line, one at a time (not a list of them all)
 
 
-def _dna_rows(text: str, path: Path) -> tuple[list, list]:
-    rows, labels = [], []
-    for line, raw in enumerate(text.splitlines(), start=1):
-        s = raw.strip()
+def _dna_rows(text: str, path: Path, rows: _Builder) -> None:
+    for line, m in enumerate(_DNA_LINE.finditer(text), start=1):
+        s = m.group().strip()
         if not s or s.startswith("#"):
             continue
         row = {}
@@ -166,9 +224,7 @@ def _dna_rows(text: str, path: Path) -> tuple[list, list]:
             if key in row:
                 raise ConfigError(f"--from {path}: line {line} gives layer {parts[0]} twice; keep one piece for it")
             row[key] = parts[-1].split("?", 1)[0]  # drop ?bypassDNA=true
-        rows.append(row)
-        labels.append(f"line {line}")
-    return rows, labels
+        rows.row(row, line)
 
 
 def _file_trait_name(file: str, delimiter: str) -> str:
@@ -178,35 +234,47 @@ def _file_trait_name(file: str, delimiter: str) -> str:
 
 
 def list_combos(items: ItemList, layerset, options, delimiter: str = "#") -> np.ndarray:
-    """(n, L) trait indices of the stack's layers for every listed item, in the list's order."""
-    layers = layerset.layers
-    index = [{t.name: k for k, t in enumerate(layer.traits)} for layer in layers]
-    refs = []  # per layer: the keys a row may use for it
-    for li, layer in enumerate(layers):
-        refs.append([f"#{li}"] if items.kind == "dna" else list(dict.fromkeys((layer.name, layer.folder))))
-    nothing = [_nothing_trait(layer, o) for layer, o in zip(layers, options, strict=True)]
-    out = np.empty((len(items), len(layers)), np.int32)
-    for i, (row, label) in enumerate(zip(items.rows, items.labels, strict=True)):
-        for li, layer in enumerate(layers):
-            keys = [r for r in refs[li] if r in row]
-            if len(keys) > 1:  # `Body` and `02-Body`: which one is meant is the list's to say, not ours
-                raise ConfigError(f"--from {items.path}: {label} names layer {layer.name!r} twice, as "
-                                  f"{' and '.join(map(repr, keys))}; keep one {_column(items.kind)}")
-            key = keys[0] if keys else None
-            if key is None:
-                if nothing[li] is None:
-                    raise ConfigError(f"--from {items.path}: {label} gives no trait for layer {layer.name!r}, which has "
-                                      f"no empty trait to stand for nothing; add a {_column(items.kind)} for it")
-                out[i, li] = nothing[li]
-                continue
-            name = row[key] if items.kind != "dna" else _file_trait_name(row[key], delimiter)
-            k = index[li].get(name)
-            if k is None:
-                known = ", ".join(list(index[li])[:6]) + (", ..." if len(index[li]) > 6 else "")
-                raise ConfigError(f"--from {items.path}: {label}: layer {layer.name!r} has no trait {name!r} "
-                                  f"(it has {known})")
-            out[i, li] = k
+    """(n, L) trait indices of the stack's layers for every listed item, in the list's order. A
+    problem (a layer named twice, no trait for a layer, a trait the layer lacks) is an error naming
+    the first row that has one, column by column in NumPy rather than row by row."""
+    layers, n = layerset.layers, len(items)
+    out = np.empty((n, len(layers)), np.int32)
+    problems = []  # (row, layer, priority, message) of each layer's first problem
+    for li, (layer, option) in enumerate(zip(layers, options, strict=True)):
+        refs = [f"#{li}"] if items.kind == "dna" else list(dict.fromkeys((layer.name, layer.folder)))
+        columns = [(ref, items.columns[ref]) for ref in refs if ref in items.columns]
+        given = np.zeros(n, np.int8)
+        index = {t.name: k for k, t in enumerate(layer.traits)}
+        for _, column in columns:
+            rows, codes = column.arrays()
+            names = [_file_trait_name(c, delimiter) for c in column.names] if items.kind == "dna" else column.names
+            traits = np.array([index.get(name, -1) for name in names], np.int32)[codes]
+            out[rows, li] = traits
+            given[rows] += 1
+            if (unknown := np.flatnonzero(traits < 0)).size:
+                j = unknown[0]
+                known = ", ".join(list(index)[:6]) + (", ..." if len(index) > 6 else "")
+                problems.append((rows[j], li, 1, f"layer {layer.name!r} has no trait {names[codes[j]]!r} (it has {known})"))
+        if (twice := np.flatnonzero(given > 1)).size:  # `Body` and `02-Body`: which is meant is the list's to say
+            both = " and ".join(repr(ref) for ref, c in columns if _has_row(c, twice[0]))
+            problems.append((twice[0], li, 0, f"names layer {layer.name!r} twice, as {both}; keep one "
+                                              f"{_column(items.kind)}"))
+        if (missing := np.flatnonzero(given == 0)).size:
+            nothing = _nothing_trait(layer, option)
+            if nothing is None:
+                problems.append((missing[0], li, 0, f"gives no trait for layer {layer.name!r}, which has no empty "
+                                                    f"trait to stand for nothing; add a {_column(items.kind)} for it"))
+            out[missing, li] = nothing or 0
+    if problems:
+        row, _, _, why = min(problems, key=lambda p: p[:3])
+        raise ConfigError(f"--from {items.path}: {items.label(int(row))}{':' if why.startswith('layer') else ''} {why}")
     return out
+
+
+def _has_row(column: Column, row: int) -> bool:
+    rows, _ = column.arrays()
+    k = int(np.searchsorted(rows, row))
+    return k < len(rows) and rows[k] == row
 
 
 def _column(kind: str) -> str:
@@ -224,10 +292,11 @@ def _nothing_trait(layer, option) -> int | None:
 def check_unique(items: ItemList, combos: np.ndarray, options) -> None:
     """Two listed items with the same traits in every dna layer would be one item twice."""
     dna = [li for li, o in enumerate(options) if o.dna]
-    seen: dict[bytes, int] = {}
-    for i, row in enumerate(np.ascontiguousarray(combos[:, dna])):
-        first = seen.setdefault(row.tobytes(), i)
-        if first != i:
-            raise ConfigError(f"--from {items.path}: {items.labels[i]} is the same item as {items.labels[first]} "
-                              f"(the same trait in every dna layer); list each item once (a variant that leaves "
-                              f"out the layer telling two items apart makes them one)")
+    keys = np.ascontiguousarray(combos[:, dna]).view(np.dtype((np.void, 4 * len(dna)))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    repeats = np.flatnonzero(first[inverse.ravel()] != np.arange(len(keys)))
+    if repeats.size:
+        i = int(repeats[0])
+        raise ConfigError(f"--from {items.path}: {items.label(i)} is the same item as "
+                          f"{items.label(int(first[inverse.ravel()[i]]))} (the same trait in every dna layer); list "
+                          f"each item once (a variant that leaves out the layer telling two items apart makes them one)")

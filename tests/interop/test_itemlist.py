@@ -229,5 +229,22 @@ def test_a_large_csv_list_reads_in_a_small_multiple_of_its_size(tmp_path):
     path = tmp_path / "big.csv"
     path.write_text("\n".join(lines) + "\n")
     size = path.stat().st_size
-    n, grown = peak_growth("from gpucomp.interop.itemlist import read_list", f"len(read_list({str(path)!r}).rows)")
+    n, grown = peak_growth("from gpucomp.interop.itemlist import read_list", f"len(read_list({str(path)!r}))")
     assert n == "200000" and grown < 5 * size, (grown, size)
+
+
+def test_a_list_of_short_rows_is_planned_in_a_small_multiple_of_its_size(tmp_path):
+    """400,000 rows of three short names (11 bytes a row): reading, matching and the uniqueness
+    check together stay under 4x the file beyond what planning as many items takes anyway (a dict
+    a row took 60x)."""
+    from memory import peak_growth
+
+    names = [f"t{k}" for k in range(100)]
+    make_folder(tmp_path / "layers", {f"{i}-L{i}": [f"{n}#1" for n in names] for i in range(3)})
+    rows = [(a, b, c) for a in range(100) for b in range(100) for c in range(40)]
+    path = tmp_path / "list.csv"
+    path.write_text("L0,L1,L2\n" + "".join(f"t{a},t{b},t{c}\n" for a, b, c in rows))
+    layers, size = str(tmp_path / "layers"), path.stat().st_size
+    _, planned = peak_growth("from gpucomp.cli import main", f"main(['validate', {layers!r}, '-n', '{len(rows)}'])")
+    status, grown = peak_growth("from gpucomp.cli import main", f"main(['validate', {layers!r}, '--from', {str(path)!r}])")
+    assert status == "0" and grown - planned < 4 * size, (grown, planned, size)
