@@ -1,35 +1,58 @@
 """`gpucomp import-config config.js`: a HashLips art engine v1 (or nftchef art-engine) config as a
 gpucomp TOML the user keeps.
 
-Converted: `layerConfigurations` (`growEditionSizeTo` is cumulative: each configuration becomes a
-[[stacks]] entry of the difference), each `layersOrder` entry's `name` (folder), `options.displayName`
-or nftchef's `trait` (display name), `options.bypassDNA` (dna = false), `blend` and `opacity`
-(HashLips under `options`, nftchef on the entry itself), nftchef's `sublayerOptions` (per-trait blend
-and opacity), `namePrefix`, `description`, `baseUri`, `startIndex`, `shuffleLayerConfigurations`,
-`rarityDelimiter`, `emptyLayerName`, `extraMetadata`, and with the layers folder nftchef's `incompatible`
-and `forcedCombinations` (as never / always rules). What has no equivalent is listed in notes
-(comments at the top of the TOML, and printed), never dropped without a word.
+Only what `module.exports` exports counts (the engines' main.js reads nothing else). Converted:
+`layerConfigurations` (`growEditionSizeTo` is cumulative: each configuration becomes a [[stacks]]
+entry of the difference), each `layersOrder` entry's `name` (folder), `options.displayName` or
+nftchef's `trait` (display name), `options.bypassDNA` (dna = false), `blend` and `opacity` (HashLips
+under `options`, nftchef on the entry itself), nftchef's `sublayerOptions` (per-trait blend and
+opacity), `namePrefix`, `description`, `baseUri`, `startIndex`, `shuffleLayerConfigurations`,
+`rarityDelimiter`, `emptyLayerName`, `extraMetadata`, `network = NETWORK.sol` with `solanaMetadata`
+(Solana metadata numbered from 0), `outputJPEG` (JPEG images), `format.width/height` (a sized copy
+where the layers are another size), and with the layers folder nftchef's `incompatible` and
+`forcedCombinations` (as never / always rules). Every other setting is one that changes no image,
+number or metadata (NO_EFFECT), or gets a note (comments at the top of the TOML, and printed):
+nothing is dropped without a word.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from PIL import Image
+
 from gpucomp._shared.files import read_config_text
 from gpucomp._shared.safe_text import EscapeTable, terminal_safe
 from gpucomp.compositing import BLEND_MODES
-from gpucomp.errors import ConfigError
-from gpucomp.interop.jsconfig import Unreadable, read_js_config
+from gpucomp.errors import ConfigError, LayerError
+from gpucomp.interop.jsconfig import Unreadable, read_js_module
 from gpucomp.layers.scan import Walk
 
-UNSUPPORTED = {
+# Every setting HashLips v1's and nftchef's config.js export (their src/config.js, main.js) and what
+# becomes of it: converted (below), a note when it is set, or no effect on images, numbers or metadata.
+CONVERTED = ("layerConfigurations", "namePrefix", "description", "baseUri", "startIndex", "shuffleLayerConfigurations",
+             "rarityDelimiter", "emptyLayerName", "extraMetadata", "incompatible", "forcedCombinations", "format",
+             "network", "solanaMetadata", "outputJPEG")
+NO_EFFECT = {  # used by the engines' utilities or their console only
+    "debugLogs": "console logging", "uniqueDnaTorrance": "how often the engine retries a repeated DNA",
+    "preview": "utils/preview.js", "preview_gif": "utils/preview_gif.js", "pixelFormat": "utils/pixelate.js",
+    "buildDir": "where the engine writes (gpucomp: -o)", "layersDir": "where the engine reads (gpucomp: its argument)",
+}
+NOTED = {  # set (truthy) -> the note
     "background": "background.generate (a generated background colour): add a Background layer folder instead",
     "incompatible": "incompatible: pass --layers to convert it to [[rules]] never = [...]",
     "forcedCombinations": "forcedCombinations: pass --layers to convert it to [[rules]] always = [...]",
-    "traitValueOverrides": "traitValueOverrides: rename the trait files instead",
-    "extraAttributes": "extraAttributes: not converted",
-    "outputJPEG": "outputJPEG: gpucomp writes PNG",
+    "traitValueOverrides": "traitValueOverrides (metadata values other than the trait names): not converted; "
+                           "rename the trait files to the values",
+    "extraAttributes": "extraAttributes (a function adding attributes): not converted",
+    "hashImages": "hashImages (an imageHash in each item's metadata): not converted; gpucomp writes each image's "
+                  "SHA-256 in provenance.json",
+    "useRootTraitType": "useRootTraitType: not converted; gpucomp names nested folders' traits by their layer "
+                        "(check the trait_type of nested folders)",
+    "text": "text.only (the engine writes trait names as text instead of drawing the images): not converted",
+    "gif": "gif.export (HashLips' animated GIF of the drawing order): not converted",
 }
+SOLANA_KEYS = ("symbol", "seller_fee_basis_points", "external_url", "creators")
 
 
 class _Converter:
@@ -151,8 +174,12 @@ def _rules(conv: "_Converter", key: str, kind: str, where: dict[str, list[str]])
 
 def convert(text: str, source: str, layers_dir: str | Path | None = None) -> tuple[str, list[str]]:
     """(TOML text, notes) for a config.js's text. With `layers_dir`, nftchef's `incompatible` and
-    `forcedCombinations` become [[rules]] (their names are looked up in the layer folders)."""
-    conv = _Converter(read_js_config(text, source), source)
+    `forcedCombinations` become [[rules]] (their names are looked up in the layer folders) and
+    `format` is compared with the layers' size. Only what `module.exports` exports counts, as in
+    the engines (their main.js reads the exports); a config.js without one counts every constant."""
+    declared, exports = read_js_module(text, source)
+    conv = _Converter(declared if exports is None else exports, source)
+    _unknown_settings(conv, declared, exports)
     stacks, size = conv.stacks()
     rules = []
     if layers_dir is not None:
@@ -160,6 +187,44 @@ def convert(text: str, source: str, layers_dir: str | Path | None = None) -> tup
         delimiter = conv.typed(conv.values.get("rarityDelimiter"), str, "rarityDelimiter") or "#"
         where = _trait_layers(Path(layers_dir), folders, delimiter)
         rules = _rules(conv, "incompatible", "never", where) + _rules(conv, "forcedCombinations", "always", where)
+    tables = {"collection": _collection(conv, stacks, size), "input": {}, "output": {}, "metadata": {}}
+    for key, toml_key in (("rarityDelimiter", "delimiter"), ("emptyLayerName", "empty_name")):
+        v = conv.typed(conv.values.get(key), str, key)
+        if v is not None:
+            tables["input"][toml_key] = v
+    extra = conv.typed(conv.values.get("extraMetadata"), dict, "extraMetadata")
+    if extra:
+        tables["metadata"]["extra"] = extra
+    _network(conv, tables)
+    sizes = _format(conv, tables, stacks, layers_dir)
+    for key, note in NOTED.items():
+        if layers_dir is not None and key in ("incompatible", "forcedCombinations"):
+            continue
+        v = conv.values.get(key)
+        off = (key == "background" and isinstance(v, dict) and not v.get("generate")
+               or key in ("text", "gif") and isinstance(v, dict) and not v.get("only" if key == "text" else "export"))
+        if v not in (None, {}, [], False) and not off:
+            conv.notes.append(note)
+    return _toml(tables, sizes, stacks, rules, conv.notes, source), conv.notes
+
+
+def _unknown_settings(conv: "_Converter", declared: dict, exports: dict | None) -> None:
+    """A note for every exported name that is no engine setting, and for every setting the file
+    declares but does not export (the engine does not see it: HashLips then names items
+    `undefined #1` without namePrefix)."""
+    known = (*CONVERTED, *NO_EFFECT, *NOTED)
+    if exports is None:
+        return
+    for key in exports:
+        if key not in known:
+            conv.notes.append(f"{key}: not a setting HashLips v1 or nftchef reads; not converted")
+    for key in declared:
+        if key in known and key not in exports and key not in NO_EFFECT:
+            conv.notes.append(f"{key} is declared but not in module.exports, so the engine does not see it; "
+                              f"not converted (export it and convert again, if it was meant)")
+
+
+def _collection(conv: "_Converter", stacks: list, size: int) -> dict:
     prefixes = [p for _, _, p in stacks if p is not None]
     prefix = conv.typed(conv.values.get("namePrefix"), str, "namePrefix") or (prefixes[0] if prefixes else None)
     if len(set(prefixes)) > 1:
@@ -173,25 +238,81 @@ def convert(text: str, source: str, layers_dir: str | Path | None = None) -> tup
             collection[toml_key] = v
     if prefix is not None:
         collection["name_prefix"] = prefix
-    collection.setdefault("start", 1)  # HashLips v1 numbers editions from 1
-    inputs = {}
-    for key, toml_key in (("rarityDelimiter", "delimiter"), ("emptyLayerName", "empty_name")):
-        v = conv.typed(conv.values.get(key), str, key)
-        if v is not None:
-            inputs[toml_key] = v
-    extra = conv.typed(conv.values.get("extraMetadata"), dict, "extraMetadata")
-    for key, note in UNSUPPORTED.items():
-        if layers_dir is not None and key in ("incompatible", "forcedCombinations"):
-            continue
-        v = conv.values.get(key)
-        off = key == "background" and isinstance(v, dict) and not v.get("generate")
-        if v not in (None, {}, [], False) and not off:
-            conv.notes.append(note)
-    return _toml(collection, inputs, extra, stacks, rules, conv.notes, source), conv.notes
+    return collection
+
+
+def _network(conv: "_Converter", tables: dict) -> None:
+    """HashLips v1's `network = NETWORK.sol`: Solana metadata from `solanaMetadata`, numbered from 0
+    (main.js starts at 0 for sol, at 1 otherwise; nftchef has startIndex and no network)."""
+    network = conv.typed(conv.values.get("network"), str, "network")
+    if network not in (None, "eth", "sol"):
+        raise ConfigError(f"{conv.source}: network is {network!r}; HashLips knows NETWORK.eth and NETWORK.sol")
+    collection = tables["collection"]
+    if network != "sol":
+        collection.setdefault("start", 1)  # HashLips v1 numbers editions from 1
+        return
+    collection.setdefault("start", 0)
+    if collection.pop("base_uri", None) is not None:
+        conv.notes.append("baseUri: HashLips writes no base URI for Solana (image and files are `<n>.png`), so "
+                          "neither does this config")
+    meta = tables["metadata"]
+    meta["format"] = "solana"
+    solana = conv.typed(conv.values.get("solanaMetadata"), dict, "solanaMetadata") or {}
+    for key in SOLANA_KEYS:
+        if key in solana:
+            meta[key] = conv.get("", value=solana[key], where=f"solanaMetadata.{key}")
+    for key in sorted(set(solana) - set(SOLANA_KEYS)):
+        conv.notes.append(f"solanaMetadata.{key}: not converted (HashLips writes only {', '.join(SOLANA_KEYS)})")
+
+
+def _format(conv: "_Converter", tables: dict, stacks: list, layers_dir) -> list[dict]:
+    """`format.width/height`: the engines draw every layer scaled to that size. gpucomp composites at
+    the layers' own size (no layer is resampled before it is composited) and writes the configured
+    size as a sized copy, images/format/, when the two differ; `outputJPEG` makes the images JPEG."""
+    if conv.typed(conv.values.get("outputJPEG"), bool, "outputJPEG"):
+        tables["output"]["format"] = "jpeg"
+    fmt = conv.typed(conv.values.get("format"), dict, "format") or {}
+    width = conv.typed(fmt.get("width"), int, "format.width")
+    height = conv.typed(fmt.get("height"), int, "format.height")
+    smooth = conv.typed(fmt.get("smoothing"), bool, "format.smoothing")
+    if width is None or height is None:
+        return []
+    size = _layers_size(Path(layers_dir), stacks) if layers_dir is not None else None
+    if size == (width, height):
+        return []
+    if size is None:
+        conv.notes.append(f"format: {width}x{height}: the engine scales every layer to it; gpucomp renders at the "
+                          f"layer images' size, so convert again with --layers <folder> to have a {width}x{height} "
+                          f"copy written if the layers are another size")
+        return []
+    conv.notes.append(f"format: {width}x{height}, the layers are {size[0]}x{size[1]}: the engine scales every layer "
+                      f"to {width}x{height} as it draws; gpucomp composites at {size[0]}x{size[1]} (images/) and "
+                      f"writes a {width}x{height} copy in images/format/ ({'lanczos' if smooth else 'nearest'}, as "
+                      f"format.smoothing = {str(bool(smooth)).lower()}): the same art, resampled once")
+    return [{"name": "format", "width": width, "height": height, "filter": "lanczos" if smooth else "nearest"}]
+
+
+def _layers_size(root: Path, stacks: list) -> tuple[int, int] | None:
+    """The size of the first layer image of the first layer that has one (the canvas)."""
+    walk = Walk(root, "#", [])
+    for _, layers, _ in stacks:
+        for layer in layers:
+            try:
+                found = walk.layer(layer["folder"])
+            except LayerError:
+                continue
+            for trait in found:
+                for path in trait.files:
+                    try:
+                        with Image.open(path) as im:
+                            return im.size
+                    except OSError:
+                        continue
+    return None
 
 
 # TOML basic strings: quote and backslash escaped, and every control (TOML refuses them raw; tab too, and C1
-# controls and bidi overrides, which TOML takes raw, so that `cat`ing the file shows them): the
+# controls, bidi and format characters, which TOML takes raw, so that `cat`ing the file shows them): the
 # value tomllib reads back is the text itself, and no string can end its line or its quotes
 _TOML_ESCAPES = EscapeTable(lambda c: f"\\u{c:04x}" if c < 0x10000 else f"\\U{c:08x}",
                             {0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"})
@@ -219,17 +340,17 @@ def _q(value) -> str:
     raise ConfigError(f"cannot write {value!r} into TOML")
 
 
-def _toml(collection, inputs, extra, stacks, rules, notes, source) -> str:
+def _toml(tables: dict, sizes: list[dict], stacks, rules, notes, source) -> str:
     # comments hold text from the config.js (its name, its keys): a newline there would end the
     # comment and make the rest TOML, so each is one line, its controls shown as escapes
     lines = [f"# Converted by `gpucomp import-config` from {terminal_safe(Path(source).name)} (HashLips art "
              f"engine / nftchef).", "# Keep it: gpucomp generate <layers folder> -c <this file> -o <output folder>"]
     lines += [f"# note: {terminal_safe(n)}" for n in notes]
-    lines += ["", "[collection]"] + [f"{k} = {_q(v)}" for k, v in collection.items()]
-    if inputs:
-        lines += ["", "[input]"] + [f"{k} = {_q(v)}" for k, v in inputs.items()]
-    if extra:
-        lines += ["", "[metadata]", f"extra = {_q(extra)}"]
+    for name, table in tables.items():
+        if table or name == "collection":
+            lines += ["", f"[{name}]"] + [f"{k} = {_q(v)}" for k, v in table.items()]
+    for size in sizes:
+        lines += ["", "[[output.sizes]]"] + [f"{k} = {_q(v)}" for k, v in size.items()]
     if len(stacks) == 1:
         for layer in stacks[0][1]:
             lines += ["", "[[layers]]"] + [f"{k} = {_q(v)}" for k, v in layer.items()]

@@ -154,6 +154,7 @@ class Reader:
         self.pos = 0
         self.depth = 0  # arrays and objects open around the value being read
         self.values: dict[str, object] = {}
+        self.exports: dict[str, object] | None = None  # `module.exports = {...}`: what the engine sees
 
     def peek(self, k: int = 0) -> Token | None:
         i = self.pos + k
@@ -177,6 +178,10 @@ class Reader:
             if t.kind == "id" and t.text in ("const", "let", "var"):
                 self.pos += 1
                 self._declarations()
+            elif t.text == "module" and [self.peek(k).text if self.peek(k) else "" for k in (1, 2, 3, 4)] == \
+                    [".", "exports", "=", "{"]:
+                self.pos += 5
+                self._exports()
             else:
                 self._skip_statement()
         return self.values
@@ -206,6 +211,14 @@ class Reader:
             if self.peek() is not None and self.peek().text == ";":
                 self.pos += 1
             return
+
+    def _exports(self) -> None:
+        """`module.exports = { format, baseUri, uri: baseUri, ... }`: the engine's main.js reads only
+        these names; each value is read as any other (a name declared above, or a literal)."""
+        try:
+            self.exports = self._object()
+        except _Stop as stop:
+            raise _Stop(stop.token, f"module.exports: {stop.why}") from None
 
     def _skip_value(self) -> None:
         """Past one expression: to a `,` or `;` outside brackets, or the end of its statement."""
@@ -341,8 +354,14 @@ def _number(token: Token) -> int | float:
 
 def read_js_config(text: str, source: str) -> dict[str, object]:
     """Top-level constants of a config.js: plain values, or Unreadable where they are not."""
+    return read_js_module(text, source)[0]
+
+
+def read_js_module(text: str, source: str) -> tuple[dict[str, object], dict[str, object] | None]:
+    """(top-level constants, what `module.exports = {...}` exports, or None without one)."""
     try:
-        return Reader(text, source).read()
+        reader = Reader(text, source)
+        return reader.read(), reader.exports
     except _Stop as stop:
         line = stop.token.line if stop.token else "end"
         raise ConfigError(f"{source}: line {line}: {stop.why}; gpucomp reads config.js without running it") from None

@@ -100,7 +100,17 @@ module.exports = {
   format,
   baseUri,
   description,
+  background,
+  uniqueDnaTorrance,
   layerConfigurations,
+  rarityDelimiter,
+  preview,
+  shuffleLayerConfigurations,
+  debugLogs,
+  extraMetadata,
+  namePrefix,
+  network,
+  solanaMetadata,
 };
 '''
 
@@ -145,7 +155,8 @@ def test_converted_toml_loads(tmp_path):
     (("{ name: \"Background\" },\n      { name: \"Eyeball\", options",
       "{ name: `${basePath}` },\n      { name: \"Eyeball\", options"),
      r"line 30: layerConfigurations\[0\].layersOrder\[0\].name is not a plain value \(a template"),
-    (("const layerConfigurations", "const layerConfigs"), "no layerConfigurations array found"),
+    (("const layerConfigurations", "const layerConfigs"), "module.exports: 'layerConfigurations' names nothing declared"),
+    (("layerConfigurations,\n  rarityDelimiter", "rarityDelimiter"), "no layerConfigurations array found"),
 ])
 def test_what_cannot_be_converted_is_named(edit, message):
     with pytest.raises(ConfigError, match=message):
@@ -272,6 +283,102 @@ def test_converted_hashlips_project_renders_as_hashlips_draws_it(tmp_path):
         key = tuple(v for t, v in attrs if t != "Shine")
         assert key not in keys
         keys.add(key)
+
+
+def solid_layers(root, size=(6, 6), folders=("Background", "Eyeball")):
+    for folder in folders:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in ("Red#1", "Blue#1"):
+            Image.new("RGBA", size, (200, 30, 40, 255)).save(root / folder / f"{name}.png")
+    return root
+
+
+def test_solana_network_becomes_solana_metadata_numbered_from_0_as_hashlips_writes_it(tmp_path):
+    """HashLips v1 with `network = NETWORK.sol`: editions from 0, symbol, fee, external_url and
+    creators from solanaMetadata, the image a file name (main.js ignores baseUri for Solana)."""
+    text, notes = convert(HASHLIPS.replace("NETWORK.eth", "NETWORK.sol"), "config.js")
+    toml = tomllib.loads(text)
+    assert toml["collection"]["start"] == 0 and "base_uri" not in toml["collection"]
+    assert toml["metadata"] == {"extra": {"artist": "Jo 'the' painter"}, "format": "solana", "symbol": "YC",
+                                "seller_fee_basis_points": 1000, "external_url": "https://www.youtube.com/c/hashlipsnft",
+                                "creators": [{"address": "7fXNuer5sbZtaTEPhtJ5g5gNtuyRoKkvxdjEjEnPN4mC", "share": 100}]}
+    assert any(n.startswith("baseUri: HashLips writes no base URI for Solana") for n in notes)
+    (tmp_path / "c.toml").write_text(text)
+    assert load_config(tmp_path / "c.toml").start == 0
+    eth = tomllib.loads(convert(HASHLIPS, "config.js")[0])
+    assert eth["collection"]["start"] == 1 and "format" not in eth["metadata"]  # solanaMetadata unused on eth
+
+
+@pytest.mark.parametrize("layer_size, written", [
+    ((512, 512), None),  # the engine's format is the layers' size: nothing to do
+    ((1024, 1024), {"name": "format", "width": 512, "height": 512, "filter": "nearest"}),  # smoothing: false
+])
+def test_format_width_and_height_become_a_sized_copy_where_the_layers_differ(tmp_path, layer_size, written):
+    root = solid_layers(tmp_path / "layers", layer_size, ("Background", "Eyeball", "Eye color", "Shine"))
+    text, notes = convert(HASHLIPS, "config.js", root)
+    sizes = tomllib.loads(text).get("output", {}).get("sizes")
+    assert sizes == ([written] if written else None)
+    assert any("format: 512x512, the layers are 1024x1024" in n and "images/format/" in n for n in notes) == bool(written)
+    smooth = tomllib.loads(convert(HASHLIPS.replace("smoothing: false", "smoothing: true"), "config.js", root)[0])
+    assert smooth.get("output", {}).get("sizes", [{"filter": "lanczos"}])[0]["filter"] == "lanczos"
+
+
+def test_format_without_the_layers_folder_is_a_note_saying_how_to_have_it_done():
+    _, notes = convert(HASHLIPS, "config.js")
+    assert any(n.startswith("format: 512x512: the engine scales every layer") and "--layers" in n for n in notes)
+
+
+def test_output_jpeg_makes_jpeg_images():
+    js = 'const layerConfigurations = [{ growEditionSizeTo: 2, layersOrder: [{ name: "A" }] }];\nconst outputJPEG = true;'
+    assert tomllib.loads(convert(js, "config.js")[0])["output"] == {"format": "jpeg"}
+
+
+NFTCHEF_EVERY_SETTING = '''
+const layerConfigurations = [{ growEditionSizeTo: 2, layersOrder: [{ name: "A" }] }];
+const background = { generate: true, brightness: "80%" }; const baseUri = "ipfs://x"; const buildDir = "b";
+const debugLogs = true; const description = "d"; const emptyLayerName = "NONE";
+const extraAttributes = () => [{ trait_type: "x", value: 1 }]; const extraMetadata = { a: 1 };
+const forcedCombinations = { a: ["b"] }; const format = { width: 64, height: 64, smoothing: true };
+const hashImages = true; const incompatible = { a: ["b"] }; const layersDir = "l"; const outputJPEG = false;
+const preview = { thumbPerRow: 5 }; const preview_gif = { numberOfImages: 5 }; const rarityDelimiter = "#";
+const shuffleLayerConfigurations = true; const startIndex = 0; const traitValueOverrides = { a: "A" };
+const uniqueDnaTorrance = 10000; const useRootTraitType = true; const text = { only: true }; const gif = { export: true };
+const pixelFormat = { ratio: 2 / 128 }; const network = NETWORK.eth; const solanaMetadata = { symbol: "Y" };
+const namePrefix = "N"; const myOwnThing = 5;
+module.exports = { background, baseUri, buildDir, debugLogs, description, emptyLayerName, extraAttributes,
+  extraMetadata, forcedCombinations, format, hashImages, incompatible, layerConfigurations, layersDir, outputJPEG,
+  preview, preview_gif, rarityDelimiter, shuffleLayerConfigurations, startIndex, traitValueOverrides,
+  uniqueDnaTorrance, useRootTraitType, text, gif, pixelFormat, network, solanaMetadata, namePrefix, myOwnThing };
+'''
+
+
+def test_every_exported_setting_is_converted_noted_or_of_no_effect():
+    """Nothing is dropped without a line: each setting either lands in the TOML, or has a note, or is
+    one that changes no image, number or metadata (the engines' utilities and console)."""
+    from gpucomp.interop.import_config import NO_EFFECT
+
+    text, notes = convert(NFTCHEF_EVERY_SETTING, "config.js")
+    toml = tomllib.loads(text)
+    landed = {"baseUri": toml["collection"]["base_uri"], "description": toml["collection"]["description"],
+              "emptyLayerName": toml["input"]["empty_name"], "extraMetadata": toml["metadata"]["extra"],
+              "rarityDelimiter": toml["input"]["delimiter"], "startIndex": toml["collection"]["start"],
+              "shuffleLayerConfigurations": toml["collection"]["shuffle"], "namePrefix": toml["collection"]["name_prefix"],
+              "layerConfigurations": toml["layers"], "network": toml["collection"]["start"],
+              "solanaMetadata": None, "outputJPEG": None}  # eth: solanaMetadata unused; outputJPEG false: PNG
+    for key in read_js_config(NFTCHEF_EVERY_SETTING, "config.js"):
+        noted = [n for n in notes if n.startswith((key + ":", key + " ", key + "."))]
+        assert key in landed or key in NO_EFFECT or noted, key
+    assert any(n.startswith("myOwnThing: not a setting") for n in notes)
+    for key in ("background", "extraAttributes", "hashImages", "useRootTraitType", "traitValueOverrides", "text",
+                "gif", "incompatible", "forcedCombinations", "format"):
+        assert any(n.startswith((key + ":", key + " ", key + ".")) for n in notes), key
+
+
+def test_a_setting_declared_but_not_exported_is_not_seen_as_the_engine_does_not():
+    js = HASHLIPS.replace("  namePrefix,\n", "")
+    text, notes = convert(js, "config.js")
+    assert "name_prefix" not in tomllib.loads(text)["collection"]
+    assert any(n.startswith("namePrefix is declared but not in module.exports") for n in notes)
 
 
 def test_incompatible_and_forced_become_rules_with_the_layers_folder(tmp_path):
