@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from gpucomp.compositing import BLEND_MODES
 from gpucomp.errors import LayerError, LayerProblems, LayerWarning
 from gpucomp.layers.decode import decode_trait
 from gpucomp.layers.frames import check_frames
-from gpucomp.layers.naming import layer_display_name, natural_key, offset_of
+from gpucomp.layers.naming import has_order, layer_display_name, natural_key, offset_of
 from gpucomp.layers.scan import Found, ScanLimit, Walk, list_layer_folders
 
 MAX_PROBLEMS_SHOWN = 20  # a folder of broken files lists this many problems, then a count
@@ -268,6 +269,36 @@ def _warn_others(root: Path, others: list[Path]) -> None:
     warnings.warn(LayerWarning(f"{root}: {len(others)} file(s) in the layer folders are not images gpucomp reads "
                                f"(.png, .jpg, .jpeg, .webp; .gif in animated collections) and are left out: "
                                f"{shown}{more}"), stacklevel=3)
+
+
+def warn_unordered(root: Path, folders: list[str]) -> None:
+    """Layer folders stacked in name order because nothing says otherwise (no number in front, no
+    `__z`, no [[layers]]): HashLips keeps its order in config.js's `layersOrder`, so its own example
+    layers stack the eyeball over the eye colour here unless that order is imported. A warning that
+    names the order used, and the config.js to import when one is beside or above the folder."""
+    if len(folders) < 2 or all(has_order(f) for f in folders):
+        return
+    shown = ", ".join(folders[:12]) + (f", ... ({len(folders)} in all)" if len(folders) > 12 else "")
+    found = _config_js_near(root)
+    fix = (f"; {found} is beside it: `gpucomp import-config {shlex.quote(str(found))} --layers "
+           f"{shlex.quote(str(root))} -o collection.toml` takes its layersOrder" if found else "")
+    warnings.warn(LayerWarning(f"{root}: the layer folders carry no stacking order (no number in front such as "
+                               f"`01-`, no `__z`, no [[layers]] in a config), so they stack in name order, bottom "
+                               f"first: {shown}; number the folders or list them in [[layers]] if that is not the "
+                               f"order{fix}"), stacklevel=3)
+
+
+def _config_js_near(root: Path) -> Path | None:
+    """A HashLips/nftchef config.js in the layers folder's project: beside it, or in src/ above it."""
+    base = Path(os.path.abspath(root))
+    for folder in (base, base.parent, base.parent.parent):
+        for candidate in (folder / "config.js", folder / "src" / "config.js"):
+            try:
+                if candidate.is_file():
+                    return candidate
+            except OSError:
+                continue
+    return None
 
 
 def _combined_error(root: Path, problems: list[str]) -> LayerError:

@@ -37,6 +37,12 @@ def layer_display_name(folder: str) -> str:
     return _ORDER_PREFIX.sub("", folder) or folder
 
 
+def has_order(folder: str) -> bool:
+    """Whether a layer folder's name says where it stacks: a number in front (`01-Background`) or
+    Art Engine 2's `__z<N>`."""
+    return bool(_ORDER_PREFIX.match(folder) or re.search(r"__z-?[0-9]+(?=__|$)", folder))
+
+
 def is_plain_name(name: str) -> bool:
     """True for one path component: a layer folder named in a config must stay inside the layers folder."""
     return (bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")

@@ -21,7 +21,7 @@ from gpucomp._shared.files import TMP_PREFIX, atomic_write_json, ensure_folder, 
 from gpucomp.config import MAX_SIZE, Config, from_dict, with_overrides
 from gpucomp.encode.media import check_fits, output_files, size_folders
 from gpucomp.errors import ConfigError, LayerError, OutputError
-from gpucomp.layers.layerset import list_layer_folders, load_layers
+from gpucomp.layers.layerset import list_layer_folders, load_layers, warn_unordered
 from gpucomp.metadata.openrarity import metadata_columns
 from gpucomp.metadata.rarity import from_layerset, write_report
 from gpucomp.metadata.tokens import check_numbers, check_size, check_traits, options_for_config
@@ -114,15 +114,18 @@ def check_apart(layers_dir, out) -> None:
                           f"out of it or choose another output folder")
 
 
-def load_stacks(layers_dir, cfg: Config, progress=None):
+def load_stacks(layers_dir, cfg: Config, progress=None, warn_order: bool = True):
     """Read every layer folder the config uses, once; returns (all layers as one LayerSet,
-    [(LayerSet view, LayerOptions)] per stack). Stacks share trait objects."""
+    [(LayerSet view, LayerOptions)] per stack). Stacks share trait objects. With `warn_order`, folders
+    stacked in name order because nothing says otherwise are warned about (not again on resume)."""
     stack_opts = [list(st.layers) for st in cfg.stacks] or [list(cfg.layers)]
     if not any(stack_opts):
         root = Path(layers_dir)
         if not root.is_dir():
             raise LayerError(f"{root}: layers folder not found; pass the folder that holds one sub-folder per layer")
         stack_opts = [[LayerOption(f) for f in list_layer_folders(root)]]
+        if warn_order:
+            warn_unordered(root, [o.folder for o in stack_opts[0]])
     folders = list(dict.fromkeys(o.folder for opts in stack_opts for o in opts)) or None
     ls = load_layers(layers_dir, order=folders, delimiter=cfg.delimiter, progress=progress, empty_name=cfg.empty_name,
                      animated=cfg.animation is not None)
@@ -191,7 +194,7 @@ class CollectionFolder:
             check_apart(layers_dir, self.out)
             self.cfg = cfg
         with self.stats.timer("load"):
-            ls, stacks = load_stacks(layers_dir, cfg)
+            ls, stacks = load_stacks(layers_dir, cfg, warn_order=old is None)  # a collection's order is set
         self.log(f"layers: {len(ls.layers)} layers, {ls.trait_count} traits, {ls.width}x{ls.height}"
                  + (f", {len(stacks)} stacks" if len(stacks) > 1 else f", {stacks[0][0].combinations} combinations"))
         extensions = self._extensions(old, cfg, len(stacks))

@@ -436,3 +436,43 @@ def test_positions_with_other_digits_stay_part_of_the_name(stem):
 
     entry = parse_entry(stem, "#", "L/odd.png")
     assert entry.z is None and entry.offset is None
+
+
+def unordered_project(root):
+    """HashLips' own example layout: folders named without an order, the order in src/config.js."""
+    for folder in ("Background", "Eyeball", "Eye color"):
+        save(root / "layers" / folder / "A#1.png")
+    return root / "layers"
+
+
+def test_folders_without_an_order_warn_naming_the_order_used(tmp_path):
+    from gpucomp.cli import main
+    from gpucomp.errors import LayerWarning
+
+    layers = unordered_project(tmp_path)
+    with pytest.warns(LayerWarning, match=r"no stacking order .* bottom first: Background, Eye color, Eyeball; number"):
+        assert main(["validate", str(layers), "-n", "1"]) == 0
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "config.js").write_text("const layerConfigurations = [];")
+    with pytest.warns(LayerWarning, match=r"src/config.js is beside it: `gpucomp import-config .*config.js --layers"):
+        assert main(["validate", str(layers), "-n", "1"]) == 0
+
+
+@pytest.mark.parametrize("folders, toml", [
+    (("01-Background", "02-Eyeball", "10-Eye color"), ""),  # numbered
+    (("Background__z0", "Eyeball__z10"), ""),  # Art Engine 2's __z
+    (("Background", "Eyeball"), '[[layers]]\nfolder = "Eyeball"\n[[layers]]\nfolder = "Background"\n'),  # listed
+    (("Background",), ""),  # one layer has no order to get wrong
+])
+def test_folders_whose_order_is_given_do_not_warn(tmp_path, folders, toml):
+    from gpucomp.cli import main
+
+    for folder in folders:
+        save(tmp_path / "layers" / folder / "A#1.png")
+    args = ["validate", str(tmp_path / "layers"), "-n", "1"]
+    if toml:
+        (tmp_path / "c.toml").write_text(toml)
+        args += ["-c", str(tmp_path / "c.toml")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(args) == 0

@@ -149,6 +149,7 @@ def test_three_linked_layers(tmp_path):
      '"Arms/Red" can never be picked: it forces two traits of layer "Arms" ("Arms/Red" itself; "Arms/Red" -> '
      '"Body/Red" -> "Arms/Blue")'),
 ])
+@pytest.mark.filterwarnings("default::gpucomp.errors.LayerWarning")  # folders in name order
 def test_contradictions_are_named_before_anything_is_written(tmp_path, capsys, layers, toml, message):
     folder = make_folder(tmp_path / "layers", layers)
     cfg = write_toml(tmp_path / "c.toml", toml)
