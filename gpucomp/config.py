@@ -359,12 +359,12 @@ def validate(cfg: Config, source: str = "options") -> Config:
         raise ConfigError(f"{source}: delimiter must be non-empty and contain no '/' or '.', got {cfg.delimiter!r}")
     if cfg.stacks and cfg.layers:
         raise ConfigError(f"{source}: use either [[layers]] or [[stacks]] (each stack lists its own layers), not both")
-    if cfg.stacks and cfg.size != sum(cfg.stack_sizes):
+    if cfg.stacks and cfg.size != sum(cfg.stack_sizes) and not cfg.from_list:  # a list decides its stacks' sizes
         raise ConfigError(f"{source}: the collection size is the sum of the [[stacks]] sizes ({sum(cfg.stack_sizes)}), "
                           f"not {cfg.size}; change the stack sizes instead of the size")
-    if cfg.from_list and (cfg.stacks or cfg.shuffle):
-        raise ConfigError(f"{source}: --from renders the listed items in the listed order with one set of layers; "
-                          f"it cannot be combined with {'[[stacks]]' if cfg.stacks else 'shuffle'}")
+    if cfg.from_list and cfg.shuffle:
+        raise ConfigError(f"{source}: --from renders the listed items in the listed order; it cannot be combined with "
+                          f"shuffle")
     if isinstance(cfg.one_of_ones_numbers, dict):  # Python callers: one_of_ones_numbers={"Robot": 5}
         cfg = replace(cfg, one_of_ones_numbers=tuple(cfg.one_of_ones_numbers.items()))
     if cfg.one_of_ones and not Path(cfg.one_of_ones).is_absolute():  # kept in the manifest: resume runs elsewhere

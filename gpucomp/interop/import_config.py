@@ -252,9 +252,10 @@ def _network(conv: "_Converter", tables: dict) -> None:
         collection.setdefault("start", 1)  # HashLips v1 numbers editions from 1
         return
     collection.setdefault("start", 0)
-    if collection.pop("base_uri", None) is not None:
+    if collection.get("base_uri"):
         conv.notes.append("baseUri: HashLips writes no base URI for Solana (image and files are `<n>.png`), so "
                           "neither does this config")
+    collection["base_uri"] = ""  # file names, as HashLips writes them (not gpucomp's placeholder URI)
     meta = tables["metadata"]
     meta["format"] = "solana"
     solana = conv.typed(conv.values.get("solanaMetadata"), dict, "solanaMetadata") or {}

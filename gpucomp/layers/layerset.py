@@ -12,7 +12,7 @@ import shlex
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -22,9 +22,10 @@ from gpucomp._shared.safe_text import terminal_safe
 from gpucomp.compositing import BLEND_MODES
 from gpucomp.errors import LayerError, LayerProblems, LayerWarning
 from gpucomp.layers.decode import decode_trait
+from gpucomp.layers.found import Found
 from gpucomp.layers.frames import check_frames
-from gpucomp.layers.naming import has_order, layer_display_name, natural_key, offset_of
-from gpucomp.layers.scan import Found, ScanLimit, Walk, list_layer_folders
+from gpucomp.layers.naming import EDGE_CASES_FOLDER, has_order, layer_display_name, natural_key, offset_of
+from gpucomp.layers.scan import ScanLimit, Walk, list_layer_folders
 
 MAX_PROBLEMS_SHOWN = 20  # a folder of broken files lists this many problems, then a count
 
@@ -53,6 +54,7 @@ class Trait:
     # An animated image (layers/frames.py): its frames, each an image of its own (frame 0 has the same pixels
     # and box as this trait). None: a still image.
     frames: tuple["Trait", ...] | None = None
+    dna: tuple[str, ...] = ()  # nftchef's DNA entries for it (found.Found.dna): how a `_dna.json` names it
 
     @property
     def empty(self) -> bool:
@@ -197,11 +199,13 @@ def _frames_trait(found: Found, frames: list[Trait]) -> Trait:
 
 
 def _decoded_image(p: Path, result: tuple) -> Trait:
-    """A decoded file as an image (Trait of weight 0), placed at its `__x`/`__y` offset when it has one."""
+    """A decoded file as an image (Trait of weight 0), placed at its `__x`/`__y` offset plus its layer
+    folder's (Art Engine 2 adds them) when either has one."""
     box, pixels, canvas, full, digest, frames = result
-    offset = offset_of(p.stem)
-    if offset is not None:  # placed on the canvas at (x, y): its own size is not the canvas's
-        x, y = offset
+    folder = p.parent.parent if p.parent.name == EDGE_CASES_FOLDER else p.parent
+    offsets = [o for o in (offset_of(p.stem), offset_of(folder.name)) if o is not None]
+    if offsets:  # placed on the canvas at (x, y): its own size is not the canvas's
+        x, y = sum(o[0] for o in offsets), sum(o[1] for o in offsets)  # a file's __x/__y add to its folder's
 
         def place(b):
             return None if b is None else (b[0] + y, b[1] + x, b[2] + y, b[3] + x)
@@ -217,7 +221,7 @@ def _decoded_image(p: Path, result: tuple) -> Trait:
 
 def _attach_edge_cases(layers: list[Layer], found: dict[str, list], decoded: dict[Path, Trait],
                        unloaded: set[str]) -> list[str]:
-    """Give each trait its Art Engine 2 edge cases (scan.EdgeFound), checked against the layers: the
+    """Give each trait its Art Engine 2 edge cases (found.EdgeFound), checked against the layers: the
     option must be a trait of its layer, `__t` another layer (display or folder name), `__v` one of
     that layer's traits. The trait's digest then covers its edge cases' bytes and options, so a
     changed edge-case file is a changed trait (its items re-render). One naming a layer folder that
@@ -365,7 +369,7 @@ def load_layers(
             decoded[p] = _decoded_image(p, result)
     for layer, found in jobs:
         if all(p in decoded for p in (found.files if found.parts != () else ())):
-            layer.traits.append(_build_trait(found, decoded))
+            layer.traits.append(replace(_build_trait(found, decoded), dna=found.dna))
     unloaded = _unloaded(root, folders) if walk.edge_cases else set()
     problems += _attach_edge_cases(layers, walk.edge_cases, decoded, unloaded)
     size, size_problems = _size_problems(layers)

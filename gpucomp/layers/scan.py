@@ -17,10 +17,20 @@ import stat
 import sys
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 from gpucomp.errors import LayerError
+from gpucomp.layers.found import (
+    EdgeFound,
+    Found,
+    Leaf,
+    Part,
+    Where,
+    drawn_file,
+    merge_engine2,
+    nftchef_order,
+    plain_drawn,
+)
 from gpucomp.layers.frames import MAX_TRAIT_FRAMES, frame_folder_names
 from gpucomp.layers.naming import (
     DEFAULT_WEIGHT,
@@ -29,6 +39,7 @@ from gpucomp.layers.naming import (
     is_plain_name,
     layer_z,
     natural_key,
+    offset_of,
     parse_edge_case,
     parse_entry,
     require_utf8,
@@ -44,124 +55,6 @@ MAX_NESTING = 16  # weighted sub-folders inside sub-folders (nftchef layouts use
 
 class ScanLimit(LayerError):
     """The walk passed MAX_ENTRIES: the whole load stops (this is not a layers folder), not one layer."""
-
-
-@dataclass(frozen=True)
-class Part:
-    """One file a trait draws, with the options its name carries: `z` (None: no `z<N>,` on it or
-    on a folder above it), `blend` and `opacity` (None: the trait's or the layer's)."""
-
-    path: Path
-    z: int | None = None
-    blend: str | None = None
-    opacity: float | None = None
-
-
-@dataclass(frozen=True)
-class Found:
-    """A trait before decoding: its file (its folder, for a trait made of parts), its name in the
-    metadata and its weight. `parts` is None for a plain trait (its file, drawn at its layer's
-    place); otherwise the files it draws together, bottom first within its layer, () for an empty
-    trait (nftchef's `NONE`)."""
-
-    path: Path
-    name: str
-    weight: float
-    parts: tuple[Part, ...] | None = None
-    frames: tuple[Path, ...] | None = None  # a folder of frames (layers/frames.py): its frame files, in order
-
-    @property
-    def files(self) -> tuple[Path, ...]:
-        if self.frames is not None:
-            return self.frames
-        return (self.path,) if self.parts is None else tuple(p.path for p in self.parts)
-
-
-@dataclass(frozen=True)
-class EdgeFound:
-    """An Art Engine 2 edge case before decoding: option `option` of this layer draws `parts` instead
-    of its own files when layer `layer` (a display or folder name) has the value `value`."""
-
-    option: str
-    layer: str
-    value: str
-    parts: tuple[Part, ...]
-
-
-@dataclass(frozen=True)
-class _Where:
-    """A picked folder during the walk: nftchef's address of it, its inherited z, its label
-    (`Long` or `Long/Inner`) and the folders above it."""
-
-    address: str
-    z: int | None
-    label: str
-    chain: tuple[Path, ...]
-
-
-@dataclass(frozen=True)
-class _Drawn:
-    address: str  # nftchef's DNA entry for the file: `<address>:<z flag><file name>`
-    part: Part
-
-
-@dataclass(frozen=True)
-class _Leaf:
-    path: Path
-    name: str
-    weight: float
-    sub: str  # label of the folders above (names a trait whose name is used twice)
-    seq: tuple[_Drawn, ...] | None  # None: a plain trait
-    empty: bool
-    engine2: bool = False  # a top-level file named the Art Engine 2 way (`__w`, `__z`, `__x`, `__y`)
-
-
-def _drawn(p: Path, e: EntryName, address: str, at: "_Where | None") -> _Drawn:
-    z = e.z if e.z is not None else (at.z if at else None)
-    flag = f"z{z}," if z is not None else ""
-    return _Drawn(f"{address}:{flag}{p.name}", Part(p, z, e.blend, e.opacity))
-
-
-def _utf16(text: str) -> bytes:
-    return text.encode("utf-16-be", "surrogatepass")  # JavaScript compares strings by UTF-16 code units
-
-
-def nftchef_order(seq: tuple[_Drawn, ...]) -> tuple[Part, ...]:
-    """The order nftchef draws one layer's files in (its `sortLayers`): shorter addresses first
-    (stable over the walk order), then negative z by z, z = 0 in string order of the DNA entries
-    (so `1.10` before `1.2`), positive z by z."""
-    by_depth = sorted(seq, key=lambda d: len(d.address.split(":")[0]))
-    z = [(d, d.part.z or 0) for d in by_depth]
-    front = sorted((x for x in z if x[1] < 0), key=lambda x: x[1])
-    normal = sorted((x for x in z if x[1] == 0), key=lambda x: _utf16(x[0].address))
-    end = sorted((x for x in z if x[1] > 0), key=lambda x: x[1])
-    return tuple(d.part for d, _ in (*front, *normal, *end))
-
-
-def _merge_engine2(leaves: list[_Leaf], ids: dict[str, int], z: int | None) -> list[_Leaf]:
-    """HashLips Art Engine 2 conventions at a layer's top level: files named the Art Engine 2 way that
-    share an option name (`Eyes__z10.png`, `Eyes__z-5.png`) are one trait drawn together, with the
-    largest weight given; a layer folder's `__z<N>` places every file without its own `__z`."""
-    groups: dict[str, list[_Leaf]] = {}
-    for leaf in leaves:
-        if leaf.engine2 and not leaf.sub:
-            groups.setdefault(leaf.name, []).append(leaf)
-    out = []
-    for leaf in leaves:
-        group = groups.get(leaf.name) if leaf.engine2 and not leaf.sub else None
-        if group and len(group) > 1:
-            if leaf is not group[0]:
-                continue
-            seq = tuple(d for g in group for d in (g.seq or (_Drawn(f"0.{ids.get(g.path.name, 0)}:{g.path.name}",
-                                                                      Part(g.path)),)))
-            leaf = _Leaf(leaf.path, leaf.name, max(g.weight for g in group), "", seq, False, True)
-        if z is not None and not leaf.empty:
-            seq = leaf.seq or (_Drawn(f"0.{ids.get(leaf.path.name, 0)}:{leaf.path.name}", Part(leaf.path)),)
-            seq = tuple(_Drawn(d.address, Part(d.part.path, z, d.part.blend, d.part.opacity))
-                        if d.part.z is None else d for d in seq)
-            leaf = _Leaf(leaf.path, leaf.name, leaf.weight, leaf.sub, seq, False, leaf.engine2)
-        out.append(leaf)
-    return out
 
 
 def _split_label(label: str) -> tuple[str, str]:
@@ -289,8 +182,8 @@ class Walk:
             except LayerError as err:
                 self.problems.append(str(err))
                 continue
-            groups.setdefault((e.name, layer, value), []).append(
-                Part(p, e.z if e.z is not None else z, e.blend, e.opacity))
+            own = e.z if e.z is None or z is None else z + e.z  # added to the folder's, as every asset's
+            groups.setdefault((e.name, layer, value), []).append(Part(p, own if own is not None else z, e.blend, e.opacity))
         return [EdgeFound(o, la, v, tuple(parts)) for (o, la, v), parts in groups.items()]
 
     def _layer_dir(self, folder: str) -> Path:
@@ -352,7 +245,7 @@ class Walk:
         return sorted(files, key=_natural), sorted(dirs, key=_natural)
 
     def _weighted(self, d: Path, files: list[Path], dirs: list[Path], share: float | None,
-                  chain: tuple[Path, ...], seen: dict) -> list[_Leaf]:
+                  chain: tuple[Path, ...], seen: dict) -> list[Leaf]:
         """A layer folder's top level with weighted sub-folders: every entry (file or folder)
         competes by its weight (no weight means 1, as in HashLips); a folder that wins is walked
         the nftchef way (`_pick_folder`). Returns one leaf per trait, its weight scaled to
@@ -372,7 +265,7 @@ class Walk:
             if not is_folder or (chain == () and self._frame_folder(p)):
                 out.append(self._file_leaf(p, e, part, "", (), None))
                 continue
-            at = _Where(f"0.{self._ids(d).get(p.name, 0)}", e.z, e.name, (*chain, p))
+            at = Where(f"0.{self._ids(d).get(p.name, 0)}", e.z, e.name, (*chain, p))
             out += self._pick_folder(p, part, at, (), seen)
         return out
 
@@ -397,21 +290,21 @@ class Walk:
             self.problems.append(str(err))
             return None
 
-    def _file_leaf(self, p: Path, e: EntryName, weight: float, sub: str, seq: tuple, at: "_Where | None") -> _Leaf:
+    def _file_leaf(self, p: Path, e: EntryName, weight: float, sub: str, seq: tuple, at: "Where | None") -> Leaf:
         """A weighted file that wins a pick: appended to what its folders drew (nftchef's walk
         order); `NONE` (the empty-trait name) draws nothing of its own."""
         if self.empty_name and e.name == self.empty_name:
             if at is not None and seq:  # the folder's own parts are still drawn: the trait is the folder
                 name, above = _split_label(at.label)
-                return _Leaf(p, name, weight, above, seq, False)
-            return _Leaf(p, e.name, weight, sub, (), True)
+                return Leaf(p, name, weight, above, seq, False)
+            return Leaf(p, e.name, weight, sub, (), True)
         top = at is None and e.engine2
         if not seq and (at is None or at.z is None) and e.z is None and e.blend is None and e.opacity is None:
-            return _Leaf(p, e.name, weight, sub, None, False, top)  # a plain trait: drawn at its layer's place
+            return Leaf(p, e.name, weight, sub, None, False, top)  # a plain trait: drawn at its layer's place
         address = f"{at.address if at else '0'}.{self._ids(p.parent).get(p.name, 0)}"
-        return _Leaf(p, e.name, weight, sub, seq + (_drawn(p, e, address, at),), False, top)
+        return Leaf(p, e.name, weight, sub, seq + (drawn_file(p, e, address, at),), False, top)
 
-    def _pick_folder(self, p: Path, share: float, at: "_Where", seq: tuple, seen: dict) -> list[_Leaf]:
+    def _pick_folder(self, p: Path, share: float, at: "Where", seq: tuple, seen: dict) -> list[Leaf]:
         """nftchef's walk of a folder that won a pick: its files without a weight are parts drawn
         together (a trait named after the folder), its weighted entries compete for one more pick."""
         listed = self._open_sub_folder(p, at.chain, seen)
@@ -428,29 +321,29 @@ class Walk:
             (required if e.weight is None else weighted).append((q, e, is_folder))
         for q, e, is_folder in required:  # nftchef unshifts required files: they come out reversed
             address = f"{at.address}.{ids.get(q.name, 0)}"
-            seq = (self._required_folder(q, e, at, address, seen) if is_folder else (_drawn(q, e, address, at),)) + seq
+            seq = (self._required_folder(q, e, at, address, seen) if is_folder else (drawn_file(q, e, address, at),)) + seq
         total = sum(e.weight for _, e, _ in weighted)
         if total <= 0:  # nothing to pick (nftchef picks nothing when the weights add up to 0)
             name, above = _split_label(at.label)
-            return [_Leaf(p, name, share, above, seq, not seq)]
+            return [Leaf(p, name, share, above, seq, not seq)]
         out = []
         for q, e, is_folder in sorted(weighted, key=lambda x: (x[2], natural_key(x[0].name))):
             part = share * e.weight / total
             if not self._scaled_ok(q, e.weight, share, part, at.chain):
                 continue
             if is_folder:
-                inner = _Where(f"{at.address}.{ids.get(q.name, 0)}", at.z if e.z is None else e.z,
+                inner = Where(f"{at.address}.{ids.get(q.name, 0)}", at.z if e.z is None else e.z,
                                f"{at.label}/{e.name}", (*at.chain, q))
                 out += self._pick_folder(q, part, inner, seq, seen)
             else:
                 out.append(self._file_leaf(q, e, part, at.label, seq, at))
         return out
 
-    def _required_folder(self, q: Path, e: EntryName, at: "_Where", address: str, seen: dict) -> tuple:
+    def _required_folder(self, q: Path, e: EntryName, at: "Where", address: str, seen: dict) -> tuple:
         """A folder without a weight inside a picked folder: nftchef walks it always. Its files are
         parts of the trait; a pick inside it would be a second trait of this layer (nftchef's
         branching into another trait type), which gpucomp does not model: an error says so."""
-        inner = _Where(address, at.z if e.z is None else e.z, at.label, (*at.chain, q))
+        inner = Where(address, at.z if e.z is None else e.z, at.label, (*at.chain, q))
         listed = self._open_sub_folder(q, inner.chain, seen)
         if listed is None:
             return ()
@@ -468,7 +361,7 @@ class Walk:
                                      f"make it a layer of its own, or give {q.name!r} a weight")
                 continue
             addr = f"{address}.{ids.get(r.name, 0)}"
-            seq = (self._required_folder(r, f, inner, addr, seen) if is_folder else (_drawn(r, f, addr, inner),)) + seq
+            seq = (self._required_folder(r, f, inner, addr, seen) if is_folder else (drawn_file(r, f, addr, inner),)) + seq
         return seq
 
     def _open_sub_folder(self, p: Path, chain: tuple[Path, ...], seen: dict) -> tuple[list[Path], list[Path]] | None:
@@ -517,15 +410,21 @@ class Walk:
                              f"relative to its siblings')")
         return False
 
-    def _traits(self, d: Path, folder: str, leaves: list[_Leaf], clean: bool) -> list[Found]:
-        leaves = _merge_engine2(leaves, self._ids(d), layer_z(folder))
+    def _traits(self, d: Path, folder: str, leaves: list[Leaf], clean: bool) -> list[Found]:
+        z = layer_z(folder)
+        try:
+            leaves = merge_engine2(leaves, self._ids(d), z, z is not None or offset_of(folder) is not None)
+        except LayerError as err:
+            self.problems.append(str(err))
+            return []
         names = Counter(leaf.name for leaf in leaves)
         seen: dict[str, Path] = {}
         found: list[Found] = []
         for leaf in leaves:
             name = f"{leaf.sub}/{leaf.name}" if names[leaf.name] > 1 and leaf.sub else leaf.name
             parts = None if leaf.seq is None else () if leaf.empty else nftchef_order(leaf.seq)
-            trait = Found(leaf.path, name, leaf.weight, parts, self.frame_folders.get(leaf.path))
+            dna = () if leaf.empty else tuple(x.address for x in leaf.seq or (plain_drawn(leaf, self._ids(d)),))
+            trait = Found(leaf.path, name, leaf.weight, parts, self.frame_folders.get(leaf.path), dna)
             try:
                 for p in trait.files if parts != () else (leaf.path,):
                     self._check_file(p)

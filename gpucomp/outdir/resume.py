@@ -240,7 +240,11 @@ def differences(old: dict, new: dict, art: bool = True) -> list[str]:
         if op.get(key, []) != np_.get(key, []):
             out.append(f"the {what} changed")
     if not out and old.get("plan_sha256") != new["plan_sha256"]:
-        out.append("the same inputs now give another plan (was NumPy upgraded?)")
+        if (op.get("from") or {}).get("kind") == "dna":  # the one reading of a list that changed
+            out.append("the DNA list now reads as HashLips writes it (a piece's place is its layer; gpucomp before "
+                       "this took a piece's first number for its layer), which gives these items other traits")
+        else:
+            out.append("the same inputs now give another plan (was NumPy upgraded?)")
     if art:
         oa, na = old.get("art", {}), new["art"]
         for key, what in (("width", "canvas width"), ("height", "canvas height"), ("preset", "PNG preset"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gpucomp.errors import ConfigError, PlanError
-from gpucomp.interop.itemlist import check_unique, list_combos, read_list
+from gpucomp.interop.itemlist import check_unique, list_combos, list_stacks, read_list
 from gpucomp.interop.oneofones import generated_numbers, manifest_entry, place, read_one_of_ones
 from gpucomp.layers.layerset import Layer, LayerSet
 from gpucomp.layers.naming import layer_display_name
@@ -463,8 +463,9 @@ def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), sou
 
     given = None
     if cfg.from_list:
-        given = _given_items(cfg, stacks[0])
-        add(0, given[0])
+        given = _given_items(cfg, stacks)
+        for k, combos in given[0]:
+            add(k, combos)
     ones, placed = _one_of_ones(cfg, source)
     sizes = list(cfg.stack_sizes)
     if len(ones) > sizes[0]:
@@ -515,14 +516,25 @@ def _one_of_ones(cfg, source: str) -> tuple[list, np.ndarray]:
     return ones, place(ones, cfg.size, cfg.start, derived_seed(cfg.seed, "one-of-ones"))
 
 
-def _given_items(cfg, stack) -> tuple[np.ndarray, dict]:
-    """The combos of a `--from` list on the (only) stack, and its record for the manifest. The list
-    is the plan: weights, rules, links and exact counts apply to extensions only."""
+def _given_items(cfg, stacks) -> tuple[list[tuple[int, np.ndarray]], dict]:
+    """The items of a `--from` list as (stack, combos) runs in the list's order, and its record for
+    the manifest. The list is the plan: weights, rules, links and exact counts apply to extensions
+    only. With several stacks each item goes to the stack whose layers it names (itemlist.list_stacks)."""
     items = read_list(cfg.from_list)
     if len(items) != cfg.size:
         raise PlanError(f"--from {items.path}: lists {len(items)} items, but the collection size is {cfg.size}; "
                         f"leave the size out (the list decides it)")
-    layerset, options = stack
-    combos = list_combos(items, layerset, options, cfg.delimiter)
-    check_unique(items, combos, options)
-    return combos, {"kind": items.kind, "sha256": items.sha256, "items": len(items)}
+    choice = np.zeros(len(items), np.int64) if len(stacks) == 1 else list_stacks(items, stacks)
+    combos = {}
+    for k, (layerset, options) in enumerate(stacks):
+        mine = choice == k
+        if mine.any():
+            combos[k] = list_combos(items, layerset, options, cfg.delimiter, mine)
+            check_unique(items, combos[k], options, np.flatnonzero(mine))
+    starts = np.flatnonzero(np.diff(choice, prepend=-1))  # runs of consecutive items of one stack
+    runs, taken = [], dict.fromkeys(combos, 0)
+    for a, b in zip(starts, [*starts[1:], len(items)], strict=True):
+        k = int(choice[a])
+        runs.append((k, combos[k][taken[k]:taken[k] + b - a]))
+        taken[k] += b - a
+    return runs, {"kind": items.kind, "sha256": items.sha256, "items": len(items)}

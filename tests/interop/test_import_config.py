@@ -298,7 +298,7 @@ def test_solana_network_becomes_solana_metadata_numbered_from_0_as_hashlips_writ
     creators from solanaMetadata, the image a file name (main.js ignores baseUri for Solana)."""
     text, notes = convert(HASHLIPS.replace("NETWORK.eth", "NETWORK.sol"), "config.js")
     toml = tomllib.loads(text)
-    assert toml["collection"]["start"] == 0 and "base_uri" not in toml["collection"]
+    assert toml["collection"]["start"] == 0 and toml["collection"]["base_uri"] == ""  # file names, not a URI
     assert toml["metadata"] == {"extra": {"artist": "Jo 'the' painter"}, "format": "solana", "symbol": "YC",
                                 "seller_fee_basis_points": 1000, "external_url": "https://www.youtube.com/c/hashlipsnft",
                                 "creators": [{"address": "7fXNuer5sbZtaTEPhtJ5g5gNtuyRoKkvxdjEjEnPN4mC", "share": 100}]}

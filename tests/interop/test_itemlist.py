@@ -100,6 +100,59 @@ def test_hashlips_dna_strings(folder, tmp_path):
                            {"Background": "Sea", "Body": "Red"}]
 
 
+def test_hashlips_v1_dna_pieces_take_their_layer_from_their_place(folder, tmp_path):
+    """HashLips writes `<element id>:<file>` per layer in layer order: the id is the file's index in
+    its layer's folder, not a layer number (`2:Sky` first is the Background's third file)."""
+    path = tmp_path / "dna.txt"
+    path.write_text("1:Sky#3.png-0:Green-ish#2.png-0:Crown#1.png\n2:Sea#1.png-1:Red#3.png?bypassDNA=true-2:NONE#1.png\n")
+    out = tmp_path / "out"
+    gpucomp.run(folder, out, from_list=path)
+    assert traits(out) == [{"Background": "Sky", "Body": "Green-ish", "Hat": "Crown"},
+                           {"Background": "Sea", "Body": "Red"}]
+
+
+def test_nftchef_dna_json_names_each_layers_trait_by_its_pieces(folder, tmp_path):
+    path = tmp_path / "_dna.json"
+    path.write_text(json.dumps(["0/0.2:Sky#3.png*1.1:Green-ish#2.png*2.0:Cap#1.png", "1/0.1:Sea#1.png*1.2:Red#3.png"]))
+    out = tmp_path / "out"
+    gpucomp.run(folder, out, from_list=path)
+    assert traits(out) == [{"Background": "Sky", "Body": "Green-ish", "Hat": "Cap"}, {"Background": "Sea", "Body": "Red"}]
+
+
+def stacked(tmp_path, hat_none: bool):
+    (tmp_path / "c.toml").write_text('[[stacks]]\nsize = 1\nlayers = [{ folder = "1-Background" }, { folder = "2-Body" }]\n'
+                                     '[[stacks]]\nsize = 1\nlayers = [{ folder = "1-Background" }, { folder = "2-Body" }, '
+                                     '{ folder = "3-Hat" }]\n')
+    layers = dict(LAYERS, **({} if hat_none else {"3-Hat": ["Cap#1", "Crown#1"]}))
+    return make_folder(tmp_path / ("layers-none" if hat_none else "layers"), layers), tmp_path / "c.toml"
+
+
+def test_a_list_over_several_stacks_puts_each_item_in_the_stack_whose_layers_it_names(tmp_path):
+    root, cfg = stacked(tmp_path, hat_none=False)
+    rows = [{"Background": "Sky", "Body": "Red"}, {"Background": "Sea", "Body": "Red", "Hat": "Cap"},
+            {"Background": "Sky", "Body": "Blue"}]
+    out = tmp_path / "out"
+    gpucomp.run(root, out, cfg, from_list=write_csv(tmp_path / "l.csv", rows))
+    assert traits(out) == rows  # in the list's order, each with its own stack's layers
+
+
+def test_an_item_that_fits_no_stack_or_two_alike_is_an_error_naming_them(tmp_path):
+    """A row without a Hat fits the stack without one exactly and the other through its empty Hat
+    trait: the exact fit decides. Where nothing decides, which stack is meant is the list's to say."""
+    root, cfg = stacked(tmp_path, hat_none=True)
+    path = write_csv(tmp_path / "l.csv", [{"Background": "Sky", "Body": "Red", "Hat": "Cap"},
+                                         {"Background": "Sea", "Body": "Red"}])
+    gpucomp.run(root, tmp_path / "ok", cfg, from_list=path)
+    assert traits(tmp_path / "ok") == [{"Background": "Sky", "Body": "Red", "Hat": "Cap"},
+                                       {"Background": "Sea", "Body": "Red"}]
+    path = write_csv(tmp_path / "m.csv", [{"Background": "Sky", "Hat": "Cap"}])  # Body missing: no stack fits
+    with pytest.raises(ConfigError, match=r"line 2 names the layers of no stack \(stack 1: Background, Body; stack 2"):
+        gpucomp.run(root, tmp_path / "out", cfg, from_list=path)
+    cfg.write_text(cfg.read_text().replace(', { folder = "3-Hat" }', ""))  # two stacks of the same layers
+    with pytest.raises(ConfigError, match="line 2 fits stacks 1 and 2 alike"):
+        gpucomp.run(root, tmp_path / "out", cfg, from_list=path.with_name("l.csv"))
+
+
 @pytest.mark.parametrize("rows, message", [
     ([{"Background": "Sky", "Body": "Red", "Hat": "Cap"}, {"Background": "Sky", "Body": "Purple", "Hat": "Cap"}],
      "line 3: layer 'Body' has no trait 'Purple' (it has Blue, Green-ish, Red)"),
@@ -133,6 +186,8 @@ def test_bad_rows_are_named_before_anything_is_written(folder, tmp_path, capsys,
     ('[{"attributes": [{"trait_type": "Background", "value": "Sky"}, {"trait_type": "Body", "value": "Red"}, '
      '{"trait_type": "2-Body", "value": "Red"}]}]', "m.json", "item 1 names layer 'Body' twice, as 'Body' and '2-Body'"),
     ("0:0:Sky#3.png-1:2:Green-ish#2.png-1:0:Red#3.png\n", "dna.txt", "line 1 gives layer 1 twice"),
+    ("0:Sky#3.png-1:2:Green-ish#2.png\n", "dna.txt", "line 1 mixes <id>:<file> pieces"),
+    ('["0/0.2:Sky#3.png*Red#3.png"]', "_dna.json", "entry 1: 'Red#3.png' is not an nftchef DNA piece"),
     # digits Python's int() reads but a DNA string never holds, and layer numbers past any layer count
     ("²:0:Sky#3.png-1:2:Green-ish#2.png\n", "dna.txt", "line 1: '²:0:Sky#3.png' is not a DNA piece"),
     ("٣:0:Sky#3.png\n", "dna.txt", "is not a DNA piece"),

@@ -65,3 +65,15 @@ def test_a_manifest_json_cannot_hold_is_unreadable_not_a_traceback(tmp_path, tex
     (tmp_path / "gpucomp.json").write_text(text)
     with pytest.raises(OutputError, match="gpucomp.json: unreadable .*pass --force"):
         read_manifest(tmp_path)
+
+
+def test_a_dna_list_planned_by_the_older_reading_says_why_its_plan_changed():
+    """Before HashLips' own DNA was read by the engine's rule (a piece's place is its layer), gpucomp took
+    a piece's first number for the layer: such a collection's plan now differs, and resume says why."""
+    old, new = manifest(Config()), manifest(Config())
+    for m in (old, new):
+        m["plan"]["from"] = {"kind": "dna", "sha256": "0" * 64, "items": 4}
+    old["plan_sha256"] = "1" * 64
+    assert [d for d in differences(old, new) if "DNA list now reads as HashLips writes it" in d]
+    old["plan"]["from"]["kind"] = new["plan"]["from"]["kind"] = "csv"
+    assert differences(old, new) == ["the same inputs now give another plan (was NumPy upgraded?)"]

@@ -316,16 +316,17 @@ def test_art_engine_2_project(tmp_path):
     ls = load_layers(root)
     assert [la.name for la in ls.layers] == ["Background", "Eyes", "Body", "Hat"]
     round_ = next(t for t in ls.layers[1].traits if t.name == "Round")
+    # a file's __z adds to its folder's, as the engine does (tests/test_engines.py): 10 - 1 = 9, over the body
     assert round_.weight == 2 and [(p.image.path.name, p.z) for p in round_.parts] == [
-        ("Round__z-1__x2__y3.png", -1), ("Round__w2.png", 10)]  # by z
+        ("Round__z-1__x2__y3.png", 9), ("Round__w2.png", 10)]  # by z
     out = tmp_path / "out"
     list(gpucomp.generate(root, out, size=4, seed=1, backend="cpu"))
     for entry in json.loads((out / "_metadata.json").read_text()):
         attrs = {a["trait_type"]: a["value"] for a in entry["attributes"]}
         full = lambda px: SimpleNamespace(box=(0, 0, H, W), pixels=px)  # noqa: E731
-        eyes = ([placed(back, 2, 3)], [full(front)]) if attrs["Eyes"] == "Round" else (
-            [], [full(np.asarray(Image.open(root / "02-Eyes__z10" / "Wide__w1.png")))])
-        stack = [full(bg[attrs["Background"]]), *eyes[0], full(body), placed(cap, 4, 0), *eyes[1]]
+        eyes = [placed(back, 2, 3), full(front)] if attrs["Eyes"] == "Round" else [
+            full(np.asarray(Image.open(root / "02-Eyes__z10" / "Wide__w1.png")))]
+        stack = [full(bg[attrs["Background"]]), full(body), placed(cap, 4, 0), *eyes]
         got = np.asarray(Image.open(out / "images" / f"{entry['edition']}.png").convert("RGBA")).astype(np.float64)
         assert np.abs(got - reference((H, W), stack)).max() <= 1.0, attrs
 
