@@ -12,12 +12,12 @@ import warnings
 from pathlib import Path
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
+def _add_run_options(p: argparse.ArgumentParser, default_size: int = 100) -> None:
     from gpucomp.encode.png import PRESETS  # deferred: keeps `gpucomp --help` fast
 
-    p.add_argument("-c", "--config", help="TOML config file (see README); flags below override it")
-    p.add_argument("-n", "--size", type=int, help="number of items (default 100)")
-    p.add_argument("--seed", type=int, help="random seed; same seed + layers + config = same collection")
+    p.add_argument("-c", "--config", help="TOML config file (docs/configuration.md); flags below override it")
+    p.add_argument("-n", "--size", type=int, help=f"number of items (default {default_size})")
+    p.add_argument("--seed", type=int, help="random seed (default 0); same seed + layers + config = same collection")
     p.add_argument("--start", type=int, help="number of the first item (default 1)")
     p.add_argument("--name-prefix", help="item name prefix: '<prefix> #<n>'")
     p.add_argument("--description", help="collection description for metadata")
@@ -34,7 +34,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--delimiter", help="trait weight delimiter in file names (default '#')")
     p.add_argument("--animation", metavar="FORMATS",
                    help="animated output, e.g. webp or webp,mp4 (webp, apng, gif, mp4, webm; "
-                        "README: Animated collections)")
+                        "docs/outputs.md: Animated collections)")
     p.add_argument("--force", action="store_true",
                    help="start over: discard an earlier collection in the output folder, or write into a non-empty one")
     p.add_argument("--resume", action="store_true",
@@ -95,7 +95,8 @@ def _print_summary(s: dict, out: Path, as_json: bool) -> None:
     if s.get("provenance_hash"):
         print(f"provenance hash: {s['provenance_hash']}")
     print(f"stages (summed over workers): {stages}")
-    print(f"avg PNG {s['avg_png_bytes'] / 1e6:.2f} MB ({s['preset']}, {s['deflate']}), backend {s['backend']['backend']}")
+    size = f"avg PNG {s['avg_png_bytes'] / 1e6:.2f} MB" if s["rendered"] else "PNG"  # nothing rendered: no average
+    print(f"{size} ({s['preset']}, {s['deflate']}), backend {s['backend']['backend']}")
     for d in s["backend"].get("ray", {}).get("devices", []):
         print(f"ray worker {d['worker']} ({d['device']} on {d['host']}): {d['items']} items, {d['items_per_s']} items/s")
     if "cache" in s["backend"]:
@@ -258,8 +259,21 @@ def cmd_demo(args) -> int:
         args.size = 50
     if args.animated and not args.animation and not args.config:
         args.animation = "webp"
-    args.force = True  # the demo owns its collection folder
+    # The demo owns its collection folder: other settings start it over; the same ones resume it (an
+    # interrupted demo's "run the same command again" keeps what is finished)
+    run = root / ".gpucomp-demo-run"
+    settings = json.dumps({k: v for k, v in sorted(vars(args).items()) if k not in _HOW_IT_RUNS}, default=str)
+    same = run.is_file() and run.read_text(encoding="utf-8") == settings and not args.force
+    args.force = not same
+    if not same:
+        root.mkdir(parents=True, exist_ok=True)
+        run.write_text(settings, encoding="utf-8")
     return cmd_generate(args, layers, root / "collection")
+
+
+# options that change how a run goes, never what it makes (a demo with another of them resumes)
+_HOW_IT_RUNS = {"quiet", "json", "workers", "backend", "batch_size", "vram_budget", "cache", "ray", "ray_workers",
+                "resume", "force", "gallery", "export"}
 
 
 def cmd_validate(args) -> int:
@@ -280,7 +294,8 @@ def cmd_validate(args) -> int:
         if len(stacks) > 1:
             print(f"stack {k + 1}: {cfg.stack_sizes[k]} items")
         for layer in sl.layers:
-            print(f"  {_safe(layer.folder)} -> '{_safe(layer.name)}': {len(layer.traits)} traits")
+            print(f"  {_safe(layer.folder)} -> '{_safe(layer.name)}': {len(layer.traits)} trait"
+                  f"{'s' * (len(layer.traits) != 1)}")
     print(f"canvas {ls.width}x{ls.height}")
     plan_collection(cfg, stacks)
     from gpucomp.metadata.tokens import check_traits, options_for_config  # deferred: keeps `gpucomp --help` fast
@@ -294,7 +309,9 @@ def cmd_validate(args) -> int:
     frames = plan_frames(cfg, ls, args.config or "options")
     if cfg.animation is not None:
         print(f"animation: {frames} frames ({cfg.animation.describe()})")
-    print(f"ok: a collection of {cfg.size} unique items can be planned")
+    combos = sum(sl.combinations for sl, _ in stacks)
+    print(f"ok: a collection of {cfg.size} unique items can be planned ({combos:,} combinations of the layers"
+          f"{' over the stacks' if len(stacks) > 1 else ''})")
     return 0
 
 
@@ -443,13 +460,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--animated", nargs="?", type=int, const=8, default=0, metavar="FRAMES",
                    help="animate the top two layers (FRAMES frames, default 8; half as many below) and write "
                         "animated WebP (or --animation FORMATS)")
-    _add_run_options(d)
+    _add_run_options(d, default_size=50)
     v = sub.add_parser("validate", help="check a layers folder and config without rendering")
-    v.add_argument("layers")
-    v.add_argument("-c", "--config")
-    v.add_argument("-n", "--size", type=int)
-    v.add_argument("--delimiter")
-    v.add_argument("--from", dest="from_list", metavar="FILE")
+    v.add_argument("layers", help="folder with one sub-folder per layer: <Layer>/<Trait>#<weight>.png")
+    v.add_argument("-c", "--config", help="TOML config file, as for generate")
+    v.add_argument("-n", "--size", type=int, help="number of items to plan (default 100)")
+    v.add_argument("--delimiter", help="trait weight delimiter in file names (default '#')")
+    v.add_argument("--from", dest="from_list", metavar="FILE",
+                   help="check that these listed items can be rendered, as for generate --from")
     v.add_argument("--format", dest="formats", metavar="FORMATS", help="output formats, as for generate")
     sub.add_parser("info", help="backends, devices and encoders available here")
     for name, text in (("resume", "finish an interrupted collection (or check a finished one) from its manifest"),
@@ -487,63 +505,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _TolerantStream:
-    """stdout/stderr for a command's reports. A closed pipe or a full device there must not turn a
-    finished run into a failure: the exit status says what happened to the collection, and what
-    could not be printed is dropped (the fd is pointed at /dev/null, so exit-time flushes pass)."""
-
-    def __init__(self, stream):
-        self._stream = stream
-        self.lost: OSError | None = None
-
-    def write(self, text: str) -> int:
-        if self.lost is None:
-            try:
-                return self._write(text)
-            except OSError as err:
-                self._lose(err)
-        return len(text)
-
-    def _write(self, text: str) -> int:
-        """Every control and bidi character is shown as an escape (but newlines, tabs and CR), and a
-        terminal whose encoding lacks a character (a Latin-1 locale and the `—` in a message) gets it
-        as an escape instead of a UnicodeEncodeError."""
-        from gpucomp._shared.safe_text import stream_safe  # deferred: keeps `import gpucomp.cli` loading no room
-
-        shown = stream_safe(text)  # no escape sequence reaches the terminal, whatever printed it
-        try:
-            self._stream.write(shown)
-        except UnicodeEncodeError:
-            encoding = self._stream.encoding or "ascii"  # a text stream's; None for an io.StringIO
-            self._stream.write(shown.encode(encoding, "backslashreplace").decode(encoding))
-        return len(text)
-
-    def flush(self) -> None:
-        if self.lost is None:
-            try:
-                self._stream.flush()
-            except OSError as err:
-                self._lose(err)
-
-    def isatty(self) -> bool:
-        try:
-            return self._stream.isatty()
-        except (OSError, ValueError):
-            return False
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
-
-    def _lose(self, err: OSError) -> None:
-        self.lost = err
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._stream.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):
-            pass  # not a real fd (a test's capture): nothing is flushed to it at exit
-
-
 COMMANDS = {"generate": "cmd_generate", "demo": "cmd_demo", "validate": "cmd_validate", "info": "cmd_info",
             "preview": "cmd_preview", "resume": "cmd_resume", "extend": "cmd_extend", "rerender": "cmd_rerender",
             "update-metadata": "cmd_update_metadata", "gallery": "cmd_gallery", "export": "cmd_export",
@@ -553,7 +514,9 @@ COMMANDS = {"generate": "cmd_generate", "demo": "cmd_demo", "validate": "cmd_val
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     saved = sys.stdout, sys.stderr
-    out, err = (_TolerantStream(s) if s is not None else None for s in saved)
+    from gpucomp._shared.streams import TolerantStream  # deferred: keeps `import gpucomp.cli` loading no room
+
+    out, err = (TolerantStream(s) if s is not None else None for s in saved)
     sys.stdout, sys.stderr = out or saved[0], err or saved[1]
     shown = warnings.formatwarning  # what Python shows a warning as (its display calls this)
     warnings.formatwarning = _format_warning

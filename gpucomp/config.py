@@ -1,7 +1,7 @@
 """The TOML config: schema, defaults, validation and CLI overrides.
 
 Every key is optional; `gpucomp generate LAYERS -n N -o OUT` needs no file. Errors
-name the file and the key. See README "Config" for an example.
+name the file and the key. Every key, its default and an example: docs/configuration.md.
 """
 from __future__ import annotations
 

@@ -255,6 +255,56 @@ def test_demo(tmp_path, capsys):
         assert np.array_equal(np.asarray(im), first)
 
 
+def test_an_interrupted_demo_resumes_when_run_again_and_other_settings_start_over(tmp_path, capsys, monkeypatch):
+    """"Run the same command again" keeps what is finished (it re-rendered every item before); the demo
+    owns its folder, so another -n simply makes that collection instead."""
+    import gpucomp.outdir.shard as shard
+
+    root = tmp_path / "demo"
+    args = ["demo", "-o", str(root), "-q", "--image-size", "32", "-n", "6", "--workers", "1", "--json"]
+    real, calls = shard.atomic_write_bytes, [0]
+
+    def stop_after_three(path, data, *a, **k):
+        if Path(path).suffix == ".png":
+            calls[0] += 1
+            if calls[0] > 3:
+                raise KeyboardInterrupt
+        return real(path, data, *a, **k)
+
+    monkeypatch.setattr(shard, "atomic_write_bytes", stop_after_three)
+    assert main(args) == 130
+    monkeypatch.setattr(shard, "atomic_write_bytes", real)
+    capsys.readouterr()
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["resumed_from"] >= 3 and summary["items"] == 6
+    assert main([*args[:-4], "7", "--workers", "1", "--json"]) == 0  # another size: made anew, no question
+    assert json.loads(capsys.readouterr().out)["resumed_from"] == 0
+
+
+def test_a_bigger_size_on_a_collection_suggests_extend(demo_layers, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["generate", str(demo_layers), "-o", str(out), "-n", "3", "-q"]) == 0
+    assert main(["generate", str(demo_layers), "-o", str(out), "-n", "5", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "size was 3, now 5" in err and f"to add 2 items to it, keep its size and run `gpucomp extend {out} -n 2`" in err
+
+
+def test_help_says_each_commands_defaults(capsys):
+    for command, text in (("demo", "number of items (default 50)"), ("generate", "number of items (default 100)"),
+                          ("validate", "number of items to plan (default 100)"), ("validate", "as for generate --from")):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert text in " ".join(capsys.readouterr().out.split()), (command, text)
+
+
+def test_validate_counts_the_combinations(demo_layers, capsys):
+    assert main(["validate", str(demo_layers), "-n", "2"]) == 0
+    out = capsys.readouterr().out
+    total = load_layers(demo_layers).combinations
+    assert f"ok: a collection of 2 unique items can be planned ({total:,} combinations of the layers)" in out
+
+
 def test_demo_with_a_bad_option_leaves_the_earlier_demo_alone(tmp_path, capsys):
     root = tmp_path / "demo"
     assert main(["demo", "-o", str(root), "-q", "--image-size", "32", "-n", "2"]) == 0

@@ -17,7 +17,7 @@ import numpy as np
 from gpucomp.encode.rendered import Deflated, Filtered
 from gpucomp.errors import ConfigError
 
-try:  # ISA-L deflate: optional but strongly recommended (see README)
+try:  # ISA-L deflate: optional but strongly recommended (docs/performance.md)
     from isal import isal_zlib as _isal
 except ImportError:  # pragma: no cover - exercised only where isal is missing
     _isal = None

@@ -179,7 +179,7 @@ def _read_regular(path: Path, limit: int) -> bytes:
 
 
 ANIMATION_HINT = ("animated traits are read when the collection has animated output ([output] animation = "
-                  "\"webp\", README \"Animated collections\"); otherwise export a single still frame")
+                  "\"webp\", docs/outputs.md, \"Animated collections\"); otherwise export a single still frame")
 
 
 def _frames_or_refuse(im, path: Path, animated: bool, what: str):

@@ -306,10 +306,15 @@ def _config_js_near(root: Path) -> Path | None:
 
 
 def _combined_error(root: Path, problems: list[str]) -> LayerError:
-    """One error listing every problem, so an artist fixes the whole folder in one go."""
+    """One error listing every problem, so an artist fixes the whole folder in one go; a project's
+    root passed for its layers folder (`gpucomp validate .`) is asked about first."""
+    inner = next((root / n for n in ("layers", "Layers") if (root / n).is_dir()), None)
+    hint = f"{root} holds a layers folder: is {inner} the one meant?" if inner else ""
     if len(problems) == 1:
-        return LayerError(problems[0])
+        return LayerError(problems[0] + (f"; {hint}" if hint else ""))
     lines = [f"{terminal_safe(root)}: {len(problems)} problems in the layers folder; fix them all, then run again:"]
+    if hint:
+        lines[0] = terminal_safe(hint) + f" ({len(problems)} problems reading {terminal_safe(root)} as one:)"
     lines += [f"  {terminal_safe(p)}" for p in problems[:MAX_PROBLEMS_SHOWN]]  # a newline in a name stays in its line
     if len(problems) > MAX_PROBLEMS_SHOWN:
         lines.append(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more")

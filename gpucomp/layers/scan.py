@@ -9,6 +9,7 @@ after MAX_ENTRIES entries or MAX_NESTING levels of sub-folders, so a wrong folde
 """
 from __future__ import annotations
 
+import difflib
 import errno
 import math
 import os
@@ -195,7 +196,7 @@ class Walk:
         try:
             mode = os.stat(d).st_mode
         except FileNotFoundError:
-            raise LayerError(f"{d}: layer folder named in the layer order does not exist") from None
+            raise LayerError(f"{d}: layer folder named in the layer order does not exist{self._near(folder)}") from None
         except OSError as err:
             raise LayerError(f"{d}: cannot open the layer folder ({why(err)})") from None
         if not stat.S_ISDIR(mode):
@@ -207,6 +208,16 @@ class Walk:
             raise LayerError(f"{d}: links to the layers folder itself (a loop); remove the link")
         require_utf8(folder, str(d))
         return d
+
+    def _near(self, folder: str) -> str:
+        """`; did you mean 'Eyes'?` and the folders there, for a layer folder named wrong."""
+        try:
+            there = list_layer_folders(self.root)
+        except LayerError:
+            return ""
+        close = difflib.get_close_matches(folder, there, n=1, cutoff=0.6)
+        listed = ", ".join(there[:12]) + (f", ... ({len(there)} in all)" if len(there) > 12 else "")
+        return (f"; did you mean {close[0]!r}?" if close else "") + (f" (the folders there: {listed})" if there else "")
 
     def _find(self, folder: str) -> Path:
         """root/folder; a name typed in another Unicode form (`Café` in a config, `Cafe\u0301` written

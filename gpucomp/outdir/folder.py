@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -277,11 +278,17 @@ class CollectionFolder:
         old = read_manifest(out)
         if self.request.extend:  # the old plan is the new one without the extension
             old = self._as_extended(old, manifest, cplan)
-        diffs = differences(old, manifest, art=self.request.mode != "rerender")
+        diffs = differences(old, manifest, art=self.request.mode != "rerender",
+                            folder=shlex.quote(str(out)))
         if diffs:
+            was, now = old.get("plan", {}).get("size"), manifest["plan"]["size"]
+            more = now - was if len(diffs) == 1 and isinstance(was, int) and now > was else 0
+            grow = (f"; to add {more} item{'s' * (more != 1)} to it, keep its size and run `gpucomp extend "
+                    f"{shlex.quote(str(out))} -n {more}`") if more else ""
             raise OutputError(
                 f"{out}: holds a collection made from other inputs: {'; '.join(diffs)}. Resuming would mix two "
-                f"collections: use the original layers and settings, or pass --force to discard it and start over")
+                f"collections: use the original layers and settings, or pass --force to discard it and start over"
+                f"{grow}")
         changed = self._changed_art(old, manifest) if self.request.mode == "rerender" else set()
         if old.get("encoder") != manifest["encoder"]:
             self.log(f"note: PNGs were encoded with {old.get('encoder')}, now {manifest['encoder']}: pixels match, "

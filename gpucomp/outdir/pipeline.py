@@ -11,6 +11,7 @@ import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -114,6 +115,7 @@ class Generation:
         self.summary: dict = {}
         self.rendering = False  # True while items are in flight (stop() matters only then)
         self.finished_before = 0
+        self.job: Job | None = None  # the run's job, once the folder is open
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -135,11 +137,36 @@ class Generation:
         except OSError as err:  # the manifest, journal, final files or lock: same promise as item writes
             raise write_error(Path(err.filename or self.out), err, 0, 0) from err
 
+    def every_item(self) -> Iterator[Item]:
+        """Every item of the collection, once each, in number order: those an earlier run finished
+        (`item.rendered` False) and those this run renders, each as soon as it and all before it are
+        on disk. An upload loop over this that is interrupted and run again sees every item (plain
+        iteration yields only what this run renders)."""
+        rendered = iter(self)
+        first = next(rendered, None)  # plans and opens the folder (and renders the first item, if any)
+        if self.job is None:
+            return
+        index, todo = self.job.index, np.zeros(self.job.index.n, bool)
+        todo[self.job.todo] = True
+        ready = np.zeros(index.n, bool)  # rendered this run, not yet yielded: a byte an item, whatever the order
+        if first is not None:
+            ready[first.number - index.start] = True
+        for p in range(index.n):
+            while todo[p] and not ready[p]:
+                item = next(rendered, None)
+                if item is None:
+                    return
+                ready[item.number - index.start] = True
+            yield replace(index.item(p, self.out), rendered=bool(todo[p]))
+        for _ in rendered:  # nothing is left to render: this writes provenance.json and the summary
+            pass
+
     def _run(self, folder: CollectionFolder, runner) -> Iterator[Item]:
         planned = folder.plan()
         self.cfg = planned.cfg
         encoder = runner.start(planned)
         job = folder.open(planned, encoder, runner.workers)
+        self.job = job
         self.finished_before = job.index.n - len(job.todo)
         yield from self._collect(job, runner)
         self.provenance = folder.finish(job)

@@ -87,7 +87,7 @@ class ShardWorker:
         if not sees(ctx.out):
             raise OutputError(f"{ctx.out}: the Ray worker on {socket.gethostname()} cannot see the output folder (no "
                               f"{MANIFEST} there); every node must see it at the same path, on a shared filesystem "
-                              f"(see 'Scaling out' in the README)")
+                              f"(see docs/ray.md, Scaling out)")
         path = shard_journal(ctx.out, positions)
         done, left = journaled(ctx, path, positions)
         self.renderer.stats = stats = Stats()

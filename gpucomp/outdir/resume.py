@@ -208,9 +208,9 @@ def _names(types) -> str:
     return " or ".join(words.get(t, t.__name__) for t in types)
 
 
-def differences(old: dict, new: dict, art: bool = True) -> list[str]:
+def differences(old: dict, new: dict, art: bool = True, folder: str = "OUT") -> list[str]:
     """What changed in a way that would change the plan (or, with `art`, the pixels); empty
-    means the old collection can be resumed with the new inputs."""
+    means the old collection can be resumed with the new inputs. `folder` names OUT in advice."""
     if not isinstance(old, dict) or old.get("format") != FORMAT:
         return ["its manifest has another format (written by gpucomp "
                 f"{old.get('gpucomp', '?') if isinstance(old, dict) else '?'})"]
@@ -259,7 +259,7 @@ def differences(old: dict, new: dict, art: bool = True) -> list[str]:
         changed = changed_traits(old, new)
         if changed:
             shown = ", ".join(f"{f}/{t}" for f, t in sorted(changed)[:5]) + (" ..." if len(changed) > 5 else "")
-            out.append(f"trait art changed ({shown}); `gpucomp rerender` re-renders the items that use it")
+            out.append(f"trait art changed ({shown}); `gpucomp rerender {folder}` re-renders the items that use it")
     return out
 
 

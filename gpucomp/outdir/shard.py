@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -37,12 +38,18 @@ ANIM_GROUP_FRAMES = 512  # CUDA, animated output: frames composited per render c
 
 @dataclass(frozen=True)
 class Item:
-    """One finished item: its number, traits (layer display name -> trait name) and files."""
+    """One finished item: its number, traits (layer display name -> trait name), the paths of its
+    image and metadata file, and whether this run rendered it (False: an earlier run had)."""
 
     number: int
     traits: dict
     image: Path
     metadata: Path
+    rendered: bool = True
+
+    def read_metadata(self) -> dict:
+        """The item's metadata, parsed (what `metadata` holds)."""
+        return json.loads(self.metadata.read_bytes())
 
 
 @dataclass(frozen=True)

@@ -476,3 +476,23 @@ def test_folders_whose_order_is_given_do_not_warn(tmp_path, folders, toml):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert main(args) == 0
+
+
+def test_a_projects_root_passed_for_its_layers_folder_is_asked_about(tmp_path):
+    for folder in ("Background", "Eyes"):
+        save(tmp_path / "layers" / folder / "A#1.png")
+    (tmp_path / "out" / "gallery" / "thumbs").mkdir(parents=True)
+    (tmp_path / "out" / "gallery" / "thumbs" / "1.txt").write_text("x")
+    (tmp_path / "out" / "gallery" / "data").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(LayerError, match=r"holds a layers folder: is .*layers the one meant\?"):
+            load_layers(tmp_path)
+
+
+def test_a_layer_folder_named_wrong_gets_the_nearest_name_and_the_folders_there(tmp_path):
+    for folder in ("01-Background", "02-Eyes"):
+        save(tmp_path / folder / "A#1.png")
+    with pytest.raises(LayerError, match=r"does not exist; did you mean '02-Eyes'\? "
+                                         r"\(the folders there: 01-Background, 02-Eyes\)"):
+        load_layers(tmp_path, order=["01-Background", "02-Eye"])
