@@ -278,7 +278,7 @@ _HOW_IT_RUNS = {"quiet", "json", "workers", "backend", "batch_size", "vram_budge
 
 def cmd_validate(args) -> int:
     from gpucomp.config import Config, load_config, with_overrides  # deferred: keeps `gpucomp --help` fast
-    from gpucomp.outdir.folder import load_stacks  # deferred: keeps `gpucomp --help` fast
+    from gpucomp.outdir.folder import load_stacks, weight_warnings  # deferred: keeps `gpucomp --help` fast
     from gpucomp.plan.collection import metadata_layers, plan_collection  # deferred: keeps `gpucomp --help` fast
 
     cfg = load_config(args.config) if args.config else Config()
@@ -297,6 +297,9 @@ def cmd_validate(args) -> int:
             print(f"  {_safe(layer.folder)} -> '{_safe(layer.name)}': {len(layer.traits)} trait"
                   f"{'s' * (len(layer.traits) != 1)}")
     print(f"canvas {ls.width}x{ls.height}")
+    if not cfg.from_list:
+        for line in weight_warnings(stacks, cfg.stack_sizes):
+            print(f"warning: {_safe(line)}", file=sys.stderr)
     plan_collection(cfg, stacks)
     from gpucomp.metadata.tokens import check_traits, options_for_config  # deferred: keeps `gpucomp --help` fast
 

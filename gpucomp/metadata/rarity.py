@@ -96,6 +96,38 @@ def _counts(combos: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
     return [np.bincount(combos[:, li], minlength=size) for li, size in enumerate(sizes)]
 
 
+def reachable(sizes: Sequence[int], n: int) -> list[tuple[float, float]]:
+    """Per layer: the (lowest, highest) share of `n` unique items one of its traits can have,
+    whatever the weights: an item is one combination of the layers, so a trait is in at most
+    total / size of them (each combination of the other layers once) and left out of at most
+    the rest. Rules and exact counts only narrow this."""
+    total = math.prod(sizes)
+    out = []
+    for size in sizes:
+        most = total // max(size, 1)
+        out.append((max(0, n - (total - most)) / n, min(n, most) / n) if n else (0.0, 1.0))
+    return out
+
+
+def unreachable(layer_names: Sequence[str], trait_names: Sequence[Sequence[str]], weights, n: int,
+                checked: Sequence[bool] | None = None) -> list[str]:
+    """`Eye color/Yellow: asked 66.7%, at most 27.0% possible with 200 unique items of 324` for
+    every trait whose weight asks for a share uniqueness cannot give at this size (the layers
+    given are those that make an item unique; `checked` leaves out layers whose counts are fixed)."""
+    sizes = [len(t) for t in trait_names]
+    total, out = math.prod(sizes), []
+    for li, (lo, hi) in enumerate(reachable(sizes, n)):
+        if checked is not None and not checked[li]:
+            continue
+        w = np.asarray(weights[li], np.float64).reshape(-1)
+        for name, pi in zip(trait_names[li], w / w.sum() if w.sum() > 0 else w, strict=True):
+            if pi > hi + 0.005 or pi < lo - 0.005:  # half a percent: what the sampler's rounding allows anyway
+                bound = f"at most {100 * hi:.1f}%" if pi > hi else f"at least {100 * lo:.1f}%"
+                out.append(f"{layer_names[li]}/{name}: asked {100 * pi:.1f}%, {bound} possible with {n:,} unique "
+                           f"items of {total:,}")
+    return out
+
+
 def trait_table(layer_names: Sequence[str], trait_names: Sequence[Sequence[str]], weights, combos,
                 sigma: float = SIGMA) -> dict:
     """Per layer (in order, by index) and trait: count, observed % of the collection, % asked
@@ -108,6 +140,10 @@ def trait_table(layer_names: Sequence[str], trait_names: Sequence[Sequence[str]]
     combos = _check(layer_names, trait_names, weights, combos)
     n = int(combos.shape[0])
     counts = _counts(combos, [len(t) for t in trait_names])
+    # bounds hold for items that are distinct combinations of these layers (not so with a layer that is
+    # not part of uniqueness, or a report of any other combos): otherwise every share is reachable
+    distinct = weights is not None and n > 0 and len(np.unique(combos, axis=0)) == n
+    reach = reachable([len(t) for t in trait_names], n) if distinct else [(0.0, 1.0)] * len(trait_names)
     layers = []
     for li, (lname, names) in enumerate(zip(layer_names, trait_names, strict=True)):
         if weights is not None:
@@ -122,8 +158,11 @@ def trait_table(layer_names: Sequence[str], trait_names: Sequence[Sequence[str]]
                    "weight_percent": None, "expected": None, "z": None, "off": False}
             if weights is not None:
                 pi = float(p[ti])
-                expected = n * pi
-                sd = math.sqrt(n * pi * (1.0 - pi))
+                lo, hi = reach[li] if pi > 0 else (0.0, 1.0)  # weight 0 is "never": one that shows up is off
+                if not lo <= pi <= hi:  # uniqueness cannot give what was asked: measured against what it can
+                    row["reachable_percent"] = [round(100.0 * lo, _PCT), round(100.0 * hi, _PCT)]
+                pc = min(max(pi, lo), hi)
+                expected, sd = n * pc, math.sqrt(n * pc * (1.0 - pc))
                 z = (c - expected) / sd if sd > 0 else None
                 row.update(weight_percent=round(100.0 * pi, _PCT), expected=round(expected, _Z),
                            z=None if z is None else round(z, _Z),
@@ -257,6 +296,9 @@ def summary_lines(report: dict) -> list[str]:
                 row += f"  {t['weight_percent']:>8.3f}%  {z:>8}"
                 if t["off"]:
                     row += "  !"
+                if "reachable_percent" in t:  # judged against what uniqueness allows, not the weight
+                    lo, hi = t["reachable_percent"]
+                    row += f"  (unique items allow {lo:.3f}% to {hi:.3f}%)"
             lines.append(row.rstrip())
     rarest = report["summary"]["rarest"]
     lines.append("")

@@ -24,7 +24,7 @@ from gpucomp.encode.media import check_fits, output_files, size_folders
 from gpucomp.errors import ConfigError, LayerError, OutputError
 from gpucomp.layers.layerset import list_layer_folders, load_layers, warn_unordered
 from gpucomp.metadata.openrarity import metadata_columns
-from gpucomp.metadata.rarity import from_layerset, write_report
+from gpucomp.metadata.rarity import from_layerset, unreachable, write_report
 from gpucomp.metadata.tokens import check_numbers, check_size, check_traits, options_for_config
 from gpucomp.outdir.journal import JOURNAL, Journal, load_records, rewrite_journal, unfinished, write_provenance
 from gpucomp.outdir.layout import LOCK, MANIFEST, check_output, reset_output, write_collection_metadata
@@ -115,6 +115,18 @@ def check_apart(layers_dir, out) -> None:
                           f"out of it or choose another output folder")
 
 
+def weight_warnings(stacks, sizes) -> list[str]:
+    """Traits whose weight asks for a share that this many unique items cannot have (rarity.unreachable),
+    per stack: said before rendering, as the sampler can only come close to what uniqueness allows."""
+    out = []
+    for k, ((sl, opts), size) in enumerate(zip(stacks, sizes, strict=True)):
+        dna = [(layer, o) for layer, o in zip(sl.layers, opts, strict=True) if o.dna]
+        lines = unreachable([la.name for la, _ in dna], [[t.name for t in la.traits] for la, _ in dna],
+                            [la.weights for la, _ in dna], size, [not o.exact for _, o in dna])
+        out += [f"stack {k + 1}: {line}" if len(stacks) > 1 else line for line in lines]
+    return out
+
+
 def load_stacks(layers_dir, cfg: Config, progress=None, warn_order: bool = True):
     """Read every layer folder the config uses, once; returns (all layers as one LayerSet,
     [(LayerSet view, LayerOptions)] per stack). Stacks share trait objects. With `warn_order`, folders
@@ -199,6 +211,9 @@ class CollectionFolder:
         self.log(f"layers: {len(ls.layers)} layers, {ls.trait_count} traits, {ls.width}x{ls.height}"
                  + (f", {len(stacks)} stacks" if len(stacks) > 1 else f", {stacks[0][0].combinations} combinations"))
         extensions = self._extensions(old, cfg, len(stacks))
+        if not cfg.from_list and not extensions:
+            for line in weight_warnings(stacks, cfg.stack_sizes):
+                self.log(f"warning: {line}")
         with self.stats.timer("plan"):
             cplan = plan_collection(cfg, stacks, extensions)
         check_traits(options_for_config(cfg), metadata_layers(stacks), "config")

@@ -370,7 +370,8 @@ def index_data(index: Index, title: str, thumb: dict, image: str = "{n}.png") ->
         "weights_known": bool(r.get("weights_known")), "meta_chunk": META_CHUNK, "thumb": thumb,
         "layers": [{"name": layer["name"],
                     "traits": [{k: t.get(k) for k in ("name", "count", "percent", "weight_percent", "expected",
-                                                      "z", "off")} for t in layer["traits"]]}
+                                                      "z", "off") + ("reachable_percent",) * ("reachable_percent" in t)}
+                               for t in layer["traits"]]}
                    for layer in r["layers"]],
         "numbers": index.numbers, "ranks": index.ranks, "openrarity": index.openrarity, "traits": index.traits,
     }

@@ -264,3 +264,52 @@ def test_rarity_text_shows_escape_sequences_in_names_as_visible_escapes(tmp_path
     lines = text.splitlines()
     back = lines.index("Layer 1: Back\\x1b]0;owned\\x07")
     assert len({line.index("%") for line in lines[back + 2:back + 4]}) == 1  # columns line up on the escapes
+
+
+def test_weights_uniqueness_cannot_give_are_named_with_what_it_can():
+    """200 unique items of 324 combinations (6 x 6 x 9): at most 54 can be Yellow, 27%, however it is weighted."""
+    from gpucomp.metadata.rarity import reachable, unreachable
+
+    names = [["a", "b", "c", "d", "e", "f"], ["Yellow", "Blue", "Green", "Grey", "Brown", "Red"], list("123456789")]
+    weights = [np.ones(6), np.array([10, 1, 1, 1, 1, 1.0]), np.ones(9)]
+    assert reachable([6, 6, 9], 200)[1] == pytest.approx((0.0, 54 / 200))  # in none of them, or in at most 54
+    assert unreachable(["Background", "Eye color", "Mouth"], names, weights, 200) == [
+        "Eye color/Yellow: asked 66.7%, at most 27.0% possible with 200 unique items of 324"]
+    assert unreachable(["Background", "Eye color", "Mouth"], names, weights, 200, [True, False, True]) == []
+    assert unreachable(["Background", "Eye color", "Mouth"], names, weights, 50) == []  # 54 of 50 is possible
+    # at 320 of 324 items every trait is in at least 320 - 270 = 50: asking ~6.7% (21) of a trait is too little
+    assert "Eye color/Blue: asked 6.7%, at least 15.6% possible with 320 unique items of 324" in unreachable(
+        ["Background", "Eye color", "Mouth"], names, weights, 320)
+
+
+def test_a_trait_is_judged_against_the_share_uniqueness_allows():
+    """Observed 27% of a trait asked 66.7% is what uniqueness allows: not marked `!`, the allowed share shown."""
+    names = [["a", "b", "c", "d", "e", "f"], ["Yellow", "Blue", "Green", "Grey", "Brown", "Red"]]
+    combos = np.array([(a, b) for b in range(6) for a in range(6)][:30])  # 30 of 36: Yellow in 6 (all it can be)
+    combos = combos[np.argsort(combos[:, 1] != 0, kind="stable")]
+    table = trait_table(["Bg", "Eyes"], names, [np.ones(6), np.array([10, 1, 1, 1, 1, 1.0])], combos)
+    yellow = table["layers"][1]["traits"][0]
+    assert yellow["count"] == 6 and yellow["reachable_percent"] == [0.0, 20.0] and not yellow["off"]
+    assert "reachable_percent" not in table["layers"][0]["traits"][0]  # asked 16.7%: possible, judged as before
+
+
+def test_validate_and_generate_say_before_rendering_what_uniqueness_cannot_give(tmp_path, capsys):
+    from PIL import Image
+
+    from gpucomp.cli import main
+
+    for folder, names in (("1-Background", [f"B{k}" for k in range(6)]),
+                          ("2-Eye color", ["Yellow#10", "Blue", "Green", "Grey", "Brown", "Red"]),
+                          ("3-Mouth", [f"M{k}" for k in range(9)])):
+        for k, name in enumerate(names):
+            (tmp_path / "layers" / folder).mkdir(parents=True, exist_ok=True)
+            Image.new("RGBA", (4, 4), (40 * k, 90, 30, 255)).save(tmp_path / "layers" / folder / f"{name}.png")
+    warning = "warning: Eye color/Yellow: asked 66.7%, at most 27.0% possible with 200 unique items of 324"
+    assert main(["validate", str(tmp_path / "layers"), "-n", "200"]) == 0
+    assert warning in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert main(["generate", str(tmp_path / "layers"), "-n", "200", "-o", str(out), "--backend", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert warning in err  # logged while planning: before any item renders
+    yellow = next(line for line in (out / "rarity.txt").read_text().splitlines() if line.strip().startswith("Yellow"))
+    assert "(unique items allow 0.000% to 27.000%)" in yellow and "!" not in yellow

@@ -301,7 +301,9 @@
         }
         const z = t.z === null || t.z === undefined ? "" : ` · z ${t.z > 0 ? "+" : ""}${t.z}`;
         const asked = t.weight_percent === null || t.weight_percent === undefined ? "" : ` / ${pct(t.weight_percent)}`;
-        row.append(el("span", "name", t.name), bars, el("span", "vals", `${pct(t.percent)}${asked}${z}`));
+        // a weight uniqueness cannot give at this size: the share it allows, which the trait is judged against
+        const reach = t.reachable_percent ? ` · unique items allow ${pct(t.reachable_percent[0])}–${pct(t.reachable_percent[1])}` : "";
+        row.append(el("span", "name", t.name), bars, el("span", "vals", `${pct(t.percent)}${asked}${reach}${z}`));
         sec.append(row);
       }
       root.append(sec);
