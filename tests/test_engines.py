@@ -69,6 +69,7 @@ def test_hashlips_v1_items_render_as_the_engine_drew_them(tmp_path, listed, name
     theirs = json.loads((case / "_metadata.json").read_text())
     assert [attributes(m) for m in ours] == [attributes(m) for m in theirs]
     assert [m["edition"] for m in ours] == [m["edition"] for m in theirs]
+    assert [m["dna"] for m in ours] == [m["dna"] for m in theirs]  # the engine's dna: items match one to one
     assert_same_images(tmp_path, ours, [case / "images" / f"{m['edition']}.png" for m in theirs])
 
 

@@ -53,6 +53,9 @@ NOTED = {  # set (truthy) -> the note
     "gif": "gif.export (HashLips' animated GIF of the drawing order): not converted",
 }
 SOLANA_KEYS = ("symbol", "seller_fee_basis_points", "external_url", "creators")
+# settings only nftchef's config.js has (HashLips v1's has none of them)
+NFTCHEF_ONLY = ("startIndex", "emptyLayerName", "hashImages", "outputJPEG", "traitValueOverrides", "useRootTraitType",
+                "incompatible", "forcedCombinations", "extraAttributes")
 
 
 class _Converter:
@@ -195,6 +198,8 @@ def convert(text: str, source: str, layers_dir: str | Path | None = None) -> tup
     extra = conv.typed(conv.values.get("extraMetadata"), dict, "extraMetadata")
     if extra:
         tables["metadata"]["extra"] = extra
+    if not any(key in conv.values for key in NFTCHEF_ONLY):  # HashLips v1 writes a dna; nftchef none
+        tables["metadata"]["engine_dna"] = "hashlips"
     _network(conv, tables)
     sizes = _format(conv, tables, stacks, layers_dir)
     for key, note in NOTED.items():

@@ -32,7 +32,8 @@ RESERVED = ("name", "symbol", "description", "seller_fee_basis_points", "image",
             "edition", "attributes", "properties", "compiler", "decimals", "artifactUri", "displayUri",
             "thumbnailUri", "formats", "creators", "isBooleanAmount", "royalties", "externalUri")
 TABLE_KEYS = ("format", "external_url", "symbol", "seller_fee_basis_points", "creators", "extra", "display_types",
-              "omit", "collection_name")
+              "omit", "collection_name", "engine_dna")
+ENGINE_DNA = ("hashlips",)  # `dna` as that engine writes it (interop/engine_dna.py); default: gpucomp's own
 BASE_KEYS = ("name_prefix", "description", "base_uri")  # these live in [collection]
 # Metaplex Token Metadata on-chain limits, in UTF-8 bytes (Sugar's validate checks the same)
 SYMBOL_MAX = 10
@@ -64,6 +65,7 @@ class MetadataOptions:
     # Each item's image files (media.media_entries): (path under images/ with {n}, MIME type, size name or
     # ""), primary first; empty = one PNG, `{n}.png`. From [output], not from [metadata].
     media: tuple[tuple[str, str, str], ...] = ()
+    engine_dna: str = ""  # "hashlips": each item's `dna` is HashLips v1's, so items match what it wrote
 
     def to_dict(self) -> dict:
         """JSON form for the manifest; same shape as the TOML table (plus the three [collection] keys).
@@ -79,6 +81,8 @@ class MetadataOptions:
             d["omit"] = list(self.omit)
         if self.collection_name:
             d["collection_name"] = self.collection_name
+        if self.engine_dna:
+            d["engine_dna"] = self.engine_dna
         if self.media:
             d["media"] = [list(m) for m in self.media]
         return d
@@ -204,6 +208,11 @@ def build_options(values: dict, source: str, label: Callable[[str], str]) -> Met
         v["omit"] = _omit(values["omit"], where("omit"))
     if "collection_name" in values:
         v["collection_name"] = _typed(values["collection_name"], str, where("collection_name"))
+    if "engine_dna" in values:
+        v["engine_dna"] = _typed(values["engine_dna"], str, where("engine_dna"))
+        if v["engine_dna"] not in ENGINE_DNA:
+            raise ConfigError(f"{where('engine_dna')}: must be one of {', '.join(ENGINE_DNA)} (or left out for "
+                              f"gpucomp's own dna), got {v['engine_dna']!r}")
     if "media" in values:
         v["media"] = _media(values["media"], where("media"))
     opts = MetadataOptions(**v)

@@ -25,6 +25,7 @@ from gpucomp.encode.animated import encoder
 from gpucomp.encode.media import DEFAULT_FILES, OutputFile, is_default, render_files, write_others
 from gpucomp.encode.png import Preset, encode_rendered
 from gpucomp.errors import OutputError
+from gpucomp.interop.engine_dna import HashLipsDna
 from gpucomp.interop.oneofones import MAX_IMAGE_BYTES
 from gpucomp.metadata.tokens import item_metadata
 from gpucomp.outdir.journal import Journal, file_sha256
@@ -77,6 +78,7 @@ class ItemIndex:
         self.pos_of = np.empty(self.n, np.int64)
         self.pos_of[self.g_of] = np.arange(self.n)
         self.numbers = range(self.start, self.start + self.n)  # lazy: no per-item Python objects
+        self._hashlips = HashLipsDna()
 
     def locate(self, p: int):
         return self.cplan.locate(int(self.g_of[p]))
@@ -87,6 +89,10 @@ class ItemIndex:
             image = seg.image(row)
             meta = item_metadata(self.numbers[p], seg.attributes(row), dna([f"{ONE_OF_ONE}/{image.name}"]), self.options)
             return json_bytes({**meta, **(image.metadata or {})})
+        if self.options.engine_dna == "hashlips":  # what HashLips v1 wrote for this item
+            files = [(t.path, o.dna) for t, o in zip(seg.traits(row), seg.options, strict=True)]
+            return json_bytes(item_metadata(self.numbers[p], seg.attributes(row), self._hashlips.sha1(files),
+                                            self.options))
         # With several stacks a trait name alone is ambiguous: qualify it by its layer.
         key = seg.dna_names(row) if self.single_stack else [f"{a}/{b}" for a, b in seg.identity(row)]
         return json_bytes(item_metadata(self.numbers[p], seg.attributes(row), dna(key), self.options))

@@ -130,7 +130,7 @@ def test_converts_a_hashlips_v1_config():
     assert toml["collection"] == {"size": 8, "description": "Remember to replace this description",
                                   "base_uri": "ipfs://NewUriToReplace", "shuffle": False,
                                   "name_prefix": "Your Collection", "start": 1}
-    assert toml["metadata"] == {"extra": {"artist": "Jo 'the' painter"}}
+    assert toml["metadata"] == {"extra": {"artist": "Jo 'the' painter"}, "engine_dna": "hashlips"}  # dna as HashLips
     first, second = toml["stacks"]
     assert first["size"] == 5 and second["size"] == 3  # growEditionSizeTo counts up
     assert first["layers"] == [{"folder": "Background"}, {"folder": "Eyeball", "name": "Awesome Eye Color"},
@@ -299,7 +299,8 @@ def test_solana_network_becomes_solana_metadata_numbered_from_0_as_hashlips_writ
     text, notes = convert(HASHLIPS.replace("NETWORK.eth", "NETWORK.sol"), "config.js")
     toml = tomllib.loads(text)
     assert toml["collection"]["start"] == 0 and toml["collection"]["base_uri"] == ""  # file names, not a URI
-    assert toml["metadata"] == {"extra": {"artist": "Jo 'the' painter"}, "format": "solana", "symbol": "YC",
+    assert toml["metadata"] == {"extra": {"artist": "Jo 'the' painter"}, "engine_dna": "hashlips", "format": "solana",
+                                "symbol": "YC",
                                 "seller_fee_basis_points": 1000, "external_url": "https://www.youtube.com/c/hashlipsnft",
                                 "creators": [{"address": "7fXNuer5sbZtaTEPhtJ5g5gNtuyRoKkvxdjEjEnPN4mC", "share": 100}]}
     assert any(n.startswith("baseUri: HashLips writes no base URI for Solana") for n in notes)

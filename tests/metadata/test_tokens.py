@@ -252,7 +252,8 @@ def test_options_from_table_errors():
     src = "collection.toml"
     cases = [
         ({"fromat": "solana"}, f"^{src}: unknown key metadata.fromat; known: format, external_url, symbol, "
-                               "seller_fee_basis_points, creators, extra, display_types, omit, collection_name$"),
+                               "seller_fee_basis_points, creators, extra, display_types, omit, collection_name, "
+                               "engine_dna$"),
         ({"creators": [{"address": SOL_A, "share": "x"}]},
          rf"^{src}: metadata.creators\[0\].share: expected int, got str 'x'$"),
         ({"seller_fee_basis_points": True}, f"^{src}: metadata.seller_fee_basis_points: expected int, got bool True$"),
