@@ -251,7 +251,7 @@ def _layers(body: Any, where: str) -> tuple[LayerOption, ...]:
     return tuple(out)
 
 
-TRAIT_KEYS = {"z": int, "blend": str, "opacity": (int, float)}
+TRAIT_KEYS = {"z": int, "blend": str, "opacity": (int, float), "value": str}
 
 
 def _trait_options(body: dict, where: str) -> tuple[tuple[str, TraitOption], ...]:
@@ -262,7 +262,11 @@ def _trait_options(body: dict, where: str) -> tuple[tuple[str, TraitOption], ...
             raise ConfigError(f"{w}: expected a table such as {{ z = 1, blend = \"screen\", opacity = 0.5 }}")
         check_table(opts, TRAIT_KEYS, w)
         op = opts.get("opacity")
-        out.append((_nfc(trait), TraitOption(opts.get("z"), opts.get("blend"), None if op is None else float(op))))
+        value = opts.get("value")
+        if value is not None and not value.strip():
+            raise ConfigError(f"{w}.value: empty; give the metadata value, or leave `value` out for the trait's name")
+        out.append((_nfc(trait), TraitOption(opts.get("z"), opts.get("blend"), None if op is None else float(op),
+                                             value)))
     return tuple(out)
 
 

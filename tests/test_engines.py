@@ -94,10 +94,15 @@ def test_nftchef_items_render_as_the_engine_drew_them(tmp_path, case, layer_set,
     assert_same_images(tmp_path, ours, [folder / "images" / f"{m['edition']}.png" for m in theirs])
 
 
-def test_nftchef_dna_keeps_the_pixels_of_overridden_and_space_ending_traits(tmp_path):
+@pytest.mark.parametrize("listed", ["_metadata.json", "_dna.json"])
+def test_nftchef_trait_value_overrides_and_spaces_are_written_as_the_engine_writes_them(tmp_path, listed):
+    """`traitValueOverrides` become `value` options (nftchef looks each raw name up as it is: the key
+    "shirt one" misses `shirt one #3.png`, whose raw name "shirt one " is written with its space)."""
     folder = FIXTURES / "nftchef" / "f_overrides"
-    ours = render(tmp_path, "overrides", folder / "_dna.json", FIXTURES / "nftchef" / "f_overrides.config.js")
+    ours = render(tmp_path, "overrides", folder / listed, FIXTURES / "nftchef" / "f_overrides.config.js")
     theirs = json.loads((folder / "_metadata.json").read_text())
+    assert [attributes(m) for m in ours] == [attributes(m) for m in theirs]
+    assert {v for m in ours for _, v in attributes(m)} >= {"shirt one ", "Second Shirt", "GOLDEN NECKLACE"}
     assert_same_images(tmp_path, ours, [folder / "images" / f"{m['edition']}.png" for m in theirs])
 
 

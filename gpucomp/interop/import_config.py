@@ -10,13 +10,15 @@ opacity), `namePrefix`, `description`, `baseUri`, `startIndex`, `shuffleLayerCon
 `rarityDelimiter`, `emptyLayerName`, `extraMetadata`, `network = NETWORK.sol` with `solanaMetadata`
 (Solana metadata numbered from 0), `outputJPEG` (JPEG images), `format.width/height` (a sized copy
 where the layers are another size), and with the layers folder nftchef's `incompatible` and
-`forcedCombinations` (as never / always rules). Every other setting is one that changes no image,
+`forcedCombinations` (as never / always rules) and `traitValueOverrides` (per-trait `value`, and the
+spaces the engines keep in a trait's raw name). Every other setting is one that changes no image,
 number or metadata (NO_EFFECT), or gets a note (comments at the top of the TOML, and printed):
 nothing is dropped without a word.
 """
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from PIL import Image
@@ -42,8 +44,7 @@ NOTED = {  # set (truthy) -> the note
     "background": "background.generate (a generated background colour): add a Background layer folder instead",
     "incompatible": "incompatible: pass --layers to convert it to [[rules]] never = [...]",
     "forcedCombinations": "forcedCombinations: pass --layers to convert it to [[rules]] always = [...]",
-    "traitValueOverrides": "traitValueOverrides (metadata values other than the trait names): not converted; "
-                           "rename the trait files to the values",
+    "traitValueOverrides": "traitValueOverrides: pass --layers to convert it to per-trait `value` options",
     "extraAttributes": "extraAttributes (a function adding attributes): not converted",
     "hashImages": "hashImages (an imageHash in each item's metadata): not converted; gpucomp writes each image's "
                   "SHA-256 in provenance.json",
@@ -159,6 +160,35 @@ def _trait_layers(layers_dir: Path, folders: list[str], delimiter: str) -> dict[
     return found
 
 
+def _value_overrides(conv: "_Converter", root: Path, stacks: list, delimiter: str) -> None:
+    """The metadata values the engines write, as `value` options of the traits they differ for: both
+    take a trait's raw name (the file name without `z<N>,`, extension and weight) with its spaces
+    (`shirt one #3.png` is "shirt one "), which gpucomp's names drop; nftchef then looks the raw name
+    up in `traitValueOverrides` as it is, so a key matching no raw name changes nothing there either,
+    and gets a note."""
+    overrides = conv.typed(conv.values.get("traitValueOverrides"), dict, "traitValueOverrides") or {}
+    walk, used, spaced = Walk(root, delimiter, []), set(), []
+    for _, layers, _ in stacks:
+        for layer in layers:
+            for trait in walk.layer(layer["folder"]):
+                raw = re.sub(r"^z-?[0-9]+,", "", trait.path.name if trait.path.is_dir() else trait.path.stem)
+                raw = raw.split(delimiter)[0]
+                value = conv.typed(overrides[raw], str, f"traitValueOverrides.{raw}") if raw in overrides else raw
+                used.add(raw) if raw in overrides else None
+                if value != trait.name:
+                    layer.setdefault("traits", {}).setdefault(trait.name, {})["value"] = value
+                    if raw not in overrides:
+                        spaced.append(trait.name)
+    if spaced:
+        conv.notes.append(f"{len(spaced)} trait name(s) with spaces around them ({', '.join(map(repr, spaced[:5]))}): "
+                          f"the engine writes the spaces into the metadata, so a `value` option keeps them")
+    for key in overrides:
+        if key not in used:
+            conv.notes.append(f"traitValueOverrides.{key}: matches no trait's raw name exactly (the engine keeps "
+                              f"the spaces before the weight: `shirt one #3.png` is \"shirt one \"), so it changes "
+                              f"nothing, as in nftchef")
+
+
 def _rules(conv: "_Converter", key: str, kind: str, where: dict[str, list[str]]) -> list[dict]:
     """nftchef's `incompatible` (never) or `forcedCombinations` (always) as [[rules]], each name looked
     up in the layers folder; a name found in no layer, or in several, is a note instead of a rule."""
@@ -190,6 +220,7 @@ def convert(text: str, source: str, layers_dir: str | Path | None = None) -> tup
         delimiter = conv.typed(conv.values.get("rarityDelimiter"), str, "rarityDelimiter") or "#"
         where = _trait_layers(Path(layers_dir), folders, delimiter)
         rules = _rules(conv, "incompatible", "never", where) + _rules(conv, "forcedCombinations", "always", where)
+        _value_overrides(conv, Path(layers_dir), stacks, delimiter)
     tables = {"collection": _collection(conv, stacks, size), "input": {}, "output": {}, "metadata": {}}
     for key, toml_key in (("rarityDelimiter", "delimiter"), ("emptyLayerName", "empty_name")):
         v = conv.typed(conv.values.get(key), str, key)
@@ -203,7 +234,7 @@ def convert(text: str, source: str, layers_dir: str | Path | None = None) -> tup
     _network(conv, tables)
     sizes = _format(conv, tables, stacks, layers_dir)
     for key, note in NOTED.items():
-        if layers_dir is not None and key in ("incompatible", "forcedCombinations"):
+        if layers_dir is not None and key in ("incompatible", "forcedCombinations", "traitValueOverrides"):
             continue
         v = conv.values.get(key)
         off = (key == "background" and isinstance(v, dict) and not v.get("generate")

@@ -298,6 +298,8 @@ def list_combos(items: ItemList, layerset, options, delimiter: str = "#", mine: 
         columns = [(ref, items.columns[ref]) for ref in _refs(items, li, layer) if ref in items.columns]
         given = np.zeros(n, np.int8)
         index = {t.name: k for k, t in enumerate(layer.traits)}
+        # a metadata value other than the name (nftchef traitValueOverrides) names its trait too
+        index = {to.value: index[name] for name, to in option.traits if to.value is not None and name in index} | index
         if items.kind == "nftchef-dna":
             index = {dna_key(t.dna): k for k, t in enumerate(layer.traits) if t.dna}
         for _, column in columns:

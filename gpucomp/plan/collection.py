@@ -20,7 +20,7 @@ from gpucomp.interop.oneofones import generated_numbers, manifest_entry, place, 
 from gpucomp.layers.layerset import Layer, LayerSet
 from gpucomp.layers.naming import layer_display_name
 from gpucomp.plan.options import LayerOption
-from gpucomp.plan.render_view import render_view
+from gpucomp.plan.render_view import check_trait_options, render_view
 from gpucomp.plan.rules import Rule, count_allowed
 from gpucomp.plan.sampler import make_plan
 
@@ -59,7 +59,7 @@ class Segment:
 
     def attributes(self, row: int) -> list[tuple[str, str]]:
         """(trait_type, value) for metadata: hidden layers, 'none' and empty traits left out."""
-        return [(layer.name, t.name)
+        return [(layer.name, o.value_of(t.name))
                 for layer, o, t in zip(self.layerset.layers, self.options, self.traits(row), strict=True)
                 if o.metadata and t.name != o.none and not t.empty]
 
@@ -140,7 +140,7 @@ class CollectionPlan:
 
 def metadata_layers(stacks) -> list[tuple[str, list[str]]]:
     """(trait_type, trait names that can appear in metadata) of every stack, for metadata checks."""
-    return [(layer.name, [t.name for t in layer.traits if t.name != o.none and not t.empty])
+    return [(layer.name, [o.value_of(t.name) for t in layer.traits if t.name != o.none and not t.empty])
             for sl, lopts in stacks for layer, o in zip(sl.layers, lopts, strict=True) if o.metadata]
 
 
@@ -447,6 +447,8 @@ def plan_collection(cfg, stacks: list[tuple[LayerSet, list]], extensions=(), sou
     """Plan every stack, then any extensions ({stack, size, seed} dicts, numbered after the rest)."""
     links = cfg.links
     check_rule_layers(cfg.rules, stacks, source, links)
+    for layerset, options in stacks:
+        check_trait_options(layerset, options)
     segments: list[Segment] = []
     seen = Identities() if len(stacks) > 1 or extensions else None
     offset = 0

@@ -13,9 +13,16 @@ class TraitOption:
     z: int | None = None  # stacking position: drawn after every part of a lower z, in all layers
     blend: str | None = None
     opacity: float | None = None
+    value: str | None = None  # the metadata value instead of the trait's name (nftchef traitValueOverrides)
+
+    @property
+    def draws(self) -> bool:
+        """Whether it changes how the trait is drawn (a `value` changes only its metadata)."""
+        return (self.z, self.blend, self.opacity) != (None, None, None)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in (("z", self.z), ("blend", self.blend), ("opacity", self.opacity)) if v is not None}
+        return {k: v for k, v in (("z", self.z), ("blend", self.blend), ("opacity", self.opacity),
+                                  ("value", self.value)) if v is not None}
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,11 @@ class LayerOption:
     metadata: bool = True  # False: left out of the attributes
     none: str | None = None  # a trait name meaning "nothing here": left out of the attributes
     exact: tuple[tuple[str, int], ...] = ()  # (trait name, exact number of items)
-    traits: tuple[tuple[str, TraitOption], ...] = ()  # per-trait z, blend, opacity
+    traits: tuple[tuple[str, TraitOption], ...] = ()  # per-trait z, blend, opacity, metadata value
+
+    def value_of(self, trait: str) -> str:
+        """What the metadata says for `trait`: its `value` option, else its name."""
+        return next((to.value for name, to in self.traits if name == trait and to.value is not None), trait)
 
 
 @dataclass(frozen=True)

@@ -64,8 +64,17 @@ def _empty(height: int, width: int) -> Trait:
 
 def needs_view(layerset: LayerSet, options) -> bool:
     """True when some trait draws parts or has options of its own (empty traits are plain: transparent)."""
-    return any(o.traits for o in options) or any(t.parts or t.edge_cases for layer in layerset.layers
-                                                 for t in layer.traits)
+    return any(to.draws for o in options for _, to in o.traits) or any(t.parts or t.edge_cases for layer in
+                                                                       layerset.layers for t in layer.traits)
+
+
+def check_trait_options(layerset: LayerSet, options) -> None:
+    """Every trait a layer's `traits` options name must be a trait of that layer."""
+    for layer, o in zip(layerset.layers, options, strict=True):
+        unknown = {name for name, _ in o.traits} - {t.name for t in layer.traits}
+        if unknown:
+            raise ConfigError(f"layer {o.folder!r}: traits {', '.join(sorted(map(repr, unknown)))} named in its "
+                              f"`traits` options are not traits of this layer")
 
 
 def _slots(t: Trait, li: int, layer_opts, trait_opts, parts=None) -> list[tuple[tuple, Trait]]:

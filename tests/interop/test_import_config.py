@@ -382,6 +382,30 @@ def test_a_setting_declared_but_not_exported_is_not_seen_as_the_engine_does_not(
     assert any(n.startswith("namePrefix is declared but not in module.exports") for n in notes)
 
 
+def test_trait_value_overrides_become_value_options_of_the_traits_they_hit(tmp_path):
+    for path in ("Clothes/shirt one #3.png", "Clothes/shirt two#3.png", "Clothes/z1,tee#1.png", "Hat/Helmet#1.png"):
+        (tmp_path / "layers" / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGBA", (4, 4), (9, 9, 9, 255)).save(tmp_path / "layers" / path)
+    js = '''const layerConfigurations = [{ growEditionSizeTo: 2, layersOrder: [{ name: "Clothes" }, { name: "Hat" }] }];
+    const traitValueOverrides = { "shirt one": "One", "shirt two": "Two", tee: "Tee", Helmet: "Space Helmet", Cap: "x" };
+    const startIndex = 0;'''
+    text, notes = convert(js, "config.js", tmp_path / "layers")
+    toml = tomllib.loads(text)
+    clothes, hat = toml["layers"]
+    assert clothes["traits"] == {"shirt one": {"value": "shirt one "}, "shirt two": {"value": "Two"},
+                                 "tee": {"value": "Tee"}}  # "shirt one" misses the raw "shirt one "
+    assert hat["traits"] == {"Helmet": {"value": "Space Helmet"}}
+    assert any(n.startswith("traitValueOverrides.Cap: matches no trait") for n in notes)
+    assert any(n.startswith("traitValueOverrides.shirt one: matches no trait") for n in notes)
+    (tmp_path / "c.toml").write_text(text)
+    out = tmp_path / "out"
+    gpucomp.run(tmp_path / "layers", out, tmp_path / "c.toml", size=2, seed=1)
+    values = {a["value"] for n in range(2) for a in json.loads((out / "metadata" / f"{n}.json").read_text())["attributes"]}
+    assert values <= {"shirt one ", "Two", "Tee", "Space Helmet"}
+    _, notes = convert(js, "config.js")
+    assert any(n.startswith("traitValueOverrides: pass --layers") for n in notes)
+
+
 def test_incompatible_and_forced_become_rules_with_the_layers_folder(tmp_path):
     root = tmp_path / "layers"
     for path in ("Background/Red#1.png", "Background/Blue#1.png", "Hair/Dark Long#1.png", "Hair/Short#1.png",
