@@ -106,6 +106,22 @@ def test_nftchef_trait_value_overrides_and_spaces_are_written_as_the_engine_writ
     assert_same_images(tmp_path, ours, [folder / "images" / f"{m['edition']}.png" for m in theirs])
 
 
+@pytest.mark.parametrize("engine", ["hashlips", "nftchef"])
+def test_blend_modes_and_opacity_draw_as_the_engines_draw_them(tmp_path, engine):
+    """Tint multiply at 0.6, Hat screen at 0.5 (HashLips under `options`, nftchef on the entry).
+    Compared where the layers cover the canvas: the engines' generated backgrounds, drawn with the
+    state their canvas carried over, are not copied (docs: deliberate differences)."""
+    folder = FIXTURES / engine / "c_blend"
+    ours = render(tmp_path, "basic", folder / "_metadata.json", FIXTURES / engine / "c_blend.config.js")
+    theirs = json.loads((folder / "_metadata.json").read_text())
+    assert [attributes(m) for m in ours] == [attributes(m) for m in theirs]
+    for meta, their in zip(ours, theirs, strict=True):
+        mine = np.asarray(Image.open(tmp_path / "out" / "images" / f"{meta['edition']}.png").convert("RGBA"))
+        engine_px = np.asarray(Image.open(folder / "images" / f"{their['edition']}.png").convert("RGBA"))
+        covered = mine[..., 3] == 255
+        assert covered.sum() > 100 and np.abs(mine[covered].astype(int) - engine_px[covered]).max() <= 2
+
+
 def test_art_engine_2_template_renders_every_item_as_the_engine_drew_it(tmp_path):
     """The template's names (`Face__z40/Robot Face__z-15.png`: z 40 - 15 = 25, under the clothes;
     `Prop__z50/Backpack.png` with `Backpack__z-35__w10.png`: one option drawing both, and its edge
