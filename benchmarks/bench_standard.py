@@ -42,6 +42,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("-n", "--items", type=int, help="items (default 1000, quick 200)")
+    ap.add_argument("--size", type=int, help="canvas side of the workload's layers (default 2048, quick 512)")
     ap.add_argument("--naive-items", type=int, help="items for the naive Pillow baseline (default 20, quick 50)")
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--preset", default="fast")
@@ -52,7 +53,7 @@ def main() -> int:
     ap.add_argument("--floor-sample", type=int, default=16, help="composites of the run to time the encoder on")
     ap.add_argument("--json", default=None, help="write results here (default benchmarks/results/standard[-quick].json)")
     args = ap.parse_args()
-    spec = QUICK if args.quick else STANDARD
+    spec = dict(QUICK if args.quick else STANDARD, **({"size": args.size} if args.size else {}))
     n = args.items or (200 if args.quick else 1000)
     naive_n = args.naive_items or (50 if args.quick else 20)
     layers = workload_layers(spec)
@@ -103,7 +104,8 @@ def main() -> int:
         print(f"ratio gpucomp / HashLips Art Engine 2: {hl['ratio']:.1f}x")
     else:
         print(f"HashLips Art Engine 2: not measured ({hl['skipped']})")
-    write_json(args.json or str(Path(__file__).parent / "results" / f"standard{'-quick' if args.quick else ''}.json"),
+    name = f"standard{'-quick' if args.quick else ''}{f'-{args.size}' if args.size else ''}.json"
+    write_json(args.json or str(Path(__file__).parent / "results" / name),
                {"workload": spec, "items": n, "machine": machine(), "gpucomp": s, "wall_seconds": wall,
                 "peak_rss_mb": peak, "naive_pillow": naive, "ratio_vs_naive": ratio,
                 "floor": floor, "ratio_vs_floor": of_floor, "write_floor": writes, "encode_write_floor": with_writes,

@@ -57,7 +57,8 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="render on Ray: alone, every GPU of this machine; with a cluster's ADDRESS, that cluster "
                         "(the output folder must be on a path every node sees); needs gpucomp[ray]")
     p.add_argument("--ray-workers", type=int, help="Ray workers (default: one per GPU, one per CPU without GPUs)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info lines")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bar or info lines (the closing summary is still printed; --json: as JSON)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
