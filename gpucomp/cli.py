@@ -137,8 +137,11 @@ def _drive(gen, out: Path, args, resume_hint: str) -> int:
             pass
     except Interrupted as err:
         s = err.summary
+        # items still in flight when the run stopped may finish writing before the process ends: a resume
+        # can find a few more finished than counted here
+        more = " (items in flight may add a few)" if s.get("abandoned_in_flight") else ""
         print(f"interrupted: {s['rendered']} items rendered this run, {s['resumed_from'] + s['rendered']} of "
-              f"{s['items']} finished, {s['remaining']} left", file=sys.stderr)
+              f"{s['items']} finished{more}, {s['remaining']} left", file=sys.stderr)
         print(f"to resume: {resume_hint}", file=sys.stderr)
         sys.stderr.flush()
         if s.get("abandoned_in_flight"):
