@@ -128,6 +128,24 @@ def unreachable(layer_names: Sequence[str], trait_names: Sequence[Sequence[str]]
     return out
 
 
+def achievable(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The shares a layer's traits can be expected at when some asked share lies outside [lo, hi]:
+    those are held at the bound, and what they give up (or take) is shared by the others in
+    proportion to their weights, again and again until every share fits (water-filling). A trait of
+    weight 0 keeps share 0."""
+    adj, fixed = p.astype(np.float64).copy(), (p <= 0)
+    for _ in range(len(p)):
+        out = ~fixed & ((adj > hi + 1e-12) | (adj < lo - 1e-12))
+        if not out.any():
+            break
+        adj[out] = np.clip(adj[out], lo, hi)
+        fixed |= out
+        free = ~fixed
+        if p[free].sum() > 0:
+            adj[free] = p[free] / p[free].sum() * max(0.0, 1.0 - adj[fixed].sum())
+    return adj
+
+
 def trait_table(layer_names: Sequence[str], trait_names: Sequence[Sequence[str]], weights, combos,
                 sigma: float = SIGMA) -> dict:
     """Per layer (in order, by index) and trait: count, observed % of the collection, % asked
@@ -150,6 +168,9 @@ def trait_table(layer_names: Sequence[str], trait_names: Sequence[Sequence[str]]
             w = np.asarray(weights[li], np.float64).reshape(-1)
             wsum = float(w.sum())
             p = w / wsum if wsum > 0 else np.zeros_like(w)
+            lo, hi = reach[li]
+            adj = achievable(p, lo, hi)  # equal to p unless uniqueness moves some share
+            moved = not np.allclose(adj, p, rtol=0, atol=1e-12)
         traits = []
         for ti, name in enumerate(names):
             c = int(counts[li][ti])
@@ -158,10 +179,11 @@ def trait_table(layer_names: Sequence[str], trait_names: Sequence[Sequence[str]]
                    "weight_percent": None, "expected": None, "z": None, "off": False}
             if weights is not None:
                 pi = float(p[ti])
-                lo, hi = reach[li] if pi > 0 else (0.0, 1.0)  # weight 0 is "never": one that shows up is off
-                if not lo <= pi <= hi:  # uniqueness cannot give what was asked: measured against what it can
+                if pi > 0 and not lo <= pi <= hi:  # uniqueness cannot give what was asked (weight 0: "never")
                     row["reachable_percent"] = [round(100.0 * lo, _PCT), round(100.0 * hi, _PCT)]
-                pc = min(max(pi, lo), hi)
+                if moved:  # judged against what uniqueness lets it have, not the weight alone
+                    row["achievable_percent"] = round(100.0 * float(adj[ti]), _PCT)
+                pc = float(adj[ti]) if moved else pi
                 expected, sd = n * pc, math.sqrt(n * pc * (1.0 - pc))
                 z = (c - expected) / sd if sd > 0 else None
                 row.update(weight_percent=round(100.0 * pi, _PCT), expected=round(expected, _Z),
@@ -296,9 +318,11 @@ def summary_lines(report: dict) -> list[str]:
                 row += f"  {t['weight_percent']:>8.3f}%  {z:>8}"
                 if t["off"]:
                     row += "  !"
-                if "reachable_percent" in t:  # judged against what uniqueness allows, not the weight
-                    lo, hi = t["reachable_percent"]
-                    row += f"  (unique items allow {lo:.3f}% to {hi:.3f}%)"
+                if "achievable_percent" in t:  # judged against what uniqueness allows, not the weight
+                    row += f"  (achievable {t['achievable_percent']:.3f}%"
+                    if "reachable_percent" in t:
+                        row += f": unique items allow {t['reachable_percent'][0]:.3f}% to {t['reachable_percent'][1]:.3f}%"
+                    row += ")"
             lines.append(row.rstrip())
     rarest = report["summary"]["rarest"]
     lines.append("")

@@ -327,6 +327,10 @@ def _run_thumbs(out, source: OutputFile, folder, todo, names, size, fmt, workers
 # ---------------------------------------------------------------------------- data files
 
 
+CHART_KEYS = ("name", "count", "percent", "weight_percent", "expected", "z", "off")
+ACHIEVABLE_KEYS = ("achievable_percent", "reachable_percent")  # only where uniqueness moved a share
+
+
 def _script(call: str, obj) -> bytes:
     """A JavaScript file that hands `obj` (as JSON, which is valid JavaScript) to `call`."""
     return f"{call}({json.dumps(obj, ensure_ascii=False, separators=(',', ':'), allow_nan=False)});\n".encode("utf-8")
@@ -369,8 +373,7 @@ def index_data(index: Index, title: str, thumb: dict, image: str = "{n}.png") ->
         "format": FORMAT, "title": title, "items": len(index.numbers), "image": image, "sigma": r.get("sigma"),
         "weights_known": bool(r.get("weights_known")), "meta_chunk": META_CHUNK, "thumb": thumb,
         "layers": [{"name": layer["name"],
-                    "traits": [{k: t.get(k) for k in ("name", "count", "percent", "weight_percent", "expected",
-                                                      "z", "off") + ("reachable_percent",) * ("reachable_percent" in t)}
+                    "traits": [{k: t.get(k) for k in (*CHART_KEYS, *(k for k in ACHIEVABLE_KEYS if k in t))}
                                for t in layer["traits"]]}
                    for layer in r["layers"]],
         "numbers": index.numbers, "ranks": index.ranks, "openrarity": index.openrarity, "traits": index.traits,

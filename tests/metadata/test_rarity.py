@@ -291,6 +291,20 @@ def test_a_trait_is_judged_against_the_share_uniqueness_allows():
     yellow = table["layers"][1]["traits"][0]
     assert yellow["count"] == 6 and yellow["reachable_percent"] == [0.0, 20.0] and not yellow["off"]
     assert "reachable_percent" not in table["layers"][0]["traits"][0]  # asked 16.7%: possible, judged as before
+    assert "achievable_percent" not in table["layers"][0]["traits"][0]  # nothing moved in that layer
+    # what Yellow cannot have goes to the others, by their weights: each can be expected at 16%, not 6.7%
+    others = table["layers"][1]["traits"][1:]
+    assert {t["achievable_percent"] for t in others} == {16.0} and not any(t["off"] for t in others)
+
+
+def test_achievable_shares_fill_what_a_capped_trait_cannot_take():
+    from gpucomp.metadata.rarity import achievable
+
+    p = np.array([0.6, 0.2, 0.2, 0.0])
+    assert achievable(p, 0.0, 0.3).tolist() == pytest.approx([0.3, 0.3, 0.3, 0.0])  # 0.6 capped; the rest shared
+    assert achievable(p, 0.0, 1.0).tolist() == pytest.approx(p.tolist())  # nothing out of reach: unchanged
+    q = np.array([0.5, 0.3, 0.2])
+    assert achievable(q, 0.25, 1.0).tolist() == pytest.approx([0.46875, 0.28125, 0.25])  # a floor, paid by weight
 
 
 def test_validate_and_generate_say_before_rendering_what_uniqueness_cannot_give(tmp_path, capsys):
@@ -312,4 +326,7 @@ def test_validate_and_generate_say_before_rendering_what_uniqueness_cannot_give(
     err = capsys.readouterr().err
     assert warning in err  # logged while planning: before any item renders
     yellow = next(line for line in (out / "rarity.txt").read_text().splitlines() if line.strip().startswith("Yellow"))
-    assert "(unique items allow 0.000% to 27.000%)" in yellow and "!" not in yellow
+    assert "(achievable 27.000%: unique items allow 0.000% to 27.000%)" in yellow and "!" not in yellow
+    others = [line for line in (out / "rarity.txt").read_text().splitlines()
+              if line.strip().startswith(("Blue", "Green", "Grey", "Brown", "Red"))]
+    assert len(others) == 5 and all("(achievable 14.600%)" in line and "!" not in line for line in others)

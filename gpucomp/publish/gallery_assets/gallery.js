@@ -302,8 +302,11 @@
         const z = t.z === null || t.z === undefined ? "" : ` · z ${t.z > 0 ? "+" : ""}${t.z}`;
         const asked = t.weight_percent === null || t.weight_percent === undefined ? "" : ` / ${pct(t.weight_percent)}`;
         // a weight uniqueness cannot give at this size: the share it allows, which the trait is judged against
-        const reach = t.reachable_percent ? ` · unique items allow ${pct(t.reachable_percent[0])}–${pct(t.reachable_percent[1])}` : "";
-        row.append(el("span", "name", t.name), bars, el("span", "vals", `${pct(t.percent)}${asked}${reach}${z}`));
+        const reach = t.achievable_percent === undefined ? "" : ` · achievable ${pct(t.achievable_percent)}` +
+          (t.reachable_percent ? ` (unique items allow ${pct(t.reachable_percent[0])}–${pct(t.reachable_percent[1])})` : "");
+        const vals = el("span", "vals", `${pct(t.percent)}${asked}${z}`);
+        if (reach) vals.append(el("span", "reach", reach.slice(3)));  // its own line: the figures stay on one
+        row.append(el("span", "name", t.name), bars, vals);
         sec.append(row);
       }
       root.append(sec);
