@@ -26,7 +26,7 @@ from PIL import Image
 from gpucomp._shared.files import read_config_text
 from gpucomp._shared.safe_text import EscapeTable, terminal_safe
 from gpucomp.compositing import BLEND_MODES
-from gpucomp.errors import ConfigError, LayerError
+from gpucomp.errors import ConfigError
 from gpucomp.interop.jsconfig import Unreadable, read_js_module
 from gpucomp.layers.scan import Walk
 
@@ -150,31 +150,43 @@ class _Converter:
         return out, before
 
 
-def _trait_layers(layers_dir: Path, folders: list[str], delimiter: str) -> dict[str, list[str]]:
-    """Trait name -> the layer folders that have it (names only: nothing is decoded)."""
-    found: dict[str, list[str]] = {}
-    walk = Walk(Path(layers_dir), delimiter, [])
-    for folder in folders:
-        for trait in walk.layer(folder):
-            found.setdefault(trait.name, []).append(folder)
-    return found
+def _walk(layers_dir: Path, stacks: list, delimiter: str) -> dict[str, list]:
+    """Each layer folder the configurations name -> its traits as the walk finds them (names and
+    files only: nothing is decoded), walked once for the rules, the values and the canvas size."""
+    walk, out = Walk(layers_dir, delimiter, []), {}
+    for _, layers, _ in stacks:
+        for layer in layers:
+            if layer["folder"] not in out:
+                out[layer["folder"]] = walk.layer(layer["folder"])
+    return out
 
 
-def _value_overrides(conv: "_Converter", root: Path, stacks: list, delimiter: str) -> None:
+def _trait_layers(found: dict[str, list]) -> dict[str, list[str]]:
+    """Trait name -> the layer folders that have it."""
+    where: dict[str, list[str]] = {}
+    for folder, traits in found.items():
+        for trait in traits:
+            where.setdefault(trait.name, []).append(folder)
+    return where
+
+
+def _value_overrides(conv: "_Converter", found: dict[str, list], stacks: list, delimiter: str) -> None:
     """The metadata values the engines write, as `value` options of the traits they differ for: both
     take a trait's raw name (the file name without `z<N>,`, extension and weight) with its spaces
     (`shirt one #3.png` is "shirt one "), which gpucomp's names drop; nftchef then looks the raw name
     up in `traitValueOverrides` as it is, so a key matching no raw name changes nothing there either,
     and gets a note."""
     overrides = conv.typed(conv.values.get("traitValueOverrides"), dict, "traitValueOverrides") or {}
-    walk, used, spaced = Walk(root, delimiter, []), set(), []
+    used, spaced = set(), []
     for _, layers, _ in stacks:
         for layer in layers:
-            for trait in walk.layer(layer["folder"]):
+            for trait in found[layer["folder"]]:
                 raw = re.sub(r"^z-?[0-9]+,", "", trait.path.name if trait.path.is_dir() else trait.path.stem)
                 raw = raw.split(delimiter)[0]
-                value = conv.typed(overrides[raw], str, f"traitValueOverrides.{raw}") if raw in overrides else raw
-                used.add(raw) if raw in overrides else None
+                value = raw
+                if raw in overrides:
+                    value = conv.typed(overrides[raw], str, f"traitValueOverrides.{raw}")
+                    used.add(raw)
                 if value != trait.name:
                     layer.setdefault("traits", {}).setdefault(trait.name, {})["value"] = value
                     if raw not in overrides:
@@ -214,13 +226,13 @@ def convert(text: str, source: str, layers_dir: str | Path | None = None) -> tup
     conv = _Converter(declared if exports is None else exports, source)
     _unknown_settings(conv, declared, exports)
     stacks, size = conv.stacks()
-    rules = []
+    rules, found = [], None
     if layers_dir is not None:
-        folders = list(dict.fromkeys(layer["folder"] for _, layers, _ in stacks for layer in layers))
         delimiter = conv.typed(conv.values.get("rarityDelimiter"), str, "rarityDelimiter") or "#"
-        where = _trait_layers(Path(layers_dir), folders, delimiter)
+        found = _walk(Path(layers_dir), stacks, delimiter)
+        where = _trait_layers(found)
         rules = _rules(conv, "incompatible", "never", where) + _rules(conv, "forcedCombinations", "always", where)
-        _value_overrides(conv, Path(layers_dir), stacks, delimiter)
+        _value_overrides(conv, found, stacks, delimiter)
     tables = {"collection": _collection(conv, stacks, size), "input": {}, "output": {}, "metadata": {}}
     for key, toml_key in (("rarityDelimiter", "delimiter"), ("emptyLayerName", "empty_name")):
         v = conv.typed(conv.values.get(key), str, key)
@@ -232,7 +244,7 @@ def convert(text: str, source: str, layers_dir: str | Path | None = None) -> tup
     if not any(key in conv.values for key in NFTCHEF_ONLY):  # HashLips v1 writes a dna; nftchef none
         tables["metadata"]["engine_dna"] = "hashlips"
     _network(conv, tables)
-    sizes = _format(conv, tables, stacks, layers_dir)
+    sizes = _format(conv, tables, found)
     for key, note in NOTED.items():
         if layers_dir is not None and key in ("incompatible", "forcedCombinations", "traitValueOverrides"):
             continue
@@ -302,7 +314,7 @@ def _network(conv: "_Converter", tables: dict) -> None:
         conv.notes.append(f"solanaMetadata.{key}: not converted (HashLips writes only {', '.join(SOLANA_KEYS)})")
 
 
-def _format(conv: "_Converter", tables: dict, stacks: list, layers_dir) -> list[dict]:
+def _format(conv: "_Converter", tables: dict, found: dict[str, list] | None) -> list[dict]:
     """`format.width/height`: the engines draw every layer scaled to that size. gpucomp composites at
     the layers' own size (no layer is resampled before it is composited) and writes the configured
     size as a sized copy, images/format/, when the two differ; `outputJPEG` makes the images JPEG."""
@@ -314,7 +326,7 @@ def _format(conv: "_Converter", tables: dict, stacks: list, layers_dir) -> list[
     smooth = conv.typed(fmt.get("smoothing"), bool, "format.smoothing")
     if width is None or height is None:
         return []
-    size = _layers_size(Path(layers_dir), stacks) if layers_dir is not None else None
+    size = _layers_size(found) if found is not None else None
     if size == (width, height):
         return []
     if size is None:
@@ -329,22 +341,16 @@ def _format(conv: "_Converter", tables: dict, stacks: list, layers_dir) -> list[
     return [{"name": "format", "width": width, "height": height, "filter": "lanczos" if smooth else "nearest"}]
 
 
-def _layers_size(root: Path, stacks: list) -> tuple[int, int] | None:
-    """The size of the first layer image of the first layer that has one (the canvas)."""
-    walk = Walk(root, "#", [])
-    for _, layers, _ in stacks:
-        for layer in layers:
-            try:
-                found = walk.layer(layer["folder"])
-            except LayerError:
-                continue
-            for trait in found:
-                for path in trait.files:
-                    try:
-                        with Image.open(path) as im:
-                            return im.size
-                    except OSError:
-                        continue
+def _layers_size(found: dict[str, list]) -> tuple[int, int] | None:
+    """The size of the first layer image the layers hold (the canvas)."""
+    for traits in found.values():
+        for trait in traits:
+            for path in trait.files:
+                try:
+                    with Image.open(path) as im:
+                        return im.size
+                except OSError:
+                    continue
     return None
 
 

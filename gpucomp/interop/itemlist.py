@@ -231,8 +231,7 @@ def _dna_rows(text: str, path: Path, rows: _Builder) -> None:
         for position, piece in enumerate(_PIECE.split(s)):
             parts = piece.split(":")
             if len(parts) < 2 or not all(p.isascii() and p.isdigit() and len(p) <= 6 for p in parts[:-1][:2]):
-                shown = repr(piece) if len(piece) <= 80 else f"{piece[:60]!r}... ({len(piece)} characters)"
-                raise ConfigError(f"--from {path}: line {line}: {shown} is not a DNA piece "
+                raise ConfigError(f"--from {path}: line {line}: {_shown(piece)} is not a DNA piece "
                                   f"(HashLips writes <element id>:<file>, as in 0:Red#10.png-2:Cap.png)")
             forms.add(len(parts) == 2)
             key = f"#{position}" if len(parts) == 2 else f"#{int(parts[0])}"
@@ -258,11 +257,15 @@ def _nftchef_dna_rows(entries: list[str], path: Path, rows: _Builder) -> None:
         for piece in body.split("*"):
             m = _NFTCHEF_PIECE.fullmatch(piece)
             if not m or len(m.group(1)) > 6:
-                shown = repr(piece) if len(piece) <= 80 else f"{piece[:60]!r}... ({len(piece)} characters)"
-                raise ConfigError(f"--from {path}: entry {i}: {shown} is not an nftchef DNA piece "
+                raise ConfigError(f"--from {path}: entry {i}: {_shown(piece)} is not an nftchef DNA piece "
                                   f"(<layer>.<id>:<file>, as in 0.2:Red#10.png)")
             pieces.setdefault(f"#{int(m.group(1))}", []).append("0" + m.group(2).split("?", 1)[0])
         rows.row({key: dna_key(found) for key, found in pieces.items()}, i)
+
+
+def _shown(piece: str) -> str:
+    """A piece as an error quotes it: whole when short, else its start and its length."""
+    return repr(piece) if len(piece) <= 80 else f"{piece[:60]!r}... ({len(piece)} characters)"
 
 
 def dna_key(entries) -> str:
@@ -297,11 +300,11 @@ def list_combos(items: ItemList, layerset, options, delimiter: str = "#", mine: 
     for li, (layer, option) in enumerate(zip(layers, options, strict=True)):
         columns = [(ref, items.columns[ref]) for ref in _refs(items, li, layer) if ref in items.columns]
         given = np.zeros(n, np.int8)
-        index = {t.name: k for k, t in enumerate(layer.traits)}
-        # a metadata value other than the name (nftchef traitValueOverrides) names its trait too
-        index = {to.value: index[name] for name, to in option.traits if to.value is not None and name in index} | index
         if items.kind == "nftchef-dna":
             index = {dna_key(t.dna): k for k, t in enumerate(layer.traits) if t.dna}
+        else:  # a metadata value other than the name (nftchef traitValueOverrides) names its trait too
+            index = {t.name: k for k, t in enumerate(layer.traits)}
+            index = {value: index[name] for name, value in option.values.items() if name in index} | index
         for _, column in columns:
             rows, codes = column.arrays()
             names = [_file_trait_name(c, delimiter) for c in column.names] if items.kind == "dna" else column.names

@@ -40,7 +40,7 @@ def layer_display_name(folder: str) -> str:
 def has_order(folder: str) -> bool:
     """Whether a layer folder's name says where it stacks: a number in front (`01-Background`) or
     Art Engine 2's `__z<N>`."""
-    return bool(_ORDER_PREFIX.match(folder) or re.search(r"__z-?[0-9]+(?=__|$)", folder))
+    return bool(_ORDER_PREFIX.match(folder)) or layer_z(folder) is not None
 
 
 def is_plain_name(name: str) -> bool:

@@ -293,13 +293,13 @@ class CollectionFolder:
         old = read_manifest(out)
         if self.request.extend:  # the old plan is the new one without the extension
             old = self._as_extended(old, manifest, cplan)
-        diffs = differences(old, manifest, art=self.request.mode != "rerender",
-                            folder=shlex.quote(str(out)))
+        shown = shlex.quote(str(out))  # as a command line names it
+        diffs = differences(old, manifest, art=self.request.mode != "rerender", folder=shown)
         if diffs:
             was, now = old.get("plan", {}).get("size"), manifest["plan"]["size"]
             more = now - was if len(diffs) == 1 and isinstance(was, int) and now > was else 0
             grow = (f"; to add {more} item{'s' * (more != 1)} to it, keep its size and run `gpucomp extend "
-                    f"{shlex.quote(str(out))} -n {more}`") if more else ""
+                    f"{shown} -n {more}`") if more else ""
             raise OutputError(
                 f"{out}: holds a collection made from other inputs: {'; '.join(diffs)}. Resuming would mix two "
                 f"collections: use the original layers and settings, or pass --force to discard it and start over"

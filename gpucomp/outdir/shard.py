@@ -90,12 +90,10 @@ class ItemIndex:
             meta = item_metadata(self.numbers[p], seg.attributes(row), dna([f"{ONE_OF_ONE}/{image.name}"]), self.options)
             return json_bytes({**meta, **(image.metadata or {})})
         if self.options.engine_dna == "hashlips":  # what HashLips v1 wrote for this item
-            files = [(t.path, o.dna) for t, o in zip(seg.traits(row), seg.options, strict=True)]
-            return json_bytes(item_metadata(self.numbers[p], seg.attributes(row), self._hashlips.sha1(files),
-                                            self.options))
-        # With several stacks a trait name alone is ambiguous: qualify it by its layer.
-        key = seg.dna_names(row) if self.single_stack else [f"{a}/{b}" for a, b in seg.identity(row)]
-        return json_bytes(item_metadata(self.numbers[p], seg.attributes(row), dna(key), self.options))
+            item_dna = self._hashlips.sha1([(t.path, o.dna) for t, o in zip(seg.traits(row), seg.options, strict=True)])
+        else:  # with several stacks a trait name alone is ambiguous: qualify it by its layer
+            item_dna = dna(seg.dna_names(row) if self.single_stack else [f"{a}/{b}" for a, b in seg.identity(row)])
+        return json_bytes(item_metadata(self.numbers[p], seg.attributes(row), item_dna, self.options))
 
     def frame_view(self, seg):
         """The segment's render layers expanded to frames (animation.FrameView), made once per layer set."""

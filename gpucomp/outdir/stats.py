@@ -43,7 +43,6 @@ class Progress:
         self.stream = stream or sys.stderr
         tty = self.stream.isatty()
         self.mode = ("bar" if tty else "lines") if enabled is None else ("bar" if enabled else "off")
-        self.enabled = self.mode != "off"
         self.total, self.done, self.t0, self._last = total, 0, time.perf_counter(), 0.0
         self._first: tuple[float, int] | None = None  # (time, count) at the first finished item
 

@@ -3,6 +3,7 @@ frozen dataclasses. config.py reads them from TOML; plan/ and outdir/ use them."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,14 @@ class LayerOption:
     exact: tuple[tuple[str, int], ...] = ()  # (trait name, exact number of items)
     traits: tuple[tuple[str, TraitOption], ...] = ()  # per-trait z, blend, opacity, metadata value
 
+    @cached_property
+    def values(self) -> dict[str, str]:
+        """Trait name -> the metadata value its `value` option gives (only those that have one)."""
+        return {name: to.value for name, to in self.traits if to.value is not None}
+
     def value_of(self, trait: str) -> str:
-        """What the metadata says for `trait`: its `value` option, else its name."""
-        return next((to.value for name, to in self.traits if name == trait and to.value is not None), trait)
+        """What the metadata says for `trait`: its `value` option, else its name (per item: one lookup)."""
+        return self.values.get(trait, trait)
 
 
 @dataclass(frozen=True)

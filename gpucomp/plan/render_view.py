@@ -142,14 +142,11 @@ def render_view(layerset: LayerSet, options) -> RenderView | None:
     """The render layers of a stack (see the module doc), or None when it needs none."""
     if not needs_view(layerset, options):
         return None
+    check_trait_options(layerset, options)
     drawn: dict[tuple[int, int], list[tuple[tuple, Trait]]] = {}
     edges: dict[tuple[int, int], list[tuple[int, int, list]]] = {}
     for li, (layer, o) in enumerate(zip(layerset.layers, options, strict=True)):
         trait_opts = dict(o.traits)
-        unknown = set(trait_opts) - {t.name for t in layer.traits}
-        if unknown:
-            raise ConfigError(f"layer {o.folder!r}: traits {', '.join(sorted(map(repr, unknown)))} named in its "
-                              f"`traits` options are not traits of this layer")
         for ti, t in enumerate(layer.traits):
             drawn[li, ti] = _slots(t, li, o, trait_opts)
             if t.edge_cases:
